@@ -1,0 +1,360 @@
+//! Hash commands: HSET HMSET HSETNX HGET HMGET HGETALL HKEYS HVALS HDEL
+//! HEXISTS HLEN HSTRLEN HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::{eq_ic, glob, Command, Ctx, Reply};
+use crate::error::CommandError;
+use crate::hash::compact::Elem;
+use crate::hash::HashRef;
+use crate::numeric::{self, longdouble::LongDouble};
+
+pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<'a>, CommandError>> {
+    let key = argv.get(1).copied().unwrap_or_default();
+    Some(Ok(match name {
+        "hset" | "hmset" => {
+            if argv.len() % 2 != 0 {
+                return Some(Err(CommandError::wrong_arity(name)));
+            }
+            Command::HSet {
+                key,
+                pairs: argv[2..].chunks_exact(2).map(|c| (c[0], c[1])).collect(),
+                ok_reply: name == "hmset",
+            }
+        }
+        "hsetnx" => Command::HSetNx { key, field: argv[2], value: argv[3] },
+        "hget" => Command::HGet { key, field: argv[2] },
+        "hmget" => Command::HMGet { key, fields: argv[2..].to_vec() },
+        "hgetall" => Command::HGetAll { key, keys: true, values: true },
+        "hkeys" => Command::HGetAll { key, keys: true, values: false },
+        "hvals" => Command::HGetAll { key, keys: false, values: true },
+        "hdel" => Command::HDel { key, fields: argv[2..].to_vec() },
+        "hexists" => Command::HExists { key, field: argv[2] },
+        "hlen" => Command::HLen { key },
+        "hstrlen" => Command::HStrLen { key, field: argv[2] },
+        "hincrby" => match numeric::parse_i64(argv[3]) {
+            Some(delta) => Command::HIncrBy { key, field: argv[2], delta },
+            None => return Some(Err(CommandError::not_integer())),
+        },
+        "hincrbyfloat" => Command::HIncrByFloat { key, field: argv[2], delta: argv[3] },
+        "hrandfield" => return Some(parse_hrandfield(argv)),
+        "hscan" => match numeric::parse_cursor(argv[2]) {
+            Some(cursor) => Command::HScan { key, cursor, options: argv[3..].to_vec() },
+            None => return Some(Err(CommandError::invalid_cursor())),
+        },
+        _ => return None,
+    }))
+}
+
+fn parse_hrandfield<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let key = argv[1];
+    if argv.len() < 3 {
+        return Ok(Command::HRandField { key, count: None, with_values: false });
+    }
+    let count = numeric::parse_i64(argv[2]).ok_or_else(CommandError::not_integer)?;
+    if count == i64::MIN {
+        return Err(CommandError::err(
+            "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if argv.len() > 4 || (argv.len() == 4 && !eq_ic(argv[3], "withvalues")) {
+        return Err(CommandError::syntax());
+    }
+    let with_values = argv.len() == 4;
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return Err(CommandError::out_of_range());
+    }
+    Ok(Command::HRandField { key, count: Some(count), with_values })
+}
+
+fn bulk(e: Elem<'_>) -> Reply {
+    Reply::Bulk(e.to_bytes())
+}
+
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
+    let (ks, now) = (ctx.ks, ctx.now);
+    match cmd {
+        Command::HSet { key, pairs, ok_reply } => {
+            let created = ks.write(key, now, |shard| -> Result<i64, CommandError> {
+                let mut h = shard.edit(key, ctx.opts);
+                let max_len = pairs.iter().map(|(f, v)| f.len().max(v.len())).max().unwrap_or(0);
+                h.precheck(pairs.len(), max_len)?;
+                let mut created = 0;
+                for (f, v) in &pairs {
+                    created += i64::from(h.set(f, v)?);
+                }
+                h.finish()?;
+                Ok(created)
+            })?;
+            Ok(if ok_reply { Reply::ok() } else { Reply::Integer(created) })
+        }
+        Command::HSetNx { key, field, value } => ks.write(key, now, |shard| {
+            let mut h = shard.edit(key, ctx.opts);
+            if h.get(field).is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            h.precheck(1, field.len().max(value.len()))?;
+            h.set(field, value)?;
+            h.finish()?;
+            Ok(Reply::Integer(1))
+        }),
+        Command::HGet { key, field } => Ok(ks.read(key, now, |h| Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes)))),
+        Command::HMGet { key, fields } => Ok(ks.read(key, now, |h| {
+            Reply::Array(
+                fields
+                    .iter()
+                    .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
+                    .collect(),
+            )
+        })),
+        Command::HGetAll { key, keys, values } => Ok(ks.read(key, now, |h| {
+            let mut out = Vec::new();
+            if let Some(h) = h {
+                out.reserve(h.len() * (usize::from(keys) + usize::from(values)));
+                h.for_each(|f, v| {
+                    if keys {
+                        out.push(bulk(f));
+                    }
+                    if values {
+                        out.push(bulk(v));
+                    }
+                });
+            }
+            Reply::Array(out)
+        })),
+        Command::HDel { key, fields } => ks.write(key, now, |shard| {
+            let mut h = shard.edit(key, ctx.opts);
+            if !h.existed() {
+                return Ok(Reply::Integer(0));
+            }
+            let mut deleted = 0;
+            for f in &fields {
+                if h.remove(f) {
+                    deleted += 1;
+                    if h.len() == 0 {
+                        break;
+                    }
+                }
+            }
+            h.finish()?;
+            Ok(Reply::Integer(deleted))
+        }),
+        Command::HExists { key, field } => Ok(ks.read(key, now, |h| Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some())))),
+        Command::HLen { key } => Ok(ks.read(key, now, |h| Reply::Integer(h.map_or(0, |h| h.len() as i64)))),
+        Command::HStrLen { key, field } => Ok(ks.read(key, now, |h| Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64)))),
+        Command::HIncrBy { key, field, delta } => ks.write(key, now, |shard| {
+            let mut h = shard.edit(key, ctx.opts);
+            let old = match h.get(field) {
+                None => 0,
+                Some(Elem::Int(v)) => v,
+                Some(Elem::Str(s)) => numeric::parse_i64(s).ok_or_else(|| CommandError::err("hash value is not an integer"))?,
+            };
+            let new = old.checked_add(delta).ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
+            h.set(field, &numeric::i64_bytes(new))?;
+            h.finish()?;
+            Ok(Reply::Integer(new))
+        }),
+        Command::HIncrByFloat { key, field, delta } => {
+            let incr = LongDouble::parse(delta).ok_or_else(CommandError::not_float)?;
+            if incr.is_nan_or_inf() {
+                return Err(CommandError::err("value is NaN or Infinity"));
+            }
+            ks.write(key, now, |shard| {
+                let mut h = shard.edit(key, ctx.opts);
+                let old = match h.get(field) {
+                    None => LongDouble::from_i64(0),
+                    Some(Elem::Int(v)) => LongDouble::from_i64(v),
+                    Some(Elem::Str(s)) => LongDouble::parse(s).ok_or_else(|| CommandError::err("hash value is not a float"))?,
+                };
+                let sum = old
+                    .checked_add(incr)
+                    .ok_or_else(|| CommandError::err("increment would produce NaN or Infinity"))?;
+                let text = sum.format();
+                h.set(field, &text)?;
+                h.finish()?;
+                Ok(Reply::Bulk(text))
+            })
+        }
+        Command::HRandField { key, count, with_values } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))),
+        Command::HScan { key, cursor, options } => ks.read(key, now, |h| match h {
+            None => Ok(Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(vec![])])),
+            Some(h) => hscan(h, cursor, &options),
+        }),
+        _ => Err(CommandError::err("internal: not a hash command")),
+    }
+}
+
+fn pair_replies(out: &mut Vec<Reply>, f: Elem<'_>, v: Elem<'_>, with_values: bool) {
+    out.push(bulk(f));
+    if with_values {
+        out.push(bulk(v));
+    }
+}
+
+/// HRANDFIELD, following Redis's cases: with replacement for negative
+/// counts, the whole hash when count >= size, otherwise distinct picks.
+fn hrandfield(h: Option<HashRef<'_>>, count: Option<i64>, with_values: bool) -> Reply {
+    let mut rng = rand::thread_rng();
+    let Some(count) = count else {
+        return match h {
+            None => Reply::Nil,
+            Some(h) => random_pair(h, &mut rng).map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)),
+        };
+    };
+    let Some(h) = h else {
+        return Reply::Array(vec![]);
+    };
+    if count == 0 {
+        return Reply::Array(vec![]);
+    }
+    let size = h.len();
+    let mut out = Vec::new();
+    if count < 0 {
+        let n = count.unsigned_abs() as usize;
+        match h {
+            HashRef::Compact(_) => {
+                let all = h.to_pairs();
+                for _ in 0..n {
+                    if let Some((f, v)) = all.choose(&mut rng) {
+                        out.push(Reply::Bulk(f.clone()));
+                        if with_values {
+                            out.push(Reply::Bulk(v.clone()));
+                        }
+                    }
+                }
+            }
+            HashRef::Dict(d) => {
+                for _ in 0..n {
+                    if let Some((f, v)) = d.random(&mut rng) {
+                        pair_replies(&mut out, Elem::Str(f), Elem::Str(v), with_values);
+                    }
+                }
+            }
+        }
+        return Reply::Array(out);
+    }
+    let count = count as usize;
+    if count == 1 {
+        if let Some((f, v)) = random_pair(h, &mut rng) {
+            out.push(Reply::Bulk(f));
+            if with_values {
+                out.push(Reply::Bulk(v));
+            }
+        }
+        return Reply::Array(out);
+    }
+    if count >= size {
+        h.for_each(|f, v| pair_replies(&mut out, f, v, with_values));
+        return Reply::Array(out);
+    }
+    match h {
+        HashRef::Dict(d) if count * 3 <= size => {
+            // Few picks from a big table: random probes until enough distinct.
+            let mut seen = std::collections::HashSet::with_capacity(count);
+            while seen.len() < count {
+                if let Some((f, v)) = d.random(&mut rng) {
+                    if seen.insert(f) {
+                        pair_replies(&mut out, Elem::Str(f), Elem::Str(v), with_values);
+                    }
+                }
+            }
+        }
+        _ => {
+            let mut all = h.to_pairs();
+            let (picked, _) = all.partial_shuffle(&mut rng, count);
+            for (f, v) in picked.iter() {
+                out.push(Reply::Bulk(f.clone()));
+                if with_values {
+                    out.push(Reply::Bulk(v.clone()));
+                }
+            }
+        }
+    }
+    Reply::Array(out)
+}
+
+fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)> {
+    match h {
+        HashRef::Compact(b) => {
+            let n = crate::hash::compact::len(b);
+            if n == 0 {
+                return None;
+            }
+            let k = rng.gen_range(0..n);
+            crate::hash::compact::pairs(b).nth(k).map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+        }
+        HashRef::Dict(d) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_vec())),
+    }
+}
+
+/// HSCAN after the key was found: options left to right, then one page.
+fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, CommandError> {
+    let mut count: usize = 10;
+    let mut pattern: Option<&[u8]> = None;
+    let mut no_values = false;
+    let mut i = 0;
+    while i < options.len() {
+        let rest = options.len() - i;
+        let opt = options[i];
+        if eq_ic(opt, "count") && rest >= 2 {
+            let n = numeric::parse_i64(options[i + 1]).ok_or_else(CommandError::not_integer)?;
+            if n < 1 {
+                return Err(CommandError::syntax());
+            }
+            count = usize::try_from(n).unwrap_or(usize::MAX);
+            i += 2;
+        } else if eq_ic(opt, "match") && rest >= 2 {
+            let p = options[i + 1];
+            pattern = if p == b"*" { None } else { Some(p) };
+            i += 2;
+        } else if eq_ic(opt, "novalues") {
+            no_values = true;
+            i += 1;
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let keep = |f: &[u8]| pattern.is_none_or(|p| glob::matches(p, f));
+    let mut items = Vec::new();
+    let next = match h {
+        HashRef::Compact(_) => {
+            h.for_each(|f, v| {
+                let fb = f.to_bytes();
+                if keep(&fb) {
+                    items.push(Reply::Bulk(fb));
+                    if !no_values {
+                        items.push(bulk(v));
+                    }
+                }
+            });
+            0
+        }
+        HashRef::Dict(d) => {
+            let mut cur = cursor;
+            let mut visited = 0usize;
+            let mut budget = count.saturating_mul(10);
+            loop {
+                cur = d.scan(cur, |f, v| {
+                    visited += 1;
+                    if keep(f) {
+                        items.push(Reply::Bulk(f.to_vec()));
+                        if !no_values {
+                            items.push(Reply::Bulk(v.to_vec()));
+                        }
+                    }
+                });
+                budget = budget.saturating_sub(1);
+                if cur == 0 || budget == 0 || visited >= count {
+                    break;
+                }
+            }
+            cur
+        }
+    };
+    Ok(Reply::Array(vec![Reply::Bulk(numeric_u64(next)), Reply::Array(items)]))
+}
+
+pub(super) fn numeric_u64(v: u64) -> Vec<u8> {
+    v.to_string().into_bytes()
+}

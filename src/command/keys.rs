@@ -1,0 +1,389 @@
+//! Key-level and server commands: DEL UNLINK EXISTS TYPE RENAME RENAMENX COPY
+//! EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST
+//! KEYS SCAN DBSIZE FLUSHDB OBJECT ENCODING MEMORY USAGE PING ECHO.
+
+use super::hash::numeric_u64;
+use super::{eq_ic, glob, Command, Ctx, Reply};
+use crate::error::CommandError;
+use crate::keyspace::{OwnedHash, SHARDS};
+use crate::numeric;
+
+/// NX / XX / GT / LT of the EXPIRE family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpireCond {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+}
+
+/// Which TTL view a TTL-family command reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlKind {
+    /// TTL: remaining seconds, rounded to nearest.
+    Seconds,
+    /// PTTL: remaining milliseconds.
+    Millis,
+    /// EXPIRETIME: absolute Unix seconds.
+    AbsSeconds,
+    /// PEXPIRETIME: absolute Unix milliseconds.
+    AbsMillis,
+}
+
+pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<'a>, CommandError>> {
+    let key = argv.get(1).copied().unwrap_or_default();
+    Some(Ok(match name {
+        "del" | "unlink" => Command::Del { keys: argv[1..].to_vec() },
+        "exists" => Command::Exists { keys: argv[1..].to_vec() },
+        "type" => Command::Type { key },
+        "rename" | "renamenx" => Command::Rename { key, new_key: argv[2], nx: name == "renamenx" },
+        "copy" => return Some(parse_copy(argv)),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => return Some(parse_expire(name, argv)),
+        "ttl" => Command::Ttl { key, kind: TtlKind::Seconds },
+        "pttl" => Command::Ttl { key, kind: TtlKind::Millis },
+        "expiretime" => Command::Ttl { key, kind: TtlKind::AbsSeconds },
+        "pexpiretime" => Command::Ttl { key, kind: TtlKind::AbsMillis },
+        "persist" => Command::Persist { key },
+        "keys" => Command::Keys { pattern: key },
+        "scan" => return Some(parse_scan(argv)),
+        "dbsize" => Command::DbSize,
+        "flushdb" => {
+            if argv.len() > 2 || (argv.len() == 2 && !eq_ic(argv[1], "sync") && !eq_ic(argv[1], "async")) {
+                return Some(Err(CommandError::syntax()));
+            }
+            Command::FlushDb
+        }
+        "ping" => {
+            if argv.len() > 2 {
+                return Some(Err(CommandError::wrong_arity("ping")));
+            }
+            Command::Ping { message: argv.get(1).copied() }
+        }
+        "echo" => Command::Echo { message: key },
+        _ => return None,
+    }))
+}
+
+/// Which member of the EXPIRE family: its name, its unit and its base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpireKind {
+    name: &'static str,
+    seconds: bool,
+    relative: bool,
+}
+
+impl ExpireKind {
+    /// The absolute expiry in Unix ms for `when` given at `now`, or Redis's
+    /// "invalid expire time" error on overflow.
+    pub(crate) fn resolve(self, when: i64, now: i64) -> Result<i64, CommandError> {
+        let mut when = when;
+        if self.seconds {
+            when = when.checked_mul(1000).ok_or_else(|| CommandError::invalid_expire(self.name))?;
+        }
+        let base = if self.relative { now } else { 0 };
+        if when > i64::MAX - base {
+            return Err(CommandError::invalid_expire(self.name));
+        }
+        Ok(when + base)
+    }
+
+    pub(crate) fn of(name: &str) -> ExpireKind {
+        match name {
+            "expire" => ExpireKind { name: "expire", seconds: true, relative: true },
+            "pexpire" => ExpireKind { name: "pexpire", seconds: false, relative: true },
+            "expireat" => ExpireKind { name: "expireat", seconds: true, relative: false },
+            _ => ExpireKind { name: "pexpireat", seconds: false, relative: false },
+        }
+    }
+}
+
+/// Parses the EXPIRE family: options first, then the time (as Redis does).
+pub(crate) fn parse_expire<'a>(name: &str, argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let mut cond = ExpireCond::default();
+    for opt in &argv[3..] {
+        if eq_ic(opt, "nx") {
+            cond.nx = true;
+        } else if eq_ic(opt, "xx") {
+            cond.xx = true;
+        } else if eq_ic(opt, "gt") {
+            cond.gt = true;
+        } else if eq_ic(opt, "lt") {
+            cond.lt = true;
+        } else {
+            let word: Vec<u8> = opt.iter().copied().take_while(|&c| c != 0).collect();
+            return Err(CommandError::err(format!("Unsupported option {}", String::from_utf8_lossy(&word))));
+        }
+    }
+    if cond.nx && (cond.xx || cond.gt || cond.lt) {
+        return Err(CommandError::err("NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if cond.gt && cond.lt {
+        return Err(CommandError::err("GT and LT options at the same time are not compatible"));
+    }
+    let when = numeric::parse_i64(argv[2]).ok_or_else(CommandError::not_integer)?;
+    Ok(Command::Expire { key: argv[1], when, kind: ExpireKind::of(name), cond })
+}
+
+fn parse_copy<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let mut replace = false;
+    let mut j = 3;
+    while j < argv.len() {
+        if eq_ic(argv[j], "replace") {
+            replace = true;
+        } else if eq_ic(argv[j], "db") && j + 1 < argv.len() {
+            let db = numeric::parse_i64(argv[j + 1]).ok_or_else(CommandError::not_integer)?;
+            if i32::try_from(db).is_err() {
+                return Err(CommandError::out_of_range());
+            }
+            // hashkv has one database, index 0.
+            if db != 0 {
+                return Err(CommandError::err("DB index is out of range"));
+            }
+            j += 1;
+        } else {
+            return Err(CommandError::syntax());
+        }
+        j += 1;
+    }
+    if argv[1] == argv[2] {
+        return Err(CommandError::err("source and destination objects are the same"));
+    }
+    Ok(Command::Copy { src: argv[1], dst: argv[2], replace })
+}
+
+fn parse_scan<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let cursor = numeric::parse_cursor(argv[1]).ok_or_else(CommandError::invalid_cursor)?;
+    let mut count = 10usize;
+    let mut pattern = None;
+    let mut type_hash = None;
+    let mut i = 2;
+    while i < argv.len() {
+        let rest = argv.len() - i;
+        let opt = argv[i];
+        if eq_ic(opt, "count") && rest >= 2 {
+            let n = numeric::parse_i64(argv[i + 1]).ok_or_else(CommandError::not_integer)?;
+            if n < 1 {
+                return Err(CommandError::syntax());
+            }
+            count = usize::try_from(n).unwrap_or(usize::MAX);
+            i += 2;
+        } else if eq_ic(opt, "match") && rest >= 2 {
+            pattern = if argv[i + 1] == b"*" { None } else { Some(argv[i + 1]) };
+            i += 2;
+        } else if eq_ic(opt, "type") && rest >= 2 {
+            let t = String::from_utf8_lossy(argv[i + 1]).to_ascii_lowercase();
+            if !matches!(t.as_str(), "string" | "list" | "set" | "zset" | "hash" | "stream") {
+                return Err(CommandError::err(format!("unknown type name '{}'", String::from_utf8_lossy(argv[i + 1]))));
+            }
+            type_hash = Some(t == "hash");
+            i += 2;
+        } else if eq_ic(opt, "novalues") {
+            return Err(CommandError::err("NOVALUES option can only be used in HSCAN"));
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    Ok(Command::Scan { cursor, pattern, count, type_hash })
+}
+
+pub(super) fn parse_memory_usage<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let mut j = 3;
+    while j < argv.len() {
+        if eq_ic(argv[j], "samples") && j + 1 < argv.len() {
+            let n = numeric::parse_i64(argv[j + 1]).ok_or_else(CommandError::not_integer)?;
+            if n < 0 {
+                return Err(CommandError::syntax());
+            }
+            j += 2;
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    Ok(Command::MemoryUsage { key: argv[2] })
+}
+
+/// Deep copy of a hash for COPY.
+fn clone_hash(h: crate::hash::HashRef<'_>) -> Result<OwnedHash, CommandError> {
+    Ok(match h {
+        crate::hash::HashRef::Compact(b) => OwnedHash::Compact(b.to_vec()),
+        crate::hash::HashRef::Dict(d) => {
+            let mut t = crate::hash::table::ArenaTable::with_capacity(d.len());
+            for (f, v) in d.iter() {
+                t.set(f, v).map_err(|_| CommandError::too_large())?;
+            }
+            OwnedHash::Dict(t)
+        }
+    })
+}
+
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
+    let (ks, now) = (ctx.ks, ctx.now);
+    match cmd {
+        Command::Del { keys } => {
+            let mut g = ks.lock_many(&keys);
+            let mut n = 0;
+            for k in &keys {
+                let shard = g.shard(k);
+                if !shard.expire_if_needed(k, now) && shard.delete(k) {
+                    n += 1;
+                }
+            }
+            Ok(Reply::Integer(n))
+        }
+        Command::Exists { keys } => Ok(Reply::Integer(
+            keys.iter().map(|k| i64::from(ks.read(k, now, |h| h.is_some()))).sum(),
+        )),
+        Command::Type { key } => Ok(Reply::Status(
+            if ks.read(key, now, |h| h.is_some()) { "hash" } else { "none" }.to_owned(),
+        )),
+        Command::Rename { key, new_key, nx } => {
+            let mut g = ks.lock_many(&[key, new_key]);
+            g.shard(key).expire_if_needed(key, now);
+            g.shard(new_key).expire_if_needed(new_key, now);
+            if g.shard(key).get(key, now).is_none() {
+                return Err(CommandError::no_such_key());
+            }
+            if key == new_key {
+                return Ok(if nx { Reply::Integer(0) } else { Reply::ok() });
+            }
+            if nx && g.shard(new_key).get(new_key, now).is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            let Some((hash, ttl)) = g.shard(key).take(key) else {
+                return Err(CommandError::no_such_key());
+            };
+            g.shard(new_key).put(new_key, hash, ttl)?;
+            Ok(if nx { Reply::Integer(1) } else { Reply::ok() })
+        }
+        Command::Copy { src, dst, replace } => {
+            let mut g = ks.lock_many(&[src, dst]);
+            g.shard(src).expire_if_needed(src, now);
+            g.shard(dst).expire_if_needed(dst, now);
+            let s = g.shard(src);
+            let Some(h) = s.get(src, now) else {
+                return Ok(Reply::Integer(0));
+            };
+            let copy = clone_hash(h)?;
+            let ttl = s.ttl_of(src);
+            let d = g.shard(dst);
+            if d.get(dst, now).is_some() && !replace {
+                return Ok(Reply::Integer(0));
+            }
+            d.put(dst, copy, ttl)?;
+            Ok(Reply::Integer(1))
+        }
+        Command::Expire { key, when, kind, cond } => {
+            let at_ms = kind.resolve(when, now)?;
+            ks.write(key, now, |shard| {
+            if shard.get(key, now).is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            let cur = shard.ttl_of(key);
+            let fail = (cond.nx && cur.is_some())
+                || (cond.xx && cur.is_none())
+                || (cond.gt && cur.is_none_or(|c| at_ms <= c))
+                || (cond.lt && cur.is_some_and(|c| at_ms >= c));
+            if fail {
+                return Ok(Reply::Integer(0));
+            }
+            if at_ms <= now {
+                shard.delete(key);
+            } else {
+                shard.set_ttl(key, Some(at_ms))?;
+            }
+            Ok(Reply::Integer(1))
+            })
+        }
+        Command::Ttl { key, kind } => Ok(ks.read_shard(key, now, |shard| {
+            if shard.get(key, now).is_none() {
+                return Reply::Integer(-2);
+            }
+            let Some(at) = shard.ttl_of(key) else {
+                return Reply::Integer(-1);
+            };
+            let v = match kind {
+                TtlKind::Seconds | TtlKind::Millis => (at - now).max(0),
+                TtlKind::AbsSeconds | TtlKind::AbsMillis => at.max(0),
+            };
+            Reply::Integer(match kind {
+                TtlKind::Millis | TtlKind::AbsMillis => v,
+                TtlKind::Seconds | TtlKind::AbsSeconds => (v + 500) / 1000,
+            })
+        })),
+        Command::Persist { key } => ks.write(key, now, |shard| {
+            if shard.get(key, now).is_none() || shard.ttl_of(key).is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            shard.set_ttl(key, None)?;
+            Ok(Reply::Integer(1))
+        }),
+        Command::Keys { pattern } => {
+            let all = pattern == b"*";
+            let mut out = Vec::new();
+            for i in 0..SHARDS {
+                let shard = ks.shard_at(i).read();
+                for k in shard.key_names() {
+                    if (all || glob::matches(pattern, k)) && shard.get(k, now).is_some() {
+                        out.push(Reply::Bulk(k.to_vec()));
+                    }
+                }
+            }
+            Ok(Reply::Array(out))
+        }
+        Command::Scan { cursor, pattern, count, type_hash } => Ok(scan(ctx, cursor, pattern, count, type_hash)),
+        Command::DbSize => Ok(Reply::Integer(ks.len() as i64)),
+        Command::FlushDb => {
+            ks.clear();
+            Ok(Reply::ok())
+        }
+        Command::ObjectEncoding { key } => Ok(ks.read(key, now, |h| {
+            h.map_or(Reply::Nil, |h| Reply::Bulk(h.encoding().as_bytes().to_vec()))
+        })),
+        Command::MemoryUsage { key } => Ok(ks.read_shard(key, now, |shard| {
+            shard.memory_usage(key).map_or(Reply::Nil, |n| Reply::Integer(n as i64))
+        })),
+        Command::Ping { message } => Ok(match message {
+            None => Reply::Status("PONG".to_owned()),
+            Some(m) => Reply::Bulk(m.to_vec()),
+        }),
+        Command::Echo { message } => Ok(Reply::Bulk(message.to_vec())),
+        _ => Err(CommandError::err("internal: not a key command")),
+    }
+}
+
+/// SCAN over all shards: the cursor's low bits name the shard, the rest is
+/// that shard's table cursor.
+fn scan(ctx: &Ctx<'_>, cursor: u64, pattern: Option<&[u8]>, count: usize, type_hash: Option<bool>) -> Reply {
+    let shard_bits = SHARDS.trailing_zeros();
+    let mut shard_idx = (cursor & (SHARDS as u64 - 1)) as usize;
+    let mut table_cursor = cursor >> shard_bits;
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut budget = count.saturating_mul(10);
+    loop {
+        {
+            let shard = ctx.ks.shard_at(shard_idx).read();
+            table_cursor = shard.scan_keys(table_cursor, |k, _| found.push(k.to_vec()));
+        }
+        if table_cursor == 0 {
+            shard_idx += 1;
+        }
+        budget = budget.saturating_sub(1);
+        if shard_idx == SHARDS || budget == 0 || found.len() >= count {
+            break;
+        }
+    }
+    let next = if shard_idx == SHARDS { 0 } else { (table_cursor << shard_bits) | shard_idx as u64 };
+    let mut items = Vec::with_capacity(found.len());
+    for k in found {
+        if pattern.is_some_and(|p| !glob::matches(p, &k)) {
+            continue;
+        }
+        // Keys found expired are deleted and left out of the page.
+        let live = ctx.ks.read(&k, ctx.now, |h| h.is_some());
+        if !live || type_hash == Some(false) {
+            continue;
+        }
+        items.push(Reply::Bulk(k));
+    }
+    Reply::Array(vec![Reply::Bulk(numeric_u64(next)), Reply::Array(items)])
+}

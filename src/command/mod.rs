@@ -1,0 +1,232 @@
+//! The command layer: argument vectors in, [`Reply`] out. Every front end
+//! (the typed [`crate::Db`] methods, the shell, tests, fuzzers) goes through
+//! [`Command::parse`] and [`Command::execute`], so each behaviour and each
+//! Redis error string lives in one place.
+//!
+//! Order of checks follows Redis: arity first (from the table below), then
+//! each command's own argument parsing, then the key lookup.
+
+mod glob;
+mod hash;
+mod keys;
+pub(crate) mod reply;
+
+use crate::error::CommandError;
+use crate::keyspace::Keyspace;
+use crate::options::Options;
+
+pub use keys::{ExpireCond, ExpireKind, TtlKind};
+pub use reply::Reply;
+
+/// What a command runs against.
+pub(crate) struct Ctx<'a> {
+    pub(crate) ks: &'a Keyspace,
+    pub(crate) opts: &'a Options,
+    /// One time sample per command, used for every TTL decision in it.
+    pub(crate) now: i64,
+}
+
+/// A parsed command, borrowing its arguments. Field names follow the Redis
+/// documentation of each command's arguments.
+#[allow(missing_docs)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Command<'a> {
+    /// HSET / HMSET (`ok_reply` for HMSET).
+    HSet { key: &'a [u8], pairs: Vec<(&'a [u8], &'a [u8])>, ok_reply: bool },
+    /// HSETNX.
+    HSetNx { key: &'a [u8], field: &'a [u8], value: &'a [u8] },
+    /// HGET.
+    HGet { key: &'a [u8], field: &'a [u8] },
+    /// HMGET.
+    HMGet { key: &'a [u8], fields: Vec<&'a [u8]> },
+    /// HGETALL / HKEYS / HVALS.
+    HGetAll { key: &'a [u8], keys: bool, values: bool },
+    /// HDEL.
+    HDel { key: &'a [u8], fields: Vec<&'a [u8]> },
+    /// HEXISTS.
+    HExists { key: &'a [u8], field: &'a [u8] },
+    /// HLEN.
+    HLen { key: &'a [u8] },
+    /// HSTRLEN.
+    HStrLen { key: &'a [u8], field: &'a [u8] },
+    /// HINCRBY.
+    HIncrBy { key: &'a [u8], field: &'a [u8], delta: i64 },
+    /// HINCRBYFLOAT (the increment as given; parsed at execution).
+    HIncrByFloat { key: &'a [u8], field: &'a [u8], delta: &'a [u8] },
+    /// HRANDFIELD.
+    HRandField { key: &'a [u8], count: Option<i64>, with_values: bool },
+    /// HSCAN (options parsed after the key lookup, as Redis does).
+    HScan { key: &'a [u8], cursor: u64, options: Vec<&'a [u8]> },
+    /// DEL / UNLINK.
+    Del { keys: Vec<&'a [u8]> },
+    /// EXISTS.
+    Exists { keys: Vec<&'a [u8]> },
+    /// TYPE.
+    Type { key: &'a [u8] },
+    /// RENAME / RENAMENX.
+    Rename { key: &'a [u8], new_key: &'a [u8], nx: bool },
+    /// COPY.
+    Copy { src: &'a [u8], dst: &'a [u8], replace: bool },
+    /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT (`when` as given; resolved
+    /// against the clock at execution).
+    Expire { key: &'a [u8], when: i64, kind: keys::ExpireKind, cond: keys::ExpireCond },
+    /// TTL / PTTL / EXPIRETIME / PEXPIRETIME.
+    Ttl { key: &'a [u8], kind: keys::TtlKind },
+    /// PERSIST.
+    Persist { key: &'a [u8] },
+    /// KEYS.
+    Keys { pattern: &'a [u8] },
+    /// SCAN.
+    Scan { cursor: u64, pattern: Option<&'a [u8]>, count: usize, type_hash: Option<bool> },
+    /// DBSIZE.
+    DbSize,
+    /// FLUSHDB.
+    FlushDb,
+    /// OBJECT ENCODING.
+    ObjectEncoding { key: &'a [u8] },
+    /// MEMORY USAGE.
+    MemoryUsage { key: &'a [u8] },
+    /// PING.
+    Ping { message: Option<&'a [u8]> },
+    /// ECHO.
+    Echo { message: &'a [u8] },
+}
+
+/// Arity as Redis's command table gives it: N > 0 exactly N words, N < 0 at
+/// least -N words (the command name counts).
+fn arity(name: &str) -> Option<i32> {
+    Some(match name {
+        "hset" | "hmset" => -4,
+        "hsetnx" | "hincrby" | "hincrbyfloat" => 4,
+        "hget" | "hexists" | "hstrlen" => 3,
+        "hmget" | "hdel" | "hscan" => -3,
+        "hgetall" | "hkeys" | "hvals" | "hlen" => 2,
+        "hrandfield" => -2,
+        "del" | "unlink" | "exists" => -2,
+        "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "keys" | "echo" => 2,
+        "rename" | "renamenx" => 3,
+        "copy" | "expire" | "pexpire" | "expireat" | "pexpireat" => -3,
+        "scan" => -2,
+        "dbsize" => 1,
+        "flushdb" | "ping" => -1,
+        "object" | "memory" => -2,
+        _ => return None,
+    })
+}
+
+fn lower(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).to_ascii_lowercase()
+}
+
+/// Redis's text for an unknown command (argv[0] and the first arguments,
+/// each cut so the whole list stays near 128 bytes, newlines blanked).
+fn unknown_command(argv: &[&[u8]]) -> CommandError {
+    let cstr = |b: &[u8]| -> Vec<u8> { b.iter().copied().take_while(|&c| c != 0).collect() };
+    let mut name = cstr(argv[0]);
+    name.truncate(128);
+    let mut args: Vec<u8> = Vec::new();
+    for a in &argv[1..] {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        let mut a = cstr(a);
+        a.truncate(room);
+        args.push(b'\'');
+        args.extend_from_slice(&a);
+        args.extend_from_slice(b"' ");
+    }
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(&name);
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&args);
+    for c in &mut text {
+        if *c == b'\r' || *c == b'\n' {
+            *c = b' ';
+        }
+    }
+    CommandError::new(String::from_utf8_lossy(&text).into_owned())
+}
+
+fn unknown_subcommand(container: &[u8], sub: &[u8]) -> CommandError {
+    let mut sub: Vec<u8> = sub.iter().copied().take_while(|&c| c != 0).collect();
+    sub.truncate(128);
+    CommandError::err(format!(
+        "unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&sub),
+        String::from_utf8_lossy(container).to_ascii_uppercase()
+    ))
+}
+
+pub(crate) fn eq_ic(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+impl<'a> Command<'a> {
+    /// Parses an argument vector (command name first).
+    ///
+    /// # Errors
+    /// Redis's error for an unknown command, a wrong argument count or bad
+    /// arguments that Redis rejects before looking at the key.
+    pub fn parse(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+        let Some(first) = argv.first() else {
+            return Err(CommandError::err("empty command"));
+        };
+        let name = lower(first);
+        let Some(ar) = arity(&name) else {
+            return Err(unknown_command(argv));
+        };
+        let n = argv.len() as i64;
+        let ar = i64::from(ar);
+        if (ar > 0 && n != ar) || n < -ar {
+            return Err(CommandError::wrong_arity(&name));
+        }
+        match name.as_str() {
+            "object" | "memory" => {
+                let sub = lower(argv[1]);
+                let full = match (name.as_str(), sub.as_str()) {
+                    ("object", "encoding") => ("object|encoding", 3),
+                    ("memory", "usage") => ("memory|usage", -3),
+                    _ => return Err(unknown_subcommand(argv[0], argv[1])),
+                };
+                let (fname, ar) = full;
+                if (ar > 0 && n != ar) || n < -ar {
+                    return Err(CommandError::wrong_arity(fname));
+                }
+                if name == "object" {
+                    Ok(Command::ObjectEncoding { key: argv[2] })
+                } else {
+                    keys::parse_memory_usage(argv)
+                }
+            }
+            _ => hash::parse(&name, argv).or_else(|| keys::parse(&name, argv)).unwrap_or_else(|| {
+                // Every name in the arity table is handled by one of the two.
+                Err(unknown_command(argv))
+            }),
+        }
+    }
+
+    /// Runs the command.
+    pub(crate) fn execute(self, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
+        match self {
+            Command::Del { .. }
+            | Command::Exists { .. }
+            | Command::Type { .. }
+            | Command::Rename { .. }
+            | Command::Copy { .. }
+            | Command::Expire { .. }
+            | Command::Ttl { .. }
+            | Command::Persist { .. }
+            | Command::Keys { .. }
+            | Command::Scan { .. }
+            | Command::DbSize
+            | Command::FlushDb
+            | Command::ObjectEncoding { .. }
+            | Command::MemoryUsage { .. }
+            | Command::Ping { .. }
+            | Command::Echo { .. } => keys::execute(self, ctx),
+            _ => hash::execute(self, ctx),
+        }
+    }
+}

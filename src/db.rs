@@ -1,0 +1,408 @@
+//! [`Db`]: the handle a program holds. Cheap to clone, `Send + Sync`; every
+//! method goes through the command layer, so typed calls and
+//! [`Db::execute`] behave identically.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::command::{Command, Ctx, Reply};
+use crate::error::{CommandError, Error, Result};
+use crate::keyspace::Keyspace;
+use crate::options::Options;
+
+/// How often the active-expiry thread runs, and how many TTL entries it
+/// may look at per shard per run (bounds the work done under a lock).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+const SWEEP_BUDGET: usize = 200;
+
+struct Shared {
+    ks: Keyspace,
+    opts: Options,
+    path: Option<PathBuf>,
+    /// Dropped with the last handle, which wakes and ends the sweeper.
+    _stop: mpsc::Sender<()>,
+}
+
+/// An open hashkv database.
+///
+/// `Db` is a handle around shared state: clone it to use it from several
+/// threads. Commands on different keys run in parallel.
+#[derive(Clone)]
+pub struct Db {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.shared.path).field("options", &self.shared.opts).finish()
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::Command(CommandError::err(format!("internal: unexpected reply {reply:?}")))
+}
+
+impl Db {
+    /// Opens (creating if missing) the database directory at `path` with
+    /// default [`Options`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be created.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(path, Options::default())
+    }
+
+    /// Opens the database directory at `path` with `opts`.
+    ///
+    /// Durability (the log and snapshots) is not built yet: the directory is
+    /// created, and the data lives in memory for the life of the process.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be created.
+    pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            op: "creating directory",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Db::build(opts, Some(path.to_path_buf())))
+    }
+
+    /// A database that lives only in memory.
+    pub fn in_memory(opts: Options) -> Db {
+        Db::build(opts, None)
+    }
+
+    fn build(opts: Options, path: Option<PathBuf>) -> Db {
+        let (tx, rx) = mpsc::channel::<()>();
+        let active = opts.active_expiry;
+        let shared = Arc::new(Shared {
+            ks: Keyspace::default(),
+            opts,
+            path,
+            _stop: tx,
+        });
+        if active {
+            let weak = Arc::downgrade(&shared);
+            let _ = std::thread::Builder::new()
+                .name("hashkv-expire".into())
+                .spawn(move || sweeper(&weak, &rx));
+        }
+        Db { shared }
+    }
+
+    /// The options this database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.shared.opts
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            ks: &self.shared.ks,
+            opts: &self.shared.opts,
+            now: self.shared.opts.clock.now_ms(),
+        }
+    }
+
+    fn run(&self, cmd: Command<'_>) -> Result<Reply> {
+        Ok(cmd.execute(&self.ctx())?)
+    }
+
+    /// Runs one command given as its words, like a line sent to Redis, and
+    /// returns Redis's reply.
+    ///
+    /// # Errors
+    /// [`Error::Command`] with Redis's exact error text.
+    ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.execute(&["HSET", "user:1", "name", "Alice"])?;
+    /// let reply = db.execute(&["HGET", "user:1", "name"])?;
+    /// assert_eq!(reply, hashkv::Reply::Bulk(b"Alice".to_vec()));
+    /// let err = db.execute(&["HINCRBY", "user:1", "name", "1"]).unwrap_err();
+    /// assert_eq!(err.to_string(), "ERR hash value is not an integer");
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    pub fn execute<A: AsRef<[u8]>>(&self, argv: &[A]) -> Result<Reply> {
+        let words: Vec<&[u8]> = argv.iter().map(AsRef::as_ref).collect();
+        let cmd = Command::parse(&words)?;
+        self.run(cmd)
+    }
+
+    fn int(&self, cmd: Command<'_>) -> Result<i64> {
+        match self.run(cmd)? {
+            Reply::Integer(i) => Ok(i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn bulk(&self, cmd: Command<'_>) -> Result<Option<Vec<u8>>> {
+        match self.run(cmd)? {
+            Reply::Bulk(b) => Ok(Some(b)),
+            Reply::Nil => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn bulks(&self, cmd: Command<'_>) -> Result<Vec<Vec<u8>>> {
+        match self.run(cmd)? {
+            Reply::Array(items) => Ok(items
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `HSET key field value [field value ...]`: sets fields, returns how
+    /// many were new.
+    ///
+    /// # Errors
+    /// [`Error::Command`] only if the hash outgrows hashkv's limits.
+    ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// assert_eq!(db.hset("user:1", &[("name", "Alice"), ("age", "25")])?, 2);
+    /// assert_eq!(db.hset("user:1", &[("age", "26")])?, 0);
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    pub fn hset<K, F, V>(&self, key: K, pairs: &[(F, V)]) -> Result<i64>
+    where
+        K: AsRef<[u8]>,
+        F: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let pairs = pairs.iter().map(|(f, v)| (f.as_ref(), v.as_ref())).collect();
+        self.int(Command::HSet { key: key.as_ref(), pairs, ok_reply: false })
+    }
+
+    /// `HSETNX key field value`: sets the field only if it is absent.
+    ///
+    /// # Errors
+    /// [`Error::Command`] only if the hash outgrows hashkv's limits.
+    pub fn hsetnx(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.int(Command::HSetNx { key: key.as_ref(), field: field.as_ref(), value: value.as_ref() })? == 1)
+    }
+
+    /// `HGET key field`.
+    ///
+    /// # Errors
+    /// None in practice; the signature leaves room for I/O-backed reads.
+    pub fn hget(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.bulk(Command::HGet { key: key.as_ref(), field: field.as_ref() })
+    }
+
+    /// `HMGET key field [field ...]`: one `Option` per field, in order.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hmget<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<Vec<Option<Vec<u8>>>> {
+        let fields = fields.iter().map(AsRef::as_ref).collect();
+        match self.run(Command::HMGet { key: key.as_ref(), fields })? {
+            Reply::Array(items) => Ok(items
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `HGETALL key` as (field, value) pairs.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hgetall(&self, key: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let flat = self.bulks(Command::HGetAll { key: key.as_ref(), keys: true, values: true })?;
+        let mut it = flat.into_iter();
+        let mut out = Vec::new();
+        while let (Some(f), Some(v)) = (it.next(), it.next()) {
+            out.push((f, v));
+        }
+        Ok(out)
+    }
+
+    /// `HKEYS key`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hkeys(&self, key: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
+        self.bulks(Command::HGetAll { key: key.as_ref(), keys: true, values: false })
+    }
+
+    /// `HVALS key`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hvals(&self, key: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
+        self.bulks(Command::HGetAll { key: key.as_ref(), keys: false, values: true })
+    }
+
+    /// `HDEL key field [field ...]`: returns how many fields were removed.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hdel<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<i64> {
+        let fields = fields.iter().map(AsRef::as_ref).collect();
+        self.int(Command::HDel { key: key.as_ref(), fields })
+    }
+
+    /// `HEXISTS key field`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hexists(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.int(Command::HExists { key: key.as_ref(), field: field.as_ref() })? == 1)
+    }
+
+    /// `HLEN key`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hlen(&self, key: impl AsRef<[u8]>) -> Result<i64> {
+        self.int(Command::HLen { key: key.as_ref() })
+    }
+
+    /// `HSTRLEN key field`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hstrlen(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<i64> {
+        self.int(Command::HStrLen { key: key.as_ref(), field: field.as_ref() })
+    }
+
+    /// Increments the integer in `field` of the hash at `key` by `delta`,
+    /// like `HINCRBY`. A missing key or field counts as 0. Returns the new
+    /// value.
+    ///
+    /// # Errors
+    /// [`Error::Command`] if the field is not an integer
+    /// (`ERR hash value is not an integer`) or the result would overflow
+    /// (`ERR increment or decrement would overflow`).
+    ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// assert_eq!(db.hincrby("user:1", "visits", 5)?, 5);
+    /// assert_eq!(db.hincrby("user:1", "visits", -2)?, 3);
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    pub fn hincrby(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
+        self.int(Command::HIncrBy { key: key.as_ref(), field: field.as_ref(), delta })
+    }
+
+    /// `HINCRBYFLOAT key field delta`, computed and printed exactly as Redis
+    /// does on x86-64. Returns the stored text.
+    ///
+    /// # Errors
+    /// [`Error::Command`] with Redis's float errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.hset("h", &[("x", "10.5")])?;
+    /// assert_eq!(db.hincrbyfloat("h", "x", "0.1")?, b"10.6");
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    pub fn hincrbyfloat(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+        self.bulk(Command::HIncrByFloat { key: key.as_ref(), field: field.as_ref(), delta: delta.as_ref() })
+            .map(Option::unwrap_or_default)
+    }
+
+    /// `DEL key [key ...]`: returns how many keys were removed.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn del<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<i64> {
+        self.int(Command::Del { keys: keys.iter().map(AsRef::as_ref).collect() })
+    }
+
+    /// `EXISTS key [key ...]`: counts arguments naming an existing key.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn exists<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<i64> {
+        self.int(Command::Exists { keys: keys.iter().map(AsRef::as_ref).collect() })
+    }
+
+    /// `PEXPIRE key ms`: true when the TTL was set (or the key deleted
+    /// because the time is not in the future).
+    ///
+    /// # Errors
+    /// [`Error::Command`] on overflow of the absolute time.
+    pub fn pexpire(&self, key: impl AsRef<[u8]>, ms: i64) -> Result<bool> {
+        Ok(self.execute(&[b"PEXPIRE".as_slice(), key.as_ref(), ms.to_string().as_bytes()])?.as_integer() == Some(1))
+    }
+
+    /// `PTTL key`: -2 missing, -1 no TTL, else remaining milliseconds.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn pttl(&self, key: impl AsRef<[u8]>) -> Result<i64> {
+        self.int(Command::Ttl { key: key.as_ref(), kind: crate::command::TtlKind::Millis })
+    }
+
+    /// `PERSIST key`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.int(Command::Persist { key: key.as_ref() })? == 1)
+    }
+
+    /// `DBSIZE`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn dbsize(&self) -> Result<i64> {
+        self.int(Command::DbSize)
+    }
+
+    /// `OBJECT ENCODING key`: `listpack`, `hashtable`, or `None`.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn object_encoding(&self, key: impl AsRef<[u8]>) -> Result<Option<String>> {
+        Ok(self
+            .bulk(Command::ObjectEncoding { key: key.as_ref() })?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// `MEMORY USAGE key`: bytes held for the key, or `None` if missing.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn memory_usage(&self, key: impl AsRef<[u8]>) -> Result<Option<i64>> {
+        match self.run(Command::MemoryUsage { key: key.as_ref() })? {
+            Reply::Integer(n) => Ok(Some(n)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs one active-expiry pass now (the background thread does this
+    /// every 100 ms when active expiry is on). Returns keys deleted.
+    pub fn expire_cycle(&self) -> usize {
+        self.shared.ks.sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
+    }
+}
+
+fn sweeper(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
+    loop {
+        match stop.recv_timeout(SWEEP_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(s) = shared.upgrade() else { return };
+        s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
+    }
+}

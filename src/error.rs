@@ -1,0 +1,116 @@
+//! Error types: [`Error`] for everything a [`crate::Db`] call can fail with, and
+//! [`CommandError`], which carries Redis's exact error text.
+//!
+//! Low layers return small local errors; the layer that knows more (which file,
+//! which command) wraps them. Display always says what happened and, where it
+//! helps, what to do next.
+
+use std::fmt;
+
+/// Result alias used across hashkv.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a hashkv operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A command was rejected with Redis's error reply (the text is exact,
+    /// including its `ERR ` or `WRONGTYPE ` prefix).
+    #[error("{0}")]
+    Command(#[from] CommandError),
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What hashkv was doing, e.g. "creating directory".
+        op: &'static str,
+        /// The file or directory involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A command error with Redis's exact reply text, e.g.
+/// `ERR value is not an integer or out of range`.
+///
+/// Clients match on these strings, so they are reproduced byte for byte; see
+/// `spec/COMMANDS.md` for the catalogue.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CommandError {
+    message: String,
+}
+
+impl CommandError {
+    /// An error whose full text (prefix included) is `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        CommandError {
+            message: message.into(),
+        }
+    }
+
+    /// `ERR <text>`.
+    pub(crate) fn err(text: impl AsRef<str>) -> Self {
+        CommandError::new(format!("ERR {}", text.as_ref()))
+    }
+
+    /// The full error text as Redis sends it after the `-`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The first word of the message: `ERR`, `WRONGTYPE`, ...
+    pub fn kind(&self) -> &str {
+        self.message.split(' ').next().unwrap_or("")
+    }
+
+    pub(crate) fn wrong_arity(cmd: &str) -> Self {
+        CommandError::err(format!("wrong number of arguments for '{cmd}' command"))
+    }
+
+    pub(crate) fn syntax() -> Self {
+        CommandError::err("syntax error")
+    }
+
+    pub(crate) fn not_integer() -> Self {
+        CommandError::err("value is not an integer or out of range")
+    }
+
+    pub(crate) fn not_float() -> Self {
+        CommandError::err("value is not a valid float")
+    }
+
+    pub(crate) fn out_of_range() -> Self {
+        CommandError::err("value is out of range")
+    }
+
+    pub(crate) fn invalid_cursor() -> Self {
+        CommandError::err("invalid cursor")
+    }
+
+    pub(crate) fn no_such_key() -> Self {
+        CommandError::err("no such key")
+    }
+
+    pub(crate) fn invalid_expire(cmd: &str) -> Self {
+        CommandError::err(format!("invalid expire time in '{cmd}' command"))
+    }
+
+    pub(crate) fn too_large() -> Self {
+        CommandError::err("hash is too large for hashkv (a single hash holds at most 16 GiB)")
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommandError({:?})", self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}

@@ -1,0 +1,494 @@
+//! The compact encoding: a hash as one contiguous byte buffer of
+//! `field, value, field, value, ...` elements in insertion order, the idea of
+//! Redis's listpack made tighter.
+//!
+//! Each element is one of (first byte selects; multi-byte integers LE):
+//!
+//! | first byte           | element                         | size          |
+//! |----------------------|---------------------------------|---------------|
+//! | `0xxxxxxx`           | integer 0..=127                 | 1             |
+//! | `10xxxxxx`           | string, length 0..=63           | 1 + len       |
+//! | `110xxxxx` + 1 byte  | integer, 13-bit two's complement| 2             |
+//! | `1110xxxx` + 1 byte  | string, length 64..=4095        | 2 + len       |
+//! | `F0` + u32           | string, length >= 4096          | 5 + len       |
+//! | `F1` / `F2` / `F3` / `F4` | integer in 16/24/32/64 bits | 3 / 4 / 5 / 9 |
+//!
+//! These are listpack's entry encodings (spec/FORMATS.md §1.2). What is left
+//! out: the per-entry back-length (hashes only scan forward), the 6-byte
+//! header (the owner knows the buffer length, and counting pairs is a scan
+//! of at most `hash_max_listpack_entries` fields), and the `0xFF` terminator.
+//! That saves 2 bytes per element plus 7 per hash.
+//!
+//! Invariants of a buffer built here: an even number of elements, fields
+//! unique, every element in its smallest encoding, and a string element never
+//! holds a canonical integer (those are stored as integers, so
+//! [`Elem::to_bytes`] round-trips exactly).
+
+use crate::numeric;
+
+/// One decoded element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Elem<'a> {
+    /// An integer element; its bytes are the canonical decimal text.
+    Int(i64),
+    /// A string element.
+    Str(&'a [u8]),
+}
+
+impl Elem<'_> {
+    /// The element's bytes as a client sees them.
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        match self {
+            Elem::Int(v) => numeric::i64_bytes(v),
+            Elem::Str(s) => s.to_vec(),
+        }
+    }
+
+    /// Appends the client-visible bytes to `out`.
+    pub(crate) fn push_to(self, out: &mut Vec<u8>) {
+        match self {
+            Elem::Int(v) => numeric::push_i64(out, v),
+            Elem::Str(s) => out.extend_from_slice(s),
+        }
+    }
+
+    /// Length of the client-visible bytes (HSTRLEN).
+    pub(crate) fn len(self) -> usize {
+        match self {
+            Elem::Int(v) => numeric::i64_len(v),
+            Elem::Str(s) => s.len(),
+        }
+    }
+}
+
+/// Why a buffer is not a valid compact hash.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// An element's header or payload runs past the end of the buffer.
+    #[error("element at byte {offset} runs past the end of the buffer")]
+    Truncated {
+        /// Offset of the element.
+        offset: usize,
+    },
+    /// A first byte that selects no encoding (0xF5..=0xFF).
+    #[error("unknown element encoding 0x{byte:02x} at byte {offset}")]
+    BadEncoding {
+        /// Offset of the element.
+        offset: usize,
+        /// The offending byte.
+        byte: u8,
+    },
+    /// A field without its value.
+    #[error("odd number of elements ({count})")]
+    OddCount {
+        /// Elements found.
+        count: usize,
+    },
+    /// The same field name appears twice.
+    #[error("duplicate field at byte {offset}")]
+    DuplicateField {
+        /// Offset of the second occurrence.
+        offset: usize,
+    },
+    /// An element not in its canonical (smallest, integer-if-integer) form.
+    #[error("non-canonical element at byte {offset}")]
+    NonCanonical {
+        /// Offset of the element.
+        offset: usize,
+    },
+    /// A hash with no fields (hashkv never stores one).
+    #[error("empty hash")]
+    Empty,
+}
+
+/// Decodes the element at `buf[pos..]`, returning it and the position after it.
+/// `None` when the bytes are not a whole element.
+#[inline]
+pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Option<(Elem<'_>, usize)> {
+    let b = *buf.get(pos)?;
+    if b & 0x80 == 0 {
+        return Some((Elem::Int(i64::from(b)), pos + 1));
+    }
+    if b & 0xC0 == 0x80 {
+        let len = usize::from(b & 0x3F);
+        let s = buf.get(pos + 1..pos + 1 + len)?;
+        return Some((Elem::Str(s), pos + 1 + len));
+    }
+    if b & 0xE0 == 0xC0 {
+        let lo = *buf.get(pos + 1)?;
+        let raw = (u16::from(b & 0x1F) << 8) | u16::from(lo);
+        // Sign-extend 13 bits.
+        let v = i64::from(((raw << 3) as i16) >> 3);
+        return Some((Elem::Int(v), pos + 2));
+    }
+    if b & 0xF0 == 0xE0 {
+        let lo = *buf.get(pos + 1)?;
+        let len = (usize::from(b & 0x0F) << 8) | usize::from(lo);
+        let s = buf.get(pos + 2..pos + 2 + len)?;
+        return Some((Elem::Str(s), pos + 2 + len));
+    }
+    match b {
+        0xF0 => {
+            let l: [u8; 4] = buf.get(pos + 1..pos + 5)?.try_into().ok()?;
+            let len = usize::try_from(u32::from_le_bytes(l)).ok()?;
+            let end = pos.checked_add(5)?.checked_add(len)?;
+            Some((Elem::Str(buf.get(pos + 5..end)?), end))
+        }
+        0xF1 => {
+            let v: [u8; 2] = buf.get(pos + 1..pos + 3)?.try_into().ok()?;
+            Some((Elem::Int(i64::from(i16::from_le_bytes(v))), pos + 3))
+        }
+        0xF2 => {
+            let v = buf.get(pos + 1..pos + 4)?;
+            let raw = i32::from_le_bytes([0, v[0], v[1], v[2]]) >> 8;
+            Some((Elem::Int(i64::from(raw)), pos + 4))
+        }
+        0xF3 => {
+            let v: [u8; 4] = buf.get(pos + 1..pos + 5)?.try_into().ok()?;
+            Some((Elem::Int(i64::from(i32::from_le_bytes(v))), pos + 5))
+        }
+        0xF4 => {
+            let v: [u8; 8] = buf.get(pos + 1..pos + 9)?.try_into().ok()?;
+            Some((Elem::Int(i64::from_le_bytes(v)), pos + 9))
+        }
+        _ => None,
+    }
+}
+
+/// Encoded size of an integer element.
+fn int_size(v: i64) -> usize {
+    match v {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        -32768..=32767 => 3,
+        -8_388_608..=8_388_607 => 4,
+        -2_147_483_648..=2_147_483_647 => 5,
+        _ => 9,
+    }
+}
+
+/// Encoded size of a string element of `len` bytes.
+fn str_size(len: usize) -> usize {
+    match len {
+        0..=63 => 1 + len,
+        64..=4095 => 2 + len,
+        _ => 5 + len,
+    }
+}
+
+/// Encoded size of `s` stored as an element.
+pub(crate) fn elem_size(s: &[u8]) -> usize {
+    match numeric::parse_i64(s) {
+        Some(v) => int_size(v),
+        None => str_size(s.len()),
+    }
+}
+
+/// Appends an integer element.
+pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
+    match v {
+        0..=127 => out.push(v as u8),
+        -4096..=4095 => {
+            let raw = (v as u16) & 0x1FFF;
+            out.push(0xC0 | (raw >> 8) as u8);
+            out.push(raw as u8);
+        }
+        -32768..=32767 => {
+            out.push(0xF1);
+            out.extend_from_slice(&(v as i16).to_le_bytes());
+        }
+        -8_388_608..=8_388_607 => {
+            out.push(0xF2);
+            out.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+        }
+        -2_147_483_648..=2_147_483_647 => {
+            out.push(0xF3);
+            out.extend_from_slice(&(v as i32).to_le_bytes());
+        }
+        _ => {
+            out.push(0xF4);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Appends a string element holding exactly `s` (no integer detection).
+fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+    let len = s.len();
+    if len < 64 {
+        out.push(0x80 | len as u8);
+    } else if len < 4096 {
+        out.push(0xE0 | (len >> 8) as u8);
+        out.push(len as u8);
+    } else {
+        out.push(0xF0);
+        // Compact hashes are bounded far below 4 GiB by the conversion rules
+        // (value length limit), so the length always fits.
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    out.extend_from_slice(s);
+}
+
+/// Appends `s` as an element, as an integer when it is a canonical integer.
+pub(crate) fn push_elem(out: &mut Vec<u8>, s: &[u8]) {
+    match numeric::parse_i64(s) {
+        Some(v) => push_int(out, v),
+        None => push_str(out, s),
+    }
+}
+
+/// A field name prepared for comparison against elements: the integer value
+/// when it is canonical (integer elements compare numerically), else bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Probe<'a> {
+    bytes: &'a [u8],
+    int: Option<i64>,
+}
+
+impl<'a> Probe<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Probe {
+            bytes,
+            int: numeric::parse_i64(bytes),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, e: Elem<'_>) -> bool {
+        match e {
+            Elem::Int(v) => self.int == Some(v),
+            Elem::Str(s) => self.int.is_none() && s == self.bytes,
+        }
+    }
+}
+
+/// Iterator over `(field, value)` pairs of a compact buffer.
+pub(crate) struct Pairs<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (Elem<'a>, Elem<'a>);
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (f, p) = decode_at(self.buf, self.pos)?;
+        let (v, p) = decode_at(self.buf, p)?;
+        self.pos = p;
+        Some((f, v))
+    }
+}
+
+/// The pairs of `buf` in order.
+pub(crate) fn pairs(buf: &[u8]) -> Pairs<'_> {
+    Pairs { buf, pos: 0 }
+}
+
+/// Where a field sits in a buffer: its value and the byte ranges involved.
+pub(crate) struct Found<'a> {
+    pub(crate) value: Elem<'a>,
+    /// Start of the field element.
+    pub(crate) field_start: usize,
+    /// Start of the value element.
+    pub(crate) value_start: usize,
+    /// End of the value element.
+    pub(crate) end: usize,
+}
+
+/// Finds `field` by a forward scan comparing every other element.
+pub(crate) fn find<'a>(buf: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (f, vpos) = decode_at(buf, pos)?;
+        let (v, end) = decode_at(buf, vpos)?;
+        if field.matches(f) {
+            return Some(Found {
+                value: v,
+                field_start: pos,
+                value_start: vpos,
+                end,
+            });
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Number of pairs in `buf`.
+pub(crate) fn len(buf: &[u8]) -> usize {
+    let mut n = 0;
+    let mut pos = 0;
+    while let Some((_, p)) = decode_at(buf, pos).and_then(|(_, p)| decode_at(buf, p)) {
+        n += 1;
+        pos = p;
+    }
+    n
+}
+
+/// Sets `field` to `value` in `buf`. Returns true when the field is new
+/// (appended at the end); an existing field keeps its position.
+pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) -> bool {
+    let probe = Probe::new(field);
+    if let Some(found) = find(buf, &probe) {
+        let (vs, ve) = (found.value_start, found.end);
+        let mut enc = Vec::with_capacity(elem_size(value));
+        push_elem(&mut enc, value);
+        buf.splice(vs..ve, enc);
+        false
+    } else {
+        buf.reserve(elem_size(field) + elem_size(value));
+        push_elem(buf, field);
+        push_elem(buf, value);
+        true
+    }
+}
+
+/// Removes `field`; true when it was present.
+pub(crate) fn remove(buf: &mut Vec<u8>, field: &[u8]) -> bool {
+    match find(buf, &Probe::new(field)) {
+        Some(found) => {
+            let (s, e) = (found.field_start, found.end);
+            buf.drain(s..e);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Checks that `buf` is a valid compact hash (all invariants in the module
+/// doc) and returns its pair count. Used for anything read from outside.
+pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
+    let mut pos = 0;
+    let mut count = 0usize;
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    while pos < buf.len() {
+        let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
+            b @ 0xF5..=0xFF => DecodeError::BadEncoding { offset: pos, byte: b },
+            _ => DecodeError::Truncated { offset: pos },
+        })?;
+        let canonical = match e {
+            Elem::Int(v) => int_size(v) == next - pos,
+            Elem::Str(s) => str_size(s.len()) == next - pos && numeric::parse_i64(s).is_none(),
+        };
+        if !canonical {
+            return Err(DecodeError::NonCanonical { offset: pos });
+        }
+        if count % 2 == 0 {
+            fields.push((pos, next));
+        }
+        count += 1;
+        pos = next;
+    }
+    if count == 0 {
+        return Err(DecodeError::Empty);
+    }
+    if count % 2 != 0 {
+        return Err(DecodeError::OddCount { count });
+    }
+    // Duplicate check: canonical encodings make byte equality of the encoded
+    // elements equal to equality of the fields.
+    let mut sorted: Vec<&[u8]> = fields.iter().map(|&(s, e)| &buf[s..e]).collect();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        let dup = w[1];
+        let offset = fields
+            .iter()
+            .filter(|&&(s, e)| &buf[s..e] == dup)
+            .nth(1)
+            .map_or(0, |&(s, _)| s);
+        return Err(DecodeError::DuplicateField { offset });
+    }
+    Ok(count / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        push_elem(&mut v, s);
+        v
+    }
+
+    #[test]
+    fn integer_encodings_at_every_boundary() {
+        // Same first bytes as listpack (spec/FORMATS.md §1.4), minus backlen.
+        assert_eq!(enc(b"1"), [0x01]);
+        assert_eq!(enc(b"127"), [0x7f]);
+        assert_eq!(enc(b"128"), [0xc0, 0x80]);
+        assert_eq!(enc(b"-1"), [0xdf, 0xff]);
+        assert_eq!(enc(b"4095"), [0xcf, 0xff]);
+        assert_eq!(enc(b"-4096"), [0xd0, 0x00]);
+        assert_eq!(enc(b"4096"), [0xf1, 0x00, 0x10]);
+        assert_eq!(enc(b"32767"), [0xf1, 0xff, 0x7f]);
+        assert_eq!(enc(b"-32768"), [0xf1, 0x00, 0x80]);
+        assert_eq!(enc(b"8388607"), [0xf2, 0xff, 0xff, 0x7f]);
+        assert_eq!(enc(b"-8388608"), [0xf2, 0x00, 0x00, 0x80]);
+        assert_eq!(enc(b"2147483647"), [0xf3, 0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(enc(b"9223372036854775807")[0], 0xf4);
+        for v in [
+            0i64, 127, 128, -1, 4095, -4096, 4096, -4097, 32767, -32768, 32768, -32769,
+            8_388_607, -8_388_608, 8_388_608, 2_147_483_647, -2_147_483_648, 2_147_483_648,
+            i64::MAX, i64::MIN,
+        ] {
+            let e = enc(v.to_string().as_bytes());
+            assert_eq!(e.len(), int_size(v));
+            assert_eq!(decode_at(&e, 0), Some((Elem::Int(v), e.len())), "{v}");
+        }
+    }
+
+    #[test]
+    fn string_encodings_at_every_boundary() {
+        for len in [0usize, 1, 63, 64, 4095, 4096, 70000] {
+            let s = vec![b'x'; len];
+            let e = enc(&s);
+            assert_eq!(e.len(), str_size(len));
+            assert_eq!(decode_at(&e, 0), Some((Elem::Str(&s[..]), e.len())), "{len}");
+        }
+        // Non-canonical numbers stay strings.
+        for s in ["007", "-0", "+1", " 1", "1.5", "9223372036854775808"] {
+            assert_eq!(decode_at(&enc(s.as_bytes()), 0).unwrap().0, Elem::Str(s.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn set_find_remove_keep_insertion_order() {
+        let mut b = Vec::new();
+        assert!(set(&mut b, b"name", b"Alice"));
+        assert!(set(&mut b, b"age", b"25"));
+        assert!(set(&mut b, b"1", b"one"));
+        assert!(!set(&mut b, b"name", b"Bob"));
+        assert_eq!(len(&b), 3);
+        let got: Vec<(Vec<u8>, Vec<u8>)> = pairs(&b).map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (b"name".to_vec(), b"Bob".to_vec()),
+                (b"age".to_vec(), b"25".to_vec()),
+                (b"1".to_vec(), b"one".to_vec())
+            ]
+        );
+        assert!(find(&b, &Probe::new(b"01")).is_none(), "01 is not the integer 1");
+        assert_eq!(find(&b, &Probe::new(b"1")).unwrap().value, Elem::Str(b"one"));
+        assert!(remove(&mut b, b"age"));
+        assert!(!remove(&mut b, b"age"));
+        assert_eq!(validate(&b), Ok(2));
+    }
+
+    #[test]
+    fn validate_rejects_bad_buffers() {
+        assert_eq!(validate(&[]), Err(DecodeError::Empty));
+        assert_eq!(validate(&[0x01]), Err(DecodeError::OddCount { count: 1 }));
+        assert_eq!(validate(&[0x85, b'a']), Err(DecodeError::Truncated { offset: 0 }));
+        assert_eq!(validate(&[0xF7]), Err(DecodeError::BadEncoding { offset: 0, byte: 0xF7 }));
+        // 5 stored as a 16-bit integer: valid bytes, not canonical.
+        assert_eq!(validate(&[0xF1, 5, 0, 1]), Err(DecodeError::NonCanonical { offset: 0 }));
+        // "12" stored as a string.
+        assert_eq!(validate(&[0x82, b'1', b'2', 1]), Err(DecodeError::NonCanonical { offset: 0 }));
+        assert_eq!(
+            validate(&[0x81, b'a', 1, 0x81, b'a', 2]),
+            Err(DecodeError::DuplicateField { offset: 3 })
+        );
+    }
+}

@@ -1,0 +1,841 @@
+//! [`ArenaTable`]: the hash table under both the dict encoding and the
+//! keyspace. It maps byte-string names to byte-string payloads.
+//!
+//! Layout, chosen for memory and for the absence of pauses:
+//! - Entries live packed in an [`Arena`] of pages (at most 32 KiB, entries
+//!   larger than 8 KiB get a page of their own), each entry
+//!   `[varint name_len][varint payload_len][name][payload]` padded to 4 bytes.
+//!   There is no per-entry heap allocation and no allocator header.
+//! - The table is open addressing with linear probing over two parallel
+//!   arrays: a tag byte per slot (empty, tombstone, or 7 bits of the hash) and
+//!   a `u32` arena address. About 5 bytes per slot.
+//! - Growing or shrinking allocates the new arrays (zeroed memory, which the
+//!   OS hands out lazily) and migrates a bounded number of slots per write
+//!   (incremental rehash, as Redis's dict does), so no single call copies the
+//!   whole table. Lookups consult both arrays while a migration runs.
+//! - Replaced or removed entries leave dead bytes in their page; a page more
+//!   than half dead is compacted (its live entries moved to the tail page),
+//!   one page per write, which bounds the work of any single call.
+//! - [`ArenaTable::scan`] is Redis's reverse-binary cursor over *home*
+//!   buckets (the slot a name hashes to), which keeps Redis's guarantee that
+//!   an entry present for a whole scan is returned at least once, across
+//!   resizes.
+//!
+//! The hash function is ahash keyed with random seeds chosen once per
+//! process, so names chosen by an attacker cannot be made to collide.
+
+use std::sync::OnceLock;
+
+use rand::Rng;
+
+const UNIT_SHIFT: u32 = 2; // entries are 4-byte aligned
+const PAGE_UNIT_BITS: u32 = 13; // 8192 units of 4 bytes
+const PAGE_BYTES: usize = (1 << PAGE_UNIT_BITS) << UNIT_SHIFT; // 32 KiB
+const MAX_PAGES: usize = 1 << (32 - PAGE_UNIT_BITS); // 524,288 pages
+/// Entries above this size get a page of their own.
+const BIG_ENTRY: usize = PAGE_BYTES / 4;
+/// Smallest slot array.
+const MIN_SLOTS: usize = 8;
+/// Slots visited per migration step (cheap: tag bytes only).
+const STEP_VISITS: usize = 256;
+/// Live entries moved per migration step.
+const STEP_MOVES: usize = 8;
+
+const EMPTY: u8 = 0;
+const TOMB: u8 = 1;
+
+fn hasher() -> &'static ahash::RandomState {
+    static STATE: OnceLock<ahash::RandomState> = OnceLock::new();
+    STATE.get_or_init(ahash::RandomState::new)
+}
+
+/// The per-process seeded hash of a name.
+#[inline]
+pub(crate) fn hash_name(name: &[u8]) -> u64 {
+    hasher().hash_one(name)
+}
+
+#[inline]
+fn tag_of(hash: u64) -> u8 {
+    0x80 | ((hash >> 32) as u8 & 0x7F)
+}
+
+/// The table ran out of addressable arena pages (16 GiB of entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
+
+fn put_varint(out: &mut [u8], mut v: usize) -> usize {
+    let mut i = 0;
+    loop {
+        let b = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out[i] = b;
+            return i + 1;
+        }
+        out[i] = b | 0x80;
+        i += 1;
+    }
+}
+
+fn varint_len(mut v: usize) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Reads a varint of at most 5 bytes; entries are written by this module, so
+/// a short read only happens on a bug, and yields 0 rather than a panic.
+#[inline]
+fn get_varint(buf: &[u8], mut pos: usize) -> (usize, usize) {
+    let mut v = 0usize;
+    let mut shift = 0;
+    while let Some(&b) = buf.get(pos) {
+        v |= usize::from(b & 0x7F) << shift;
+        pos += 1;
+        if b & 0x80 == 0 || shift >= 28 {
+            break;
+        }
+        shift += 7;
+    }
+    (v, pos)
+}
+
+#[inline]
+fn padded(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn entry_size(name_len: usize, payload_len: usize) -> usize {
+    varint_len(name_len) + varint_len(payload_len) + name_len + payload_len
+}
+
+struct Page {
+    buf: Vec<u8>,
+    dead: usize,
+    queued: bool,
+}
+
+/// Pages of packed entries; see the module doc.
+struct Arena {
+    pages: Vec<Page>,
+    free_pages: Vec<u32>,
+    tail: Option<u32>,
+    compact_queue: Vec<u32>,
+}
+
+#[inline]
+fn make_addr(page: u32, off: usize) -> u32 {
+    (page << PAGE_UNIT_BITS) | (off >> UNIT_SHIFT) as u32
+}
+
+#[inline]
+fn split_addr(addr: u32) -> (usize, usize) {
+    (
+        (addr >> PAGE_UNIT_BITS) as usize,
+        ((addr & ((1 << PAGE_UNIT_BITS) - 1)) as usize) << UNIT_SHIFT,
+    )
+}
+
+impl Arena {
+    fn new() -> Self {
+        Arena {
+            pages: Vec::new(),
+            free_pages: Vec::new(),
+            tail: None,
+            compact_queue: Vec::new(),
+        }
+    }
+
+    fn new_page(&mut self, capacity: usize) -> Result<u32, Full> {
+        let page = Page {
+            buf: Vec::with_capacity(capacity),
+            dead: 0,
+            queued: false,
+        };
+        if let Some(i) = self.free_pages.pop() {
+            self.pages[i as usize] = page;
+            return Ok(i);
+        }
+        // Bound the page index: it must fit the address's page bits.
+        if self.pages.len() >= MAX_PAGES {
+            return Err(Full);
+        }
+        self.pages.push(page);
+        Ok((self.pages.len() - 1) as u32)
+    }
+
+    /// Reserves `size` bytes (padded) and returns the address and the bytes.
+    fn alloc(&mut self, size: usize) -> Result<(u32, &mut [u8]), Full> {
+        let size = padded(size);
+        if size > BIG_ENTRY {
+            let p = self.new_page(size)?;
+            let buf = &mut self.pages[p as usize].buf;
+            buf.resize(size, 0);
+            return Ok((make_addr(p, 0), &mut buf[..]));
+        }
+        let tail = match self.tail {
+            Some(t) if self.pages[t as usize].buf.len() + size <= PAGE_BYTES => t,
+            old => {
+                let t = self.new_page(0)?;
+                self.tail = Some(t);
+                if let Some(o) = old {
+                    self.maybe_queue(o);
+                }
+                t
+            }
+        };
+        let buf = &mut self.pages[tail as usize].buf;
+        let off = buf.len();
+        let need = off + size;
+        if need > buf.capacity() {
+            // Grow the tail page geometrically up to the page size, so small
+            // tables use little memory and big ones few reallocations.
+            let target = (buf.capacity() * 2).max(need).clamp(64, PAGE_BYTES);
+            buf.reserve_exact(target - off);
+        }
+        buf.resize(need, 0);
+        Ok((make_addr(tail, off), &mut buf[off..need]))
+    }
+
+    /// The entry at `addr`: (name, payload, padded size).
+    #[inline]
+    fn entry(&self, addr: u32) -> (&[u8], &[u8], usize) {
+        let (p, off) = split_addr(addr);
+        let buf = self.pages.get(p).map_or(&[][..], |pg| &pg.buf[..]);
+        let (nl, pos) = get_varint(buf, off);
+        let (pl, pos) = get_varint(buf, pos);
+        let name = buf.get(pos..pos + nl).unwrap_or(&[]);
+        let payload = buf.get(pos + nl..pos + nl + pl).unwrap_or(&[]);
+        (name, payload, padded(pos + nl + pl - off))
+    }
+
+    fn payload_mut(&mut self, addr: u32) -> &mut [u8] {
+        let (p, off) = split_addr(addr);
+        let buf = &mut self.pages[p].buf;
+        let (nl, pos) = get_varint(buf, off);
+        let (pl, pos) = get_varint(buf, pos);
+        &mut buf[pos + nl..pos + nl + pl]
+    }
+
+    fn write(&mut self, name: &[u8], payload: &[u8]) -> Result<u32, Full> {
+        self.write_parts(name, &[payload])
+    }
+
+    /// Writes an entry whose payload is the concatenation of `parts`.
+    fn write_parts(&mut self, name: &[u8], parts: &[&[u8]]) -> Result<u32, Full> {
+        let plen: usize = parts.iter().map(|p| p.len()).sum();
+        let size = entry_size(name.len(), plen);
+        let (addr, out) = self.alloc(size)?;
+        let mut i = put_varint(out, name.len());
+        i += put_varint(&mut out[i..], plen);
+        out[i..i + name.len()].copy_from_slice(name);
+        i += name.len();
+        for part in parts {
+            out[i..i + part.len()].copy_from_slice(part);
+            i += part.len();
+        }
+        Ok(addr)
+    }
+
+    /// Marks the entry at `addr` dead.
+    fn free(&mut self, addr: u32) {
+        let (_, _, size) = self.entry(addr);
+        let (p, _) = split_addr(addr);
+        let page = &mut self.pages[p];
+        page.dead += size;
+        if page.dead >= page.buf.len() {
+            if self.tail == Some(p as u32) {
+                // The tail page is empty again: reuse it from the start.
+                page.buf.clear();
+                page.dead = 0;
+            } else {
+                self.release(p as u32);
+            }
+        } else {
+            self.maybe_queue(p as u32);
+        }
+    }
+
+    fn maybe_queue(&mut self, p: u32) {
+        if self.tail == Some(p) {
+            return;
+        }
+        let page = &mut self.pages[p as usize];
+        if !page.queued && page.dead > 0 && page.dead * 2 >= page.buf.len() {
+            page.queued = true;
+            self.compact_queue.push(p);
+        }
+    }
+
+    fn release(&mut self, p: u32) {
+        let page = &mut self.pages[p as usize];
+        page.buf = Vec::new();
+        page.dead = 0;
+        // A queued page is skipped when popped (its buffer is empty).
+        self.free_pages.push(p);
+    }
+
+    fn bytes(&self) -> usize {
+        self.pages.iter().map(|p| p.buf.capacity()).sum::<usize>()
+            + self.pages.capacity() * std::mem::size_of::<Page>()
+    }
+}
+
+/// One slot array (the table, or the old table during a migration).
+struct Slots {
+    tags: Box<[u8]>,
+    addrs: Box<[u32]>,
+    mask: usize,
+    live: usize,
+    tombs: usize,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        debug_assert!(n.is_power_of_two());
+        Slots {
+            // vec! of zeros uses zeroed allocation: pages come lazily from the OS.
+            tags: vec![EMPTY; n].into_boxed_slice(),
+            addrs: vec![0u32; n].into_boxed_slice(),
+            mask: n - 1,
+            live: 0,
+            tombs: 0,
+        }
+    }
+
+    fn cap(&self) -> usize {
+        self.mask + 1
+    }
+
+    #[inline]
+    fn find(&self, arena: &Arena, hash: u64, name: &[u8]) -> Option<usize> {
+        let tag = tag_of(hash);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let t = self.tags[i];
+            if t == EMPTY {
+                return None;
+            }
+            if t == tag && arena.entry(self.addrs[i]).0 == name {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn find_addr(&self, hash: u64, addr: u32) -> Option<usize> {
+        let tag = tag_of(hash);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let t = self.tags[i];
+            if t == EMPTY {
+                return None;
+            }
+            if t == tag && self.addrs[i] == addr {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Inserts a name known to be absent.
+    fn insert_new(&mut self, hash: u64, addr: u32) {
+        let mut i = hash as usize & self.mask;
+        while self.tags[i] >= 0x80 {
+            i = (i + 1) & self.mask;
+        }
+        if self.tags[i] == TOMB {
+            self.tombs -= 1;
+        }
+        self.tags[i] = tag_of(hash);
+        self.addrs[i] = addr;
+        self.live += 1;
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        self.tags[i] = TOMB;
+        self.live -= 1;
+        self.tombs += 1;
+    }
+
+    fn over_loaded(&self) -> bool {
+        // Max load 0.8 counting tombstones; keeps probe runs short and always
+        // leaves empty slots, which ends every probe loop.
+        (self.live + self.tombs) * 5 >= self.cap() * 4
+    }
+
+    fn bytes(&self) -> usize {
+        self.cap() * 5
+    }
+}
+
+/// Names to payloads; see the module doc.
+pub(crate) struct ArenaTable {
+    arena: Arena,
+    cur: Slots,
+    /// The table being drained during an incremental migration.
+    old: Option<Slots>,
+    rehash_pos: usize,
+}
+
+impl Default for ArenaTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArenaTable {
+    pub(crate) fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A table sized for `n` entries without migrations.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let slots = (n.saturating_mul(2)).next_power_of_two().max(MIN_SLOTS);
+        ArenaTable {
+            arena: Arena::new(),
+            cur: Slots::new(slots),
+            old: None,
+            rehash_pos: 0,
+        }
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.cur.live + self.old.as_ref().map_or(0, |o| o.live)
+    }
+
+    #[inline]
+    fn locate(&self, hash: u64, name: &[u8]) -> Option<(bool, usize)> {
+        if let Some(i) = self.cur.find(&self.arena, hash, name) {
+            return Some((false, i));
+        }
+        let old = self.old.as_ref()?;
+        old.find(&self.arena, hash, name).map(|i| (true, i))
+    }
+
+    fn addr_at(&self, in_old: bool, i: usize) -> u32 {
+        match (in_old, &self.old) {
+            (true, Some(o)) => o.addrs[i],
+            _ => self.cur.addrs[i],
+        }
+    }
+
+    /// The payload stored under `name`.
+    #[inline]
+    pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let hash = hash_name(name);
+        let (in_old, i) = self.locate(hash, name)?;
+        Some(self.arena.entry(self.addr_at(in_old, i)).1)
+    }
+
+    /// The payload under `name`, writable in place (its length is fixed).
+    pub(crate) fn get_mut(&mut self, name: &[u8]) -> Option<&mut [u8]> {
+        let hash = hash_name(name);
+        let (in_old, i) = self.locate(hash, name)?;
+        let addr = self.addr_at(in_old, i);
+        Some(self.arena.payload_mut(addr))
+    }
+
+    /// Stores `payload` under `name`; true when the name is new.
+    pub(crate) fn set(&mut self, name: &[u8], payload: &[u8]) -> Result<bool, Full> {
+        self.set_parts(name, &[payload])
+    }
+
+    /// Stores the concatenation of `parts` under `name`; true when new.
+    pub(crate) fn set_parts(&mut self, name: &[u8], parts: &[&[u8]]) -> Result<bool, Full> {
+        let hash = hash_name(name);
+        let plen: usize = parts.iter().map(|p| p.len()).sum();
+        let new = match self.locate(hash, name) {
+            Some((in_old, i)) => {
+                let old_addr = self.addr_at(in_old, i);
+                if self.arena.entry(old_addr).1.len() == plen {
+                    // Same size: overwrite in place, no dead bytes.
+                    let out = self.arena.payload_mut(old_addr);
+                    let mut k = 0;
+                    for part in parts {
+                        out[k..k + part.len()].copy_from_slice(part);
+                        k += part.len();
+                    }
+                    return Ok(false);
+                }
+                let addr = self.arena.write_parts(name, parts)?;
+                match (in_old, &mut self.old) {
+                    (true, Some(o)) => o.addrs[i] = addr,
+                    _ => self.cur.addrs[i] = addr,
+                }
+                self.arena.free(old_addr);
+                false
+            }
+            None => {
+                if self.cur.over_loaded() {
+                    self.grow();
+                }
+                let addr = self.arena.write_parts(name, parts)?;
+                self.cur.insert_new(hash, addr);
+                true
+            }
+        };
+        self.step();
+        Ok(new)
+    }
+
+    /// Removes `name`; true when it was present.
+    pub(crate) fn remove(&mut self, name: &[u8]) -> bool {
+        let hash = hash_name(name);
+        let Some((in_old, i)) = self.locate(hash, name) else {
+            return false;
+        };
+        let addr = self.addr_at(in_old, i);
+        match (in_old, &mut self.old) {
+            (true, Some(o)) => o.remove_at(i),
+            _ => self.cur.remove_at(i),
+        }
+        self.arena.free(addr);
+        if self.old.is_none() && self.cur.cap() > MIN_SLOTS && self.cur.live * 8 < self.cur.cap() {
+            self.start_migration(self.cur.live);
+        }
+        self.step();
+        true
+    }
+
+    fn grow(&mut self) {
+        if self.old.is_some() {
+            // A migration is still running and the new array is full: rare
+            // (only after a shrink followed by a burst of inserts). Finish it.
+            self.finish_migration();
+            if !self.cur.over_loaded() {
+                return;
+            }
+        }
+        self.start_migration(self.cur.live + 1);
+    }
+
+    fn start_migration(&mut self, live: usize) {
+        let n = live.saturating_mul(2).next_power_of_two().max(MIN_SLOTS);
+        let old = std::mem::replace(&mut self.cur, Slots::new(n));
+        self.old = Some(old);
+        self.rehash_pos = 0;
+    }
+
+    fn finish_migration(&mut self) {
+        while self.old.is_some() {
+            self.migrate(usize::MAX, usize::MAX);
+        }
+    }
+
+    /// Moves up to `moves` entries from the old array, visiting up to `visits`
+    /// slots.
+    fn migrate(&mut self, visits: usize, moves: usize) {
+        let Some(old) = self.old.as_mut() else { return };
+        let (mut visited, mut moved) = (0, 0);
+        while self.rehash_pos < old.cap() && visited < visits && moved < moves {
+            let i = self.rehash_pos;
+            if old.tags[i] >= 0x80 {
+                let addr = old.addrs[i];
+                let hash = hash_name(self.arena.entry(addr).0);
+                old.remove_at(i);
+                self.cur.insert_new(hash, addr);
+                moved += 1;
+            }
+            self.rehash_pos += 1;
+            visited += 1;
+        }
+        if self.rehash_pos >= old.cap() {
+            let done = self.old.take();
+            drop_in_background(done);
+        }
+    }
+
+    /// Bounded background work done by every write: a migration step and
+    /// the compaction of at most one page.
+    fn step(&mut self) {
+        if self.old.is_some() {
+            self.migrate(STEP_VISITS, STEP_MOVES);
+        }
+        if let Some(p) = self.arena.compact_queue.pop() {
+            self.compact_page(p);
+        }
+    }
+
+    /// Moves the live entries of page `p` to the tail and frees it.
+    fn compact_page(&mut self, p: u32) {
+        let page = &mut self.arena.pages[p as usize];
+        page.queued = false;
+        if page.buf.is_empty() || self.arena.tail == Some(p) {
+            return;
+        }
+        let buf = std::mem::take(&mut page.buf);
+        let mut off = 0;
+        while off < buf.len() {
+            let (nl, pos) = get_varint(&buf, off);
+            let (pl, pos) = get_varint(&buf, pos);
+            let end = pos + nl + pl;
+            let Some(name) = buf.get(pos..pos + nl) else { break };
+            let payload = buf.get(pos + nl..end).unwrap_or(&[]);
+            let addr = make_addr(p, off);
+            let hash = hash_name(name);
+            let slot = match self.cur.find_addr(hash, addr) {
+                Some(i) => Some((false, i)),
+                None => self.old.as_ref().and_then(|o| o.find_addr(hash, addr)).map(|i| (true, i)),
+            };
+            if let Some((in_old, i)) = slot {
+                // The write cannot fail for lack of pages: page `p` is freed
+                // only after this loop, but its entries are fewer bytes than
+                // the pages they move into, and each move frees its old copy.
+                if let Ok(new_addr) = self.arena.write(name, payload) {
+                    match (in_old, &mut self.old) {
+                        (true, Some(o)) => o.addrs[i] = new_addr,
+                        _ => self.cur.addrs[i] = new_addr,
+                    }
+                } else {
+                    // Out of address space: put the page back untouched.
+                    let page = &mut self.arena.pages[p as usize];
+                    page.buf = buf;
+                    return;
+                }
+            }
+            off = padded(end);
+        }
+        let page = &mut self.arena.pages[p as usize];
+        page.dead = 0;
+        self.arena.free_pages.push(p);
+    }
+
+    /// Every entry as (name, payload), in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        fn one<'a>(arena: &'a Arena, s: &'a Slots) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+            s.tags
+                .iter()
+                .zip(s.addrs.iter())
+                .filter(|(t, _)| **t >= 0x80)
+                .map(move |(_, &a)| {
+                    let (n, p, _) = arena.entry(a);
+                    (n, p)
+                })
+        }
+        let arena = &self.arena;
+        one(arena, &self.cur).chain(self.old.iter().flat_map(move |o| one(arena, o)))
+    }
+
+    /// Calls `f` for each entry whose home bucket in `s` is `b`.
+    fn emit_bucket<'a>(arena: &'a Arena, s: &Slots, b: usize, f: &mut impl FnMut(&'a [u8], &'a [u8])) {
+        let mut i = b;
+        loop {
+            let t = s.tags[i];
+            if t == EMPTY {
+                return;
+            }
+            if t >= 0x80 {
+                let (name, payload, _) = arena.entry(s.addrs[i]);
+                if hash_name(name) as usize & s.mask == b {
+                    f(name, payload);
+                }
+            }
+            i = (i + 1) & s.mask;
+            if i == b {
+                return;
+            }
+        }
+    }
+
+    /// One step of a SCAN-style iteration: calls `f` for the entries of the
+    /// bucket(s) named by `cursor` and returns the next cursor (0 = done).
+    pub(crate) fn scan<'a>(&'a self, cursor: u64, mut f: impl FnMut(&'a [u8], &'a [u8])) -> u64 {
+        let mut v = cursor;
+        let arena = &self.arena;
+        match &self.old {
+            None => {
+                let m0 = self.cur.mask as u64;
+                Self::emit_bucket(arena, &self.cur, (v & m0) as usize, &mut f);
+                v |= !m0;
+                v = v.reverse_bits().wrapping_add(1).reverse_bits();
+            }
+            Some(old) => {
+                let (small, big) = if old.cap() <= self.cur.cap() {
+                    (old, &self.cur)
+                } else {
+                    (&self.cur, old)
+                };
+                let (m0, m1) = (small.mask as u64, big.mask as u64);
+                Self::emit_bucket(arena, small, (v & m0) as usize, &mut f);
+                loop {
+                    Self::emit_bucket(arena, big, (v & m1) as usize, &mut f);
+                    v |= !m1;
+                    v = v.reverse_bits().wrapping_add(1).reverse_bits();
+                    if v & (m0 ^ m1) == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// A uniformly random entry.
+    pub(crate) fn random(&self, rng: &mut impl Rng) -> Option<(&[u8], &[u8])> {
+        let total = self.len();
+        if total == 0 {
+            return None;
+        }
+        let s = match &self.old {
+            Some(o) if rng.gen_range(0..total) < o.live => o,
+            _ => &self.cur,
+        };
+        if s.live == 0 {
+            return self.iter().next();
+        }
+        // Load is at least 1/16 outside migrations, so a few tries suffice;
+        // fall back to a walk from a random slot to bound the work.
+        for _ in 0..64 {
+            let i = rng.gen_range(0..s.cap());
+            if s.tags[i] >= 0x80 {
+                let (n, p, _) = self.arena.entry(s.addrs[i]);
+                return Some((n, p));
+            }
+        }
+        let start = rng.gen_range(0..s.cap());
+        (0..s.cap())
+            .map(|k| (start + k) & s.mask)
+            .find(|&i| s.tags[i] >= 0x80)
+            .map(|i| {
+                let (n, p, _) = self.arena.entry(s.addrs[i]);
+                (n, p)
+            })
+    }
+
+    /// Bytes held by the table: slot arrays and arena pages.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.cur.bytes()
+            + self.old.as_ref().map_or(0, Slots::bytes)
+            + self.arena.bytes()
+    }
+
+    /// Bytes one entry occupies in the arena (padded), plus its share of slots.
+    pub(crate) fn entry_bytes(name_len: usize, payload_len: usize) -> usize {
+        padded(entry_size(name_len, payload_len)) + 5
+    }
+}
+
+/// Frees a large slot array off the calling thread: unmapping tens of
+/// megabytes can take longer than the pause budget of one command.
+fn drop_in_background(slots: Option<Slots>) {
+    if let Some(s) = slots {
+        if s.cap() >= 1 << 20 {
+            let _ = std::thread::Builder::new()
+                .name("hashkv-free".into())
+                .spawn(move || drop(s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    #[test]
+    fn grows_and_shrinks_with_migrations() {
+        let mut t = ArenaTable::new();
+        for i in 0..20_000u32 {
+            assert!(t.set(format!("f{i}").as_bytes(), &i.to_le_bytes()).unwrap());
+            assert_eq!(t.len(), i as usize + 1);
+        }
+        for i in 0..20_000u32 {
+            assert_eq!(t.get(format!("f{i}").as_bytes()), Some(&i.to_le_bytes()[..]));
+        }
+        for i in 0..19_990u32 {
+            assert!(t.remove(format!("f{i}").as_bytes()));
+        }
+        assert_eq!(t.len(), 10);
+        for _ in 0..1000 {
+            t.step();
+        }
+        assert!(t.cur.cap() <= 64, "shrunk to {}", t.cur.cap());
+        assert!(t.arena.pages.iter().filter(|p| !p.buf.is_empty()).count() <= 2);
+        assert_eq!(t.iter().count(), 10);
+    }
+
+    #[test]
+    fn big_entries_and_in_place_updates() {
+        let mut t = ArenaTable::new();
+        let big = vec![7u8; 100_000];
+        assert!(t.set(b"big", &big).unwrap());
+        assert_eq!(t.get(b"big").unwrap(), &big[..]);
+        assert!(!t.set(b"big", b"small").unwrap());
+        assert_eq!(t.get(b"big").unwrap(), b"small");
+        t.get_mut(b"big").unwrap().copy_from_slice(b"SMALL");
+        assert_eq!(t.get(b"big").unwrap(), b"SMALL");
+        assert!(t.remove(b"big"));
+        assert_eq!(t.get(b"big"), None);
+    }
+
+    #[test]
+    fn scan_returns_every_stable_entry_across_resizes() {
+        let mut t = ArenaTable::new();
+        for i in 0..50u32 {
+            t.set(format!("stable{i}").as_bytes(), b"v").unwrap();
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0u32;
+        let mut caps = HashSet::new();
+        loop {
+            cursor = t.scan(cursor, |n, _| {
+                seen.insert(n.to_vec());
+            });
+            // Churn between calls: grow to thousands of entries, then shrink
+            // back, so the scan runs across migrations in both directions.
+            if round % 2 == 0 {
+                for k in 0..1000 {
+                    t.set(format!("churn{k}").as_bytes(), b"x").unwrap();
+                }
+            } else {
+                for k in 0..1000 {
+                    t.remove(format!("churn{k}").as_bytes());
+                }
+            }
+            caps.insert(t.cur.cap());
+            round += 1;
+            if cursor == 0 || round > 100_000 {
+                break;
+            }
+        }
+        assert_eq!(cursor, 0, "scan did not finish");
+        assert!(caps.len() >= 2, "table never resized: {caps:?}");
+        for i in 0..50u32 {
+            assert!(seen.contains(format!("stable{i}").as_bytes()), "missed stable{i}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn prop_table_matches_btreemap(ops in proptest::collection::vec((0u8..3, 0u16..300, proptest::collection::vec(any::<u8>(), 0..40)), 1..2000)) {
+            let mut t = ArenaTable::new();
+            let mut m: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (op, k, v) in ops {
+                let name = format!("k{k}").into_bytes();
+                match op {
+                    0 | 1 => {
+                        let new = t.set(&name, &v).unwrap();
+                        prop_assert_eq!(new, m.insert(name, v).is_none());
+                    }
+                    _ => prop_assert_eq!(t.remove(&name), m.remove(&name).is_some()),
+                }
+                prop_assert_eq!(t.len(), m.len());
+            }
+            for (k, v) in &m {
+                prop_assert_eq!(t.get(k), Some(&v[..]));
+            }
+            let mut all: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|(a, b)| (a.to_vec(), b.to_vec())).collect();
+            all.sort();
+            prop_assert_eq!(all, m.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The keyspace: every key, its hash and its TTL, split into shards that are
+//! locked independently so commands on different keys run in parallel.
+//!
+//! Each [`Shard`] holds:
+//! - `keys`: an [`ArenaTable`] from key to a payload `[tag][data]`, where data
+//!   is the compact buffer itself (so a small hash costs one packed arena
+//!   entry, key included) or the index of a dict in `dicts`;
+//! - `dicts`: the dict-encoded hashes of the shard;
+//! - `expires`: key -> absolute expiry (Unix ms, i64 LE), only for keys
+//!   with a TTL; the payload tag's TTL bit says whether to look there.
+//!
+//! Invariants: no key ever maps to an empty hash; a key has an `expires`
+//! entry iff its tag has [`FLAG_TTL`]. Lock order for multi-key commands:
+//! ascending shard index ([`Keyspace::lock_many`]).
+
+use parking_lot::{RwLock, RwLockWriteGuard};
+
+use crate::error::CommandError;
+use crate::hash::compact::{self, Elem, Probe};
+use crate::hash::table::{hash_name, ArenaTable};
+use crate::hash::{dict_from_compact, HashRef};
+use crate::options::Options;
+
+const SHARD_BITS: u32 = 6;
+/// Number of shards.
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+
+const TAG_COMPACT: u8 = 1;
+const TAG_DICT: u8 = 2;
+const ENC_MASK: u8 = 0x0F;
+/// The key has an entry in `expires`.
+const FLAG_TTL: u8 = 0x80;
+
+/// Redis refuses to grow a listpack past 1 GiB and converts instead.
+const COMPACT_MAX_BYTES: usize = 1 << 30;
+
+/// An owned hash, moved between keys by RENAME and built by COPY.
+pub(crate) enum OwnedHash {
+    Compact(Vec<u8>),
+    Dict(ArenaTable),
+}
+
+/// One shard of the keyspace.
+#[derive(Default)]
+pub(crate) struct Shard {
+    keys: ArenaTable,
+    dicts: Vec<Option<ArenaTable>>,
+    free_dicts: Vec<u32>,
+    expires: ArenaTable,
+    sweep_cursor: u64,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<'a> {
+    Live(HashRef<'a>),
+    Expired,
+    Missing,
+}
+
+impl Shard {
+    fn raw(&self, key: &[u8]) -> Option<(u8, &[u8])> {
+        let p = self.keys.get(key)?;
+        let (&tag, data) = p.split_first()?;
+        Some((tag, data))
+    }
+
+    fn view<'a>(&'a self, tag: u8, data: &'a [u8]) -> Option<HashRef<'a>> {
+        match tag & ENC_MASK {
+            TAG_COMPACT => Some(HashRef::Compact(data)),
+            TAG_DICT => {
+                let id = u32::from_le_bytes(data.try_into().ok()?) as usize;
+                self.dicts.get(id)?.as_ref().map(HashRef::Dict)
+            }
+            _ => None,
+        }
+    }
+
+    /// The key's absolute expiry in Unix ms, if it has one.
+    pub(crate) fn ttl_of(&self, key: &[u8]) -> Option<i64> {
+        let (tag, _) = self.raw(key)?;
+        if tag & FLAG_TTL == 0 {
+            return None;
+        }
+        let b: [u8; 8] = self.expires.get(key)?.try_into().ok()?;
+        Some(i64::from_le_bytes(b))
+    }
+
+    /// Looks `key` up as of `now`, without deleting anything.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &[u8], now: i64) -> Lookup<'_> {
+        let Some((tag, data)) = self.raw(key) else {
+            return Lookup::Missing;
+        };
+        if tag & FLAG_TTL != 0 {
+            if let Some(at) = self.ttl_of(key) {
+                // A key is expired when now > expire time (Redis keyIsExpired).
+                if now > at {
+                    return Lookup::Expired;
+                }
+            }
+        }
+        self.view(tag, data).map_or(Lookup::Missing, Lookup::Live)
+    }
+
+    /// The live hash at `key`.
+    pub(crate) fn get(&self, key: &[u8], now: i64) -> Option<HashRef<'_>> {
+        match self.lookup(key, now) {
+            Lookup::Live(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Deletes `key` if it is expired at `now`; true when it did.
+    pub(crate) fn expire_if_needed(&mut self, key: &[u8], now: i64) -> bool {
+        if matches!(self.lookup(key, now), Lookup::Expired) {
+            self.delete(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes `key` with its hash and TTL; true when it existed.
+    pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
+        self.take(key).is_some()
+    }
+
+    /// Removes `key` and returns its hash and TTL.
+    pub(crate) fn take(&mut self, key: &[u8]) -> Option<(OwnedHash, Option<i64>)> {
+        let (tag, data) = self.raw(key)?;
+        let ttl = if tag & FLAG_TTL != 0 { self.ttl_of(key) } else { None };
+        let hash = match tag & ENC_MASK {
+            TAG_DICT => {
+                let id = u32::from_le_bytes(data.try_into().ok()?);
+                let d = self.dicts.get_mut(id as usize)?.take()?;
+                self.free_dicts.push(id);
+                OwnedHash::Dict(d)
+            }
+            _ => OwnedHash::Compact(data.to_vec()),
+        };
+        self.keys.remove(key);
+        if ttl.is_some() {
+            self.expires.remove(key);
+        }
+        Some((hash, ttl))
+    }
+
+    /// Stores `hash` at `key` (replacing anything there) with `ttl`.
+    pub(crate) fn put(&mut self, key: &[u8], hash: OwnedHash, ttl: Option<i64>) -> Result<(), CommandError> {
+        self.delete(key);
+        let flag = if ttl.is_some() { FLAG_TTL } else { 0 };
+        match hash {
+            OwnedHash::Compact(buf) => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &buf]),
+            OwnedHash::Dict(d) => {
+                let id = self.alloc_dict(d);
+                self.keys.set_parts(key, &[&[TAG_DICT | flag], &id.to_le_bytes()])
+            }
+        }
+        .map_err(|_| CommandError::too_large())?;
+        if let Some(at) = ttl {
+            self.expires
+                .set(key, &at.to_le_bytes())
+                .map_err(|_| CommandError::too_large())?;
+        }
+        Ok(())
+    }
+
+    fn alloc_dict(&mut self, d: ArenaTable) -> u32 {
+        if let Some(id) = self.free_dicts.pop() {
+            self.dicts[id as usize] = Some(d);
+            id
+        } else {
+            self.dicts.push(Some(d));
+            (self.dicts.len() - 1) as u32
+        }
+    }
+
+    /// Sets or clears the TTL of an existing key; false if the key is missing.
+    pub(crate) fn set_ttl(&mut self, key: &[u8], ttl: Option<i64>) -> Result<bool, CommandError> {
+        let Some(p) = self.keys.get_mut(key) else {
+            return Ok(false);
+        };
+        match ttl {
+            Some(at) => {
+                p[0] |= FLAG_TTL;
+                self.expires
+                    .set(key, &at.to_le_bytes())
+                    .map_err(|_| CommandError::too_large())?;
+            }
+            None => {
+                p[0] &= !FLAG_TTL;
+                self.expires.remove(key);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Number of keys, expired-but-unreclaimed included (DBSIZE).
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every key name (no expiry check).
+    pub(crate) fn key_names(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.keys.iter().map(|(k, _)| k)
+    }
+
+    /// One SCAN step over this shard's keys.
+    pub(crate) fn scan_keys<'a>(&'a self, cursor: u64, f: impl FnMut(&'a [u8], &'a [u8])) -> u64 {
+        self.keys.scan(cursor, f)
+    }
+
+    /// Bytes held for `key`: its entry, its dict, its TTL entry.
+    pub(crate) fn memory_usage(&self, key: &[u8]) -> Option<usize> {
+        let (tag, data) = self.raw(key)?;
+        let mut n = ArenaTable::entry_bytes(key.len(), data.len() + 1);
+        if let Some(HashRef::Dict(d)) = self.view(tag, data) {
+            n += d.memory_bytes();
+        }
+        if tag & FLAG_TTL != 0 {
+            n += ArenaTable::entry_bytes(key.len(), 8);
+        }
+        Some(n)
+    }
+
+    /// Deletes expired keys met while walking the TTL index from where the
+    /// last sweep stopped, visiting at most `budget` keys. Returns (visited,
+    /// deleted).
+    pub(crate) fn sweep(&mut self, now: i64, budget: usize) -> (usize, usize) {
+        let mut expired: Vec<Vec<u8>> = Vec::new();
+        let mut visited = 0;
+        let mut cursor = self.sweep_cursor;
+        loop {
+            cursor = self.expires.scan(cursor, |k, v| {
+                visited += 1;
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    if now > i64::from_le_bytes(b) {
+                        expired.push(k.to_vec());
+                    }
+                }
+            });
+            if cursor == 0 || visited >= budget {
+                break;
+            }
+        }
+        self.sweep_cursor = cursor;
+        for k in &expired {
+            self.delete(k);
+        }
+        (visited, expired.len())
+    }
+
+    /// Number of keys with a TTL.
+    pub(crate) fn volatile_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// Opens the hash at `key` for writing, creating it (empty, not yet
+    /// stored) if missing. Call [`HashEdit::finish`] to store the result.
+    pub(crate) fn edit<'s>(&'s mut self, key: &'s [u8], opts: &'s Options) -> HashEdit<'s> {
+        let (work, flag, existed, count) = match self.raw(key) {
+            Some((tag, data)) => match tag & ENC_MASK {
+                TAG_DICT => {
+                    let id = data.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
+                    (Work::Dict(id), tag & FLAG_TTL, true, 0)
+                }
+                _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, compact::len(data)),
+            },
+            None => (Work::Compact(Vec::new()), 0, false, 0),
+        };
+        HashEdit {
+            shard: self,
+            key,
+            opts,
+            work,
+            flag,
+            existed,
+            dirty: false,
+            count,
+        }
+    }
+}
+
+enum Work {
+    Compact(Vec<u8>),
+    Dict(u32),
+}
+
+/// A hash opened for writing; see [`Shard::edit`].
+pub(crate) struct HashEdit<'s> {
+    shard: &'s mut Shard,
+    key: &'s [u8],
+    opts: &'s Options,
+    work: Work,
+    flag: u8,
+    existed: bool,
+    dirty: bool,
+    /// Pair count of a compact working buffer.
+    count: usize,
+}
+
+impl HashEdit<'_> {
+    fn dict(&self, id: u32) -> Option<&ArenaTable> {
+        self.shard.dicts.get(id as usize)?.as_ref()
+    }
+
+    fn dict_mut(&mut self, id: u32) -> Option<&mut ArenaTable> {
+        self.shard.dicts.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The value of `field`.
+    pub(crate) fn get(&self, field: &[u8]) -> Option<Elem<'_>> {
+        match &self.work {
+            Work::Compact(b) => compact::find(b, &Probe::new(field)).map(|f| f.value),
+            Work::Dict(id) => self.dict(*id)?.get(field).map(Elem::Str),
+        }
+    }
+
+    /// Whether the key existed before this edit.
+    pub(crate) fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// Number of fields.
+    pub(crate) fn len(&self) -> usize {
+        match &self.work {
+            Work::Compact(_) => self.count,
+            Work::Dict(id) => self.dict(*id).map_or(0, ArenaTable::len),
+        }
+    }
+
+    /// Converts to a dict now.
+    fn convert(&mut self) -> Result<(), CommandError> {
+        if let Work::Compact(buf) = &self.work {
+            let d = dict_from_compact(buf).map_err(|_| CommandError::too_large())?;
+            let id = self.shard.alloc_dict(d);
+            self.work = Work::Dict(id);
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Redis's pre-check before a write of `pairs` field/value pairs whose
+    /// longest argument is `max_len` bytes: converts first if either passes
+    /// the thresholds, even if the pairs repeat or already exist.
+    pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
+        if matches!(self.work, Work::Compact(_))
+            && (pairs > self.opts.hash_max_listpack_entries || max_len > self.opts.hash_max_listpack_value)
+        {
+            self.convert()?;
+        }
+        Ok(())
+    }
+
+    /// Sets `field` to `value`; true when the field is new. Converts to a
+    /// dict when the value or field is too long or the hash too big.
+    pub(crate) fn set(&mut self, field: &[u8], value: &[u8]) -> Result<bool, CommandError> {
+        if let Work::Compact(buf) = &self.work {
+            let limit = self.opts.hash_max_listpack_value;
+            if field.len() > limit
+                || value.len() > limit
+                || buf.len() + field.len() + value.len() + 10 > COMPACT_MAX_BYTES
+            {
+                self.convert()?;
+            }
+        }
+        let new = match &mut self.work {
+            Work::Compact(buf) => {
+                let new = compact::set(buf, field, value);
+                self.dirty = true;
+                if new {
+                    self.count += 1;
+                    if self.count > self.opts.hash_max_listpack_entries {
+                        self.convert()?;
+                    }
+                }
+                new
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                let d = self.dict_mut(id).ok_or_else(CommandError::too_large)?;
+                d.set(field, value).map_err(|_| CommandError::too_large())?
+            }
+        };
+        Ok(new)
+    }
+
+    /// Removes `field`; true when it was present.
+    pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.work {
+            Work::Compact(buf) => {
+                let gone = compact::remove(buf, field);
+                if gone {
+                    self.count -= 1;
+                    self.dirty = true;
+                }
+                gone
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                self.dict_mut(id).is_some_and(|d| d.remove(field))
+            }
+        }
+    }
+
+    /// Stores the result: writes the compact buffer back, records a new
+    /// dict, or deletes the key when the hash is empty.
+    pub(crate) fn finish(self) -> Result<(), CommandError> {
+        let empty = self.len() == 0;
+        if empty {
+            if let Work::Dict(id) = self.work {
+                if !self.existed {
+                    // A dict created by this edit and emptied again.
+                    if let Some(slot) = self.shard.dicts.get_mut(id as usize) {
+                        *slot = None;
+                        self.shard.free_dicts.push(id);
+                    }
+                }
+            }
+            if self.existed {
+                self.shard.delete(self.key);
+            }
+            return Ok(());
+        }
+        if !self.dirty {
+            return Ok(());
+        }
+        let res = match &self.work {
+            Work::Compact(buf) => self.shard.keys.set_parts(self.key, &[&[TAG_COMPACT | self.flag], buf]),
+            Work::Dict(id) => {
+                if self.existed {
+                    // The key may still point at its old compact payload.
+                    self.shard
+                        .keys
+                        .set_parts(self.key, &[&[TAG_DICT | self.flag], &id.to_le_bytes()])
+                } else {
+                    self.shard.keys.set_parts(self.key, &[&[TAG_DICT], &id.to_le_bytes()])
+                }
+            }
+        };
+        res.map(|_| ()).map_err(|_| CommandError::too_large())
+    }
+}
+
+/// All shards.
+pub(crate) struct Keyspace {
+    shards: Box<[RwLock<Shard>]>,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+        }
+    }
+}
+
+/// Write locks on the shards of several keys, taken in ascending order.
+pub(crate) struct MultiGuard<'a> {
+    guards: Vec<(usize, RwLockWriteGuard<'a, Shard>)>,
+}
+
+impl MultiGuard<'_> {
+    /// The shard holding `key` (which must be one of the locked keys).
+    pub(crate) fn shard(&mut self, key: &[u8]) -> &mut Shard {
+        let idx = shard_index(key);
+        let pos = self
+            .guards
+            .binary_search_by_key(&idx, |(i, _)| *i)
+            .unwrap_or_else(|_| unreachable_shard());
+        &mut self.guards[pos].1
+    }
+}
+
+#[cold]
+fn unreachable_shard() -> usize {
+    // lock_many locks the shard of every key it is given; asking for another
+    // key is a programming error inside this crate.
+    panic!("MultiGuard::shard called for a key that was not locked")
+}
+
+#[inline]
+pub(crate) fn shard_index(key: &[u8]) -> usize {
+    (hash_name(key) >> (64 - SHARD_BITS)) as usize
+}
+
+impl Keyspace {
+    pub(crate) fn shard(&self, key: &[u8]) -> &RwLock<Shard> {
+        &self.shards[shard_index(key)]
+    }
+
+    pub(crate) fn shard_at(&self, i: usize) -> &RwLock<Shard> {
+        &self.shards[i]
+    }
+
+    /// Locks the shards of all `keys` for writing, in ascending shard order.
+    pub(crate) fn lock_many(&self, keys: &[&[u8]]) -> MultiGuard<'_> {
+        let mut idx: Vec<usize> = keys.iter().map(|k| shard_index(k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        MultiGuard {
+            guards: idx.into_iter().map(|i| (i, self.shards[i].write())).collect(),
+        }
+    }
+
+    /// Runs `f` on the live hash at `key` under a read lock. An expired key
+    /// reads as missing and is then deleted (lazy expiry).
+    #[inline]
+    pub(crate) fn read<R>(&self, key: &[u8], now: i64, f: impl FnOnce(Option<HashRef<'_>>) -> R) -> R {
+        let lock = self.shard(key);
+        let shard = lock.read();
+        let (r, expired) = match shard.lookup(key, now) {
+            Lookup::Live(h) => (f(Some(h)), false),
+            Lookup::Expired => (f(None), true),
+            Lookup::Missing => (f(None), false),
+        };
+        drop(shard);
+        if expired {
+            lock.write().expire_if_needed(key, now);
+        }
+        r
+    }
+
+    /// Runs `f` on the shard of `key` under a read lock (for commands that
+    /// need more than the hash, such as its TTL), then deletes `key` if it
+    /// turned out to be expired.
+    pub(crate) fn read_shard<R>(&self, key: &[u8], now: i64, f: impl FnOnce(&Shard) -> R) -> R {
+        let lock = self.shard(key);
+        let shard = lock.read();
+        let expired = matches!(shard.lookup(key, now), Lookup::Expired);
+        let r = f(&shard);
+        drop(shard);
+        if expired {
+            lock.write().expire_if_needed(key, now);
+        }
+        r
+    }
+
+    /// Runs `f` on the shard of `key` under its write lock, after deleting
+    /// `key` if it has expired.
+    #[inline]
+    pub(crate) fn write<R>(&self, key: &[u8], now: i64, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let mut shard = self.shard(key).write();
+        shard.expire_if_needed(key, now);
+        f(&mut shard)
+    }
+
+    /// Total keys (DBSIZE).
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Removes every key.
+    pub(crate) fn clear(&self) {
+        for s in self.shards.iter() {
+            let old = std::mem::take(&mut *s.write());
+            drop(old);
+        }
+    }
+
+    /// One active-expiry pass over every shard with a per-shard budget.
+    /// Returns the number of keys deleted.
+    pub(crate) fn sweep(&self, now: i64, budget: usize) -> usize {
+        let mut deleted = 0;
+        for s in self.shards.iter() {
+            if s.read().volatile_len() == 0 {
+                continue;
+            }
+            deleted += s.write().sweep(now, budget).1;
+        }
+        deleted
+    }
+}

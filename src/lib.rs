@@ -1,0 +1,61 @@
+//! hashkv: Redis hashes in process.
+//!
+//! hashkv gives a Rust program the Redis hash and key commands — `HSET`,
+//! `HGET`, `HINCRBY`, `HGETALL`, `HSCAN`, `EXPIRE` and the rest — with Redis's
+//! exact replies and error strings, and no server. Hashes live in memory in a
+//! compact listpack-style encoding or a dict encoding, converting at Redis's
+//! thresholds (512 fields, 64-byte values by default).
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let db = hashkv::Db::open(dir.path())?;
+//! db.hset("user:1", &[("name", "Alice"), ("age", "25")])?;
+//! assert_eq!(db.hget("user:1", "name")?, Some(b"Alice".to_vec()));
+//! assert_eq!(db.hincrby("user:1", "age", 1)?, 26);
+//! // Any command, as its words, with Redis's reply:
+//! let reply = db.execute(&["HGETALL", "user:1"])?;
+//! assert_eq!(reply.to_cli_string(), "1) \"name\"\n2) \"Alice\"\n3) \"age\"\n4) \"26\"\n");
+//! assert_eq!(db.object_encoding("user:1")?.as_deref(), Some("listpack"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What it is not: a server (no network protocol), a cache with eviction, or
+//! a store of Redis's other types (strings, lists, sets, ...). One process
+//! owns a database.
+//!
+//! Status: the in-memory engine is complete; the append-only log and
+//! snapshots (durability) are being built, so today a [`Db`] keeps its data
+//! for the life of the process only.
+//!
+//! # Layout
+//! - [`db`]: the [`Db`] handle and its typed methods.
+//! - [`command`]: parse -> [`Command`] -> execute -> [`Reply`]; every Redis
+//!   error string lives here.
+//! - `keyspace`: the sharded key table, key TTLs, lazy and active expiry.
+//! - `hash`: the compact encoding (`hash::compact`) and the dict encoding
+//!   (`hash::table`, an arena-backed table with incremental rehash).
+//! - `numeric`: Redis's integer grammar and `long double` arithmetic.
+//! - [`shell`]: redis-cli quoting in, `redis-cli --no-raw` output out.
+//! - [`options`]: [`Options`] and the [`Clock`] seam.
+//! - [`error`]: [`Error`] and [`CommandError`].
+//!
+//! # Limits
+//! A single dict-encoded hash holds at most 16 GiB of fields and values
+//! (its arena's address space); beyond that writes fail with an error.
+//! `HINCRBYFLOAT` matches Redis digit for digit where C's `long double` is
+//! the same as Redis's build (x87 80-bit on x86-64).
+
+pub mod command;
+pub mod db;
+pub mod error;
+mod hash;
+mod keyspace;
+mod numeric;
+pub mod options;
+pub mod shell;
+
+pub use command::{Command, Reply};
+pub use db::Db;
+pub use error::{CommandError, Error, Result};
+pub use hash::compact::{validate as validate_compact, DecodeError};
+pub use options::{Clock, ManualClock, Options, SystemClock};

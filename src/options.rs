@@ -1,0 +1,126 @@
+//! [`Options`]: the knobs of a [`crate::Db`], with Redis's defaults and names,
+//! and the [`Clock`] seam that lets tests move time without sleeping.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Source of the current Unix time in milliseconds.
+///
+/// Every TTL decision reads the clock through this trait, so tests can use
+/// [`ManualClock`] and move time explicitly.
+pub trait Clock: Send + Sync + 'static {
+    /// Current Unix time in milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that only moves when told to; for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: i64) -> Arc<Self> {
+        Arc::new(ManualClock {
+            now_ms: AtomicI64::new(now_ms),
+        })
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now_ms: i64) {
+        self.now_ms.store(now_ms, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+/// Options of a [`crate::Db`]. Build with [`Options::default`] and the
+/// chained setters.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) hash_max_listpack_entries: usize,
+    pub(crate) hash_max_listpack_value: usize,
+    pub(crate) active_expiry: bool,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
+            active_expiry: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("hash_max_listpack_entries", &self.hash_max_listpack_entries)
+            .field("hash_max_listpack_value", &self.hash_max_listpack_value)
+            .field("active_expiry", &self.active_expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Most fields a hash keeps in the compact encoding; one more converts
+    /// it to a dict. Default = 512. Redis: `hash-max-listpack-entries`
+    /// (formerly `hash-max-ziplist-entries`). 0 makes every hash a dict.
+    #[must_use]
+    pub fn hash_max_listpack_entries(mut self, n: usize) -> Self {
+        self.hash_max_listpack_entries = n;
+        self
+    }
+
+    /// Longest field or value (bytes) a compact hash may hold; a longer one
+    /// converts it to a dict. Default = 64. Redis: `hash-max-listpack-value`
+    /// (formerly `hash-max-ziplist-value`).
+    #[must_use]
+    pub fn hash_max_listpack_value(mut self, n: usize) -> Self {
+        self.hash_max_listpack_value = n;
+        self
+    }
+
+    /// Whether a background thread deletes expired keys nobody reads.
+    /// Default = true. Turning it off is Redis's `DEBUG SET-ACTIVE-EXPIRE 0`,
+    /// useful in tests that look at expired-but-unreclaimed state.
+    #[must_use]
+    pub fn active_expiry(mut self, on: bool) -> Self {
+        self.active_expiry = on;
+        self
+    }
+
+    /// The clock TTLs are measured against. Default = the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
