@@ -133,7 +133,9 @@ fn parse_copy<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
         } else if eq_ic(argv[j], "db") && j + 1 < argv.len() {
             let db = numeric::parse_i64(argv[j + 1]).ok_or_else(CommandError::not_integer)?;
             if i32::try_from(db).is_err() {
-                return Err(CommandError::out_of_range());
+                return Err(CommandError::err(
+                    "value is out of range, value must between -2147483648 and 2147483647",
+                ));
             }
             // hashkv has one database, index 0.
             if db != 0 {
@@ -307,7 +309,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             };
             Reply::Integer(match kind {
                 TtlKind::Millis | TtlKind::AbsMillis => v,
-                TtlKind::Seconds | TtlKind::AbsSeconds => (v + 500) / 1000,
+                // v >= 0 here; Redis's build yields the unsigned quotient
+                // when v + 500 passes i64::MAX (PEXPIREAT k i64::MAX).
+                TtlKind::Seconds | TtlKind::AbsSeconds => ((v as u64 + 500) / 1000) as i64,
             })
         })),
         Command::Persist { key } => ks.write(key, now, |shard| {
