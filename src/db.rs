@@ -36,12 +36,17 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.shared.path).field("options", &self.shared.opts).finish()
+        f.debug_struct("Db")
+            .field("path", &self.shared.path)
+            .field("options", &self.shared.opts)
+            .finish()
     }
 }
 
 fn unexpected(reply: &Reply) -> Error {
-    Error::Command(CommandError::err(format!("internal: unexpected reply {reply:?}")))
+    Error::Command(CommandError::err(format!(
+        "internal: unexpected reply {reply:?}"
+    )))
 }
 
 impl Db {
@@ -180,16 +185,32 @@ impl Db {
         F: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let pairs = pairs.iter().map(|(f, v)| (f.as_ref(), v.as_ref())).collect();
-        self.int(Command::HSet { key: key.as_ref(), pairs, ok_reply: false })
+        let pairs = pairs
+            .iter()
+            .map(|(f, v)| (f.as_ref(), v.as_ref()))
+            .collect();
+        self.int(Command::HSet {
+            key: key.as_ref(),
+            pairs,
+            ok_reply: false,
+        })
     }
 
     /// `HSETNX key field value`: sets the field only if it is absent.
     ///
     /// # Errors
     /// [`Error::Command`] only if the hash outgrows hashkv's limits.
-    pub fn hsetnx(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<bool> {
-        Ok(self.int(Command::HSetNx { key: key.as_ref(), field: field.as_ref(), value: value.as_ref() })? == 1)
+    pub fn hsetnx(
+        &self,
+        key: impl AsRef<[u8]>,
+        field: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool> {
+        Ok(self.int(Command::HSetNx {
+            key: key.as_ref(),
+            field: field.as_ref(),
+            value: value.as_ref(),
+        })? == 1)
     }
 
     /// `HGET key field`.
@@ -197,16 +218,26 @@ impl Db {
     /// # Errors
     /// None in practice; the signature leaves room for I/O-backed reads.
     pub fn hget(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        self.bulk(Command::HGet { key: key.as_ref(), field: field.as_ref() })
+        self.bulk(Command::HGet {
+            key: key.as_ref(),
+            field: field.as_ref(),
+        })
     }
 
     /// `HMGET key field [field ...]`: one `Option` per field, in order.
     ///
     /// # Errors
     /// None in practice.
-    pub fn hmget<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub fn hmget<F: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        fields: &[F],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let fields = fields.iter().map(AsRef::as_ref).collect();
-        match self.run(Command::HMGet { key: key.as_ref(), fields })? {
+        match self.run(Command::HMGet {
+            key: key.as_ref(),
+            fields,
+        })? {
             Reply::Array(items) => Ok(items
                 .into_iter()
                 .map(|r| match r {
@@ -223,7 +254,11 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hgetall(&self, key: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let flat = self.bulks(Command::HGetAll { key: key.as_ref(), keys: true, values: true })?;
+        let flat = self.bulks(Command::HGetAll {
+            key: key.as_ref(),
+            keys: true,
+            values: true,
+        })?;
         let mut it = flat.into_iter();
         let mut out = Vec::new();
         while let (Some(f), Some(v)) = (it.next(), it.next()) {
@@ -237,7 +272,11 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hkeys(&self, key: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
-        self.bulks(Command::HGetAll { key: key.as_ref(), keys: true, values: false })
+        self.bulks(Command::HGetAll {
+            key: key.as_ref(),
+            keys: true,
+            values: false,
+        })
     }
 
     /// `HVALS key`.
@@ -245,7 +284,11 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hvals(&self, key: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
-        self.bulks(Command::HGetAll { key: key.as_ref(), keys: false, values: true })
+        self.bulks(Command::HGetAll {
+            key: key.as_ref(),
+            keys: false,
+            values: true,
+        })
     }
 
     /// `HDEL key field [field ...]`: returns how many fields were removed.
@@ -254,7 +297,10 @@ impl Db {
     /// None in practice.
     pub fn hdel<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<i64> {
         let fields = fields.iter().map(AsRef::as_ref).collect();
-        self.int(Command::HDel { key: key.as_ref(), fields })
+        self.int(Command::HDel {
+            key: key.as_ref(),
+            fields,
+        })
     }
 
     /// `HEXISTS key field`.
@@ -262,7 +308,10 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hexists(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<bool> {
-        Ok(self.int(Command::HExists { key: key.as_ref(), field: field.as_ref() })? == 1)
+        Ok(self.int(Command::HExists {
+            key: key.as_ref(),
+            field: field.as_ref(),
+        })? == 1)
     }
 
     /// `HLEN key`.
@@ -278,7 +327,10 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hstrlen(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<i64> {
-        self.int(Command::HStrLen { key: key.as_ref(), field: field.as_ref() })
+        self.int(Command::HStrLen {
+            key: key.as_ref(),
+            field: field.as_ref(),
+        })
     }
 
     /// Increments the integer in `field` of the hash at `key` by `delta`,
@@ -297,8 +349,17 @@ impl Db {
     /// assert_eq!(db.hincrby("user:1", "visits", -2)?, 3);
     /// # Ok::<(), hashkv::Error>(())
     /// ```
-    pub fn hincrby(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: i64) -> Result<i64> {
-        self.int(Command::HIncrBy { key: key.as_ref(), field: field.as_ref(), delta })
+    pub fn hincrby(
+        &self,
+        key: impl AsRef<[u8]>,
+        field: impl AsRef<[u8]>,
+        delta: i64,
+    ) -> Result<i64> {
+        self.int(Command::HIncrBy {
+            key: key.as_ref(),
+            field: field.as_ref(),
+            delta,
+        })
     }
 
     /// `HINCRBYFLOAT key field delta`, computed and printed exactly as Redis
@@ -314,9 +375,18 @@ impl Db {
     /// assert_eq!(db.hincrbyfloat("h", "x", "0.1")?, b"10.6");
     /// # Ok::<(), hashkv::Error>(())
     /// ```
-    pub fn hincrbyfloat(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>, delta: impl AsRef<[u8]>) -> Result<Vec<u8>> {
-        self.bulk(Command::HIncrByFloat { key: key.as_ref(), field: field.as_ref(), delta: delta.as_ref() })
-            .map(Option::unwrap_or_default)
+    pub fn hincrbyfloat(
+        &self,
+        key: impl AsRef<[u8]>,
+        field: impl AsRef<[u8]>,
+        delta: impl AsRef<[u8]>,
+    ) -> Result<Vec<u8>> {
+        self.bulk(Command::HIncrByFloat {
+            key: key.as_ref(),
+            field: field.as_ref(),
+            delta: delta.as_ref(),
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// `DEL key [key ...]`: returns how many keys were removed.
@@ -324,7 +394,9 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn del<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<i64> {
-        self.int(Command::Del { keys: keys.iter().map(AsRef::as_ref).collect() })
+        self.int(Command::Del {
+            keys: keys.iter().map(AsRef::as_ref).collect(),
+        })
     }
 
     /// `EXISTS key [key ...]`: counts arguments naming an existing key.
@@ -332,7 +404,9 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn exists<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<i64> {
-        self.int(Command::Exists { keys: keys.iter().map(AsRef::as_ref).collect() })
+        self.int(Command::Exists {
+            keys: keys.iter().map(AsRef::as_ref).collect(),
+        })
     }
 
     /// `PEXPIRE key ms`: true when the TTL was set (or the key deleted
@@ -341,7 +415,14 @@ impl Db {
     /// # Errors
     /// [`Error::Command`] on overflow of the absolute time.
     pub fn pexpire(&self, key: impl AsRef<[u8]>, ms: i64) -> Result<bool> {
-        Ok(self.execute(&[b"PEXPIRE".as_slice(), key.as_ref(), ms.to_string().as_bytes()])?.as_integer() == Some(1))
+        Ok(self
+            .execute(&[
+                b"PEXPIRE".as_slice(),
+                key.as_ref(),
+                ms.to_string().as_bytes(),
+            ])?
+            .as_integer()
+            == Some(1))
     }
 
     /// `PTTL key`: -2 missing, -1 no TTL, else remaining milliseconds.
@@ -349,7 +430,10 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn pttl(&self, key: impl AsRef<[u8]>) -> Result<i64> {
-        self.int(Command::Ttl { key: key.as_ref(), kind: crate::command::TtlKind::Millis })
+        self.int(Command::Ttl {
+            key: key.as_ref(),
+            kind: crate::command::TtlKind::Millis,
+        })
     }
 
     /// `PERSIST key`.
@@ -392,7 +476,9 @@ impl Db {
     /// Runs one active-expiry pass now (the background thread does this
     /// every 100 ms when active expiry is on). Returns keys deleted.
     pub fn expire_cycle(&self) -> usize {
-        self.shared.ks.sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
+        self.shared
+            .ks
+            .sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
     }
 }
 

@@ -46,7 +46,11 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, InvalidArguments> {
         while !done {
             let c = at(p);
             if inq {
-                if c == b'\\' && at(p + 1) == b'x' && hex(at(p + 2)).is_some() && hex(at(p + 3)).is_some() {
+                if c == b'\\'
+                    && at(p + 1) == b'x'
+                    && hex(at(p + 2)).is_some()
+                    && hex(at(p + 3)).is_some()
+                {
                     cur.push(hex(at(p + 2)).unwrap_or(0) * 16 + hex(at(p + 3)).unwrap_or(0));
                     p += 3;
                 } else if c == b'\\' && at(p + 1) != 0 {
@@ -128,7 +132,12 @@ pub fn run_line(db: &Db, line: &[u8], out: &mut Vec<u8>) -> bool {
 ///
 /// # Errors
 /// I/O errors of `input` or `output`.
-pub fn run<R: BufRead, W: Write>(db: &Db, mut input: R, mut output: W, prompt: Option<&str>) -> std::io::Result<()> {
+pub fn run<R: BufRead, W: Write>(
+    db: &Db,
+    mut input: R,
+    mut output: W,
+    prompt: Option<&str>,
+) -> std::io::Result<()> {
     let mut line = Vec::new();
     let mut out = Vec::new();
     loop {

@@ -93,8 +93,16 @@ impl Gen {
         let kind = self.rng.gen_range(0..100);
         let mut c: Cmd = match kind {
             0..=17 => {
-                let name = if self.rng.gen_ratio(1, 6) { "HMSET" } else { "HSET" };
-                let pairs = if self.big { self.rng.gen_range(1..40) } else { self.rng.gen_range(1..5) };
+                let name = if self.rng.gen_ratio(1, 6) {
+                    "HMSET"
+                } else {
+                    "HSET"
+                };
+                let pairs = if self.big {
+                    self.rng.gen_range(1..40)
+                } else {
+                    self.rng.gen_range(1..5)
+                };
                 let mut c = vec![name.as_bytes().to_vec(), k];
                 for _ in 0..pairs {
                     c.push(self.field());
@@ -114,7 +122,12 @@ impl Gen {
                 }
                 c
             }
-            29..=31 => vec![pick(&mut self.rng, &["HGETALL", "HKEYS", "HVALS"]).as_bytes().to_vec(), k],
+            29..=31 => vec![
+                pick(&mut self.rng, &["HGETALL", "HKEYS", "HVALS"])
+                    .as_bytes()
+                    .to_vec(),
+                k,
+            ],
             32..=36 => {
                 let mut c = vec![b"HDEL".to_vec(), k];
                 for _ in 0..self.rng.gen_range(1..4) {
@@ -128,24 +141,77 @@ impl Gen {
             42..=45 => {
                 let inc = pick(
                     &mut self.rng,
-                    &["1", "-1", "5", "1000", "abc", "007", "9223372036854775807", "-9223372036854775808", "4096", "1.5"],
+                    &[
+                        "1",
+                        "-1",
+                        "5",
+                        "1000",
+                        "abc",
+                        "007",
+                        "9223372036854775807",
+                        "-9223372036854775808",
+                        "4096",
+                        "1.5",
+                    ],
                 );
-                vec![b"HINCRBY".to_vec(), k, self.field(), inc.as_bytes().to_vec()]
+                vec![
+                    b"HINCRBY".to_vec(),
+                    k,
+                    self.field(),
+                    inc.as_bytes().to_vec(),
+                ]
             }
             46..=49 => {
                 let inc = pick(
                     &mut self.rng,
                     &[
-                        "0.1", "1e3", "-1.5", "abc", "inf", "-inf", "nan", "1e-20", "+1.5", ".5", "5.", "0x10", "3.0e2",
-                        "10.5", "1e20", "-0.0", "123456789.123456789", "1e400", " 1", "0.0000005",
+                        "0.1",
+                        "1e3",
+                        "-1.5",
+                        "abc",
+                        "inf",
+                        "-inf",
+                        "nan",
+                        "1e-20",
+                        "+1.5",
+                        ".5",
+                        "5.",
+                        "0x10",
+                        "3.0e2",
+                        "10.5",
+                        "1e20",
+                        "-0.0",
+                        "123456789.123456789",
+                        "1e400",
+                        " 1",
+                        "0.0000005",
                     ],
                 );
-                vec![b"HINCRBYFLOAT".to_vec(), k, self.field(), inc.as_bytes().to_vec()]
+                vec![
+                    b"HINCRBYFLOAT".to_vec(),
+                    k,
+                    self.field(),
+                    inc.as_bytes().to_vec(),
+                ]
             }
             50..=52 => {
                 let mut c = vec![b"HRANDFIELD".to_vec(), k];
                 if self.rng.gen_ratio(3, 4) {
-                    let count = pick(&mut self.rng, &["0", "1", "2", "5", "-3", "-20", "100", "abc", "-9223372036854775808", "4611686018427387904"]);
+                    let count = pick(
+                        &mut self.rng,
+                        &[
+                            "0",
+                            "1",
+                            "2",
+                            "5",
+                            "-3",
+                            "-20",
+                            "100",
+                            "abc",
+                            "-9223372036854775808",
+                            "4611686018427387904",
+                        ],
+                    );
                     c.push(count.as_bytes().to_vec());
                     match self.rng.gen_range(0..6) {
                         0 | 1 => c.push(b"WITHVALUES".to_vec()),
@@ -157,19 +223,34 @@ impl Gen {
                 c
             }
             53..=55 => {
-                let cursor = pick(&mut self.rng, &["0", "0", "0", "abc", "18446744073709551616", "+0"]);
+                let cursor = pick(
+                    &mut self.rng,
+                    &["0", "0", "0", "abc", "18446744073709551616", "+0"],
+                );
                 let mut c = vec![b"HSCAN".to_vec(), k, cursor.as_bytes().to_vec()];
                 for _ in 0..self.rng.gen_range(0..3) {
                     let opt: &[&str] = pickw(
                         &mut self.rng,
-                        &[&["MATCH", "f*"], &["match", "f1*"], &["COUNT", "2"], &["COUNT", "0"], &["COUNT", "-1"], &["COUNT", "abc"], &["BADOPT"], &["MATCH"], &["MATCH", "*"]],
+                        &[
+                            &["MATCH", "f*"],
+                            &["match", "f1*"],
+                            &["COUNT", "2"],
+                            &["COUNT", "0"],
+                            &["COUNT", "-1"],
+                            &["COUNT", "abc"],
+                            &["BADOPT"],
+                            &["MATCH"],
+                            &["MATCH", "*"],
+                        ],
                     );
                     c.extend(opt.iter().map(|w| w.as_bytes().to_vec()));
                 }
                 c
             }
             56..=58 => {
-                let mut c = vec![pick(&mut self.rng, &["DEL", "UNLINK", "EXISTS"]).as_bytes().to_vec()];
+                let mut c = vec![pick(&mut self.rng, &["DEL", "UNLINK", "EXISTS"])
+                    .as_bytes()
+                    .to_vec()];
                 for _ in 0..self.rng.gen_range(1..4) {
                     c.push(self.key());
                 }
@@ -181,13 +262,40 @@ impl Gen {
             }
             59 => vec![b"TYPE".to_vec(), k],
             60..=61 => {
-                let k2 = if self.rng.gen_ratio(1, 5) { k.clone() } else { self.key() };
-                vec![pick(&mut self.rng, &["RENAME", "RENAMENX"]).as_bytes().to_vec(), k, k2]
+                let k2 = if self.rng.gen_ratio(1, 5) {
+                    k.clone()
+                } else {
+                    self.key()
+                };
+                vec![
+                    pick(&mut self.rng, &["RENAME", "RENAMENX"])
+                        .as_bytes()
+                        .to_vec(),
+                    k,
+                    k2,
+                ]
             }
             62..=63 => {
-                let k2 = if self.rng.gen_ratio(1, 6) { k.clone() } else { self.key() };
+                let k2 = if self.rng.gen_ratio(1, 6) {
+                    k.clone()
+                } else {
+                    self.key()
+                };
                 let mut c = vec![b"COPY".to_vec(), k, k2];
-                let opts: &[&str] = pickw(&mut self.rng, &[&[], &["REPLACE"], &["DB", "0"], &["DB", "100"], &["DB", "abc"], &["FOO"], &["DB"], &["DB", "0", "REPLACE"], &["DB", "99999999999"]]);
+                let opts: &[&str] = pickw(
+                    &mut self.rng,
+                    &[
+                        &[],
+                        &["REPLACE"],
+                        &["DB", "0"],
+                        &["DB", "100"],
+                        &["DB", "abc"],
+                        &["FOO"],
+                        &["DB"],
+                        &["DB", "0", "REPLACE"],
+                        &["DB", "99999999999"],
+                    ],
+                );
                 c.extend(opts.iter().map(|w| w.as_bytes().to_vec()));
                 c
             }
@@ -195,7 +303,11 @@ impl Gen {
                 // Relative forms only without GT/LT (their outcome would
                 // depend on the millisecond each side samples).
                 let abs = self.rng.gen_bool(0.5);
-                let name = if abs { pick(&mut self.rng, &["EXPIREAT", "PEXPIREAT"]) } else { pick(&mut self.rng, &["EXPIRE", "PEXPIRE"]) };
+                let name = if abs {
+                    pick(&mut self.rng, &["EXPIREAT", "PEXPIREAT"])
+                } else {
+                    pick(&mut self.rng, &["EXPIRE", "PEXPIRE"])
+                };
                 let ms = name.starts_with('P');
                 let t: String = match self.rng.gen_range(0..8) {
                     0 => "-1".into(),
@@ -206,28 +318,69 @@ impl Gen {
                     _ => {
                         let base: i64 = if abs { 4_102_444_800 } else { 0 };
                         let s = base + self.rng.gen_range(100..100_000);
-                        if ms { (s * 1000).to_string() } else { s.to_string() }
+                        if ms {
+                            (s * 1000).to_string()
+                        } else {
+                            s.to_string()
+                        }
                     }
                 };
                 let mut c = vec![name.as_bytes().to_vec(), k, t.into_bytes()];
                 let opts: &[&str] = if abs {
-                    pickw(&mut self.rng, &[&[], &["NX"], &["XX"], &["GT"], &["LT"], &["nx", "xx"], &["GT", "LT"], &["FOO"], &["gt", "gt"]])
+                    pickw(
+                        &mut self.rng,
+                        &[
+                            &[],
+                            &["NX"],
+                            &["XX"],
+                            &["GT"],
+                            &["LT"],
+                            &["nx", "xx"],
+                            &["GT", "LT"],
+                            &["FOO"],
+                            &["gt", "gt"],
+                        ],
+                    )
                 } else {
-                    pickw(&mut self.rng, &[&[], &[], &["NX"], &["XX"], &["NX", "GT"], &["BAR"]])
+                    pickw(
+                        &mut self.rng,
+                        &[&[], &[], &["NX"], &["XX"], &["NX", "GT"], &["BAR"]],
+                    )
                 };
                 c.extend(opts.iter().map(|w| w.as_bytes().to_vec()));
                 c
             }
-            70..=72 => vec![pick(&mut self.rng, &["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]).as_bytes().to_vec(), k],
+            70..=72 => vec![
+                pick(&mut self.rng, &["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"])
+                    .as_bytes()
+                    .to_vec(),
+                k,
+            ],
             73 => vec![b"PERSIST".to_vec(), k],
             74..=75 => {
-                let p = *pick(&mut self.rng, &["*", "k*", "k[0-2]", "k?", "*1*", "[", "k\\*", "**", "k[^1]"]);
+                let p = *pick(
+                    &mut self.rng,
+                    &["*", "k*", "k[0-2]", "k?", "*1*", "[", "k\\*", "**", "k[^1]"],
+                );
                 self.words(&["KEYS", p])
             }
             76..=77 => {
                 let cur = *pick(&mut self.rng, &["0", "0", "abc", "18446744073709551616"]);
                 let mut c = self.words(&["SCAN", cur]);
-                let opts: &[&str] = pickw(&mut self.rng, &[&[], &["MATCH", "k*"], &["COUNT", "3"], &["TYPE", "hash"], &["TYPE", "string"], &["TYPE", "foo"], &["COUNT", "0"], &["BAD"], &["COUNT"]]);
+                let opts: &[&str] = pickw(
+                    &mut self.rng,
+                    &[
+                        &[],
+                        &["MATCH", "k*"],
+                        &["COUNT", "3"],
+                        &["TYPE", "hash"],
+                        &["TYPE", "string"],
+                        &["TYPE", "foo"],
+                        &["COUNT", "0"],
+                        &["BAD"],
+                        &["COUNT"],
+                    ],
+                );
                 c.extend(opts.iter().map(|w| w.as_bytes().to_vec()));
                 c
             }
@@ -235,7 +388,27 @@ impl Gen {
             79..=82 => vec![b"OBJECT".to_vec(), b"ENCODING".to_vec(), k],
             83 => vec![b"MEMORY".to_vec(), b"USAGE".to_vec(), k],
             84 => {
-                let v: &[&str] = pickw(&mut self.rng, &[&["PING"], &["PING", "hi"], &["PING", "a", "b"], &["ECHO", "x y"], &["ECHO"], &["OBJECT", "FOO", "k"], &["OBJECT"], &["OBJECT", "ENCODING"], &["MEMORY", "USAGE"], &["MEMORY", "USAGE", "k1", "SAMPLES", "-1"], &["MEMORY", "USAGE", "k1", "SAMPLES", "x"], &["MEMORY", "USAGE", "k1", "FOO"], &["FOO", "a", "b"], &["hget"], &["FLUSHDB", "BAD"], &["FLUSHDB", "SYNC", "X"]]);
+                let v: &[&str] = pickw(
+                    &mut self.rng,
+                    &[
+                        &["PING"],
+                        &["PING", "hi"],
+                        &["PING", "a", "b"],
+                        &["ECHO", "x y"],
+                        &["ECHO"],
+                        &["OBJECT", "FOO", "k"],
+                        &["OBJECT"],
+                        &["OBJECT", "ENCODING"],
+                        &["MEMORY", "USAGE"],
+                        &["MEMORY", "USAGE", "k1", "SAMPLES", "-1"],
+                        &["MEMORY", "USAGE", "k1", "SAMPLES", "x"],
+                        &["MEMORY", "USAGE", "k1", "FOO"],
+                        &["FOO", "a", "b"],
+                        &["hget"],
+                        &["FLUSHDB", "BAD"],
+                        &["FLUSHDB", "SYNC", "X"],
+                    ],
+                );
                 self.words(v)
             }
             85 if self.rng.gen_ratio(1, 10) => self.words(&["FLUSHDB"]),
@@ -270,7 +443,10 @@ fn sort_flat(r: &mut Result<Reply, String>, pairs: bool) {
 }
 
 /// Runs HSCAN/SCAN to completion on one side; returns the sorted union.
-fn full_scan(cmd: &Cmd, mut call: impl FnMut(&Cmd) -> Result<Reply, String>) -> Result<Reply, String> {
+fn full_scan(
+    cmd: &Cmd,
+    mut call: impl FnMut(&Cmd) -> Result<Reply, String>,
+) -> Result<Reply, String> {
     let is_hscan = cmd[0].eq_ignore_ascii_case(b"hscan");
     let cur_idx = if is_hscan { 2 } else { 1 };
     let mut c = cmd.clone();
@@ -278,7 +454,8 @@ fn full_scan(cmd: &Cmd, mut call: impl FnMut(&Cmd) -> Result<Reply, String>) -> 
     for _ in 0..100_000 {
         let r = call(&c)?;
         let Reply::Array(parts) = r else { return Ok(r) };
-        let (Some(Reply::Bulk(cursor)), Some(Reply::Array(items))) = (parts.first(), parts.get(1)) else {
+        let (Some(Reply::Bulk(cursor)), Some(Reply::Array(items))) = (parts.first(), parts.get(1))
+        else {
             return Ok(Reply::Array(parts));
         };
         let novalues = c.iter().any(|w| w.eq_ignore_ascii_case(b"novalues"));
@@ -296,7 +473,9 @@ fn full_scan(cmd: &Cmd, mut call: impl FnMut(&Cmd) -> Result<Reply, String>) -> 
 
 fn ttl_close(a: &Result<Reply, String>, b: &Result<Reply, String>, tol: i64) -> bool {
     match (a, b) {
-        (Ok(Reply::Integer(x)), Ok(Reply::Integer(y))) => (x - y).abs() <= tol && (*x < 0) == (*y < 0),
+        (Ok(Reply::Integer(x)), Ok(Reply::Integer(y))) => {
+            (x - y).abs() <= tol && (*x < 0) == (*y < 0)
+        }
         _ => a == b,
     }
 }
@@ -314,7 +493,12 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
     let value_s = value.to_string();
     let Some(server) = redis_or_skip(
         name,
-        &["--hash-max-listpack-entries", &entries_s, "--hash-max-listpack-value", &value_s],
+        &[
+            "--hash-max-listpack-entries",
+            &entries_s,
+            "--hash-max-listpack-value",
+            &value_s,
+        ],
     ) else {
         return;
     };
@@ -324,12 +508,19 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
             .hash_max_listpack_entries(entries)
             .hash_max_listpack_value(value),
     );
-    let mut gen = Gen { rng: SmallRng::seed_from_u64(seed), big };
+    let mut gen = Gen {
+        rng: SmallRng::seed_from_u64(seed),
+        big,
+    };
     let mut compared = 0usize;
     let mut history: Vec<String> = Vec::new();
     for i in 0..n {
         let cmd = gen.cmd();
-        let shown = cmd.iter().map(|w| String::from_utf8_lossy(w).into_owned()).collect::<Vec<_>>().join(" ");
+        let shown = cmd
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         history.push(shown.clone());
         if history.len() > 30 {
             history.remove(0);
@@ -342,7 +533,8 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
             redis.call(&argv).expect("redis i/o")
         };
         let call_hk = |c: &Cmd| reply_of(db.execute(c));
-        let scan_like = (lname == "hscan" && enc.as_deref() == Some("hashtable")) || lname == "scan";
+        let scan_like =
+            (lname == "hscan" && enc.as_deref() == Some("hashtable")) || lname == "scan";
         let (mut a, mut b) = if scan_like {
             (full_scan(&cmd, call_hk), full_scan(&cmd, &mut call_redis))
         } else {
@@ -350,7 +542,9 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
         };
         let same = match lname.as_str() {
             "hrandfield" => shape(&a) == shape(&b),
-            "memory" => matches!((&a, &b), (Ok(Reply::Integer(_)), Ok(Reply::Integer(_)))) || a == b,
+            "memory" => {
+                matches!((&a, &b), (Ok(Reply::Integer(_)), Ok(Reply::Integer(_)))) || a == b
+            }
             "ttl" | "expiretime" => ttl_close(&a, &b, 1),
             "pttl" | "pexpiretime" => ttl_close(&a, &b, 100),
             "keys" => {
@@ -376,8 +570,15 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
             for k in 0..8 {
                 let key = format!("k{k}");
                 let he = reply_of(db.execute(&["OBJECT", "ENCODING", key.as_str()]));
-                let re = call_redis(&vec![b"OBJECT".to_vec(), b"ENCODING".to_vec(), key.clone().into_bytes()]);
-                assert_eq!(he, re, "{name}: seed {seed}: encoding of {key} after command #{i}");
+                let re = call_redis(&vec![
+                    b"OBJECT".to_vec(),
+                    b"ENCODING".to_vec(),
+                    key.clone().into_bytes(),
+                ]);
+                assert_eq!(
+                    he, re,
+                    "{name}: seed {seed}: encoding of {key} after command #{i}"
+                );
             }
         }
     }
@@ -392,7 +593,10 @@ fn seed() -> u64 {
 }
 
 fn count() -> usize {
-    std::env::var("HASHKV_DIFF_COMMANDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000)
+    std::env::var("HASHKV_DIFF_COMMANDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000)
 }
 
 #[test]

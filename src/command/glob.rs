@@ -124,7 +124,8 @@ mod tests {
 
     fn keys(pattern: &str) -> Vec<&'static str> {
         let all = [
-            "", "hello", "hallo", "hxllo", "hllo", "heeeello", "a*b", "a\\b", "ab", "a]", "a-", "b", "[", "x",
+            "", "hello", "hallo", "hxllo", "hllo", "heeeello", "a*b", "a\\b", "ab", "a]", "a-",
+            "b", "[", "x",
         ];
         let mut v: Vec<&str> = all
             .iter()
@@ -139,7 +140,10 @@ mod tests {
     fn glob_table_of_spec_section_7() {
         // Vectors from spec/COMMANDS.md test case 87 (live Redis 7.0).
         assert_eq!(keys("h?llo"), ["hallo", "hello", "hxllo"]);
-        assert_eq!(keys("h*llo"), ["hallo", "heeeello", "hello", "hllo", "hxllo"]);
+        assert_eq!(
+            keys("h*llo"),
+            ["hallo", "heeeello", "hello", "hllo", "hxllo"]
+        );
         assert_eq!(keys("h[ae]llo"), ["hallo", "hello"]);
         assert_eq!(keys("h[^e]llo"), ["hallo", "hxllo"]);
         assert_eq!(keys("h[b-a]llo"), ["hallo"]);

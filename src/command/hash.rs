@@ -10,11 +10,14 @@ use crate::hash::compact::Elem;
 use crate::hash::HashRef;
 use crate::numeric::{self, longdouble::LongDouble};
 
-pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<'a>, CommandError>> {
+pub(super) fn parse<'a>(
+    name: &str,
+    argv: &[&'a [u8]],
+) -> Option<Result<Command<'a>, CommandError>> {
     let key = argv.get(1).copied().unwrap_or_default();
     Some(Ok(match name {
         "hset" | "hmset" => {
-            if argv.len() % 2 != 0 {
+            if !argv.len().is_multiple_of(2) {
                 return Some(Err(CommandError::wrong_arity(name)));
             }
             Command::HSet {
@@ -23,24 +26,67 @@ pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<
                 ok_reply: name == "hmset",
             }
         }
-        "hsetnx" => Command::HSetNx { key, field: argv[2], value: argv[3] },
-        "hget" => Command::HGet { key, field: argv[2] },
-        "hmget" => Command::HMGet { key, fields: argv[2..].to_vec() },
-        "hgetall" => Command::HGetAll { key, keys: true, values: true },
-        "hkeys" => Command::HGetAll { key, keys: true, values: false },
-        "hvals" => Command::HGetAll { key, keys: false, values: true },
-        "hdel" => Command::HDel { key, fields: argv[2..].to_vec() },
-        "hexists" => Command::HExists { key, field: argv[2] },
+        "hsetnx" => Command::HSetNx {
+            key,
+            field: argv[2],
+            value: argv[3],
+        },
+        "hget" => Command::HGet {
+            key,
+            field: argv[2],
+        },
+        "hmget" => Command::HMGet {
+            key,
+            fields: argv[2..].to_vec(),
+        },
+        "hgetall" => Command::HGetAll {
+            key,
+            keys: true,
+            values: true,
+        },
+        "hkeys" => Command::HGetAll {
+            key,
+            keys: true,
+            values: false,
+        },
+        "hvals" => Command::HGetAll {
+            key,
+            keys: false,
+            values: true,
+        },
+        "hdel" => Command::HDel {
+            key,
+            fields: argv[2..].to_vec(),
+        },
+        "hexists" => Command::HExists {
+            key,
+            field: argv[2],
+        },
         "hlen" => Command::HLen { key },
-        "hstrlen" => Command::HStrLen { key, field: argv[2] },
+        "hstrlen" => Command::HStrLen {
+            key,
+            field: argv[2],
+        },
         "hincrby" => match numeric::parse_i64(argv[3]) {
-            Some(delta) => Command::HIncrBy { key, field: argv[2], delta },
+            Some(delta) => Command::HIncrBy {
+                key,
+                field: argv[2],
+                delta,
+            },
             None => return Some(Err(CommandError::not_integer())),
         },
-        "hincrbyfloat" => Command::HIncrByFloat { key, field: argv[2], delta: argv[3] },
+        "hincrbyfloat" => Command::HIncrByFloat {
+            key,
+            field: argv[2],
+            delta: argv[3],
+        },
         "hrandfield" => return Some(parse_hrandfield(argv)),
         "hscan" => match numeric::parse_cursor(argv[2]) {
-            Some(cursor) => Command::HScan { key, cursor, options: argv[3..].to_vec() },
+            Some(cursor) => Command::HScan {
+                key,
+                cursor,
+                options: argv[3..].to_vec(),
+            },
             None => return Some(Err(CommandError::invalid_cursor())),
         },
         _ => return None,
@@ -50,7 +96,11 @@ pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<
 fn parse_hrandfield<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
     let key = argv[1];
     if argv.len() < 3 {
-        return Ok(Command::HRandField { key, count: None, with_values: false });
+        return Ok(Command::HRandField {
+            key,
+            count: None,
+            with_values: false,
+        });
     }
     let count = numeric::parse_i64(argv[2]).ok_or_else(CommandError::not_integer)?;
     if count == i64::MIN {
@@ -65,7 +115,11 @@ fn parse_hrandfield<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> 
     if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return Err(CommandError::out_of_range());
     }
-    Ok(Command::HRandField { key, count: Some(count), with_values })
+    Ok(Command::HRandField {
+        key,
+        count: Some(count),
+        with_values,
+    })
 }
 
 fn bulk(e: Elem<'_>) -> Reply {
@@ -75,10 +129,18 @@ fn bulk(e: Elem<'_>) -> Reply {
 pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
     let (ks, now) = (ctx.ks, ctx.now);
     match cmd {
-        Command::HSet { key, pairs, ok_reply } => {
+        Command::HSet {
+            key,
+            pairs,
+            ok_reply,
+        } => {
             let created = ks.write(key, now, |shard| -> Result<i64, CommandError> {
                 let mut h = shard.edit(key, ctx.opts);
-                let max_len = pairs.iter().map(|(f, v)| f.len().max(v.len())).max().unwrap_or(0);
+                let max_len = pairs
+                    .iter()
+                    .map(|(f, v)| f.len().max(v.len()))
+                    .max()
+                    .unwrap_or(0);
                 h.precheck(pairs.len(), max_len)?;
                 let mut created = 0;
                 for (f, v) in &pairs {
@@ -87,7 +149,11 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 h.finish()?;
                 Ok(created)
             })?;
-            Ok(if ok_reply { Reply::ok() } else { Reply::Integer(created) })
+            Ok(if ok_reply {
+                Reply::ok()
+            } else {
+                Reply::Integer(created)
+            })
         }
         Command::HSetNx { key, field, value } => ks.write(key, now, |shard| {
             let mut h = shard.edit(key, ctx.opts);
@@ -99,7 +165,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             h.finish()?;
             Ok(Reply::Integer(1))
         }),
-        Command::HGet { key, field } => Ok(ks.read(key, now, |h| Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes)))),
+        Command::HGet { key, field } => Ok(ks.read(key, now, |h| {
+            Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
+        })),
         Command::HMGet { key, fields } => Ok(ks.read(key, now, |h| {
             Reply::Array(
                 fields
@@ -140,17 +208,26 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             h.finish()?;
             Ok(Reply::Integer(deleted))
         }),
-        Command::HExists { key, field } => Ok(ks.read(key, now, |h| Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some())))),
-        Command::HLen { key } => Ok(ks.read(key, now, |h| Reply::Integer(h.map_or(0, |h| h.len() as i64)))),
-        Command::HStrLen { key, field } => Ok(ks.read(key, now, |h| Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64)))),
+        Command::HExists { key, field } => Ok(ks.read(key, now, |h| {
+            Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
+        })),
+        Command::HLen { key } => Ok(ks.read(key, now, |h| {
+            Reply::Integer(h.map_or(0, |h| h.len() as i64))
+        })),
+        Command::HStrLen { key, field } => Ok(ks.read(key, now, |h| {
+            Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
+        })),
         Command::HIncrBy { key, field, delta } => ks.write(key, now, |shard| {
             let mut h = shard.edit(key, ctx.opts);
             let old = match h.get(field) {
                 None => 0,
                 Some(Elem::Int(v)) => v,
-                Some(Elem::Str(s)) => numeric::parse_i64(s).ok_or_else(|| CommandError::err("hash value is not an integer"))?,
+                Some(Elem::Str(s)) => numeric::parse_i64(s)
+                    .ok_or_else(|| CommandError::err("hash value is not an integer"))?,
             };
-            let new = old.checked_add(delta).ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
+            let new = old
+                .checked_add(delta)
+                .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
             h.set(field, &numeric::i64_bytes(new))?;
             h.finish()?;
             Ok(Reply::Integer(new))
@@ -165,7 +242,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 let old = match h.get(field) {
                     None => LongDouble::from_i64(0),
                     Some(Elem::Int(v)) => LongDouble::from_i64(v),
-                    Some(Elem::Str(s)) => LongDouble::parse(s).ok_or_else(|| CommandError::err("hash value is not a float"))?,
+                    Some(Elem::Str(s)) => LongDouble::parse(s)
+                        .ok_or_else(|| CommandError::err("hash value is not a float"))?,
                 };
                 let sum = old
                     .checked_add(incr)
@@ -176,9 +254,20 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 Ok(Reply::Bulk(text))
             })
         }
-        Command::HRandField { key, count, with_values } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))),
-        Command::HScan { key, cursor, options } => ks.read(key, now, |h| match h {
-            None => Ok(Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(vec![])])),
+        Command::HRandField {
+            key,
+            count,
+            with_values,
+        } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))),
+        Command::HScan {
+            key,
+            cursor,
+            options,
+        } => ks.read(key, now, |h| match h {
+            None => Ok(Reply::Array(vec![
+                Reply::Bulk(b"0".to_vec()),
+                Reply::Array(vec![]),
+            ])),
             Some(h) => hscan(h, cursor, &options),
         }),
         _ => Err(CommandError::err("internal: not a hash command")),
@@ -282,7 +371,9 @@ fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)>
                 return None;
             }
             let k = rng.gen_range(0..n);
-            crate::hash::compact::pairs(b).nth(k).map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+            crate::hash::compact::pairs(b)
+                .nth(k)
+                .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
         }
         HashRef::Dict(d) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_vec())),
     }
@@ -352,7 +443,10 @@ fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, Comman
             cur
         }
     };
-    Ok(Reply::Array(vec![Reply::Bulk(numeric_u64(next)), Reply::Array(items)]))
+    Ok(Reply::Array(vec![
+        Reply::Bulk(numeric_u64(next)),
+        Reply::Array(items),
+    ]))
 }
 
 pub(super) fn numeric_u64(v: u64) -> Vec<u8> {

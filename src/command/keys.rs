@@ -30,25 +30,50 @@ pub enum TtlKind {
     AbsMillis,
 }
 
-pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<'a>, CommandError>> {
+pub(super) fn parse<'a>(
+    name: &str,
+    argv: &[&'a [u8]],
+) -> Option<Result<Command<'a>, CommandError>> {
     let key = argv.get(1).copied().unwrap_or_default();
     Some(Ok(match name {
-        "del" | "unlink" => Command::Del { keys: argv[1..].to_vec() },
-        "exists" => Command::Exists { keys: argv[1..].to_vec() },
+        "del" | "unlink" => Command::Del {
+            keys: argv[1..].to_vec(),
+        },
+        "exists" => Command::Exists {
+            keys: argv[1..].to_vec(),
+        },
         "type" => Command::Type { key },
-        "rename" | "renamenx" => Command::Rename { key, new_key: argv[2], nx: name == "renamenx" },
+        "rename" | "renamenx" => Command::Rename {
+            key,
+            new_key: argv[2],
+            nx: name == "renamenx",
+        },
         "copy" => return Some(parse_copy(argv)),
         "expire" | "pexpire" | "expireat" | "pexpireat" => return Some(parse_expire(name, argv)),
-        "ttl" => Command::Ttl { key, kind: TtlKind::Seconds },
-        "pttl" => Command::Ttl { key, kind: TtlKind::Millis },
-        "expiretime" => Command::Ttl { key, kind: TtlKind::AbsSeconds },
-        "pexpiretime" => Command::Ttl { key, kind: TtlKind::AbsMillis },
+        "ttl" => Command::Ttl {
+            key,
+            kind: TtlKind::Seconds,
+        },
+        "pttl" => Command::Ttl {
+            key,
+            kind: TtlKind::Millis,
+        },
+        "expiretime" => Command::Ttl {
+            key,
+            kind: TtlKind::AbsSeconds,
+        },
+        "pexpiretime" => Command::Ttl {
+            key,
+            kind: TtlKind::AbsMillis,
+        },
         "persist" => Command::Persist { key },
         "keys" => Command::Keys { pattern: key },
         "scan" => return Some(parse_scan(argv)),
         "dbsize" => Command::DbSize,
         "flushdb" => {
-            if argv.len() > 2 || (argv.len() == 2 && !eq_ic(argv[1], "sync") && !eq_ic(argv[1], "async")) {
+            if argv.len() > 2
+                || (argv.len() == 2 && !eq_ic(argv[1], "sync") && !eq_ic(argv[1], "async"))
+            {
                 return Some(Err(CommandError::syntax()));
             }
             Command::FlushDb
@@ -57,7 +82,9 @@ pub(super) fn parse<'a>(name: &str, argv: &[&'a [u8]]) -> Option<Result<Command<
             if argv.len() > 2 {
                 return Some(Err(CommandError::wrong_arity("ping")));
             }
-            Command::Ping { message: argv.get(1).copied() }
+            Command::Ping {
+                message: argv.get(1).copied(),
+            }
         }
         "echo" => Command::Echo { message: key },
         _ => return None,
@@ -78,7 +105,9 @@ impl ExpireKind {
     pub(crate) fn resolve(self, when: i64, now: i64) -> Result<i64, CommandError> {
         let mut when = when;
         if self.seconds {
-            when = when.checked_mul(1000).ok_or_else(|| CommandError::invalid_expire(self.name))?;
+            when = when
+                .checked_mul(1000)
+                .ok_or_else(|| CommandError::invalid_expire(self.name))?;
         }
         let base = if self.relative { now } else { 0 };
         if when > i64::MAX - base {
@@ -89,10 +118,26 @@ impl ExpireKind {
 
     pub(crate) fn of(name: &str) -> ExpireKind {
         match name {
-            "expire" => ExpireKind { name: "expire", seconds: true, relative: true },
-            "pexpire" => ExpireKind { name: "pexpire", seconds: false, relative: true },
-            "expireat" => ExpireKind { name: "expireat", seconds: true, relative: false },
-            _ => ExpireKind { name: "pexpireat", seconds: false, relative: false },
+            "expire" => ExpireKind {
+                name: "expire",
+                seconds: true,
+                relative: true,
+            },
+            "pexpire" => ExpireKind {
+                name: "pexpire",
+                seconds: false,
+                relative: true,
+            },
+            "expireat" => ExpireKind {
+                name: "expireat",
+                seconds: true,
+                relative: false,
+            },
+            _ => ExpireKind {
+                name: "pexpireat",
+                seconds: false,
+                relative: false,
+            },
         }
     }
 }
@@ -111,17 +156,29 @@ pub(crate) fn parse_expire<'a>(name: &str, argv: &[&'a [u8]]) -> Result<Command<
             cond.lt = true;
         } else {
             let word: Vec<u8> = opt.iter().copied().take_while(|&c| c != 0).collect();
-            return Err(CommandError::err(format!("Unsupported option {}", String::from_utf8_lossy(&word))));
+            return Err(CommandError::err(format!(
+                "Unsupported option {}",
+                String::from_utf8_lossy(&word)
+            )));
         }
     }
     if cond.nx && (cond.xx || cond.gt || cond.lt) {
-        return Err(CommandError::err("NX and XX, GT or LT options at the same time are not compatible"));
+        return Err(CommandError::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if cond.gt && cond.lt {
-        return Err(CommandError::err("GT and LT options at the same time are not compatible"));
+        return Err(CommandError::err(
+            "GT and LT options at the same time are not compatible",
+        ));
     }
     let when = numeric::parse_i64(argv[2]).ok_or_else(CommandError::not_integer)?;
-    Ok(Command::Expire { key: argv[1], when, kind: ExpireKind::of(name), cond })
+    Ok(Command::Expire {
+        key: argv[1],
+        when,
+        kind: ExpireKind::of(name),
+        cond,
+    })
 }
 
 fn parse_copy<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
@@ -148,9 +205,15 @@ fn parse_copy<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
         j += 1;
     }
     if argv[1] == argv[2] {
-        return Err(CommandError::err("source and destination objects are the same"));
+        return Err(CommandError::err(
+            "source and destination objects are the same",
+        ));
     }
-    Ok(Command::Copy { src: argv[1], dst: argv[2], replace })
+    Ok(Command::Copy {
+        src: argv[1],
+        dst: argv[2],
+        replace,
+    })
 }
 
 fn parse_scan<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
@@ -170,7 +233,11 @@ fn parse_scan<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
             count = usize::try_from(n).unwrap_or(usize::MAX);
             i += 2;
         } else if eq_ic(opt, "match") && rest >= 2 {
-            pattern = if argv[i + 1] == b"*" { None } else { Some(argv[i + 1]) };
+            pattern = if argv[i + 1] == b"*" {
+                None
+            } else {
+                Some(argv[i + 1])
+            };
             i += 2;
         } else if eq_ic(opt, "type") && rest >= 2 {
             // An unknown type name matches nothing, as on the Redis 7.0 server
@@ -179,12 +246,19 @@ fn parse_scan<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
             type_hash = Some(eq_ic(argv[i + 1], "hash"));
             i += 2;
         } else if eq_ic(opt, "novalues") {
-            return Err(CommandError::err("NOVALUES option can only be used in HSCAN"));
+            return Err(CommandError::err(
+                "NOVALUES option can only be used in HSCAN",
+            ));
         } else {
             return Err(CommandError::syntax());
         }
     }
-    Ok(Command::Scan { cursor, pattern, count, type_hash })
+    Ok(Command::Scan {
+        cursor,
+        pattern,
+        count,
+        type_hash,
+    })
 }
 
 pub(super) fn parse_memory_usage<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
@@ -232,10 +306,17 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             Ok(Reply::Integer(n))
         }
         Command::Exists { keys } => Ok(Reply::Integer(
-            keys.iter().map(|k| i64::from(ks.read(k, now, |h| h.is_some()))).sum(),
+            keys.iter()
+                .map(|k| i64::from(ks.read(k, now, |h| h.is_some())))
+                .sum(),
         )),
         Command::Type { key } => Ok(Reply::Status(
-            if ks.read(key, now, |h| h.is_some()) { "hash" } else { "none" }.to_owned(),
+            if ks.read(key, now, |h| h.is_some()) {
+                "hash"
+            } else {
+                "none"
+            }
+            .to_owned(),
         )),
         Command::Rename { key, new_key, nx } => {
             let mut g = ks.lock_many(&[key, new_key]);
@@ -273,26 +354,31 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             d.put(dst, copy, ttl)?;
             Ok(Reply::Integer(1))
         }
-        Command::Expire { key, when, kind, cond } => {
+        Command::Expire {
+            key,
+            when,
+            kind,
+            cond,
+        } => {
             let at_ms = kind.resolve(when, now)?;
             ks.write(key, now, |shard| {
-            if shard.get(key, now).is_none() {
-                return Ok(Reply::Integer(0));
-            }
-            let cur = shard.ttl_of(key);
-            let fail = (cond.nx && cur.is_some())
-                || (cond.xx && cur.is_none())
-                || (cond.gt && cur.is_none_or(|c| at_ms <= c))
-                || (cond.lt && cur.is_some_and(|c| at_ms >= c));
-            if fail {
-                return Ok(Reply::Integer(0));
-            }
-            if at_ms <= now {
-                shard.delete(key);
-            } else {
-                shard.set_ttl(key, Some(at_ms))?;
-            }
-            Ok(Reply::Integer(1))
+                if shard.get(key, now).is_none() {
+                    return Ok(Reply::Integer(0));
+                }
+                let cur = shard.ttl_of(key);
+                let fail = (cond.nx && cur.is_some())
+                    || (cond.xx && cur.is_none())
+                    || (cond.gt && cur.is_none_or(|c| at_ms <= c))
+                    || (cond.lt && cur.is_some_and(|c| at_ms >= c));
+                if fail {
+                    return Ok(Reply::Integer(0));
+                }
+                if at_ms <= now {
+                    shard.delete(key);
+                } else {
+                    shard.set_ttl(key, Some(at_ms))?;
+                }
+                Ok(Reply::Integer(1))
             })
         }
         Command::Ttl { key, kind } => Ok(ks.read_shard(key, now, |shard| {
@@ -333,17 +419,26 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             }
             Ok(Reply::Array(out))
         }
-        Command::Scan { cursor, pattern, count, type_hash } => Ok(scan(ctx, cursor, pattern, count, type_hash)),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            type_hash,
+        } => Ok(scan(ctx, cursor, pattern, count, type_hash)),
         Command::DbSize => Ok(Reply::Integer(ks.len() as i64)),
         Command::FlushDb => {
             ks.clear();
             Ok(Reply::ok())
         }
         Command::ObjectEncoding { key } => Ok(ks.read(key, now, |h| {
-            h.map_or(Reply::Nil, |h| Reply::Bulk(h.encoding().as_bytes().to_vec()))
+            h.map_or(Reply::Nil, |h| {
+                Reply::Bulk(h.encoding().as_bytes().to_vec())
+            })
         })),
         Command::MemoryUsage { key } => Ok(ks.read_shard(key, now, |shard| {
-            shard.memory_usage(key).map_or(Reply::Nil, |n| Reply::Integer(n as i64))
+            shard
+                .memory_usage(key)
+                .map_or(Reply::Nil, |n| Reply::Integer(n as i64))
         })),
         Command::Ping { message } => Ok(match message {
             None => Reply::Status("PONG".to_owned()),
@@ -356,7 +451,13 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
 
 /// SCAN over all shards: the cursor's low bits name the shard, the rest is
 /// that shard's table cursor.
-fn scan(ctx: &Ctx<'_>, cursor: u64, pattern: Option<&[u8]>, count: usize, type_hash: Option<bool>) -> Reply {
+fn scan(
+    ctx: &Ctx<'_>,
+    cursor: u64,
+    pattern: Option<&[u8]>,
+    count: usize,
+    type_hash: Option<bool>,
+) -> Reply {
     let shard_bits = SHARDS.trailing_zeros();
     let mut shard_idx = (cursor & (SHARDS as u64 - 1)) as usize;
     let mut table_cursor = cursor >> shard_bits;
@@ -375,7 +476,11 @@ fn scan(ctx: &Ctx<'_>, cursor: u64, pattern: Option<&[u8]>, count: usize, type_h
             break;
         }
     }
-    let next = if shard_idx == SHARDS { 0 } else { (table_cursor << shard_bits) | shard_idx as u64 };
+    let next = if shard_idx == SHARDS {
+        0
+    } else {
+        (table_cursor << shard_bits) | shard_idx as u64
+    };
     let mut items = Vec::with_capacity(found.len());
     for k in found {
         if pattern.is_some_and(|p| !glob::matches(p, &k)) {

@@ -33,17 +33,35 @@ pub(crate) struct Ctx<'a> {
 #[non_exhaustive]
 pub enum Command<'a> {
     /// HSET / HMSET (`ok_reply` for HMSET).
-    HSet { key: &'a [u8], pairs: Vec<(&'a [u8], &'a [u8])>, ok_reply: bool },
+    HSet {
+        key: &'a [u8],
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+        ok_reply: bool,
+    },
     /// HSETNX.
-    HSetNx { key: &'a [u8], field: &'a [u8], value: &'a [u8] },
+    HSetNx {
+        key: &'a [u8],
+        field: &'a [u8],
+        value: &'a [u8],
+    },
     /// HGET.
     HGet { key: &'a [u8], field: &'a [u8] },
     /// HMGET.
-    HMGet { key: &'a [u8], fields: Vec<&'a [u8]> },
+    HMGet {
+        key: &'a [u8],
+        fields: Vec<&'a [u8]>,
+    },
     /// HGETALL / HKEYS / HVALS.
-    HGetAll { key: &'a [u8], keys: bool, values: bool },
+    HGetAll {
+        key: &'a [u8],
+        keys: bool,
+        values: bool,
+    },
     /// HDEL.
-    HDel { key: &'a [u8], fields: Vec<&'a [u8]> },
+    HDel {
+        key: &'a [u8],
+        fields: Vec<&'a [u8]>,
+    },
     /// HEXISTS.
     HExists { key: &'a [u8], field: &'a [u8] },
     /// HLEN.
@@ -51,13 +69,29 @@ pub enum Command<'a> {
     /// HSTRLEN.
     HStrLen { key: &'a [u8], field: &'a [u8] },
     /// HINCRBY.
-    HIncrBy { key: &'a [u8], field: &'a [u8], delta: i64 },
+    HIncrBy {
+        key: &'a [u8],
+        field: &'a [u8],
+        delta: i64,
+    },
     /// HINCRBYFLOAT (the increment as given; parsed at execution).
-    HIncrByFloat { key: &'a [u8], field: &'a [u8], delta: &'a [u8] },
+    HIncrByFloat {
+        key: &'a [u8],
+        field: &'a [u8],
+        delta: &'a [u8],
+    },
     /// HRANDFIELD.
-    HRandField { key: &'a [u8], count: Option<i64>, with_values: bool },
+    HRandField {
+        key: &'a [u8],
+        count: Option<i64>,
+        with_values: bool,
+    },
     /// HSCAN (options parsed after the key lookup, as Redis does).
-    HScan { key: &'a [u8], cursor: u64, options: Vec<&'a [u8]> },
+    HScan {
+        key: &'a [u8],
+        cursor: u64,
+        options: Vec<&'a [u8]>,
+    },
     /// DEL / UNLINK.
     Del { keys: Vec<&'a [u8]> },
     /// EXISTS.
@@ -65,12 +99,25 @@ pub enum Command<'a> {
     /// TYPE.
     Type { key: &'a [u8] },
     /// RENAME / RENAMENX.
-    Rename { key: &'a [u8], new_key: &'a [u8], nx: bool },
+    Rename {
+        key: &'a [u8],
+        new_key: &'a [u8],
+        nx: bool,
+    },
     /// COPY.
-    Copy { src: &'a [u8], dst: &'a [u8], replace: bool },
+    Copy {
+        src: &'a [u8],
+        dst: &'a [u8],
+        replace: bool,
+    },
     /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT (`when` as given; resolved
     /// against the clock at execution).
-    Expire { key: &'a [u8], when: i64, kind: keys::ExpireKind, cond: keys::ExpireCond },
+    Expire {
+        key: &'a [u8],
+        when: i64,
+        kind: keys::ExpireKind,
+        cond: keys::ExpireCond,
+    },
     /// TTL / PTTL / EXPIRETIME / PEXPIRETIME.
     Ttl { key: &'a [u8], kind: keys::TtlKind },
     /// PERSIST.
@@ -78,7 +125,12 @@ pub enum Command<'a> {
     /// KEYS.
     Keys { pattern: &'a [u8] },
     /// SCAN.
-    Scan { cursor: u64, pattern: Option<&'a [u8]>, count: usize, type_hash: Option<bool> },
+    Scan {
+        cursor: u64,
+        pattern: Option<&'a [u8]>,
+        count: usize,
+        type_hash: Option<bool>,
+    },
     /// DBSIZE.
     DbSize,
     /// FLUSHDB.
@@ -200,10 +252,12 @@ impl<'a> Command<'a> {
                     keys::parse_memory_usage(argv)
                 }
             }
-            _ => hash::parse(&name, argv).or_else(|| keys::parse(&name, argv)).unwrap_or_else(|| {
-                // Every name in the arity table is handled by one of the two.
-                Err(unknown_command(argv))
-            }),
+            _ => hash::parse(&name, argv)
+                .or_else(|| keys::parse(&name, argv))
+                .unwrap_or_else(|| {
+                    // Every name in the arity table is handled by one of the two.
+                    Err(unknown_command(argv))
+                }),
         }
     }
 

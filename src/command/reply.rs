@@ -82,7 +82,12 @@ pub(crate) fn push_repr(out: &mut Vec<u8>, s: &[u8]) {
             0x20..=0x7e => out.push(c),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
             }
         }
     }
@@ -134,7 +139,10 @@ mod tests {
             Reply::Bulk(b"0".to_vec()),
             Reply::Array(vec![Reply::Bulk(b"f".to_vec()), Reply::Bulk(b"v".to_vec())]),
         ]);
-        assert_eq!(nested.to_cli_string(), "1) \"0\"\n2) 1) \"f\"\n   2) \"v\"\n");
+        assert_eq!(
+            nested.to_cli_string(),
+            "1) \"0\"\n2) 1) \"f\"\n   2) \"v\"\n"
+        );
         let ten = Reply::Array((0..10).map(Reply::Integer).collect());
         let s = ten.to_cli_string();
         assert!(s.starts_with(" 1) (integer) 0\n 2) "), "{s}");

@@ -363,7 +363,10 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
     let mut fields: Vec<(usize, usize)> = Vec::new();
     while pos < buf.len() {
         let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
-            b @ 0xF5..=0xFF => DecodeError::BadEncoding { offset: pos, byte: b },
+            b @ 0xF5..=0xFF => DecodeError::BadEncoding {
+                offset: pos,
+                byte: b,
+            },
             _ => DecodeError::Truncated { offset: pos },
         })?;
         let canonical = match e {
@@ -373,7 +376,7 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
         }
-        if count % 2 == 0 {
+        if count.is_multiple_of(2) {
             fields.push((pos, next));
         }
         count += 1;
@@ -382,7 +385,7 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
     if count == 0 {
         return Err(DecodeError::Empty);
     }
-    if count % 2 != 0 {
+    if !count.is_multiple_of(2) {
         return Err(DecodeError::OddCount { count });
     }
     // Duplicate check: canonical encodings make byte equality of the encoded
@@ -428,9 +431,26 @@ mod tests {
         assert_eq!(enc(b"2147483647"), [0xf3, 0xff, 0xff, 0xff, 0x7f]);
         assert_eq!(enc(b"9223372036854775807")[0], 0xf4);
         for v in [
-            0i64, 127, 128, -1, 4095, -4096, 4096, -4097, 32767, -32768, 32768, -32769,
-            8_388_607, -8_388_608, 8_388_608, 2_147_483_647, -2_147_483_648, 2_147_483_648,
-            i64::MAX, i64::MIN,
+            0i64,
+            127,
+            128,
+            -1,
+            4095,
+            -4096,
+            4096,
+            -4097,
+            32767,
+            -32768,
+            32768,
+            -32769,
+            8_388_607,
+            -8_388_608,
+            8_388_608,
+            2_147_483_647,
+            -2_147_483_648,
+            2_147_483_648,
+            i64::MAX,
+            i64::MIN,
         ] {
             let e = enc(v.to_string().as_bytes());
             assert_eq!(e.len(), int_size(v));
@@ -444,11 +464,18 @@ mod tests {
             let s = vec![b'x'; len];
             let e = enc(&s);
             assert_eq!(e.len(), str_size(len));
-            assert_eq!(decode_at(&e, 0), Some((Elem::Str(&s[..]), e.len())), "{len}");
+            assert_eq!(
+                decode_at(&e, 0),
+                Some((Elem::Str(&s[..]), e.len())),
+                "{len}"
+            );
         }
         // Non-canonical numbers stay strings.
         for s in ["007", "-0", "+1", " 1", "1.5", "9223372036854775808"] {
-            assert_eq!(decode_at(&enc(s.as_bytes()), 0).unwrap().0, Elem::Str(s.as_bytes()));
+            assert_eq!(
+                decode_at(&enc(s.as_bytes()), 0).unwrap().0,
+                Elem::Str(s.as_bytes())
+            );
         }
     }
 
@@ -460,7 +487,9 @@ mod tests {
         assert!(set(&mut b, b"1", b"one"));
         assert!(!set(&mut b, b"name", b"Bob"));
         assert_eq!(len(&b), 3);
-        let got: Vec<(Vec<u8>, Vec<u8>)> = pairs(&b).map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = pairs(&b)
+            .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -469,8 +498,14 @@ mod tests {
                 (b"1".to_vec(), b"one".to_vec())
             ]
         );
-        assert!(find(&b, &Probe::new(b"01")).is_none(), "01 is not the integer 1");
-        assert_eq!(find(&b, &Probe::new(b"1")).unwrap().value, Elem::Str(b"one"));
+        assert!(
+            find(&b, &Probe::new(b"01")).is_none(),
+            "01 is not the integer 1"
+        );
+        assert_eq!(
+            find(&b, &Probe::new(b"1")).unwrap().value,
+            Elem::Str(b"one")
+        );
         assert!(remove(&mut b, b"age"));
         assert!(!remove(&mut b, b"age"));
         assert_eq!(validate(&b), Ok(2));
@@ -480,12 +515,27 @@ mod tests {
     fn validate_rejects_bad_buffers() {
         assert_eq!(validate(&[]), Err(DecodeError::Empty));
         assert_eq!(validate(&[0x01]), Err(DecodeError::OddCount { count: 1 }));
-        assert_eq!(validate(&[0x85, b'a']), Err(DecodeError::Truncated { offset: 0 }));
-        assert_eq!(validate(&[0xF7]), Err(DecodeError::BadEncoding { offset: 0, byte: 0xF7 }));
+        assert_eq!(
+            validate(&[0x85, b'a']),
+            Err(DecodeError::Truncated { offset: 0 })
+        );
+        assert_eq!(
+            validate(&[0xF7]),
+            Err(DecodeError::BadEncoding {
+                offset: 0,
+                byte: 0xF7
+            })
+        );
         // 5 stored as a 16-bit integer: valid bytes, not canonical.
-        assert_eq!(validate(&[0xF1, 5, 0, 1]), Err(DecodeError::NonCanonical { offset: 0 }));
+        assert_eq!(
+            validate(&[0xF1, 5, 0, 1]),
+            Err(DecodeError::NonCanonical { offset: 0 })
+        );
         // "12" stored as a string.
-        assert_eq!(validate(&[0x82, b'1', b'2', 1]), Err(DecodeError::NonCanonical { offset: 0 }));
+        assert_eq!(
+            validate(&[0x82, b'1', b'2', 1]),
+            Err(DecodeError::NonCanonical { offset: 0 })
+        );
         assert_eq!(
             validate(&[0x81, b'a', 1, 0x81, b'a', 2]),
             Err(DecodeError::DuplicateField { offset: 3 })

@@ -575,13 +575,19 @@ impl ArenaTable {
             let (nl, pos) = get_varint(&buf, off);
             let (pl, pos) = get_varint(&buf, pos);
             let end = pos + nl + pl;
-            let Some(name) = buf.get(pos..pos + nl) else { break };
+            let Some(name) = buf.get(pos..pos + nl) else {
+                break;
+            };
             let payload = buf.get(pos + nl..end).unwrap_or(&[]);
             let addr = make_addr(p, off);
             let hash = hash_name(name);
             let slot = match self.cur.find_addr(hash, addr) {
                 Some(i) => Some((false, i)),
-                None => self.old.as_ref().and_then(|o| o.find_addr(hash, addr)).map(|i| (true, i)),
+                None => self
+                    .old
+                    .as_ref()
+                    .and_then(|o| o.find_addr(hash, addr))
+                    .map(|i| (true, i)),
             };
             if let Some((in_old, i)) = slot {
                 // The write cannot fail for lack of pages: page `p` is freed
@@ -608,7 +614,10 @@ impl ArenaTable {
 
     /// Every entry as (name, payload), in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        fn one<'a>(arena: &'a Arena, s: &'a Slots) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        fn one<'a>(
+            arena: &'a Arena,
+            s: &'a Slots,
+        ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
             s.tags
                 .iter()
                 .zip(s.addrs.iter())
@@ -623,7 +632,12 @@ impl ArenaTable {
     }
 
     /// Calls `f` for each entry whose home bucket in `s` is `b`.
-    fn emit_bucket<'a>(arena: &'a Arena, s: &Slots, b: usize, f: &mut impl FnMut(&'a [u8], &'a [u8])) {
+    fn emit_bucket<'a>(
+        arena: &'a Arena,
+        s: &Slots,
+        b: usize,
+        f: &mut impl FnMut(&'a [u8], &'a [u8]),
+    ) {
         let mut i = b;
         loop {
             let t = s.tags[i];
@@ -748,7 +762,10 @@ mod tests {
             assert_eq!(t.len(), i as usize + 1);
         }
         for i in 0..20_000u32 {
-            assert_eq!(t.get(format!("f{i}").as_bytes()), Some(&i.to_le_bytes()[..]));
+            assert_eq!(
+                t.get(format!("f{i}").as_bytes()),
+                Some(&i.to_le_bytes()[..])
+            );
         }
         for i in 0..19_990u32 {
             assert!(t.remove(format!("f{i}").as_bytes()));
@@ -792,7 +809,7 @@ mod tests {
             });
             // Churn between calls: grow to thousands of entries, then shrink
             // back, so the scan runs across migrations in both directions.
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 for k in 0..1000 {
                     t.set(format!("churn{k}").as_bytes(), b"x").unwrap();
                 }
@@ -810,7 +827,10 @@ mod tests {
         assert_eq!(cursor, 0, "scan did not finish");
         assert!(caps.len() >= 2, "table never resized: {caps:?}");
         for i in 0..50u32 {
-            assert!(seen.contains(format!("stable{i}").as_bytes()), "missed stable{i}");
+            assert!(
+                seen.contains(format!("stable{i}").as_bytes()),
+                "missed stable{i}"
+            );
         }
     }
 

@@ -128,7 +128,11 @@ impl Shard {
     /// Removes `key` and returns its hash and TTL.
     pub(crate) fn take(&mut self, key: &[u8]) -> Option<(OwnedHash, Option<i64>)> {
         let (tag, data) = self.raw(key)?;
-        let ttl = if tag & FLAG_TTL != 0 { self.ttl_of(key) } else { None };
+        let ttl = if tag & FLAG_TTL != 0 {
+            self.ttl_of(key)
+        } else {
+            None
+        };
         let hash = match tag & ENC_MASK {
             TAG_DICT => {
                 let id = u32::from_le_bytes(data.try_into().ok()?);
@@ -146,14 +150,20 @@ impl Shard {
     }
 
     /// Stores `hash` at `key` (replacing anything there) with `ttl`.
-    pub(crate) fn put(&mut self, key: &[u8], hash: OwnedHash, ttl: Option<i64>) -> Result<(), CommandError> {
+    pub(crate) fn put(
+        &mut self,
+        key: &[u8],
+        hash: OwnedHash,
+        ttl: Option<i64>,
+    ) -> Result<(), CommandError> {
         self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 };
         match hash {
             OwnedHash::Compact(buf) => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &buf]),
             OwnedHash::Dict(d) => {
                 let id = self.alloc_dict(d);
-                self.keys.set_parts(key, &[&[TAG_DICT | flag], &id.to_le_bytes()])
+                self.keys
+                    .set_parts(key, &[&[TAG_DICT | flag], &id.to_le_bytes()])
             }
         }
         .map_err(|_| CommandError::too_large())?;
@@ -264,7 +274,12 @@ impl Shard {
                     let id = data.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
                     (Work::Dict(id), tag & FLAG_TTL, true, 0)
                 }
-                _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, compact::len(data)),
+                _ => (
+                    Work::Compact(data.to_vec()),
+                    tag & FLAG_TTL,
+                    true,
+                    compact::len(data),
+                ),
             },
             None => (Work::Compact(Vec::new()), 0, false, 0),
         };
@@ -345,7 +360,8 @@ impl HashEdit<'_> {
     /// the thresholds, even if the pairs repeat or already exist.
     pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
         if matches!(self.work, Work::Compact(_))
-            && (pairs > self.opts.hash_max_listpack_entries || max_len > self.opts.hash_max_listpack_value)
+            && (pairs > self.opts.hash_max_listpack_entries
+                || max_len > self.opts.hash_max_listpack_value)
         {
             self.convert()?;
         }
@@ -426,7 +442,10 @@ impl HashEdit<'_> {
             return Ok(());
         }
         let res = match &self.work {
-            Work::Compact(buf) => self.shard.keys.set_parts(self.key, &[&[TAG_COMPACT | self.flag], buf]),
+            Work::Compact(buf) => self
+                .shard
+                .keys
+                .set_parts(self.key, &[&[TAG_COMPACT | self.flag], buf]),
             Work::Dict(id) => {
                 if self.existed {
                     // The key may still point at its old compact payload.
@@ -434,7 +453,9 @@ impl HashEdit<'_> {
                         .keys
                         .set_parts(self.key, &[&[TAG_DICT | self.flag], &id.to_le_bytes()])
                 } else {
-                    self.shard.keys.set_parts(self.key, &[&[TAG_DICT], &id.to_le_bytes()])
+                    self.shard
+                        .keys
+                        .set_parts(self.key, &[&[TAG_DICT], &id.to_le_bytes()])
                 }
             }
         };
@@ -499,14 +520,22 @@ impl Keyspace {
         idx.sort_unstable();
         idx.dedup();
         MultiGuard {
-            guards: idx.into_iter().map(|i| (i, self.shards[i].write())).collect(),
+            guards: idx
+                .into_iter()
+                .map(|i| (i, self.shards[i].write()))
+                .collect(),
         }
     }
 
     /// Runs `f` on the live hash at `key` under a read lock. An expired key
     /// reads as missing and is then deleted (lazy expiry).
     #[inline]
-    pub(crate) fn read<R>(&self, key: &[u8], now: i64, f: impl FnOnce(Option<HashRef<'_>>) -> R) -> R {
+    pub(crate) fn read<R>(
+        &self,
+        key: &[u8],
+        now: i64,
+        f: impl FnOnce(Option<HashRef<'_>>) -> R,
+    ) -> R {
         let lock = self.shard(key);
         let shard = lock.read();
         let (r, expired) = match shard.lookup(key, now) {

@@ -68,7 +68,13 @@ impl LongDouble {
         let mut buf = vec![0u8; MAX_CHARS];
         // SAFETY: `buf` is valid for MAX_CHARS bytes and the shim writes at most
         // that many (snprintf bound); `self.0` is valid for LD_BYTES bytes.
-        let n = unsafe { hk_ld_format(self.0.as_ptr(), buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
+        let n = unsafe {
+            hk_ld_format(
+                self.0.as_ptr(),
+                buf.as_mut_ptr().cast::<c_char>(),
+                buf.len(),
+            )
+        };
         buf.truncate(n.min(MAX_CHARS));
         buf
     }
@@ -94,7 +100,10 @@ mod tests {
         assert_eq!(add("0.1", "0.2"), "0.3");
         assert_eq!(add("1.23", "0.77"), "2");
         assert_eq!(add("2", "-0.1"), "1.9");
-        assert_eq!(add("0", "123456789.123456789"), "123456789.12345678899873747");
+        assert_eq!(
+            add("0", "123456789.123456789"),
+            "123456789.12345678899873747"
+        );
         assert_eq!(add("9223372036854775807", "1"), "9223372036854775808");
         assert_eq!(add("0", "1e-20"), "0");
         assert_eq!(add("0", "1e20"), "100000000000000000000");
@@ -103,7 +112,9 @@ mod tests {
 
     #[test]
     fn grammar_matches_string2ld() {
-        for ok in ["1", "+1.5", ".5", "5.", "0.1e1", "2.5e-3", "0x10", "1e400", "inf", "-inf", "infinity"] {
+        for ok in [
+            "1", "+1.5", ".5", "5.", "0.1e1", "2.5e-3", "0x10", "1e400", "inf", "-inf", "infinity",
+        ] {
             assert!(LongDouble::parse(ok.as_bytes()).is_some(), "{ok}");
         }
         for bad in ["nan", " 1", "1 ", "1e", "", "1e5000", "1\0 2", "abc"] {

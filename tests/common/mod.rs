@@ -51,7 +51,11 @@ pub fn start_redis(extra: &[&str]) -> Result<RedisServer, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {bin}: {e}"))?;
-    let server = RedisServer { child, port, _dir: dir };
+    let server = RedisServer {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(mut c) = RespClient::connect(port) {
@@ -69,7 +73,10 @@ pub fn redis_or_skip(test: &str, extra: &[&str]) -> Option<RedisServer> {
     match start_redis(extra) {
         Ok(s) => Some(s),
         Err(why) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: redis-server is required under CI: {why}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: redis-server is required under CI: {why}"
+            );
             eprintln!("SKIPPED {test}: {why} (install redis-server to run it)");
             None
         }
@@ -87,7 +94,10 @@ impl RespClient {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(RespClient { w: s.try_clone()?, r: BufReader::new(s) })
+        Ok(RespClient {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+        })
     }
 
     pub fn encode(argv: &[&[u8]], out: &mut Vec<u8>) {
@@ -108,7 +118,10 @@ impl RespClient {
     }
 
     /// Sends many commands in one write and reads all replies (pipelining).
-    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> std::io::Result<Vec<Result<Reply, String>>> {
+    pub fn pipeline(
+        &mut self,
+        cmds: &[Vec<Vec<u8>>],
+    ) -> std::io::Result<Vec<Result<Reply, String>>> {
         let mut buf = Vec::new();
         for c in cmds {
             let argv: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
@@ -122,7 +135,10 @@ impl RespClient {
         let mut l = Vec::new();
         self.r.read_until(b'\n', &mut l)?;
         if l.len() < 2 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         l.truncate(l.len() - 2);
         Ok(l)

@@ -50,7 +50,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Shell { dir } => open(&dir, opts).and_then(|db| {
             let stdin = io::stdin();
-            let prompt = stdin.is_terminal().then(|| format!("hashkv {}> ", dir.display()));
+            let prompt = stdin
+                .is_terminal()
+                .then(|| format!("hashkv {}> ", dir.display()));
             hashkv::shell::run(&db, stdin.lock(), io::stdout().lock(), prompt.as_deref())
                 .map_err(|e| format!("hashkv: shell: {e}"))
         }),
@@ -59,10 +61,14 @@ fn main() -> ExitCode {
             let line: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
             match db.execute(&line) {
                 Ok(r) => r.write_cli(&mut out),
-                Err(hashkv::Error::Command(e)) => out.extend_from_slice(format!("(error) {e}\n").as_bytes()),
+                Err(hashkv::Error::Command(e)) => {
+                    out.extend_from_slice(format!("(error) {e}\n").as_bytes())
+                }
                 Err(e) => return Err(format!("hashkv: {e}")),
             }
-            io::stdout().write_all(&out).map_err(|e| format!("hashkv: {e}"))
+            io::stdout()
+                .write_all(&out)
+                .map_err(|e| format!("hashkv: {e}"))
         }),
     };
     let _ = io::stdin().lock().fill_buf().map(|_| ());
