@@ -121,6 +121,8 @@ struct Page {
 
 /// Pages of packed entries; see the module doc.
 struct Arena {
+    /// Padded bytes of live entries.
+    live_bytes: usize,
     pages: Vec<Page>,
     free_pages: Vec<u32>,
     tail: Option<u32>,
@@ -143,6 +145,7 @@ fn split_addr(addr: u32) -> (usize, usize) {
 impl Arena {
     fn new() -> Self {
         Arena {
+            live_bytes: 0,
             pages: Vec::new(),
             free_pages: Vec::new(),
             tail: None,
@@ -171,6 +174,7 @@ impl Arena {
     /// Reserves `size` bytes (padded) and returns the address and the bytes.
     fn alloc(&mut self, size: usize) -> Result<(u32, &mut [u8]), Full> {
         let size = padded(size);
+        self.live_bytes += size;
         if size > BIG_ENTRY {
             let p = self.new_page(size)?;
             let buf = &mut self.pages[p as usize].buf;
@@ -244,6 +248,7 @@ impl Arena {
     /// Marks the entry at `addr` dead.
     fn free(&mut self, addr: u32) {
         let (_, _, size) = self.entry(addr);
+        self.live_bytes -= size;
         let (p, _) = split_addr(addr);
         let page = &mut self.pages[p];
         page.dead += size;
@@ -594,6 +599,8 @@ impl ArenaTable {
                 // only after this loop, but its entries are fewer bytes than
                 // the pages they move into, and each move frees its old copy.
                 if let Ok(new_addr) = self.arena.write(name, payload) {
+                    // The write counted the new copy; the old one goes with the page.
+                    self.arena.live_bytes -= padded(end - off);
                     match (in_old, &mut self.old) {
                         (true, Some(o)) => o.addrs[i] = new_addr,
                         _ => self.cur.addrs[i] = new_addr,
@@ -730,9 +737,14 @@ impl ArenaTable {
             + self.arena.bytes()
     }
 
-    /// Bytes one entry occupies in the arena (padded), plus its share of slots.
-    pub(crate) fn entry_bytes(name_len: usize, payload_len: usize) -> usize {
-        padded(entry_size(name_len, payload_len)) + 5
+    /// Bytes the entry for `name` and `payload_len` bytes of payload holds,
+    /// with its share of the table's overhead (slot arrays, page slack, dead
+    /// bytes awaiting compaction) spread in proportion to entry size.
+    pub(crate) fn entry_bytes(&self, name_len: usize, payload_len: usize) -> usize {
+        let own = padded(entry_size(name_len, payload_len));
+        let live = self.arena.live_bytes.max(1);
+        let total = self.memory_bytes().max(live);
+        (own as u128 * total as u128 / live as u128) as usize
     }
 }
 

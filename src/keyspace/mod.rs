@@ -223,12 +223,12 @@ impl Shard {
     /// Bytes held for `key`: its entry, its dict, its TTL entry.
     pub(crate) fn memory_usage(&self, key: &[u8]) -> Option<usize> {
         let (tag, data) = self.raw(key)?;
-        let mut n = ArenaTable::entry_bytes(key.len(), data.len() + 1);
+        let mut n = self.keys.entry_bytes(key.len(), data.len() + 1);
         if let Some(HashRef::Dict(d)) = self.view(tag, data) {
             n += d.memory_bytes();
         }
         if tag & FLAG_TTL != 0 {
-            n += ArenaTable::entry_bytes(key.len(), 8);
+            n += self.expires.entry_bytes(key.len(), 8);
         }
         Some(n)
     }

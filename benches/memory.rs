@@ -1,0 +1,284 @@
+//! Memory benchmark: the same data loaded into hashkv (in a child process)
+//! and into a real redis-server, resident memory of the data compared
+//! (process RSS after loading minus before).
+//!
+//! Run: `cargo bench --bench memory` (all datasets) or
+//! `cargo bench --bench memory -- profiles|big|objects [scale]`, where scale
+//! divides the dataset size (default 1 = the full sizes of docs/PERFORMANCE.md).
+#![allow(missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+
+use common::{rss_bytes, start_redis, RespClient};
+use hashkv::{Db, Options};
+
+/// One dataset: name, Redis config, hashkv options, and the HSET commands.
+struct Dataset {
+    name: &'static str,
+    entries: usize,
+    fields: u64,
+    raw_bytes: u64,
+}
+
+fn profile(i: u64) -> Vec<(String, String)> {
+    let first = [
+        "Alice", "Bob", "Carol", "Dmitri", "Eve", "Farah", "Gunnar", "Hiro",
+    ][(i % 8) as usize];
+    let last = [
+        "Johnson", "Smith", "Nguyen", "Garcia", "Müller", "Okafor", "Rossi", "Tanaka",
+    ][(i / 8 % 8) as usize];
+    vec![
+        ("username".into(), format!("user{i}")),
+        ("email".into(), format!("user{i}@example.com")),
+        ("first_name".into(), first.into()),
+        ("last_name".into(), last.into()),
+        ("joined".into(), format!("{}", 1_600_000_000 + i * 37)),
+        (
+            "avatar".into(),
+            format!("https://cdn.example.com/avatars/{i}.png"),
+        ),
+        (
+            "verified".into(),
+            if i % 3 == 0 { "false" } else { "true" }.into(),
+        ),
+        (
+            "bio".into(),
+            format!("Loves hiking, coffee and Rust #{}", i % 1000),
+        ),
+    ]
+}
+
+fn hex40(i: u64) -> String {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xDEAD_BEEF;
+    let mut s = String::with_capacity(40);
+    while s.len() < 40 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        s.push_str(&format!("{:016x}", x));
+    }
+    s.truncate(40);
+    s
+}
+
+/// Calls `f(key, pairs)` for every HSET of the dataset, in batches of pairs.
+fn generate(name: &str, scale: u64, mut f: impl FnMut(&str, &[(String, String)])) {
+    match name {
+        "profiles" => {
+            for i in 0..1_000_000 / scale {
+                f(&format!("user:{i}"), &profile(i));
+            }
+        }
+        "big" => {
+            let per = 1_000_000 / scale;
+            for h in 0..10 {
+                let key = format!("big:{h}");
+                let mut batch = Vec::with_capacity(100);
+                for i in 0..per {
+                    batch.push((format!("f{i}"), format!("{:016}", i * 7 + h)));
+                    if batch.len() == 100 {
+                        f(&key, &batch);
+                        batch.clear();
+                    }
+                }
+                if !batch.is_empty() {
+                    f(&key, &batch);
+                }
+            }
+        }
+        _ => {
+            let ids = 10_000_000 / scale;
+            let mut batch = Vec::with_capacity(100);
+            let mut key = String::new();
+            for id in 0..ids {
+                let k = format!("object:{}", id / 1000);
+                if k != key && !batch.is_empty() {
+                    f(&key, &batch);
+                    batch.clear();
+                }
+                key = k;
+                batch.push((id.to_string(), hex40(id)));
+                if batch.len() == 100 {
+                    f(&key, &batch);
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() {
+                f(&key, &batch);
+            }
+        }
+    }
+}
+
+fn dataset(name: &str, scale: u64) -> Dataset {
+    let (mut fields, mut raw) = (0u64, 0u64);
+    generate(name, scale, |_, pairs| {
+        fields += pairs.len() as u64;
+        raw += pairs
+            .iter()
+            .map(|(f, v)| (f.len() + v.len()) as u64)
+            .sum::<u64>();
+    });
+    match name {
+        "profiles" => Dataset {
+            name: "profiles",
+            entries: 512,
+            fields,
+            raw_bytes: raw,
+        },
+        "big" => Dataset {
+            name: "big",
+            entries: 512,
+            fields,
+            raw_bytes: raw,
+        },
+        _ => Dataset {
+            name: "objects",
+            entries: 1024,
+            fields,
+            raw_bytes: raw,
+        },
+    }
+}
+
+fn self_pid() -> u32 {
+    std::process::id()
+}
+
+/// Child mode: load into hashkv and print the RSS growth.
+fn child(name: &str, scale: u64) {
+    let d = dataset(name, scale);
+    let db = Db::in_memory(
+        Options::default()
+            .hash_max_listpack_entries(d.entries)
+            .active_expiry(false),
+    );
+    let before = rss_bytes(self_pid()).unwrap_or(0);
+    generate(name, scale, |k, pairs| {
+        db.hset(k, pairs).expect("hset");
+    });
+    let after = rss_bytes(self_pid()).unwrap_or(0);
+    let keys = db.dbsize().unwrap();
+    println!("RESULT {} {}", after.saturating_sub(before), keys);
+}
+
+fn redis(d: &Dataset, scale: u64) -> Option<(u64, String)> {
+    let entries = d.entries.to_string();
+    let server = match start_redis(&["--hash-max-listpack-entries", &entries]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("redis-server unavailable: {e}");
+            return None;
+        }
+    };
+    let pid = {
+        let mut c = RespClient::connect(server.port).ok()?;
+        match c
+            .call(&[b"INFO".as_slice(), b"server".as_slice()])
+            .ok()?
+            .ok()?
+        {
+            hashkv::Reply::Bulk(b) => String::from_utf8_lossy(&b).lines().find_map(|l| {
+                l.strip_prefix("process_id:")
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            })?,
+            _ => return None,
+        }
+    };
+    let before = rss_bytes(pid)?;
+    let mut client = RespClient::connect(server.port).ok()?;
+    let mut pending: Vec<Vec<Vec<u8>>> = Vec::with_capacity(1000);
+    let mut flush = |pending: &mut Vec<Vec<Vec<u8>>>| {
+        if !pending.is_empty() {
+            let replies = client.pipeline(pending).expect("redis pipeline");
+            assert!(replies.iter().all(Result::is_ok));
+            pending.clear();
+        }
+    };
+    generate(d.name, scale, |k, pairs| {
+        let mut argv = vec![b"HSET".to_vec(), k.as_bytes().to_vec()];
+        for (f, v) in pairs {
+            argv.push(f.clone().into_bytes());
+            argv.push(v.clone().into_bytes());
+        }
+        pending.push(argv);
+        if pending.len() == 1000 {
+            flush(&mut pending);
+        }
+    });
+    flush(&mut pending);
+    let after = rss_bytes(pid)?;
+    let mut c = RespClient::connect(server.port).ok()?;
+    let version = match c
+        .call(&[b"INFO".as_slice(), b"server".as_slice()])
+        .ok()?
+        .ok()?
+    {
+        hashkv::Reply::Bulk(b) => String::from_utf8_lossy(&b)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("redis_version:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Some((after.saturating_sub(before), version))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("child") {
+        child(&args[1], args[2].parse().unwrap_or(1));
+        return;
+    }
+    let scale: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let names: Vec<&str> = match args.first().map(String::as_str) {
+        Some(n @ ("profiles" | "big" | "objects")) => vec![n],
+        _ => vec!["profiles", "big", "objects"],
+    };
+    println!("| dataset | fields | raw bytes/field | hashkv bytes/field | Redis bytes/field | hashkv / Redis |");
+    println!("|---|---|---|---|---|---|");
+    for name in names {
+        let d = dataset(name, scale);
+        let out = Command::new(std::env::current_exe().expect("exe"))
+            .args(["child", name, &scale.to_string()])
+            .output()
+            .expect("child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hk: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("RESULT ")
+                    .and_then(|r| r.split(' ').next()?.parse().ok())
+            })
+            .expect("child result");
+        let Some((rd, version)) = redis(&d, scale) else {
+            println!(
+                "| {} | {} | {:.1} | {:.1} | (no redis-server) | |",
+                d.name,
+                d.fields,
+                d.raw_bytes as f64 / d.fields as f64,
+                hk as f64 / d.fields as f64
+            );
+            continue;
+        };
+        let per = |b: u64| b as f64 / d.fields as f64;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} (Redis {}) | {:.2} |",
+            d.name,
+            d.fields,
+            per(d.raw_bytes),
+            per(hk),
+            per(rd),
+            version,
+            hk as f64 / rd as f64
+        );
+    }
+}
