@@ -42,7 +42,7 @@ fn profile(i: u64) -> Vec<(String, String)> {
         ),
         (
             "verified".into(),
-            if i % 3 == 0 { "false" } else { "true" }.into(),
+            if i.is_multiple_of(3) { "false" } else { "true" }.into(),
         ),
         (
             "bio".into(),
