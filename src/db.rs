@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::command::{Command, Ctx, Reply};
 use crate::error::{CommandError, Error, Result};
 use crate::keyspace::Keyspace;
-use crate::options::Options;
+use crate::options::{Now, Options};
 
 /// How often the active-expiry thread runs, and how many TTL entries it
 /// may look at per shard per run (bounds the work done under a lock).
@@ -108,7 +108,7 @@ impl Db {
         Ctx {
             ks: &self.shared.ks,
             opts: &self.shared.opts,
-            now: self.shared.opts.clock.now_ms(),
+            now: Now::lazy(&*self.shared.opts.clock),
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`Options`]: the knobs of a [`crate::Db`], with Redis's defaults and names,
 //! and the [`Clock`] seam that lets tests move time without sleeping.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -122,5 +123,33 @@ impl Options {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+}
+
+/// One command's "now": sampled from the clock at most once, and only if a
+/// TTL decision needs it (most keys have no TTL, and reading the clock is a
+/// measurable part of a fast HGET).
+pub(crate) struct Now<'a> {
+    clock: Option<&'a dyn Clock>,
+    cached: Cell<Option<i64>>,
+}
+
+impl<'a> Now<'a> {
+    pub(crate) fn lazy(clock: &'a dyn Clock) -> Self {
+        Now {
+            clock: Some(clock),
+            cached: Cell::new(None),
+        }
+    }
+
+    /// The time in Unix ms, the same for every call on this value.
+    #[inline]
+    pub(crate) fn get(&self) -> i64 {
+        if let Some(v) = self.cached.get() {
+            return v;
+        }
+        let v = self.clock.map_or(0, Clock::now_ms);
+        self.cached.set(Some(v));
+        v
     }
 }

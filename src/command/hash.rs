@@ -127,7 +127,7 @@ fn bulk(e: Elem<'_>) -> Reply {
 }
 
 pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
-    let (ks, now) = (ctx.ks, ctx.now);
+    let (ks, now) = (ctx.ks, &ctx.now);
     match cmd {
         Command::HSet {
             key,

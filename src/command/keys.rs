@@ -292,7 +292,7 @@ fn clone_hash(h: crate::hash::HashRef<'_>) -> Result<OwnedHash, CommandError> {
 }
 
 pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
-    let (ks, now) = (ctx.ks, ctx.now);
+    let (ks, now) = (ctx.ks, &ctx.now);
     match cmd {
         Command::Del { keys } => {
             let mut g = ks.lock_many(&keys);
@@ -360,7 +360,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             kind,
             cond,
         } => {
-            let at_ms = kind.resolve(when, now)?;
+            let at_ms = kind.resolve(when, now.get())?;
             ks.write(key, now, |shard| {
                 if shard.get(key, now).is_none() {
                     return Ok(Reply::Integer(0));
@@ -373,7 +373,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 if fail {
                     return Ok(Reply::Integer(0));
                 }
-                if at_ms <= now {
+                if at_ms <= now.get() {
                     shard.delete(key);
                 } else {
                     shard.set_ttl(key, Some(at_ms))?;
@@ -389,7 +389,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 return Reply::Integer(-1);
             };
             let v = match kind {
-                TtlKind::Seconds | TtlKind::Millis => (at - now).max(0),
+                TtlKind::Seconds | TtlKind::Millis => (at - now.get()).max(0),
                 TtlKind::AbsSeconds | TtlKind::AbsMillis => at.max(0),
             };
             Reply::Integer(match kind {
@@ -487,7 +487,7 @@ fn scan(
             continue;
         }
         // Keys found expired are deleted and left out of the page.
-        let live = ctx.ks.read(&k, ctx.now, |h| h.is_some());
+        let live = ctx.ks.read(&k, &ctx.now, |h| h.is_some());
         if !live || type_hash == Some(false) {
             continue;
         }

@@ -13,7 +13,7 @@ pub(crate) mod reply;
 
 use crate::error::CommandError;
 use crate::keyspace::Keyspace;
-use crate::options::Options;
+use crate::options::{Now, Options};
 
 pub use keys::{ExpireCond, ExpireKind, TtlKind};
 pub use reply::Reply;
@@ -23,7 +23,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ks: &'a Keyspace,
     pub(crate) opts: &'a Options,
     /// One time sample per command, used for every TTL decision in it.
-    pub(crate) now: i64,
+    pub(crate) now: Now<'a>,
 }
 
 /// A parsed command, borrowing its arguments. Field names follow the Redis

@@ -19,7 +19,7 @@ use crate::error::CommandError;
 use crate::hash::compact::{self, Elem, Probe};
 use crate::hash::table::{hash_name, ArenaTable};
 use crate::hash::{dict_from_compact, HashRef};
-use crate::options::Options;
+use crate::options::{Now, Options};
 
 const SHARD_BITS: u32 = 6;
 /// Number of shards.
@@ -87,14 +87,14 @@ impl Shard {
 
     /// Looks `key` up as of `now`, without deleting anything.
     #[inline]
-    pub(crate) fn lookup(&self, key: &[u8], now: i64) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, key: &[u8], now: &Now<'_>) -> Lookup<'_> {
         let Some((tag, data)) = self.raw(key) else {
             return Lookup::Missing;
         };
         if tag & FLAG_TTL != 0 {
             if let Some(at) = self.ttl_of(key) {
                 // A key is expired when now > expire time (Redis keyIsExpired).
-                if now > at {
+                if now.get() > at {
                     return Lookup::Expired;
                 }
             }
@@ -103,7 +103,7 @@ impl Shard {
     }
 
     /// The live hash at `key`.
-    pub(crate) fn get(&self, key: &[u8], now: i64) -> Option<HashRef<'_>> {
+    pub(crate) fn get(&self, key: &[u8], now: &Now<'_>) -> Option<HashRef<'_>> {
         match self.lookup(key, now) {
             Lookup::Live(h) => Some(h),
             _ => None,
@@ -111,7 +111,7 @@ impl Shard {
     }
 
     /// Deletes `key` if it is expired at `now`; true when it did.
-    pub(crate) fn expire_if_needed(&mut self, key: &[u8], now: i64) -> bool {
+    pub(crate) fn expire_if_needed(&mut self, key: &[u8], now: &Now<'_>) -> bool {
         if matches!(self.lookup(key, now), Lookup::Expired) {
             self.delete(key);
             true
@@ -533,7 +533,7 @@ impl Keyspace {
     pub(crate) fn read<R>(
         &self,
         key: &[u8],
-        now: i64,
+        now: &Now<'_>,
         f: impl FnOnce(Option<HashRef<'_>>) -> R,
     ) -> R {
         let lock = self.shard(key);
@@ -553,7 +553,12 @@ impl Keyspace {
     /// Runs `f` on the shard of `key` under a read lock (for commands that
     /// need more than the hash, such as its TTL), then deletes `key` if it
     /// turned out to be expired.
-    pub(crate) fn read_shard<R>(&self, key: &[u8], now: i64, f: impl FnOnce(&Shard) -> R) -> R {
+    pub(crate) fn read_shard<R>(
+        &self,
+        key: &[u8],
+        now: &Now<'_>,
+        f: impl FnOnce(&Shard) -> R,
+    ) -> R {
         let lock = self.shard(key);
         let shard = lock.read();
         let expired = matches!(shard.lookup(key, now), Lookup::Expired);
@@ -568,7 +573,7 @@ impl Keyspace {
     /// Runs `f` on the shard of `key` under its write lock, after deleting
     /// `key` if it has expired.
     #[inline]
-    pub(crate) fn write<R>(&self, key: &[u8], now: i64, f: impl FnOnce(&mut Shard) -> R) -> R {
+    pub(crate) fn write<R>(&self, key: &[u8], now: &Now<'_>, f: impl FnOnce(&mut Shard) -> R) -> R {
         let mut shard = self.shard(key).write();
         shard.expire_if_needed(key, now);
         f(&mut shard)
