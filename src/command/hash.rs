@@ -258,7 +258,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             key,
             count,
             with_values,
-        } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))),
+        } => ks.read(key, now, |h| hrandfield(h, count, with_values)),
         Command::HScan {
             key,
             cursor,
@@ -281,26 +281,40 @@ fn pair_replies(out: &mut Vec<Reply>, f: Elem<'_>, v: Elem<'_>, with_values: boo
     }
 }
 
+/// Most picks a negative HRANDFIELD count may ask for. The reply is built in
+/// memory, so the count (not the data) would otherwise decide its size;
+/// Redis streams such a reply instead and runs out of memory.
+const MAX_RANDOM_PICKS: usize = 10_000_000;
+
 /// HRANDFIELD, following Redis's cases: with replacement for negative
 /// counts, the whole hash when count >= size, otherwise distinct picks.
-fn hrandfield(h: Option<HashRef<'_>>, count: Option<i64>, with_values: bool) -> Reply {
+fn hrandfield(
+    h: Option<HashRef<'_>>,
+    count: Option<i64>,
+    with_values: bool,
+) -> Result<Reply, CommandError> {
     let mut rng = rand::thread_rng();
     let Some(count) = count else {
-        return match h {
+        return Ok(match h {
             None => Reply::Nil,
             Some(h) => random_pair(h, &mut rng).map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)),
-        };
+        });
     };
     let Some(h) = h else {
-        return Reply::Array(vec![]);
+        return Ok(Reply::Array(vec![]));
     };
     if count == 0 {
-        return Reply::Array(vec![]);
+        return Ok(Reply::Array(vec![]));
     }
     let size = h.len();
     let mut out = Vec::new();
     if count < 0 {
         let n = count.unsigned_abs() as usize;
+        if n > MAX_RANDOM_PICKS {
+            return Err(CommandError::err(format!(
+                "HRANDFIELD count exceeds hashkv's limit of {MAX_RANDOM_PICKS} picks with repetition"
+            )));
+        }
         match h {
             HashRef::Compact(_) => {
                 let all = h.to_pairs();
@@ -321,7 +335,7 @@ fn hrandfield(h: Option<HashRef<'_>>, count: Option<i64>, with_values: bool) -> 
                 }
             }
         }
-        return Reply::Array(out);
+        return Ok(Reply::Array(out));
     }
     let count = count as usize;
     if count == 1 {
@@ -331,11 +345,11 @@ fn hrandfield(h: Option<HashRef<'_>>, count: Option<i64>, with_values: bool) -> 
                 out.push(Reply::Bulk(v));
             }
         }
-        return Reply::Array(out);
+        return Ok(Reply::Array(out));
     }
     if count >= size {
         h.for_each(|f, v| pair_replies(&mut out, f, v, with_values));
-        return Reply::Array(out);
+        return Ok(Reply::Array(out));
     }
     match h {
         HashRef::Dict(d) if count * 3 <= size => {
@@ -360,7 +374,7 @@ fn hrandfield(h: Option<HashRef<'_>>, count: Option<i64>, with_values: bool) -> 
             }
         }
     }
-    Reply::Array(out)
+    Ok(Reply::Array(out))
 }
 
 fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)> {

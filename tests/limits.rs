@@ -1,0 +1,48 @@
+//! Inputs that would make a reply or an allocation grow without bound are
+//! refused with a clear error, and the engine stays usable.
+
+use hashkv::{Db, Options};
+
+#[test]
+fn huge_hrandfield_counts_are_refused_not_allocated() {
+    let db = Db::in_memory(Options::default());
+    db.hset("h", &[("a", "1")]).unwrap();
+    let err = db
+        .execute(&["HRANDFIELD", "h", "-9223372036854775807"])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ERR HRANDFIELD count exceeds hashkv's limit of 10000000 picks with repetition"
+    );
+    // Within the limit it works and repeats the only field.
+    let r = db.execute(&["HRANDFIELD", "h", "-3"]).unwrap();
+    assert_eq!(r.to_cli_string(), "1) \"a\"\n2) \"a\"\n3) \"a\"\n");
+    // Positive counts are bounded by the hash itself.
+    let r = db.execute(&["HRANDFIELD", "h", "9223372036854775807", "WITHVALUES"]);
+    assert_eq!(r.unwrap_err().to_string(), "ERR value is out of range");
+    let r = db
+        .execute(&["HRANDFIELD", "h", "9223372036854775807"])
+        .unwrap();
+    assert_eq!(r.to_cli_string(), "1) \"a\"\n");
+}
+
+#[test]
+fn novalues_and_cursor_rules_of_redis_7_4() {
+    let db = Db::in_memory(Options::default());
+    db.hset("h", &[("a", "1"), ("b", "2")]).unwrap();
+    let r = db.execute(&["HSCAN", "h", "0", "NOVALUES"]).unwrap();
+    assert_eq!(r.to_cli_string(), "1) \"0\"\n2) 1) \"a\"\n   2) \"b\"\n");
+    assert_eq!(
+        db.execute(&["HSCAN", "h", "-1"]).unwrap_err().to_string(),
+        "ERR invalid cursor"
+    );
+    assert_eq!(
+        db.execute(&["SCAN", "0", "NOVALUES"])
+            .unwrap_err()
+            .to_string(),
+        "ERR NOVALUES option can only be used in HSCAN"
+    );
+    // A missing key answers before the options are looked at.
+    let r = db.execute(&["HSCAN", "nokey", "0", "BADOPT"]).unwrap();
+    assert_eq!(r.to_cli_string(), "1) \"0\"\n2) (empty array)\n");
+}
