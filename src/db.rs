@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::command::{Command, Ctx, Reply};
 use crate::error::{CommandError, Error, Result};
 use crate::keyspace::Keyspace;
+use crate::log::writer::LogWriter;
 use crate::options::{Now, Options};
+use crate::recovery::RecoveryReport;
 
 /// How often the active-expiry thread runs, and how many TTL entries it
 /// may look at per shard per run (bounds the work done under a lock).
@@ -21,6 +23,9 @@ struct Shared {
     ks: Keyspace,
     opts: Options,
     path: Option<PathBuf>,
+    report: RecoveryReport,
+    /// Held for the life of the handle: the directory's exclusive lock.
+    _lock: Option<std::fs::File>,
     /// Dropped with the last handle, which wakes and ends the sweeper.
     _stop: mpsc::Sender<()>,
 }
@@ -59,13 +64,14 @@ impl Db {
         Db::open_with(path, Options::default())
     }
 
-    /// Opens the database directory at `path` with `opts`.
-    ///
-    /// Durability (the log and snapshots) is not built yet: the directory is
-    /// created, and the data lives in memory for the life of the process.
+    /// Opens the database directory at `path` with `opts`: takes its lock,
+    /// replays its log (cutting a torn tail, see [`Db::recovery_report`]),
+    /// and logs every later write according to the fsync policy.
     ///
     /// # Errors
-    /// [`Error::Io`] if the directory cannot be created.
+    /// [`Error::Locked`] if another handle has the directory open,
+    /// [`Error::Corrupt`] for a damaged log (unless salvaging),
+    /// [`Error::Io`] for file-system failures.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref();
         std::fs::create_dir_all(path).map_err(|source| Error::Io {
@@ -73,21 +79,52 @@ impl Db {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(Db::build(opts, Some(path.to_path_buf())))
+        let lock = crate::dir::lock(path)?;
+        let ks = Keyspace::default();
+        let (report, log) = crate::recovery::recover(path, &ks, &opts)?;
+        let writer = LogWriter::new(log.file, log.len, log.path, opts.fsync)?;
+        ks.set_journal(writer);
+        Ok(Db::build(
+            ks,
+            opts,
+            Some(path.to_path_buf()),
+            report,
+            Some(lock),
+        ))
     }
 
-    /// A database that lives only in memory.
+    /// A database that lives only in memory (nothing is logged).
     pub fn in_memory(opts: Options) -> Db {
-        Db::build(opts, None)
+        Db::build(
+            Keyspace::default(),
+            opts,
+            None,
+            RecoveryReport::default(),
+            None,
+        )
     }
 
-    fn build(opts: Options, path: Option<PathBuf>) -> Db {
+    /// What opening the directory found and did: records replayed, a torn
+    /// tail cut, damaged ranges skipped.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.shared.report
+    }
+
+    fn build(
+        ks: Keyspace,
+        opts: Options,
+        path: Option<PathBuf>,
+        report: RecoveryReport,
+        lock: Option<std::fs::File>,
+    ) -> Db {
         let (tx, rx) = mpsc::channel::<()>();
         let active = opts.active_expiry;
         let shared = Arc::new(Shared {
-            ks: Keyspace::default(),
+            ks,
             opts,
             path,
+            report,
+            _lock: lock,
             _stop: tx,
         });
         if active {
@@ -113,7 +150,7 @@ impl Db {
     }
 
     fn run(&self, cmd: Command<'_>) -> Result<Reply> {
-        Ok(cmd.execute(&self.ctx())?)
+        cmd.execute(&self.ctx())
     }
 
     /// Runs one command given as its words, like a line sent to Redis, and
@@ -475,7 +512,10 @@ impl Db {
 
     /// Runs one active-expiry pass now (the background thread does this
     /// every 100 ms when active expiry is on). Returns keys deleted.
-    pub fn expire_cycle(&self) -> usize {
+    ///
+    /// # Errors
+    /// An error from logging a deletion; the key then stays (invisible).
+    pub fn expire_cycle(&self) -> Result<usize> {
         self.shared
             .ks
             .sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
@@ -489,6 +529,7 @@ fn sweeper(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
             _ => return,
         }
         let Some(s) = shared.upgrade() else { return };
-        s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
+        // A failed log write stops this pass; the next one retries.
+        let _ = s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
     }
 }

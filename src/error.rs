@@ -18,6 +18,26 @@ pub enum Error {
     /// including its `ERR ` or `WRONGTYPE ` prefix).
     #[error("{0}")]
     Command(#[from] CommandError),
+    /// A file failed its checks: what is wrong, in which file, at which byte.
+    #[error("{file}: corrupt at byte {offset}: {reason}; open with RecoveryMode::Salvage to keep every valid record")]
+    Corrupt {
+        /// The file.
+        file: String,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// Another `Db` (in this or another process) has the directory open.
+    #[error("{path} is locked by another hashkv process (close it first)")]
+    Locked {
+        /// The directory.
+        path: String,
+    },
+    /// An earlier log write failed and could not be undone; the handle now
+    /// refuses writes. Close and re-open the directory.
+    #[error("the log is unusable after an earlier write error; close and re-open the database")]
+    Poisoned,
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
     Io {

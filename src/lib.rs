@@ -47,15 +47,19 @@
 
 pub mod command;
 pub mod db;
+mod dir;
 pub mod error;
 mod hash;
 mod keyspace;
+mod log;
 mod numeric;
 pub mod options;
+pub mod recovery;
 pub mod shell;
 
 pub use command::{Command, Reply};
 pub use db::Db;
 pub use error::{CommandError, Error, Result};
 pub use hash::compact::{validate as validate_compact, DecodeError};
-pub use options::{Clock, ManualClock, Options, SystemClock};
+pub use options::{Clock, FsyncPolicy, ManualClock, Options, RecoveryMode, SystemClock};
+pub use recovery::RecoveryReport;

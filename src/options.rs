@@ -59,6 +59,34 @@ impl Clock for ManualClock {
     }
 }
 
+/// When log writes reach the disk, like Redis's `appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// A write returns only after its record is on disk; concurrent writers
+    /// share one fsync (group commit). Redis: `appendfsync always`.
+    Always,
+    /// A background thread fsyncs once a second: a power failure can lose
+    /// about the last second of acknowledged writes, a process crash none.
+    /// Redis: `appendfsync everysec` (its default, and ours).
+    #[default]
+    EverySec,
+    /// Never fsync explicitly; the OS writes back when it decides.
+    /// Redis: `appendfsync no`.
+    No,
+}
+
+/// What opening does with a damaged log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Truncate a torn tail of the last segment (and report it); fail on
+    /// any other damage with an error naming the file and offset.
+    #[default]
+    Strict,
+    /// Keep every valid record, skip damaged ranges, report what was
+    /// skipped, and rewrite the log without them.
+    Salvage,
+}
+
 /// Options of a [`crate::Db`]. Build with [`Options::default`] and the
 /// chained setters.
 #[derive(Clone)]
@@ -67,6 +95,8 @@ pub struct Options {
     pub(crate) hash_max_listpack_value: usize,
     pub(crate) active_expiry: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) fsync: FsyncPolicy,
+    pub(crate) recovery: RecoveryMode,
 }
 
 impl Default for Options {
@@ -76,6 +106,8 @@ impl Default for Options {
             hash_max_listpack_value: 64,
             active_expiry: true,
             clock: Arc::new(SystemClock),
+            fsync: FsyncPolicy::EverySec,
+            recovery: RecoveryMode::Strict,
         }
     }
 }
@@ -86,6 +118,8 @@ impl fmt::Debug for Options {
             .field("hash_max_listpack_entries", &self.hash_max_listpack_entries)
             .field("hash_max_listpack_value", &self.hash_max_listpack_value)
             .field("active_expiry", &self.active_expiry)
+            .field("fsync", &self.fsync)
+            .field("recovery", &self.recovery)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +149,21 @@ impl Options {
     #[must_use]
     pub fn active_expiry(mut self, on: bool) -> Self {
         self.active_expiry = on;
+        self
+    }
+
+    /// When log writes are fsynced. Default = [`FsyncPolicy::EverySec`].
+    /// Redis: `appendfsync`.
+    #[must_use]
+    pub fn fsync(mut self, policy: FsyncPolicy) -> Self {
+        self.fsync = policy;
+        self
+    }
+
+    /// What opening does with a damaged log. Default = [`RecoveryMode::Strict`].
+    #[must_use]
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
         self
     }
 

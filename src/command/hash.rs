@@ -5,9 +5,11 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::{eq_ic, glob, Command, Ctx, Reply};
-use crate::error::CommandError;
+use crate::error::{CommandError, Error};
 use crate::hash::compact::Elem;
 use crate::hash::HashRef;
+use crate::keyspace::effect::apply_in_shard;
+use crate::keyspace::Effect;
 use crate::numeric::{self, longdouble::LongDouble};
 
 pub(super) fn parse<'a>(
@@ -126,45 +128,42 @@ fn bulk(e: Elem<'_>) -> Reply {
     Reply::Bulk(e.to_bytes())
 }
 
-pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
-    let (ks, now) = (ctx.ks, &ctx.now);
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
+    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
     match cmd {
         Command::HSet {
             key,
             pairs,
             ok_reply,
         } => {
-            let created = ks.write(key, now, |shard| -> Result<i64, CommandError> {
-                let mut h = shard.edit(key, ctx.opts);
-                let max_len = pairs
-                    .iter()
-                    .map(|(f, v)| f.len().max(v.len()))
-                    .max()
-                    .unwrap_or(0);
-                h.precheck(pairs.len(), max_len)?;
-                let mut created = 0;
-                for (f, v) in &pairs {
-                    created += i64::from(h.set(f, v)?);
-                }
-                h.finish()?;
-                Ok(created)
+            let (created, t) = ks.write(key, now, |shard| {
+                let e = Effect::HSet { key, pairs };
+                let t = ks.log(&e)?;
+                Ok((apply_in_shard(shard, &e, opts)?, t))
             })?;
+            ks.sync(t)?;
             Ok(if ok_reply {
                 Reply::ok()
             } else {
                 Reply::Integer(created)
             })
         }
-        Command::HSetNx { key, field, value } => ks.write(key, now, |shard| {
-            let mut h = shard.edit(key, ctx.opts);
-            if h.get(field).is_some() {
-                return Ok(Reply::Integer(0));
-            }
-            h.precheck(1, field.len().max(value.len()))?;
-            h.set(field, value)?;
-            h.finish()?;
-            Ok(Reply::Integer(1))
-        }),
+        Command::HSetNx { key, field, value } => {
+            let (set, t) = ks.write(key, now, |shard| {
+                if shard.get(key, now).is_some_and(|h| h.get(field).is_some()) {
+                    return Ok((0, None));
+                }
+                let e = Effect::HSet {
+                    key,
+                    pairs: vec![(field, value)],
+                };
+                let t = ks.log(&e)?;
+                apply_in_shard(shard, &e, opts)?;
+                Ok((1, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Integer(set))
+        }
         Command::HGet { key, field } => Ok(ks.read(key, now, |h| {
             Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
         })),
@@ -191,23 +190,22 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             }
             Reply::Array(out)
         })),
-        Command::HDel { key, fields } => ks.write(key, now, |shard| {
-            let mut h = shard.edit(key, ctx.opts);
-            if !h.existed() {
-                return Ok(Reply::Integer(0));
-            }
-            let mut deleted = 0;
-            for f in &fields {
-                if h.remove(f) {
-                    deleted += 1;
-                    if h.len() == 0 {
-                        break;
-                    }
+        Command::HDel { key, fields } => {
+            let (deleted, t) = ks.write(key, now, |shard| {
+                // Only log a deletion that removes something.
+                let Some(h) = shard.get(key, now) else {
+                    return Ok((0, None));
+                };
+                if !fields.iter().any(|f| h.get(f).is_some()) {
+                    return Ok((0, None));
                 }
-            }
-            h.finish()?;
+                let e = Effect::HDel { key, fields };
+                let t = ks.log(&e)?;
+                Ok((apply_in_shard(shard, &e, opts)?, t))
+            })?;
+            ks.sync(t)?;
             Ok(Reply::Integer(deleted))
-        }),
+        }
         Command::HExists { key, field } => Ok(ks.read(key, now, |h| {
             Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
         })),
@@ -217,29 +215,36 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
         Command::HStrLen { key, field } => Ok(ks.read(key, now, |h| {
             Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
         })),
-        Command::HIncrBy { key, field, delta } => ks.write(key, now, |shard| {
-            let mut h = shard.edit(key, ctx.opts);
-            let old = match h.get(field) {
-                None => 0,
-                Some(Elem::Int(v)) => v,
-                Some(Elem::Str(s)) => numeric::parse_i64(s)
-                    .ok_or_else(|| CommandError::err("hash value is not an integer"))?,
-            };
-            let new = old
-                .checked_add(delta)
-                .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
-            h.set(field, &numeric::i64_bytes(new))?;
-            h.finish()?;
+        Command::HIncrBy { key, field, delta } => {
+            let (new, t) = ks.write(key, now, |shard| {
+                let old = match shard.get(key, now).and_then(|h| h.get(field)) {
+                    None => 0,
+                    Some(Elem::Int(v)) => v,
+                    Some(Elem::Str(s)) => numeric::parse_i64(s)
+                        .ok_or_else(|| CommandError::err("hash value is not an integer"))?,
+                };
+                let new = old
+                    .checked_add(delta)
+                    .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
+                let text = numeric::i64_bytes(new);
+                let e = Effect::HSet {
+                    key,
+                    pairs: vec![(field, &text)],
+                };
+                let t = ks.log(&e)?;
+                apply_in_shard(shard, &e, opts)?;
+                Ok((new, t))
+            })?;
+            ks.sync(t)?;
             Ok(Reply::Integer(new))
-        }),
+        }
         Command::HIncrByFloat { key, field, delta } => {
             let incr = LongDouble::parse(delta).ok_or_else(CommandError::not_float)?;
             if incr.is_nan_or_inf() {
-                return Err(CommandError::err("value is NaN or Infinity"));
+                return Err(CommandError::err("value is NaN or Infinity").into());
             }
-            ks.write(key, now, |shard| {
-                let mut h = shard.edit(key, ctx.opts);
-                let old = match h.get(field) {
+            let (text, t) = ks.write(key, now, |shard| {
+                let old = match shard.get(key, now).and_then(|h| h.get(field)) {
                     None => LongDouble::from_i64(0),
                     Some(Elem::Int(v)) => LongDouble::from_i64(v),
                     Some(Elem::Str(s)) => LongDouble::parse(s)
@@ -248,29 +253,36 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 let sum = old
                     .checked_add(incr)
                     .ok_or_else(|| CommandError::err("increment would produce NaN or Infinity"))?;
+                // The log gets the formatted result, not the increment.
                 let text = sum.format();
-                h.set(field, &text)?;
-                h.finish()?;
-                Ok(Reply::Bulk(text))
-            })
+                let e = Effect::HSet {
+                    key,
+                    pairs: vec![(field, &text)],
+                };
+                let t = ks.log(&e)?;
+                apply_in_shard(shard, &e, opts)?;
+                Ok((text, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Bulk(text))
         }
         Command::HRandField {
             key,
             count,
             with_values,
-        } => ks.read(key, now, |h| hrandfield(h, count, with_values)),
+        } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))?),
         Command::HScan {
             key,
             cursor,
             options,
-        } => ks.read(key, now, |h| match h {
+        } => Ok(ks.read(key, now, |h| match h {
             None => Ok(Reply::Array(vec![
                 Reply::Bulk(b"0".to_vec()),
                 Reply::Array(vec![]),
             ])),
             Some(h) => hscan(h, cursor, &options),
-        }),
-        _ => Err(CommandError::err("internal: not a hash command")),
+        })?),
+        _ => Err(CommandError::err("internal: not a hash command").into()),
     }
 }
 

@@ -4,8 +4,9 @@
 
 use super::hash::numeric_u64;
 use super::{eq_ic, glob, Command, Ctx, Reply};
-use crate::error::CommandError;
-use crate::keyspace::{OwnedHash, SHARDS};
+use crate::error::{CommandError, Error};
+use crate::keyspace::effect::{apply_in_shard, apply_locked};
+use crate::keyspace::{Effect, SHARDS};
 use crate::numeric;
 
 /// NX / XX / GT / LT of the EXPIRE family.
@@ -277,32 +278,27 @@ pub(super) fn parse_memory_usage<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, C
     Ok(Command::MemoryUsage { key: argv[2] })
 }
 
-/// Deep copy of a hash for COPY.
-fn clone_hash(h: crate::hash::HashRef<'_>) -> Result<OwnedHash, CommandError> {
-    Ok(match h {
-        crate::hash::HashRef::Compact(b) => OwnedHash::Compact(b.to_vec()),
-        crate::hash::HashRef::Dict(d) => {
-            let mut t = crate::hash::table::ArenaTable::with_capacity(d.len());
-            for (f, v) in d.iter() {
-                t.set(f, v).map_err(|_| CommandError::too_large())?;
-            }
-            OwnedHash::Dict(t)
-        }
-    })
-}
-
-pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
-    let (ks, now) = (ctx.ks, &ctx.now);
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
+    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
     match cmd {
         Command::Del { keys } => {
             let mut g = ks.lock_many(&keys);
-            let mut n = 0;
+            let mut existing: Vec<&[u8]> = Vec::new();
             for k in &keys {
                 let shard = g.shard(k);
-                if !shard.expire_if_needed(k, now) && shard.delete(k) {
-                    n += 1;
+                ks.expire_locked(shard, k, now)?;
+                if shard.get(k, now).is_some() && !existing.contains(k) {
+                    existing.push(k);
                 }
             }
+            if existing.is_empty() {
+                return Ok(Reply::Integer(0));
+            }
+            let e = Effect::Del { keys: existing };
+            let t = ks.log(&e)?;
+            let n = apply_locked(&mut g, &e, opts)?;
+            drop(g);
+            ks.sync(t)?;
             Ok(Reply::Integer(n))
         }
         Command::Exists { keys } => Ok(Reply::Integer(
@@ -320,10 +316,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
         )),
         Command::Rename { key, new_key, nx } => {
             let mut g = ks.lock_many(&[key, new_key]);
-            g.shard(key).expire_if_needed(key, now);
-            g.shard(new_key).expire_if_needed(new_key, now);
+            ks.expire_locked(g.shard(key), key, now)?;
+            ks.expire_locked(g.shard(new_key), new_key, now)?;
             if g.shard(key).get(key, now).is_none() {
-                return Err(CommandError::no_such_key());
+                return Err(CommandError::no_such_key().into());
             }
             if key == new_key {
                 return Ok(if nx { Reply::Integer(0) } else { Reply::ok() });
@@ -331,27 +327,31 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             if nx && g.shard(new_key).get(new_key, now).is_some() {
                 return Ok(Reply::Integer(0));
             }
-            let Some((hash, ttl)) = g.shard(key).take(key) else {
-                return Err(CommandError::no_such_key());
+            let e = Effect::Rename {
+                from: key,
+                to: new_key,
             };
-            g.shard(new_key).put(new_key, hash, ttl)?;
+            let t = ks.log(&e)?;
+            apply_locked(&mut g, &e, opts)?;
+            drop(g);
+            ks.sync(t)?;
             Ok(if nx { Reply::Integer(1) } else { Reply::ok() })
         }
         Command::Copy { src, dst, replace } => {
             let mut g = ks.lock_many(&[src, dst]);
-            g.shard(src).expire_if_needed(src, now);
-            g.shard(dst).expire_if_needed(dst, now);
-            let s = g.shard(src);
-            let Some(h) = s.get(src, now) else {
-                return Ok(Reply::Integer(0));
-            };
-            let copy = clone_hash(h)?;
-            let ttl = s.ttl_of(src);
-            let d = g.shard(dst);
-            if d.get(dst, now).is_some() && !replace {
+            ks.expire_locked(g.shard(src), src, now)?;
+            ks.expire_locked(g.shard(dst), dst, now)?;
+            if g.shard(src).get(src, now).is_none() {
                 return Ok(Reply::Integer(0));
             }
-            d.put(dst, copy, ttl)?;
+            if g.shard(dst).get(dst, now).is_some() && !replace {
+                return Ok(Reply::Integer(0));
+            }
+            let e = Effect::Copy { src, dst };
+            let t = ks.log(&e)?;
+            apply_locked(&mut g, &e, opts)?;
+            drop(g);
+            ks.sync(t)?;
             Ok(Reply::Integer(1))
         }
         Command::Expire {
@@ -361,9 +361,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             cond,
         } => {
             let at_ms = kind.resolve(when, now.get())?;
-            ks.write(key, now, |shard| {
+            let (r, t) = ks.write(key, now, |shard| {
                 if shard.get(key, now).is_none() {
-                    return Ok(Reply::Integer(0));
+                    return Ok((0, None));
                 }
                 let cur = shard.ttl_of(key);
                 let fail = (cond.nx && cur.is_some())
@@ -371,15 +371,21 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                     || (cond.gt && cur.is_none_or(|c| at_ms <= c))
                     || (cond.lt && cur.is_some_and(|c| at_ms >= c));
                 if fail {
-                    return Ok(Reply::Integer(0));
+                    return Ok((0, None));
                 }
-                if at_ms <= now.get() {
-                    shard.delete(key);
+                // A time not in the future deletes the key, and is logged as
+                // the deletion.
+                let e = if at_ms <= now.get() {
+                    Effect::Del { keys: vec![key] }
                 } else {
-                    shard.set_ttl(key, Some(at_ms))?;
-                }
-                Ok(Reply::Integer(1))
-            })
+                    Effect::PExpireAt { key, at_ms }
+                };
+                let t = ks.log(&e)?;
+                apply_in_shard(shard, &e, opts)?;
+                Ok((1, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Integer(r))
         }
         Command::Ttl { key, kind } => Ok(ks.read_shard(key, now, |shard| {
             if shard.get(key, now).is_none() {
@@ -399,13 +405,19 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
                 TtlKind::Seconds | TtlKind::AbsSeconds => ((v as u64 + 500) / 1000) as i64,
             })
         })),
-        Command::Persist { key } => ks.write(key, now, |shard| {
-            if shard.get(key, now).is_none() || shard.ttl_of(key).is_none() {
-                return Ok(Reply::Integer(0));
-            }
-            shard.set_ttl(key, None)?;
-            Ok(Reply::Integer(1))
-        }),
+        Command::Persist { key } => {
+            let (r, t) = ks.write(key, now, |shard| {
+                if shard.get(key, now).is_none() || shard.ttl_of(key).is_none() {
+                    return Ok((0, None));
+                }
+                let e = Effect::Persist { key };
+                let t = ks.log(&e)?;
+                apply_in_shard(shard, &e, opts)?;
+                Ok((1, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Integer(r))
+        }
         Command::Keys { pattern } => {
             let all = pattern == b"*";
             let mut out = Vec::new();
@@ -427,7 +439,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
         } => Ok(scan(ctx, cursor, pattern, count, type_hash)),
         Command::DbSize => Ok(Reply::Integer(ks.len() as i64)),
         Command::FlushDb => {
-            ks.clear();
+            let t = ks.flush()?;
+            ks.sync(t)?;
             Ok(Reply::ok())
         }
         Command::ObjectEncoding { key } => Ok(ks.read(key, now, |h| {
@@ -445,7 +458,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, CommandE
             Some(m) => Reply::Bulk(m.to_vec()),
         }),
         Command::Echo { message } => Ok(Reply::Bulk(message.to_vec())),
-        _ => Err(CommandError::err("internal: not a key command")),
+        _ => Err(CommandError::err("internal: not a key command").into()),
     }
 }
 

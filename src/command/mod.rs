@@ -262,7 +262,7 @@ impl<'a> Command<'a> {
     }
 
     /// Runs the command.
-    pub(crate) fn execute(self, ctx: &Ctx<'_>) -> Result<Reply, CommandError> {
+    pub(crate) fn execute(self, ctx: &Ctx<'_>) -> Result<Reply, crate::error::Error> {
         match self {
             Command::Del { .. }
             | Command::Exists { .. }

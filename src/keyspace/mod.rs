@@ -13,13 +13,18 @@
 //! entry iff its tag has [`FLAG_TTL`]. Lock order for multi-key commands:
 //! ascending shard index ([`Keyspace::lock_many`]).
 
+pub(crate) mod effect;
+
+use std::sync::{Arc, OnceLock};
+
 use parking_lot::{RwLock, RwLockWriteGuard};
 
-use crate::error::CommandError;
-use crate::hash::compact::{self, Elem, Probe};
+use crate::error::{CommandError, Error};
+use crate::hash::compact;
 use crate::hash::table::{hash_name, ArenaTable};
 use crate::hash::{dict_from_compact, HashRef};
 use crate::options::{Now, Options};
+pub(crate) use effect::Effect;
 
 const SHARD_BITS: u32 = 6;
 /// Number of shards.
@@ -102,21 +107,17 @@ impl Shard {
         self.view(tag, data).map_or(Lookup::Missing, Lookup::Live)
     }
 
+    /// The hash at `key`, expired or not (replay never looks at the clock).
+    pub(crate) fn hash_ref(&self, key: &[u8]) -> Option<HashRef<'_>> {
+        let (tag, data) = self.raw(key)?;
+        self.view(tag, data)
+    }
+
     /// The live hash at `key`.
     pub(crate) fn get(&self, key: &[u8], now: &Now<'_>) -> Option<HashRef<'_>> {
         match self.lookup(key, now) {
             Lookup::Live(h) => Some(h),
             _ => None,
-        }
-    }
-
-    /// Deletes `key` if it is expired at `now`; true when it did.
-    pub(crate) fn expire_if_needed(&mut self, key: &[u8], now: &Now<'_>) -> bool {
-        if matches!(self.lookup(key, now), Lookup::Expired) {
-            self.delete(key);
-            true
-        } else {
-            false
         }
     }
 
@@ -233,10 +234,9 @@ impl Shard {
         Some(n)
     }
 
-    /// Deletes expired keys met while walking the TTL index from where the
-    /// last sweep stopped, visiting at most `budget` keys. Returns (visited,
-    /// deleted).
-    pub(crate) fn sweep(&mut self, now: i64, budget: usize) -> (usize, usize) {
+    /// Finds expired keys while walking the TTL index from where the last
+    /// sweep stopped, visiting at most `budget` keys.
+    pub(crate) fn expired_keys(&mut self, now: i64, budget: usize) -> Vec<Vec<u8>> {
         let mut expired: Vec<Vec<u8>> = Vec::new();
         let mut visited = 0;
         let mut cursor = self.sweep_cursor;
@@ -254,10 +254,7 @@ impl Shard {
             }
         }
         self.sweep_cursor = cursor;
-        for k in &expired {
-            self.delete(k);
-        }
-        (visited, expired.len())
+        expired
     }
 
     /// Number of keys with a TTL.
@@ -321,14 +318,6 @@ impl HashEdit<'_> {
 
     fn dict_mut(&mut self, id: u32) -> Option<&mut ArenaTable> {
         self.shard.dicts.get_mut(id as usize)?.as_mut()
-    }
-
-    /// The value of `field`.
-    pub(crate) fn get(&self, field: &[u8]) -> Option<Elem<'_>> {
-        match &self.work {
-            Work::Compact(b) => compact::find(b, &Probe::new(field)).map(|f| f.value),
-            Work::Dict(id) => self.dict(*id)?.get(field).map(Elem::Str),
-        }
     }
 
     /// Whether the key existed before this edit.
@@ -463,15 +452,32 @@ impl HashEdit<'_> {
     }
 }
 
+/// Where effects are made durable (the log writer, once the data directory
+/// has one). `append` is called with the shard lock(s) of the effect held,
+/// so the log order is the apply order for every key; `sync` is called after
+/// the locks are released, so writers can share fsyncs and readers never
+/// wait for one.
+pub(crate) trait Journal: Send + Sync {
+    /// Appends `e`; returns a ticket for [`Journal::sync`].
+    fn append(&self, e: &Effect<'_>) -> Result<u64, Error>;
+    /// Returns once the record with `ticket` is as durable as the fsync
+    /// policy promises.
+    fn sync(&self, ticket: u64) -> Result<(), Error>;
+}
+
 /// All shards.
 pub(crate) struct Keyspace {
     shards: Box<[RwLock<Shard>]>,
+    /// Set once recovery is done; effects applied before that (replay) are
+    /// not logged again.
+    journal: OnceLock<Arc<dyn Journal>>,
 }
 
 impl Default for Keyspace {
     fn default() -> Self {
         Keyspace {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            journal: OnceLock::new(),
         }
     }
 }
@@ -506,6 +512,122 @@ pub(crate) fn shard_index(key: &[u8]) -> usize {
 }
 
 impl Keyspace {
+    /// Starts logging every later effect to `journal`.
+    pub(crate) fn set_journal(&self, journal: Arc<dyn Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Chooses each hash's encoding again from its contents under `opts`
+    /// (after replay): a dict that fits the compact limits becomes compact,
+    /// a compact hash that does not fit becomes a dict.
+    pub(crate) fn rebuild_encodings(&self, opts: &Options) {
+        for s in self.shards.iter() {
+            let mut shard = s.write();
+            let mut change: Vec<Vec<u8>> = Vec::new();
+            for (k, p) in shard.keys.iter() {
+                let Some((&tag, data)) = p.split_first() else {
+                    continue;
+                };
+                let Some(h) = shard.view(tag, data) else {
+                    continue;
+                };
+                let fits = h.len() <= opts.hash_max_listpack_entries && {
+                    let mut ok = true;
+                    h.for_each(|f, v| {
+                        ok &= f.len() <= opts.hash_max_listpack_value
+                            && v.len() <= opts.hash_max_listpack_value
+                    });
+                    ok
+                };
+                if fits != matches!(h, HashRef::Compact(_)) {
+                    change.push(k.to_vec());
+                }
+            }
+            for k in change {
+                let Some((hash, ttl)) = shard.take(&k) else {
+                    continue;
+                };
+                let converted = match hash {
+                    OwnedHash::Dict(d) => {
+                        let mut buf = Vec::new();
+                        for (f, v) in d.iter() {
+                            compact::push_elem(&mut buf, f);
+                            compact::push_elem(&mut buf, v);
+                        }
+                        Some(OwnedHash::Compact(buf))
+                    }
+                    OwnedHash::Compact(buf) => dict_from_compact(&buf).ok().map(OwnedHash::Dict),
+                };
+                if let Some(h) = converted {
+                    let _ = shard.put(&k, h, ttl);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with effects that rebuild the whole current state (the log
+    /// rewrite): HSET in chunks of at most 1000 pairs, then PEXPIREAT.
+    pub(crate) fn for_each_state_effect(&self, mut f: impl FnMut(&Effect<'_>)) {
+        for s in self.shards.iter() {
+            let shard = s.read();
+            for (k, p) in shard.keys.iter() {
+                let Some((&tag, data)) = p.split_first() else {
+                    continue;
+                };
+                let Some(h) = shard.view(tag, data) else {
+                    continue;
+                };
+                let pairs = h.to_pairs();
+                for chunk in pairs.chunks(1000) {
+                    let refs: Vec<(&[u8], &[u8])> = chunk
+                        .iter()
+                        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+                        .collect();
+                    f(&Effect::HSet {
+                        key: k,
+                        pairs: refs,
+                    });
+                }
+                if let Some(at_ms) = shard.ttl_of(k) {
+                    f(&Effect::PExpireAt { key: k, at_ms });
+                }
+            }
+        }
+    }
+
+    /// Logs `e` (when there is a journal); call with the effect's shard
+    /// locks held, before applying it.
+    pub(crate) fn log(&self, e: &Effect<'_>) -> Result<Option<u64>, Error> {
+        match self.journal.get() {
+            Some(j) => j.append(e).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for the durability of a logged effect; call without locks.
+    pub(crate) fn sync(&self, ticket: Option<u64>) -> Result<(), Error> {
+        match (self.journal.get(), ticket) {
+            (Some(j), Some(t)) => j.sync(t),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes `key` from its locked shard if it has expired, logging the
+    /// deletion first. True when it was deleted.
+    pub(crate) fn expire_locked(
+        &self,
+        shard: &mut Shard,
+        key: &[u8],
+        now: &Now<'_>,
+    ) -> Result<bool, Error> {
+        if !matches!(shard.lookup(key, now), Lookup::Expired) {
+            return Ok(false);
+        }
+        self.log(&Effect::Del { keys: vec![key] })?;
+        shard.delete(key);
+        Ok(true)
+    }
+
     pub(crate) fn shard(&self, key: &[u8]) -> &RwLock<Shard> {
         &self.shards[shard_index(key)]
     }
@@ -545,7 +667,9 @@ impl Keyspace {
         };
         drop(shard);
         if expired {
-            lock.write().expire_if_needed(key, now);
+            // Lazy expiry; if the deletion cannot be logged the key stays
+            // (still invisible) and a later access or sweep retries.
+            let _ = self.expire_locked(&mut lock.write(), key, now);
         }
         r
     }
@@ -565,7 +689,7 @@ impl Keyspace {
         let r = f(&shard);
         drop(shard);
         if expired {
-            lock.write().expire_if_needed(key, now);
+            let _ = self.expire_locked(&mut lock.write(), key, now);
         }
         r
     }
@@ -573,9 +697,14 @@ impl Keyspace {
     /// Runs `f` on the shard of `key` under its write lock, after deleting
     /// `key` if it has expired.
     #[inline]
-    pub(crate) fn write<R>(&self, key: &[u8], now: &Now<'_>, f: impl FnOnce(&mut Shard) -> R) -> R {
+    pub(crate) fn write<R>(
+        &self,
+        key: &[u8],
+        now: &Now<'_>,
+        f: impl FnOnce(&mut Shard) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let mut shard = self.shard(key).write();
-        shard.expire_if_needed(key, now);
+        self.expire_locked(&mut shard, key, now)?;
         f(&mut shard)
     }
 
@@ -584,7 +713,7 @@ impl Keyspace {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
-    /// Removes every key.
+    /// Removes every key (no logging; see [`Keyspace::flush`]).
     pub(crate) fn clear(&self) {
         for s in self.shards.iter() {
             let old = std::mem::take(&mut *s.write());
@@ -592,16 +721,38 @@ impl Keyspace {
         }
     }
 
+    /// FLUSHDB: takes every shard lock in order, logs, clears.
+    pub(crate) fn flush(&self) -> Result<Option<u64>, Error> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
+        let t = self.log(&Effect::FlushDb)?;
+        let old: Vec<Shard> = guards
+            .iter_mut()
+            .map(|g| std::mem::take(&mut **g))
+            .collect();
+        drop(guards);
+        drop(old);
+        Ok(t)
+    }
+
     /// One active-expiry pass over every shard with a per-shard budget.
-    /// Returns the number of keys deleted.
-    pub(crate) fn sweep(&self, now: i64, budget: usize) -> usize {
+    /// Returns the number of keys deleted; each deletion is logged first.
+    pub(crate) fn sweep(&self, now: i64, budget: usize) -> Result<usize, Error> {
         let mut deleted = 0;
         for s in self.shards.iter() {
             if s.read().volatile_len() == 0 {
                 continue;
             }
-            deleted += s.write().sweep(now, budget).1;
+            let mut shard = s.write();
+            let keys = shard.expired_keys(now, budget);
+            if keys.is_empty() {
+                continue;
+            }
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            self.log(&Effect::Del { keys: refs.clone() })?;
+            for k in refs {
+                deleted += usize::from(shard.delete(k));
+            }
         }
-        deleted
+        Ok(deleted)
     }
 }

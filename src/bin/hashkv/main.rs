@@ -1,11 +1,22 @@
 //! The `hashkv` command-line tool.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use hashkv::{Db, Options};
+use clap::{Parser, Subcommand, ValueEnum};
+use hashkv::{Db, FsyncPolicy, Options};
+
+/// When log writes reach the disk.
+#[derive(Clone, Copy, ValueEnum)]
+enum Fsync {
+    /// Every write is on disk before its reply is printed.
+    Always,
+    /// Once a second (a power cut may lose about a second).
+    Everysec,
+    /// When the OS decides.
+    No,
+}
 
 /// hashkv: an embedded store of Redis hashes.
 #[derive(Parser)]
@@ -19,6 +30,9 @@ struct Cli {
     /// Longest field or value a compact hash holds.
     #[arg(long, global = true, default_value_t = 64)]
     listpack_value: usize,
+    /// Fsync policy of the log.
+    #[arg(long, global = true, value_enum, default_value = "everysec")]
+    fsync: Fsync,
 }
 
 #[derive(Subcommand)]
@@ -46,7 +60,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = Options::default()
         .hash_max_listpack_entries(cli.listpack_entries)
-        .hash_max_listpack_value(cli.listpack_value);
+        .hash_max_listpack_value(cli.listpack_value)
+        .fsync(match cli.fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Everysec => FsyncPolicy::EverySec,
+            Fsync::No => FsyncPolicy::No,
+        });
     let result = match cli.command {
         Cmd::Shell { dir } => open(&dir, opts).and_then(|db| {
             let stdin = io::stdin();
@@ -71,7 +90,6 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("hashkv: {e}"))
         }),
     };
-    let _ = io::stdin().lock().fill_buf().map(|_| ());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

@@ -1,0 +1,206 @@
+//! [`Effect`]: what a write command did, in a form that replays exactly.
+//!
+//! Every write runs in three steps under its shard lock(s): work out the
+//! effect from the current state (errors happen here, before anything is
+//! logged), append the effect to the journal, then [`apply`] it. Replay on
+//! open calls the same [`apply`], so the live path and recovery cannot
+//! disagree. Effects never depend on the clock or on chance: relative TTLs
+//! are already absolute, HINCRBYFLOAT's result is already formatted, an
+//! expiry is a `Del`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Keyspace, MultiGuard, OwnedHash, Shard};
+use crate::error::CommandError;
+use crate::hash::table::ArenaTable;
+use crate::hash::HashRef;
+use crate::options::Options;
+
+/// One replayable change. Byte strings borrow from the command's arguments
+/// when logging and from the log's bytes when replaying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Effect<'a> {
+    /// Set fields (HSET, HMSET, HSETNX, HINCRBY, HINCRBYFLOAT results).
+    HSet {
+        #[serde(borrow)]
+        key: &'a [u8],
+        #[serde(borrow)]
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+    },
+    /// Delete fields; the key goes when its last field does.
+    HDel {
+        #[serde(borrow)]
+        key: &'a [u8],
+        #[serde(borrow)]
+        fields: Vec<&'a [u8]>,
+    },
+    /// Delete keys (DEL, UNLINK, expirations, EXPIRE into the past).
+    Del {
+        #[serde(borrow)]
+        keys: Vec<&'a [u8]>,
+    },
+    /// Set a key's absolute expiry (Unix ms).
+    PExpireAt {
+        #[serde(borrow)]
+        key: &'a [u8],
+        at_ms: i64,
+    },
+    /// Remove a key's expiry.
+    Persist {
+        #[serde(borrow)]
+        key: &'a [u8],
+    },
+    /// Move a key (with its TTL) over whatever `to` held.
+    Rename {
+        #[serde(borrow)]
+        from: &'a [u8],
+        #[serde(borrow)]
+        to: &'a [u8],
+    },
+    /// Copy a key (with its TTL) over whatever `dst` held.
+    Copy {
+        #[serde(borrow)]
+        src: &'a [u8],
+        #[serde(borrow)]
+        dst: &'a [u8],
+    },
+    /// Remove every key.
+    FlushDb,
+}
+
+impl Effect<'_> {
+    /// The keys the effect touches (their shards are locked to apply it).
+    pub(crate) fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            Effect::HSet { key, .. }
+            | Effect::HDel { key, .. }
+            | Effect::PExpireAt { key, .. }
+            | Effect::Persist { key } => {
+                vec![key]
+            }
+            Effect::Del { keys } => keys.clone(),
+            Effect::Rename { from, to } => vec![from, to],
+            Effect::Copy { src, dst } => vec![src, dst],
+            Effect::FlushDb => vec![],
+        }
+    }
+}
+
+/// Applies a single-key effect to the shard that holds its key. Returns the
+/// count the command replies with (fields created, fields removed, keys
+/// removed, 1/0 for TTL changes).
+pub(crate) fn apply_in_shard(
+    shard: &mut Shard,
+    e: &Effect<'_>,
+    opts: &Options,
+) -> Result<i64, CommandError> {
+    match e {
+        Effect::HSet { key, pairs } => {
+            let mut h = shard.edit(key, opts);
+            let max_len = pairs
+                .iter()
+                .map(|(f, v)| f.len().max(v.len()))
+                .max()
+                .unwrap_or(0);
+            h.precheck(pairs.len(), max_len)?;
+            let mut created = 0;
+            for (f, v) in pairs {
+                created += i64::from(h.set(f, v)?);
+            }
+            h.finish()?;
+            Ok(created)
+        }
+        Effect::HDel { key, fields } => {
+            let mut h = shard.edit(key, opts);
+            if !h.existed() {
+                return Ok(0);
+            }
+            let mut deleted = 0;
+            for f in fields {
+                if h.remove(f) {
+                    deleted += 1;
+                    if h.len() == 0 {
+                        break;
+                    }
+                }
+            }
+            h.finish()?;
+            Ok(deleted)
+        }
+        Effect::PExpireAt { key, at_ms } => Ok(i64::from(shard.set_ttl(key, Some(*at_ms))?)),
+        Effect::Persist { key } => Ok(i64::from(shard.set_ttl(key, None)?)),
+        Effect::Del { keys } => Ok(keys.iter().filter(|k| shard.delete(k)).count() as i64),
+        Effect::Rename { .. } | Effect::Copy { .. } | Effect::FlushDb => Err(CommandError::err(
+            "internal: multi-key effect applied to one shard",
+        )),
+    }
+}
+
+/// Deep copy of a hash for COPY.
+pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
+    Ok(match h {
+        HashRef::Compact(b) => OwnedHash::Compact(b.to_vec()),
+        HashRef::Dict(d) => {
+            let mut t = ArenaTable::with_capacity(d.len());
+            for (f, v) in d.iter() {
+                t.set(f, v).map_err(|_| CommandError::too_large())?;
+            }
+            OwnedHash::Dict(t)
+        }
+    })
+}
+
+/// Applies any effect with the shards of its keys locked in `g`.
+pub(crate) fn apply_locked(
+    g: &mut MultiGuard<'_>,
+    e: &Effect<'_>,
+    opts: &Options,
+) -> Result<i64, CommandError> {
+    match e {
+        Effect::Del { keys } => {
+            let mut n = 0;
+            for k in keys {
+                n += i64::from(g.shard(k).delete(k));
+            }
+            Ok(n)
+        }
+        Effect::Rename { from, to } => {
+            let Some((hash, ttl)) = g.shard(from).take(from) else {
+                return Ok(0);
+            };
+            g.shard(to).put(to, hash, ttl)?;
+            Ok(1)
+        }
+        Effect::Copy { src, dst } => {
+            let s = g.shard(src);
+            let Some(h) = s.hash_ref(src) else {
+                return Ok(0);
+            };
+            let copy = clone_hash(h)?;
+            let ttl = s.ttl_of(src);
+            g.shard(dst).put(dst, copy, ttl)?;
+            Ok(1)
+        }
+        Effect::FlushDb => Err(CommandError::err(
+            "internal: FLUSHDB is applied by the keyspace",
+        )),
+        single => {
+            let key = single.keys()[0];
+            apply_in_shard(g.shard(key), single, opts)
+        }
+    }
+}
+
+impl Keyspace {
+    /// Applies `e` taking the locks it needs (replay, and commands that do
+    /// not hold locks yet).
+    pub(crate) fn apply(&self, e: &Effect<'_>, opts: &Options) -> Result<i64, CommandError> {
+        if let Effect::FlushDb = e {
+            self.clear();
+            return Ok(1);
+        }
+        let keys = e.keys();
+        let mut g = self.lock_many(&keys);
+        apply_locked(&mut g, e, opts)
+    }
+}

@@ -1,0 +1,7 @@
+//! The append-only log: record framing ([`record`]), the writer with its
+//! fsync policies ([`writer`]) and the reader that tells a torn tail from
+//! corruption ([`reader`]).
+
+pub(crate) mod reader;
+pub(crate) mod record;
+pub(crate) mod writer;
