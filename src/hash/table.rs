@@ -245,6 +245,39 @@ impl Arena {
         Ok(addr)
     }
 
+    /// Rewrites the entry alone on dedicated page `p` in place (the page's
+    /// buffer is resized, so a growing big entry is a `realloc`, not a new
+    /// allocation plus a freed hole). Returns false if `addr` is not alone
+    /// on a dedicated page or the new entry is not big.
+    fn rewrite_dedicated(&mut self, addr: u32, name: &[u8], parts: &[&[u8]]) -> bool {
+        let (p, off) = split_addr(addr);
+        let (_, _, old) = self.entry(addr);
+        let plen: usize = parts.iter().map(|x| x.len()).sum();
+        let new = padded(entry_size(name.len(), plen));
+        if off != 0 || old <= BIG_ENTRY || new <= BIG_ENTRY || self.tail == Some(p as u32) {
+            return false;
+        }
+        let buf = &mut self.pages[p].buf;
+        if buf.len() != old {
+            return false;
+        }
+        if new > buf.capacity() {
+            buf.reserve_exact(new - buf.len());
+        }
+        buf.resize(new, 0);
+        let mut i = put_varint(buf, name.len());
+        i += put_varint(&mut buf[i..], plen);
+        buf[i..i + name.len()].copy_from_slice(name);
+        i += name.len();
+        for part in parts {
+            buf[i..i + part.len()].copy_from_slice(part);
+            i += part.len();
+        }
+        buf.shrink_to(new);
+        self.live_bytes = self.live_bytes - old + new;
+        true
+    }
+
     /// Marks the entry at `addr` dead.
     fn free(&mut self, addr: u32) {
         let (_, _, size) = self.entry(addr);
@@ -466,6 +499,10 @@ impl ArenaTable {
                         out[k..k + part.len()].copy_from_slice(part);
                         k += part.len();
                     }
+                    return Ok(false);
+                }
+                if self.arena.rewrite_dedicated(old_addr, name, parts) {
+                    self.step();
                     return Ok(false);
                 }
                 let addr = self.arena.write_parts(name, parts)?;
@@ -803,6 +840,23 @@ mod tests {
         assert_eq!(t.get(b"big").unwrap(), b"SMALL");
         assert!(t.remove(b"big"));
         assert_eq!(t.get(b"big"), None);
+    }
+
+    #[test]
+    fn big_entries_are_rewritten_in_place_as_they_grow_and_shrink() {
+        let mut t = ArenaTable::new();
+        t.set(b"small", b"x").unwrap();
+        for len in [20_000usize, 30_000, 12_000, 9_000, 50_000, 100, 40_000] {
+            let v = vec![(len % 251) as u8; len];
+            t.set(b"big", &v).unwrap();
+            assert_eq!(t.get(b"big").unwrap(), &v[..], "len {len}");
+            assert_eq!(t.get(b"small").unwrap(), b"x");
+        }
+        let live: usize = t
+            .iter()
+            .map(|(n, p)| padded(entry_size(n.len(), p.len())))
+            .sum();
+        assert_eq!(t.arena.live_bytes, live);
     }
 
     #[test]
