@@ -58,7 +58,10 @@ fn arg_strategy() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
-fn state(db: &Db) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, Reply, bool)> {
+/// Per key: name, sorted pairs, PEXPIRETIME reply, whether it fits compact.
+type KeyState = (String, Vec<(Vec<u8>, Vec<u8>)>, Reply, bool);
+
+fn state(db: &Db) -> Vec<KeyState> {
     ["a", "b", "c", "d"]
         .iter()
         .map(|k| {
