@@ -11,11 +11,14 @@ use std::time::Instant;
 use hashkv::{Db, Options};
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
+    // then this runs as a quick smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+        .unwrap_or(if full { 10_000_000 } else { 20_000 });
     let db = Db::in_memory(Options::default().active_expiry(false));
     let mut lat = Vec::with_capacity(n);
     let mut field = String::with_capacity(16);

@@ -238,7 +238,13 @@ fn main() {
         child(&args[1], args[2].parse().unwrap_or(1));
         return;
     }
-    let scale: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    // `cargo bench` passes --bench; under `cargo test --all-targets` this
+    // runs as a smoke test at 1/1000 of the sizes.
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale: u64 =
+        args.get(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if full { 1 } else { 1000 });
     let names: Vec<&str> = match args.first().map(String::as_str) {
         Some(n @ ("profiles" | "big" | "objects")) => vec![n],
         _ => vec!["profiles", "big", "objects"],
