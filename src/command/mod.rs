@@ -1,6 +1,6 @@
 //! The command layer: argument vectors in, [`Reply`] out. Every front end
 //! (the typed [`crate::Db`] methods, the shell, tests, fuzzers) goes through
-//! [`Command::parse`] and [`Command::execute`], so each behaviour and each
+//! [`Command::parse`] and `Command::execute`, so each behaviour and each
 //! Redis error string lives in one place.
 //!
 //! Order of checks follows Redis: arity first (from the table below), then
