@@ -104,6 +104,12 @@ impl Db {
         )
     }
 
+    /// A handle over an already built keyspace (tests that inject faults).
+    #[cfg(test)]
+    pub(crate) fn with_keyspace(ks: Keyspace, opts: Options) -> Db {
+        Db::build(ks, opts, None, RecoveryReport::default(), None)
+    }
+
     /// What opening the directory found and did: records replayed, a torn
     /// tail cut, damaged ranges skipped.
     pub fn recovery_report(&self) -> &RecoveryReport {

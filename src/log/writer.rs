@@ -27,8 +27,36 @@ use crate::error::Error;
 use crate::keyspace::{Effect, Journal};
 use crate::options::FsyncPolicy;
 
+/// The file operations the writer needs: the seam where tests inject
+/// ENOSPC and EIO.
+pub(crate) trait SegmentFile: Send {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()>;
+    fn set_len(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+/// Makes what was written durable; separate from [`SegmentFile`] so the
+/// fsync runs without the append lock.
+pub(crate) trait SegmentSync: Send + Sync {
+    fn sync_data(&self) -> std::io::Result<()>;
+}
+
+impl SegmentFile for File {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        Write::write_all(self, buf)
+    }
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+impl SegmentSync for File {
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
 struct Inner {
-    file: File,
+    file: Box<dyn SegmentFile>,
     len: u64,
     seq: u64,
     buf: Vec<u8>,
@@ -44,7 +72,7 @@ struct SyncState {
 pub(crate) struct LogWriter {
     inner: Mutex<Inner>,
     /// A second handle on the segment, for fsync without the append lock.
-    sync_file: File,
+    sync_file: Box<dyn SegmentSync>,
     state: Mutex<SyncState>,
     cond: Condvar,
     poisoned: std::sync::atomic::AtomicBool,
@@ -72,6 +100,17 @@ impl LogWriter {
         let sync_file = file
             .try_clone()
             .map_err(|e| io("cloning log handle", &path, e))?;
+        Self::with_files(Box::new(file), Box::new(sync_file), len, path, policy)
+    }
+
+    /// A writer over any [`SegmentFile`] (the fault-injection seam).
+    pub(crate) fn with_files(
+        file: Box<dyn SegmentFile>,
+        sync_file: Box<dyn SegmentSync>,
+        len: u64,
+        path: PathBuf,
+        policy: FsyncPolicy,
+    ) -> Result<Arc<Self>, Error> {
         let w = Arc::new(LogWriter {
             inner: Mutex::new(Inner {
                 file,
@@ -205,5 +244,156 @@ fn every_second(w: &Weak<LogWriter>) {
             return;
         }
         let _ = w.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fault injection through the [`SegmentFile`] seam: ENOSPC and EIO on
+    //! writes, failed truncation, failed fsync.
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::*;
+    use crate::db::Db;
+    use crate::keyspace::Keyspace;
+    use crate::log::reader;
+    use crate::options::Options;
+
+    /// What the next operation does: 0 ok, 1 ENOSPC after writing half, 2
+    /// EIO, 3 ENOSPC and the truncation fails too.
+    #[derive(Default)]
+    struct Disk {
+        bytes: Mutex<Vec<u8>>,
+        fault: AtomicU8,
+        sync_fault: AtomicU8,
+    }
+
+    struct FakeFile(Arc<Disk>);
+
+    impl SegmentFile for FakeFile {
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            let mut b = self.0.bytes.lock();
+            match self.0.fault.load(Ordering::SeqCst) {
+                0 => {
+                    b.extend_from_slice(buf);
+                    Ok(())
+                }
+                2 => Err(std::io::Error::other("EIO")),
+                _ => {
+                    // A short write: half the record lands, then the disk is full.
+                    b.extend_from_slice(&buf[..buf.len() / 2]);
+                    Err(std::io::Error::from_raw_os_error(28))
+                }
+            }
+        }
+        fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+            if self.0.fault.load(Ordering::SeqCst) == 3 {
+                return Err(std::io::Error::other("EIO on truncate"));
+            }
+            self.0.bytes.lock().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    impl SegmentSync for FakeFile {
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.0.sync_fault.load(Ordering::SeqCst) != 0 {
+                return Err(std::io::Error::other("EIO on fsync"));
+            }
+            Ok(())
+        }
+    }
+
+    fn db_on(disk: &Arc<Disk>, policy: FsyncPolicy) -> Db {
+        disk.bytes
+            .lock()
+            .extend_from_slice(super::record::SEGMENT_MAGIC);
+        let len = disk.bytes.lock().len() as u64;
+        let w = LogWriter::with_files(
+            Box::new(FakeFile(disk.clone())),
+            Box::new(FakeFile(disk.clone())),
+            len,
+            PathBuf::from("fake/log-000001.aof"),
+            policy,
+        )
+        .unwrap();
+        let ks = Keyspace::default();
+        ks.set_journal(w);
+        Db::with_keyspace(ks, Options::default().active_expiry(false))
+    }
+
+    /// The state a fresh replay of the disk's bytes gives.
+    fn replayed(disk: &Disk) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let ks = Keyspace::default();
+        let opts = Options::default();
+        let bytes = disk.bytes.lock().clone();
+        let scan = reader::scan(&bytes, true, false, |e| {
+            let _ = ks.apply(&e, &opts);
+        })
+        .unwrap();
+        assert_eq!(scan.torn_bytes, 0, "no half record may stay in the log");
+        let db = Db::with_keyspace(ks, opts);
+        let mut v = db.hgetall("h").unwrap();
+        v.sort();
+        v
+    }
+
+    fn pairs(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut v = db.hgetall("h").unwrap();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn enospc_and_eio_fail_the_write_leave_memory_alone_and_clear_when_the_disk_does() {
+        for fault in [1u8, 2] {
+            let disk = Arc::new(Disk::default());
+            let db = db_on(&disk, FsyncPolicy::Always);
+            db.hset("h", &[("a", "1")]).unwrap();
+            disk.fault.store(fault, Ordering::SeqCst);
+            let err = db.hset("h", &[("b", "2")]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Io {
+                        op: "appending to log",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("fake/log-000001.aof"), "{err}");
+            let err = db.hincrby("h", "a", 5).unwrap_err();
+            assert!(matches!(err, Error::Io { .. }));
+            // Memory did not move ahead of the log; reads still work.
+            assert_eq!(pairs(&db), vec![(b"a".to_vec(), b"1".to_vec())]);
+            assert_eq!(replayed(&disk), pairs(&db));
+            // The disk has room again: writes work, and the log agrees.
+            disk.fault.store(0, Ordering::SeqCst);
+            db.hset("h", &[("b", "2")]).unwrap();
+            assert_eq!(db.hincrby("h", "a", 5).unwrap(), 6);
+            assert_eq!(replayed(&disk), pairs(&db));
+        }
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_undone_or_a_failed_fsync_poisons_writes_not_reads() {
+        let disk = Arc::new(Disk::default());
+        let db = db_on(&disk, FsyncPolicy::Always);
+        db.hset("h", &[("a", "1")]).unwrap();
+        disk.fault.store(3, Ordering::SeqCst);
+        assert!(db.hset("h", &[("b", "2")]).is_err());
+        disk.fault.store(0, Ordering::SeqCst);
+        assert!(matches!(db.hset("h", &[("c", "3")]), Err(Error::Poisoned)));
+        assert_eq!(db.hget("h", "a").unwrap().as_deref(), Some(&b"1"[..]));
+
+        let disk = Arc::new(Disk::default());
+        let db = db_on(&disk, FsyncPolicy::Always);
+        disk.sync_fault.store(1, Ordering::SeqCst);
+        let err = db.hset("h", &[("a", "1")]).unwrap_err();
+        assert!(err.to_string().contains("syncing log"), "{err}");
+        disk.sync_fault.store(0, Ordering::SeqCst);
+        assert!(matches!(db.hset("h", &[("b", "2")]), Err(Error::Poisoned)));
+        assert!(db.hget("h", "a").is_ok());
     }
 }
