@@ -195,9 +195,19 @@ impl Keyspace {
     /// Applies `e` taking the locks it needs (replay, and commands that do
     /// not hold locks yet).
     pub(crate) fn apply(&self, e: &Effect<'_>, opts: &Options) -> Result<i64, CommandError> {
-        if let Effect::FlushDb = e {
-            self.clear();
-            return Ok(1);
+        match e {
+            Effect::FlushDb => {
+                self.clear();
+                return Ok(1);
+            }
+            // One key: lock its shard directly (the common case in replay).
+            Effect::HSet { key, .. }
+            | Effect::HDel { key, .. }
+            | Effect::PExpireAt { key, .. }
+            | Effect::Persist { key } => {
+                return apply_in_shard(&mut self.shard(key).write(), e, opts);
+            }
+            _ => {}
         }
         let keys = e.keys();
         let mut g = self.lock_many(&keys);
