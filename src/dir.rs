@@ -36,12 +36,23 @@ pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
         .write(true)
         .open(&path)
         .map_err(|e| io("opening", &path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked {
-            path: dir.display().to_string(),
-        }),
-        Err(TryLockError::Error(e)) => Err(io("locking", &path, e)),
+    // A lock released by a closing handle can linger for a moment: a child
+    // process forked elsewhere in the program shares the descriptor until it
+    // calls exec. Retry briefly before reporting the directory as locked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.display().to_string(),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(io("locking", &path, e)),
+        }
     }
 }
 
