@@ -165,69 +165,11 @@ impl Page {
     }
 }
 
-/// The page directory: pages in chunks of [`PAGE_CHUNK`] that never move,
-/// so adding the 8,193rd page does not copy the 8,192 before it (a
-/// reallocation that showed up as the slowest HSET while growing a hash to
-/// 10M fields).
-#[derive(Default)]
-struct PageDir {
-    chunks: Vec<Vec<Page>>,
-    len: usize,
-}
-
-const PAGE_CHUNK: usize = 1024;
-
-impl PageDir {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn push(&mut self, page: Page) {
-        // The first chunk grows as a Vec does (small tables stay small);
-        // later chunks are allocated whole and never move.
-        if self.chunks.is_empty() {
-            self.chunks.push(Vec::new());
-        } else if self.len.is_multiple_of(PAGE_CHUNK) {
-            self.chunks.push(Vec::with_capacity(PAGE_CHUNK));
-        }
-        if let Some(c) = self.chunks.last_mut() {
-            c.push(page);
-            self.len += 1;
-        }
-    }
-
-    fn get(&self, i: usize) -> Option<&Page> {
-        self.chunks.get(i / PAGE_CHUNK)?.get(i % PAGE_CHUNK)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Page> {
-        self.chunks.iter().flatten()
-    }
-
-    fn bytes(&self) -> usize {
-        self.chunks.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Page>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<Page>>()
-    }
-}
-
-impl std::ops::Index<usize> for PageDir {
-    type Output = Page;
-    fn index(&self, i: usize) -> &Page {
-        &self.chunks[i / PAGE_CHUNK][i % PAGE_CHUNK]
-    }
-}
-
-impl std::ops::IndexMut<usize> for PageDir {
-    fn index_mut(&mut self, i: usize) -> &mut Page {
-        &mut self.chunks[i / PAGE_CHUNK][i % PAGE_CHUNK]
-    }
-}
-
 /// Pages of packed entries; see the module doc.
 struct Arena {
     /// Padded bytes of live entries.
     live_bytes: usize,
-    pages: PageDir,
+    pages: Vec<Page>,
     free_pages: Vec<u32>,
     tail: Option<u32>,
     compact_queue: Vec<u32>,
@@ -250,7 +192,7 @@ impl Arena {
     fn new() -> Self {
         Arena {
             live_bytes: 0,
-            pages: PageDir::default(),
+            pages: Vec::new(),
             free_pages: Vec::new(),
             tail: None,
             compact_queue: Vec::new(),
@@ -398,7 +340,8 @@ impl Arena {
     }
 
     fn bytes(&self) -> usize {
-        self.pages.iter().map(Page::capacity).sum::<usize>() + self.pages.bytes()
+        self.pages.iter().map(Page::capacity).sum::<usize>()
+            + self.pages.capacity() * std::mem::size_of::<Page>()
     }
 }
 
