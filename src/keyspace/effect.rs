@@ -145,7 +145,7 @@ pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
             for (f, v) in d.iter() {
                 t.set(f, v).map_err(|_| CommandError::too_large())?;
             }
-            OwnedHash::Dict(t)
+            OwnedHash::Dict(Box::new(t))
         }
     })
 }

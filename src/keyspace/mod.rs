@@ -42,7 +42,7 @@ const COMPACT_MAX_BYTES: usize = 1 << 30;
 /// An owned hash, moved between keys by RENAME and built by COPY.
 pub(crate) enum OwnedHash {
     Compact(Vec<u8>),
-    Dict(ArenaTable),
+    Dict(Box<ArenaTable>),
 }
 
 /// One shard of the keyspace.
@@ -139,7 +139,7 @@ impl Shard {
                 let id = u32::from_le_bytes(data.try_into().ok()?);
                 let d = self.dicts.get_mut(id as usize)?.take()?;
                 self.free_dicts.push(id);
-                OwnedHash::Dict(d)
+                OwnedHash::Dict(Box::new(d))
             }
             _ => OwnedHash::Compact(data.to_vec()),
         };
@@ -162,7 +162,7 @@ impl Shard {
         match hash {
             OwnedHash::Compact(buf) => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &buf]),
             OwnedHash::Dict(d) => {
-                let id = self.alloc_dict(d);
+                let id = self.alloc_dict(*d);
                 self.keys
                     .set_parts(key, &[&[TAG_DICT | flag], &id.to_le_bytes()])
             }
@@ -556,7 +556,9 @@ impl Keyspace {
                         }
                         Some(OwnedHash::Compact(buf))
                     }
-                    OwnedHash::Compact(buf) => dict_from_compact(&buf).ok().map(OwnedHash::Dict),
+                    OwnedHash::Compact(buf) => dict_from_compact(&buf)
+                        .ok()
+                        .map(|d| OwnedHash::Dict(Box::new(d))),
                 };
                 if let Some(h) = converted {
                     let _ = shard.put(&k, h, ttl);
