@@ -384,6 +384,12 @@ impl<T: Copy> Chunked<T> {
         })
     }
 
+    fn has_chunk(&self, i: usize) -> bool {
+        self.chunks
+            .get(i / CHUNK_SLOTS)
+            .is_some_and(Option::is_some)
+    }
+
     fn bytes(&self) -> usize {
         self.chunks.iter().flatten().map(|c| c.len()).sum::<usize>() * std::mem::size_of::<T>()
             + self.chunks.capacity() * std::mem::size_of::<Option<Box<[T]>>>()
@@ -657,12 +663,21 @@ impl ArenaTable {
     /// slots.
     fn migrate(&mut self, visits: usize, moves: usize) {
         let Some(old) = self.old.as_mut() else { return };
-        let (mut visited, mut moved) = (0, 0);
+        let (mut visited, mut moved, mut fresh) = (0, 0, 0);
         while self.rehash_pos < old.cap() && visited < visits && moved < moves {
             let i = self.rehash_pos;
             if old.tags[i] >= 0x80 {
                 let addr = old.addrs[i];
                 let hash = hash_name(self.arena.entry(addr).0);
+                // Allocating a chunk of the new arrays (zeroing up to 320 KiB)
+                // is the expensive part of a step; at most two per step, so
+                // the first steps of a migration are not the slowest calls.
+                if !self.cur.tags.has_chunk(hash as usize & self.cur.mask) {
+                    if fresh == 2 && visits != usize::MAX {
+                        break;
+                    }
+                    fresh += 1;
+                }
                 old.remove_at(i);
                 self.cur.insert_new(hash, addr);
                 moved += 1;
