@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::{eq_ic, glob, Command, Ctx, Reply};
+use super::{eq_ic, glob, Command, Ctx, Reply, ScanOptions};
 use crate::error::{CommandError, Error};
 use crate::hash::compact::Elem;
 use crate::hash::HashRef;
@@ -407,31 +407,12 @@ fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)>
 
 /// HSCAN after the key was found: options left to right, then one page.
 fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, CommandError> {
-    let mut count: usize = 10;
-    let mut pattern: Option<&[u8]> = None;
-    let mut no_values = false;
-    let mut i = 0;
-    while i < options.len() {
-        let rest = options.len() - i;
-        let opt = options[i];
-        if eq_ic(opt, "count") && rest >= 2 {
-            let n = numeric::parse_i64(options[i + 1]).ok_or_else(CommandError::not_integer)?;
-            if n < 1 {
-                return Err(CommandError::syntax());
-            }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
-            i += 2;
-        } else if eq_ic(opt, "match") && rest >= 2 {
-            let p = options[i + 1];
-            pattern = if p == b"*" { None } else { Some(p) };
-            i += 2;
-        } else if eq_ic(opt, "novalues") {
-            no_values = true;
-            i += 1;
-        } else {
-            return Err(CommandError::syntax());
-        }
-    }
+    let ScanOptions {
+        count,
+        pattern,
+        no_values,
+        ..
+    } = ScanOptions::parse(options, true)?;
     let keep = |f: &[u8]| pattern.is_none_or(|p| glob::matches(p, f));
     let mut items = Vec::new();
     let next = match h {

@@ -3,7 +3,7 @@
 //! KEYS SCAN DBSIZE FLUSHDB OBJECT ENCODING MEMORY USAGE PING ECHO.
 
 use super::hash::numeric_u64;
-use super::{eq_ic, glob, Command, Ctx, Reply};
+use super::{eq_ic, glob, Command, Ctx, Reply, ScanOptions};
 use crate::error::{CommandError, Error};
 use crate::keyspace::effect::{apply_in_shard, apply_locked};
 use crate::keyspace::{Effect, SHARDS};
@@ -219,41 +219,12 @@ fn parse_copy<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
 
 fn parse_scan<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
     let cursor = numeric::parse_cursor(argv[1]).ok_or_else(CommandError::invalid_cursor)?;
-    let mut count = 10usize;
-    let mut pattern = None;
-    let mut type_hash = None;
-    let mut i = 2;
-    while i < argv.len() {
-        let rest = argv.len() - i;
-        let opt = argv[i];
-        if eq_ic(opt, "count") && rest >= 2 {
-            let n = numeric::parse_i64(argv[i + 1]).ok_or_else(CommandError::not_integer)?;
-            if n < 1 {
-                return Err(CommandError::syntax());
-            }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
-            i += 2;
-        } else if eq_ic(opt, "match") && rest >= 2 {
-            pattern = if argv[i + 1] == b"*" {
-                None
-            } else {
-                Some(argv[i + 1])
-            };
-            i += 2;
-        } else if eq_ic(opt, "type") && rest >= 2 {
-            // An unknown type name matches nothing, as on the Redis 7.0 server
-            // the differential test runs against (spec/COMMANDS.md describes
-            // the later "unknown type name" error; the real server wins).
-            type_hash = Some(eq_ic(argv[i + 1], "hash"));
-            i += 2;
-        } else if eq_ic(opt, "novalues") {
-            return Err(CommandError::err(
-                "NOVALUES option can only be used in HSCAN",
-            ));
-        } else {
-            return Err(CommandError::syntax());
-        }
-    }
+    let ScanOptions {
+        count,
+        pattern,
+        type_hash,
+        ..
+    } = ScanOptions::parse(&argv[2..], false)?;
     Ok(Command::Scan {
         cursor,
         pattern,

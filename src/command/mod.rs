@@ -215,6 +215,69 @@ pub(crate) fn eq_ic(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
+/// The options of SCAN and HSCAN, parsed left to right as Redis's
+/// `scanGenericCommand` does.
+pub(crate) struct ScanOptions<'a> {
+    /// COUNT (default 10): a hint of how many elements to visit.
+    pub(crate) count: usize,
+    /// MATCH, with the pattern `*` dropped (it matches everything).
+    pub(crate) pattern: Option<&'a [u8]>,
+    /// SCAN's TYPE: Some(true) for `hash`, Some(false) for any other name
+    /// (an unknown name matches nothing, as on Redis 7.0, which the
+    /// differential test runs against; spec/COMMANDS.md describes the later
+    /// "unknown type name" error, and the real server wins).
+    pub(crate) type_hash: Option<bool>,
+    /// HSCAN's NOVALUES.
+    pub(crate) no_values: bool,
+}
+
+impl<'a> ScanOptions<'a> {
+    /// Parses `words`; `hscan` selects which of TYPE / NOVALUES is allowed.
+    pub(crate) fn parse(words: &[&'a [u8]], hscan: bool) -> Result<Self, CommandError> {
+        let mut o = ScanOptions {
+            count: 10,
+            pattern: None,
+            type_hash: None,
+            no_values: false,
+        };
+        let mut i = 0;
+        while i < words.len() {
+            let rest = words.len() - i;
+            let opt = words[i];
+            if eq_ic(opt, "count") && rest >= 2 {
+                let n = crate::numeric::parse_i64(words[i + 1])
+                    .ok_or_else(CommandError::not_integer)?;
+                if n < 1 {
+                    return Err(CommandError::syntax());
+                }
+                o.count = usize::try_from(n).unwrap_or(usize::MAX);
+                i += 2;
+            } else if eq_ic(opt, "match") && rest >= 2 {
+                o.pattern = if words[i + 1] == b"*" {
+                    None
+                } else {
+                    Some(words[i + 1])
+                };
+                i += 2;
+            } else if !hscan && eq_ic(opt, "type") && rest >= 2 {
+                o.type_hash = Some(eq_ic(words[i + 1], "hash"));
+                i += 2;
+            } else if eq_ic(opt, "novalues") {
+                if !hscan {
+                    return Err(CommandError::err(
+                        "NOVALUES option can only be used in HSCAN",
+                    ));
+                }
+                o.no_values = true;
+                i += 1;
+            } else {
+                return Err(CommandError::syntax());
+            }
+        }
+        Ok(o)
+    }
+}
+
 impl<'a> Command<'a> {
     /// Parses an argument vector (command name first).
     ///
