@@ -23,9 +23,11 @@
 //! a store of Redis's other types (strings, lists, sets, ...). One process
 //! owns a database.
 //!
-//! Status: the in-memory engine is complete; the append-only log and
-//! snapshots (durability) are being built, so today a [`Db`] keeps its data
-//! for the life of the process only.
+//! Durability: a [`Db`] opened on a directory logs every write to an
+//! append-only log (CRC-framed records, fsync policy like Redis's
+//! `appendfsync`) and replays it on open, cutting a torn tail and naming the
+//! file and offset of any other damage; see docs/DURABILITY.md. Snapshots and
+//! log compaction are not built yet, so the log grows with every write.
 //!
 //! # Layout
 //! - [`db`]: the [`Db`] handle and its typed methods.
@@ -35,6 +37,9 @@
 //! - `hash`: the compact encoding (`hash::compact`) and the dict encoding
 //!   (`hash::table`, an arena-backed table with incremental rehash).
 //! - `numeric`: Redis's integer grammar and `long double` arithmetic.
+//! - `log`: record framing, the writer (fsync policies, group commit) and the
+//!   reader (torn tail versus corruption); `dir`: LOCK and MANIFEST;
+//!   [`recovery`]: opening a directory and its [`RecoveryReport`].
 //! - [`shell`]: redis-cli quoting in, `redis-cli --no-raw` output out.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
 //! - [`error`]: [`Error`] and [`CommandError`].
