@@ -8,7 +8,6 @@ use super::{eq_ic, glob, Command, Ctx, Reply, ScanOptions};
 use crate::error::{CommandError, Error};
 use crate::hash::compact::Elem;
 use crate::hash::HashRef;
-use crate::keyspace::effect::apply_in_shard;
 use crate::keyspace::Effect;
 use crate::numeric::{self, longdouble::LongDouble};
 
@@ -138,8 +137,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
         } => {
             let (created, t) = ks.write(key, now, |shard| {
                 let e = Effect::HSet { key, pairs };
-                let t = ks.log(&e)?;
-                Ok((apply_in_shard(shard, &e, opts)?, t))
+                ks.commit(shard, &e, opts)
             })?;
             ks.sync(t)?;
             Ok(if ok_reply {
@@ -157,8 +155,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     key,
                     pairs: vec![(field, value)],
                 };
-                let t = ks.log(&e)?;
-                apply_in_shard(shard, &e, opts)?;
+                let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((1, t))
             })?;
             ks.sync(t)?;
@@ -200,8 +197,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     return Ok((0, None));
                 }
                 let e = Effect::HDel { key, fields };
-                let t = ks.log(&e)?;
-                Ok((apply_in_shard(shard, &e, opts)?, t))
+                ks.commit(shard, &e, opts)
             })?;
             ks.sync(t)?;
             Ok(Reply::Integer(deleted))
@@ -231,8 +227,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     key,
                     pairs: vec![(field, &text)],
                 };
-                let t = ks.log(&e)?;
-                apply_in_shard(shard, &e, opts)?;
+                let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((new, t))
             })?;
             ks.sync(t)?;
@@ -259,8 +254,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     key,
                     pairs: vec![(field, &text)],
                 };
-                let t = ks.log(&e)?;
-                apply_in_shard(shard, &e, opts)?;
+                let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((text, t))
             })?;
             ks.sync(t)?;

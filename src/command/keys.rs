@@ -5,7 +5,6 @@
 use super::hash::numeric_u64;
 use super::{eq_ic, glob, Command, Ctx, Reply, ScanOptions};
 use crate::error::{CommandError, Error};
-use crate::keyspace::effect::{apply_in_shard, apply_locked};
 use crate::keyspace::{Effect, SHARDS};
 use crate::numeric;
 
@@ -266,8 +265,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 return Ok(Reply::Integer(0));
             }
             let e = Effect::Del { keys: existing };
-            let t = ks.log(&e)?;
-            let n = apply_locked(&mut g, &e, opts)?;
+            let (n, t) = ks.commit_locked(&mut g, &e, opts)?;
             drop(g);
             ks.sync(t)?;
             Ok(Reply::Integer(n))
@@ -302,8 +300,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 from: key,
                 to: new_key,
             };
-            let t = ks.log(&e)?;
-            apply_locked(&mut g, &e, opts)?;
+            let (_, t) = ks.commit_locked(&mut g, &e, opts)?;
             drop(g);
             ks.sync(t)?;
             Ok(if nx { Reply::Integer(1) } else { Reply::ok() })
@@ -319,8 +316,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 return Ok(Reply::Integer(0));
             }
             let e = Effect::Copy { src, dst };
-            let t = ks.log(&e)?;
-            apply_locked(&mut g, &e, opts)?;
+            let (_, t) = ks.commit_locked(&mut g, &e, opts)?;
             drop(g);
             ks.sync(t)?;
             Ok(Reply::Integer(1))
@@ -351,8 +347,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 } else {
                     Effect::PExpireAt { key, at_ms }
                 };
-                let t = ks.log(&e)?;
-                apply_in_shard(shard, &e, opts)?;
+                let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((1, t))
             })?;
             ks.sync(t)?;
@@ -382,8 +377,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     return Ok((0, None));
                 }
                 let e = Effect::Persist { key };
-                let t = ks.log(&e)?;
-                apply_in_shard(shard, &e, opts)?;
+                let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((1, t))
             })?;
             ks.sync(t)?;

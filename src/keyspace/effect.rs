@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Keyspace, MultiGuard, OwnedHash, Shard};
-use crate::error::CommandError;
+use crate::error::{CommandError, Error};
 use crate::hash::table::ArenaTable;
 use crate::hash::HashRef;
 use crate::options::Options;
@@ -192,6 +192,31 @@ pub(crate) fn apply_locked(
 }
 
 impl Keyspace {
+    /// The write path of a single-key command: logs `e`, then applies it to
+    /// the shard holding its key (locked by the caller). Returns the applied
+    /// count and the ticket to pass to [`Keyspace::sync`] once unlocked.
+    pub(crate) fn commit(
+        &self,
+        shard: &mut Shard,
+        e: &Effect<'_>,
+        opts: &Options,
+    ) -> Result<(i64, Option<u64>), Error> {
+        let t = self.log(e)?;
+        Ok((apply_in_shard(shard, e, opts)?, t))
+    }
+
+    /// [`Keyspace::commit`] for effects on several keys, with their shards
+    /// locked in `g`.
+    pub(crate) fn commit_locked(
+        &self,
+        g: &mut MultiGuard<'_>,
+        e: &Effect<'_>,
+        opts: &Options,
+    ) -> Result<(i64, Option<u64>), Error> {
+        let t = self.log(e)?;
+        Ok((apply_locked(g, e, opts)?, t))
+    }
+
     /// Applies `e` taking the locks it needs (replay, and commands that do
     /// not hold locks yet).
     pub(crate) fn apply(&self, e: &Effect<'_>, opts: &Options) -> Result<i64, CommandError> {

@@ -435,18 +435,12 @@ impl HashEdit<'_> {
                 .shard
                 .keys
                 .set_parts(self.key, &[&[TAG_COMPACT | self.flag], buf]),
-            Work::Dict(id) => {
-                if self.existed {
-                    // The key may still point at its old compact payload.
-                    self.shard
-                        .keys
-                        .set_parts(self.key, &[&[TAG_DICT | self.flag], &id.to_le_bytes()])
-                } else {
-                    self.shard
-                        .keys
-                        .set_parts(self.key, &[&[TAG_DICT], &id.to_le_bytes()])
-                }
-            }
+            // Written for a new dict too: the key may still point at its old
+            // compact payload (or at nothing). A new key has no TTL flag.
+            Work::Dict(id) => self
+                .shard
+                .keys
+                .set_parts(self.key, &[&[TAG_DICT | self.flag], &id.to_le_bytes()]),
         };
         res.map(|_| ()).map_err(|_| CommandError::too_large())
     }
