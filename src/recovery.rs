@@ -67,15 +67,21 @@ pub(crate) struct OpenLog {
     pub(crate) path: PathBuf,
 }
 
-fn open_append(path: &Path) -> Result<OpenLog, Error> {
+/// Opens `path` to append after its data: at `len` when the scan found the
+/// end, else at the file's length.
+fn open_append(path: &Path, len: Option<u64>) -> Result<OpenLog, Error> {
     let file = OpenOptions::new()
-        .append(true)
+        .read(true)
+        .write(true)
         .open(path)
         .map_err(|e| io("opening for append", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| io("reading size of", path, e))?
-        .len();
+    let len = match len {
+        Some(len) => len,
+        None => file
+            .metadata()
+            .map_err(|e| io("reading size of", path, e))?
+            .len(),
+    };
     Ok(OpenLog {
         file,
         len,
@@ -95,9 +101,10 @@ pub(crate) fn recover(
         let name = dir::segment_name(1);
         let path = dir::create_segment(dir, &name)?;
         dir::write_manifest(dir, &[name])?;
-        return Ok((report, open_append(&path)?));
+        return Ok((report, open_append(&path, None)?));
     };
     let salvage = opts.recovery == RecoveryMode::Salvage;
+    let mut last_end = None;
     for (i, name) in segs.iter().enumerate() {
         let path = dir.join(name);
         let buf = std::fs::read(&path).map_err(|e| io("reading", &path, e))?;
@@ -114,6 +121,7 @@ pub(crate) fn recover(
         })?;
         report.segments += 1;
         report.records += scan.records;
+        last_end = Some(scan.valid_end);
         for (start, end, reason) in scan.skipped {
             report.skipped.push(Skipped {
                 file: path.display().to_string(),
@@ -152,9 +160,9 @@ pub(crate) fn recover(
         }
         dir::fsync_dir(dir)?;
         report.rewritten = true;
-        return Ok((report, open_append(&path)?));
+        return Ok((report, open_append(&path, None)?));
     }
-    Ok((report, open_append(&dir.join(last))?))
+    Ok((report, open_append(&dir.join(last), last_end)?))
 }
 
 /// Writes the whole state of `ks` as a new segment `name`, fsynced.
@@ -170,16 +178,18 @@ pub(crate) fn rewrite(dir: &Path, name: &str, ks: &Keyspace) -> Result<PathBuf, 
         if err.is_some() {
             return;
         }
-        buf.clear();
-        if let Err(m) = record::encode(e, &mut buf) {
-            err = Some(io(
-                "encoding",
-                &path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
-            ));
-            return;
-        }
-        if let Err(e) = f.write_all(&buf) {
+        let n = match record::encode(e, &mut buf) {
+            Ok(n) => n,
+            Err(m) => {
+                err = Some(io(
+                    "encoding",
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
+                ));
+                return;
+            }
+        };
+        if let Err(e) = f.write_all(&buf[..n]) {
             err = Some(io("writing", &path, e));
         }
     });

@@ -18,7 +18,9 @@ use crate::options::Options;
 
 /// One replayable change. Byte strings borrow from the command's arguments
 /// when logging and from the log's bytes when replaying.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::BorrowDecode,
+)]
 pub(crate) enum Effect<'a> {
     /// Set fields (HSET, HMSET, HSETNX, HINCRBY, HINCRBYFLOAT results).
     HSet {

@@ -1,7 +1,9 @@
 //! The append-only log: record framing ([`record`]), the writer with its
-//! fsync policies ([`writer`]) and the reader that tells a torn tail from
+//! fsync policies ([`writer`]) over a mapped, preallocated segment
+//! ([`mapped`]) and the reader that tells a torn tail from
 //! corruption ([`reader`]).
 
+pub(crate) mod mapped;
 pub(crate) mod reader;
 pub(crate) mod record;
 pub(crate) mod writer;

@@ -2,10 +2,11 @@
 //! durable according to the [`FsyncPolicy`].
 //!
 //! - `append` runs with the effect's shard locks held: it encodes the record
-//!   and writes it to the file (one `write` per record, so a process crash
-//!   loses nothing that was acknowledged). A failed or short write is cut
-//!   back off the file, so the log never holds half a record and memory is
-//!   never changed; if even that fails the writer is poisoned.
+//!   and copies it into the segment's mapping ([`MappedSegment`]; in the
+//!   page cache at once, so a process crash loses nothing that was
+//!   acknowledged). A failed or short write is cut back off the file, so the
+//!   log never holds half a record and memory is never changed; if even that
+//!   fails the writer is poisoned.
 //! - `sync` runs after the locks are released. `Always`: group commit — one
 //!   caller runs `fdatasync` for everything appended so far while the others
 //!   wait for it and share it. `EverySec`: a background thread syncs once a
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::mapped::MappedSegment;
 use super::record;
 use crate::error::Error;
 use crate::keyspace::{Effect, Journal};
@@ -54,6 +56,9 @@ impl SegmentSync for File {
         File::sync_data(self)
     }
 }
+
+/// At most this many yields while gathering writers for one group fsync.
+const GATHER_YIELDS: usize = 32;
 
 struct Inner {
     file: Box<dyn SegmentFile>,
@@ -89,8 +94,8 @@ fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Error
 }
 
 impl LogWriter {
-    /// A writer appending to `file` (already positioned at `len`, its valid
-    /// end, and opened for appending).
+    /// A writer appending to `file` (opened read-write) after `len`, the
+    /// end of its last whole record, through a [`MappedSegment`].
     pub(crate) fn new(
         file: File,
         len: u64,
@@ -100,7 +105,8 @@ impl LogWriter {
         let sync_file = file
             .try_clone()
             .map_err(|e| io("cloning log handle", &path, e))?;
-        Self::with_files(Box::new(file), Box::new(sync_file), len, path, policy)
+        let seg = MappedSegment::new(file, len).map_err(|e| io("reading size of", &path, e))?;
+        Self::with_files(Box::new(seg), Box::new(sync_file), len, path, policy)
     }
 
     /// A writer over any [`SegmentFile`] (the fault-injection seam).
@@ -166,7 +172,20 @@ impl LogWriter {
             st.syncing = true;
             drop(st);
             // Everything appended before this point is covered by the fsync.
-            let target = self.inner.lock().seq;
+            // Writers woken by the last fsync are appending right now: let
+            // them finish (a yield or a few) so one fsync serves them all. A
+            // lone writer sees nothing new after one yield and goes on.
+            let mut target = self.inner.lock().seq;
+            if self.policy == FsyncPolicy::Always {
+                for _ in 0..GATHER_YIELDS {
+                    std::thread::yield_now();
+                    let now = self.inner.lock().seq;
+                    if now == target {
+                        break;
+                    }
+                    target = now;
+                }
+            }
             let res = self.sync_file.sync_data();
             st = self.state.lock();
             st.syncing = false;
@@ -190,17 +209,16 @@ impl Journal for LogWriter {
         }
         let mut g = self.inner.lock();
         let inner = &mut *g;
-        inner.buf.clear();
-        record::encode(e, &mut inner.buf).map_err(|m| {
+        let n = record::encode(e, &mut inner.buf).map_err(|m| {
             io(
                 "encoding a record for",
                 &self.path,
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
             )
         })?;
-        match inner.file.write_all(&inner.buf) {
+        match inner.file.write_all(&inner.buf[..n]) {
             Ok(()) => {
-                inner.len += inner.buf.len() as u64;
+                inner.len += n as u64;
                 inner.seq += 1;
                 Ok(inner.seq)
             }
