@@ -3,6 +3,14 @@
 //! p99.9, p99 and mean single-call latency, and the worst calls' positions
 //! (table migrations start at powers of two).
 //!
+//! To tell hashkv's stalls from the machine's, the writing thread's
+//! involuntary context switches and page faults are sampled every 1,024
+//! calls (`getrusage(RUSAGE_THREAD)`), and the worst calls are printed with
+//! the counts of their window; the same memory pattern without hashkv
+//! ("control") runs first in a fresh child process; the VM's steal time over
+//! the run is printed; `HASHKV_GROWTH_CANARY=1` adds a thread that reports
+//! machine-wide stalls overlapping the worst calls.
+//!
 //! Run: `cargo bench --bench growth [-- N]`.
 #![allow(missing_docs)]
 
@@ -14,13 +22,52 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
     // then this runs as a quick smoke test.
     let full = std::env::args().any(|a| a == "--bench");
+    if std::env::var_os("HASHKV_GROWTH_CONTROL").is_some() {
+        let n = std::env::var("HASHKV_GROWTH_CONTROL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        control(n);
+        return;
+    }
     let n: usize = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .find_map(|a| a.parse().ok())
         .unwrap_or(if full { 10_000_000 } else { 20_000 });
+    // The control first, in a fresh process, so it pays its page faults as
+    // the hashkv run does.
+    if let Ok(exe) = std::env::current_exe() {
+        let _ = std::process::Command::new(exe)
+            .env("HASHKV_GROWTH_CONTROL", n.to_string())
+            .status();
+    }
+    let steal_before = steal_ticks();
+    // With HASHKV_GROWTH_CANARY set, a canary spins on the other core: the
+    // gaps it sees between two clock reads are stalls of the whole machine,
+    // not of hashkv. (It competes for the CPUs, so it is off by default.)
+    let epoch = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let canary = std::env::var_os("HASHKV_GROWTH_CANARY").map(|_| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut gaps: Vec<(u64, u64)> = Vec::new();
+            let mut prev = epoch.elapsed().as_nanos() as u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = epoch.elapsed().as_nanos() as u64;
+                if now - prev > 100_000 && gaps.len() < 100_000 {
+                    gaps.push((prev, now));
+                }
+                prev = now;
+            }
+            gaps
+        })
+    });
     let db = Db::in_memory(Options::default().active_expiry(false));
     let mut lat = Vec::with_capacity(n);
+    let mut slow_at: Vec<(usize, u64)> = Vec::new();
+    let mut windows: Vec<Usage> = Vec::with_capacity(n / WINDOW + 2);
+    windows.push(usage());
     let mut field = String::with_capacity(16);
     let value = "0123456789abcdef";
     let start = Instant::now();
@@ -30,8 +77,21 @@ fn main() {
         field.push_str(&i.to_string());
         let t = Instant::now();
         db.hset("big", &[(field.as_str(), value)]).expect("hset");
-        lat.push((t.elapsed().as_nanos() as u64, i));
+        let took = t.elapsed().as_nanos() as u64;
+        lat.push((took, i));
+        if took > 100_000 {
+            slow_at.push((i, t.duration_since(epoch).as_nanos() as u64));
+        }
+        if (i + 1) % WINDOW == 0 {
+            windows.push(usage());
+        }
     }
+    windows.push(usage());
+    let steal = steal_ticks().saturating_sub(steal_before);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gaps = canary
+        .map(|c| c.join().unwrap_or_default())
+        .unwrap_or_default();
     let total = start.elapsed();
     assert_eq!(db.hlen("big").unwrap() as usize, n);
     let mut worst: Vec<(u64, usize)> = lat.clone();
@@ -55,11 +115,78 @@ fn main() {
     let top: Vec<String> = worst
         .iter()
         .take(5)
-        .map(|(t, i)| format!("{:.0} us at field {i}", *t as f64 / 1e3))
+        .map(|(t, i)| {
+            let (a, b) = (windows[i / WINDOW], windows[i / WINDOW + 1]);
+            // The longest canary gap overlapping this call.
+            let canary_gap = slow_at
+                .iter()
+                .find(|(f, _)| f == i)
+                .map(|&(_, start)| {
+                    gaps.iter()
+                        .filter(|&&(g0, g1)| g0 < start + *t && g1 > start)
+                        .map(|&(g0, g1)| g1 - g0)
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            format!(
+                "{:.0} us at field {i} (canary gap meanwhile {:.0} us; its {WINDOW}-call window: {} involuntary switches, {} minor / {} major faults)",
+                *t as f64 / 1e3,
+                canary_gap as f64 / 1e3,
+                b.nivcsw - a.nivcsw,
+                b.minflt - a.minflt,
+                b.majflt - a.majflt
+            )
+        })
         .collect();
-    println!("worst calls: {}", top.join(", "));
-    drop(db);
-    control(n);
+    println!("worst calls:\n  {}", top.join("\n  "));
+    let (first, last) = (windows[0], windows[windows.len() - 1]);
+    let spans = (windows.len() - 1).max(1) as f64;
+    println!(
+        "whole run: {} involuntary switches ({:.3} per window), {} minor faults ({:.1} per window), steal {} ticks",
+        last.nivcsw - first.nivcsw,
+        (last.nivcsw - first.nivcsw) as f64 / spans,
+        last.minflt - first.minflt,
+        (last.minflt - first.minflt) as f64 / spans,
+        steal
+    );
+}
+
+/// Calls per `getrusage` sample.
+const WINDOW: usize = 1024;
+
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    nivcsw: i64,
+    minflt: i64,
+    majflt: i64,
+}
+
+fn usage() -> Usage {
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid start.
+    #[allow(unsafe_code)]
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru
+    };
+    Usage {
+        nivcsw: ru.ru_nivcsw,
+        minflt: ru.ru_minflt,
+        majflt: ru.ru_majflt,
+    }
+}
+
+/// The machine's total steal time (the hypervisor running someone else on
+/// our virtual CPUs), in clock ticks, from /proc/stat.
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let cpu = s.lines().next()?.split_whitespace().nth(8)?.parse().ok();
+            cpu
+        })
+        .unwrap_or(0)
 }
 
 /// The same amount of memory touched without hashkv: 32 KiB blocks filled
@@ -86,7 +213,7 @@ fn control(n: usize) {
         worst = worst.max(t.elapsed().as_nanos() as u64);
     }
     println!(
-        "control (same memory touched, no hashkv): max {:.1} us",
+        "control (same memory touched, no hashkv, fresh process): max {:.1} us",
         worst as f64 / 1e3
     );
 }
