@@ -47,6 +47,7 @@ fn main() {
     // gaps it sees between two clock reads are stalls of the whole machine,
     // not of hashkv. (It competes for the CPUs, so it is off by default.)
     let epoch = Instant::now();
+    let epoch_mono = monotonic_ns();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let canary = std::env::var_os("HASHKV_GROWTH_CANARY").map(|_| {
         let stop = stop.clone();
@@ -140,6 +141,17 @@ fn main() {
         })
         .collect();
     println!("worst calls:\n  {}", top.join("\n  "));
+    if std::env::var_os("HASHKV_GROWTH_TIMES").is_some() {
+        for (f, start) in slow_at
+            .iter()
+            .filter(|(f, _)| worst.iter().take(3).any(|w| w.1 == *f))
+        {
+            println!(
+                "slow call at field {f}: CLOCK_MONOTONIC {:.6} s",
+                (epoch_mono + start) as f64 / 1e9
+            );
+        }
+    }
     let (first, last) = (windows[0], windows[windows.len() - 1]);
     let spans = (windows.len() - 1).max(1) as f64;
     println!(
@@ -150,6 +162,19 @@ fn main() {
         (last.minflt - first.minflt) as f64 / spans,
         steal
     );
+}
+
+/// CLOCK_MONOTONIC in ns (to line slow calls up with `perf record -k
+/// CLOCK_MONOTONIC` samples).
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime fills the struct it is given.
+    #[allow(unsafe_code)]
+    let ts = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts
+    };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Calls per `getrusage` sample.
