@@ -13,6 +13,7 @@ use crate::keyspace::Keyspace;
 use crate::log::writer::LogWriter;
 use crate::options::{Now, Options};
 use crate::recovery::RecoveryReport;
+use crate::snapshot::{SnapshotInfo, Store};
 
 /// How often the active-expiry thread runs, and how many TTL entries it
 /// may look at per shard per run (bounds the work done under a lock).
@@ -23,6 +24,8 @@ struct Shared {
     ks: Keyspace,
     opts: Options,
     path: Option<PathBuf>,
+    /// The directory's log, MANIFEST and snapshot schedule (None in memory).
+    store: Option<Store>,
     report: RecoveryReport,
     /// Held for the life of the handle: the directory's exclusive lock.
     _lock: Option<std::fs::File>,
@@ -81,16 +84,11 @@ impl Db {
         })?;
         let lock = crate::dir::lock(path)?;
         let ks = Keyspace::default();
-        let (report, log) = crate::recovery::recover(path, &ks, &opts)?;
+        let (report, log, manifest) = crate::recovery::recover(path, &ks, &opts)?;
         let writer = LogWriter::new(log.file, log.len, log.path, opts.fsync)?;
-        ks.set_journal(writer);
-        Ok(Db::build(
-            ks,
-            opts,
-            Some(path.to_path_buf()),
-            report,
-            Some(lock),
-        ))
+        ks.set_journal(writer.clone());
+        let store = Store::new(path.to_path_buf(), writer, manifest);
+        Ok(Db::build(ks, opts, Some(store), report, Some(lock)))
     }
 
     /// A database that lives only in memory (nothing is logged).
@@ -102,6 +100,60 @@ impl Db {
             RecoveryReport::default(),
             None,
         )
+    }
+
+    /// Takes a snapshot of the database into its directory and drops the
+    /// log segments it covers (Redis's BGSAVE plus BGREWRITEAOF). Writers
+    /// keep going while it runs (they wait only for a brief switch); the
+    /// snapshot holds the state as of that switch. One snapshot runs at a
+    /// time; a second call waits for the first. Also run automatically by
+    /// the rules of [`Options::save`] and [`Options::compact_log_at`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be written (the directory then
+    /// still opens to the same state); [`Error::Command`] with "ERR" for a
+    /// database without a directory.
+    pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        match &self.shared.store {
+            Some(store) => store.snapshot(&self.shared.ks, &self.shared.opts),
+            None => Err(Error::Command(CommandError::err(
+                "ERR an in-memory database has no directory to snapshot into; use snapshot_to",
+            ))),
+        }
+    }
+
+    /// Writes a snapshot of the database as of now to the file `path`
+    /// (through `path.tmp` and a rename), without changing the database's
+    /// directory: a portable copy for `hashkv restore`. Works for in-memory
+    /// databases too.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn snapshot_to(&self, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
+        crate::snapshot::write_standalone(&self.shared.ks, &self.shared.opts, path.as_ref())
+    }
+
+    /// Makes `dir` (new, or without a database in it) a database directory
+    /// holding the state of the snapshot file `file` (written by
+    /// [`Db::snapshot_to`] or `hashkv snapshot --output`). The whole file is
+    /// checked first. Returns the number of keys; open the directory with
+    /// [`Db::open`] afterwards.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the offset for a damaged file,
+    /// [`Error::Io`] if `dir` already holds a database or a file cannot be
+    /// written, [`Error::Locked`] if `dir` is open.
+    pub fn restore(file: impl AsRef<Path>, dir: impl AsRef<Path>, opts: &Options) -> Result<u64> {
+        crate::snapshot::restore(file.as_ref(), dir.as_ref(), opts)
+    }
+
+    /// Test support: the next [`Db::snapshot`] stops after `steps` of its
+    /// file-system steps and leaves the files as a crash there would.
+    #[doc(hidden)]
+    pub fn stop_next_snapshot_after(&self, steps: usize) {
+        if let Some(store) = &self.shared.store {
+            store.stop_next_snapshot_after(steps);
+        }
     }
 
     /// A handle over an already built keyspace (tests that inject faults).
@@ -119,25 +171,29 @@ impl Db {
     fn build(
         ks: Keyspace,
         opts: Options,
-        path: Option<PathBuf>,
+        store: Option<Store>,
         report: RecoveryReport,
         lock: Option<std::fs::File>,
     ) -> Db {
         let (tx, rx) = mpsc::channel::<()>();
         let active = opts.active_expiry;
+        let auto = store.is_some() && (!opts.save.is_empty() || opts.compact_log_bytes.is_some());
         let shared = Arc::new(Shared {
             ks,
             opts,
-            path,
+            path: store.as_ref().map(|s| s.dir.clone()),
+            store,
             report,
             _lock: lock,
             _stop: tx,
         });
-        if active {
+        // One background thread for active expiry and the snapshot rules;
+        // it ends when the last handle drops the sender.
+        if active || auto {
             let weak = Arc::downgrade(&shared);
             let _ = std::thread::Builder::new()
-                .name("hashkv-expire".into())
-                .spawn(move || sweeper(&weak, &rx));
+                .name("hashkv-background".into())
+                .spawn(move || background(&weak, &rx, active, auto));
         }
         Db { shared }
     }
@@ -528,14 +584,24 @@ impl Db {
     }
 }
 
-fn sweeper(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
+/// How long automatic snapshots wait after a failed one.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
+
+fn background(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>, expire: bool, auto: bool) {
     loop {
         match stop.recv_timeout(SWEEP_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
         let Some(s) = shared.upgrade() else { return };
-        // A failed log write stops this pass; the next one retries.
-        let _ = s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
+        if expire {
+            // A failed log write stops this pass; the next one retries.
+            let _ = s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
+        }
+        if let (true, Some(store)) = (auto, &s.store) {
+            if store.due(&s.opts) && store.snapshot(&s.ks, &s.opts).is_err() {
+                store.back_off(SNAPSHOT_RETRY);
+            }
+        }
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! DIR/LOCK              advisory exclusive lock (std File::try_lock) while open
-//! DIR/MANIFEST          "hashkv-manifest 1\n" then one "segment <name>\n" per live segment
-//! DIR/log-000001.aof    log segments, replayed in MANIFEST order
+//! DIR/MANIFEST          "hashkv-manifest 1\n", an optional "snapshot <name>\n",
+//!                       then one "segment <name>\n" per live segment
+//! DIR/snap-000002.hks   the snapshot MANIFEST names (the number is that of
+//!                       the first segment written after it)
+//! DIR/log-000002.aof    log segments, replayed in MANIFEST order after it
 //! ```
 //! MANIFEST is replaced by writing `MANIFEST.tmp`, fsyncing it, renaming it
 //! over `MANIFEST` and fsyncing the directory, so a crash leaves the old or
@@ -63,9 +66,15 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(|e| io("syncing directory", dir, e))
 }
 
-/// The segment names MANIFEST lists, or `None` for a directory never
-/// initialised.
-pub(crate) fn read_manifest(dir: &Path) -> Result<Option<Vec<String>>, Error> {
+/// What MANIFEST lists: the snapshot to load, then the segments to replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) snapshot: Option<String>,
+    pub(crate) segments: Vec<String>,
+}
+
+/// The MANIFEST of `dir`, or `None` for a directory never initialised.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Option<Manifest>, Error> {
     let path = dir.join(MANIFEST);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
@@ -83,27 +92,37 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Option<Vec<String>>, Error> {
     if lines.next() != Some(MANIFEST_HEADER) {
         return Err(corrupt(0, format!("first line is not {MANIFEST_HEADER:?}")));
     }
-    let mut segs = Vec::new();
+    let mut m = Manifest::default();
     let mut offset = MANIFEST_HEADER.len() + 1;
     for line in lines {
-        let name = line
-            .strip_prefix("segment ")
-            .filter(|n| is_segment_name(n))
-            .ok_or_else(|| corrupt(offset, format!("unexpected line {line:?}")))?;
-        segs.push(name.to_owned());
+        if let Some(name) = line
+            .strip_prefix("snapshot ")
+            .filter(|n| is_snapshot_name(n) && m.snapshot.is_none() && m.segments.is_empty())
+        {
+            m.snapshot = Some(name.to_owned());
+        } else {
+            let name = line
+                .strip_prefix("segment ")
+                .filter(|n| is_segment_name(n))
+                .ok_or_else(|| corrupt(offset, format!("unexpected line {line:?}")))?;
+            m.segments.push(name.to_owned());
+        }
         offset += line.len() + 1;
     }
-    if segs.is_empty() {
+    if m.segments.is_empty() {
         return Err(corrupt(offset, "no segments listed".into()));
     }
-    Ok(Some(segs))
+    Ok(Some(m))
 }
 
-/// Replaces MANIFEST atomically with the list `segs`.
-pub(crate) fn write_manifest(dir: &Path, segs: &[String]) -> Result<(), Error> {
+/// Replaces MANIFEST atomically with `m`.
+pub(crate) fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), Error> {
     let tmp = dir.join("MANIFEST.tmp");
     let mut text = format!("{MANIFEST_HEADER}\n");
-    for s in segs {
+    if let Some(s) = &m.snapshot {
+        text.push_str(&format!("snapshot {s}\n"));
+    }
+    for s in &m.segments {
         text.push_str(&format!("segment {s}\n"));
     }
     let mut f = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
@@ -113,6 +132,42 @@ pub(crate) fn write_manifest(dir: &Path, segs: &[String]) -> Result<(), Error> {
     let dst = dir.join(MANIFEST);
     std::fs::rename(&tmp, &dst).map_err(|e| io("renaming into place", &dst, e))?;
     fsync_dir(dir)
+}
+
+/// Deletes files of ours that `m` does not list (left by a crash during a
+/// snapshot, or by a snapshot's cleanup that did not finish).
+pub(crate) fn remove_unlisted(dir: &Path, m: &Manifest) -> Result<(), Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io("listing", dir, e))?;
+    let mut removed = false;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = is_segment_name(name)
+            || is_snapshot_name(name)
+            || (name.ends_with(".tmp") && (name.starts_with("snap-") || name == "MANIFEST.tmp"));
+        let listed = m.snapshot.as_deref() == Some(name) || m.segments.iter().any(|s| s == name);
+        if ours && !listed {
+            let p = dir.join(name);
+            std::fs::remove_file(&p).map_err(|e| io("removing", &p, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn is_snapshot_name(n: &str) -> bool {
+    n.len() == 15
+        && n.starts_with("snap-")
+        && n.ends_with(".hks")
+        && n[5..11].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The name of the snapshot after which segment `n` is the first.
+pub(crate) fn snapshot_name(n: u64) -> String {
+    format!("snap-{n:06}.hks")
 }
 
 fn is_segment_name(n: &str) -> bool {

@@ -61,6 +61,7 @@ mod numeric;
 pub mod options;
 pub mod recovery;
 pub mod shell;
+mod snapshot;
 
 pub use command::{Command, Reply};
 pub use db::Db;
@@ -68,3 +69,4 @@ pub use error::{CommandError, Error, Result};
 pub use hash::compact::{validate as validate_compact, DecodeError};
 pub use options::{Clock, FsyncPolicy, ManualClock, Options, RecoveryMode, SystemClock};
 pub use recovery::RecoveryReport;
+pub use snapshot::SnapshotInfo;

@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Source of the current Unix time in milliseconds.
@@ -97,7 +98,16 @@ pub struct Options {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) fsync: FsyncPolicy,
     pub(crate) recovery: RecoveryMode,
+    pub(crate) save: Vec<(Duration, u64)>,
+    pub(crate) compact_log_bytes: Option<u64>,
 }
+
+/// Redis's default `save` lines: after 3600 s if at least 1 change, 300 s
+/// if 100, 60 s if 10000.
+const DEFAULT_SAVE: [(u64, u64); 3] = [(3600, 1), (300, 100), (60, 10_000)];
+/// Default log size that triggers a snapshot (Redis's
+/// `auto-aof-rewrite-min-size`).
+const DEFAULT_COMPACT_LOG_BYTES: u64 = 64 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -108,6 +118,11 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             fsync: FsyncPolicy::EverySec,
             recovery: RecoveryMode::Strict,
+            save: DEFAULT_SAVE
+                .iter()
+                .map(|&(s, n)| (Duration::from_secs(s), n))
+                .collect(),
+            compact_log_bytes: Some(DEFAULT_COMPACT_LOG_BYTES),
         }
     }
 }
@@ -120,6 +135,8 @@ impl fmt::Debug for Options {
             .field("active_expiry", &self.active_expiry)
             .field("fsync", &self.fsync)
             .field("recovery", &self.recovery)
+            .field("save", &self.save)
+            .field("compact_log_bytes", &self.compact_log_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +181,35 @@ impl Options {
     #[must_use]
     pub fn recovery(mut self, mode: RecoveryMode) -> Self {
         self.recovery = mode;
+        self
+    }
+
+    /// Adds an automatic snapshot rule: snapshot when `after` has passed
+    /// since the last snapshot (or open) and at least `changes` writes were
+    /// logged meanwhile. Redis: a `save <seconds> <changes>` line. The
+    /// defaults are Redis's (`3600 1`, `300 100`, `60 10000`); call
+    /// [`Options::no_auto_snapshots`] first to replace them.
+    #[must_use]
+    pub fn save(mut self, after: Duration, changes: u64) -> Self {
+        self.save.push((after, changes));
+        self
+    }
+
+    /// Turns automatic snapshots off: no `save` rules and no log-size
+    /// trigger ([`crate::Db::snapshot`] still works).
+    #[must_use]
+    pub fn no_auto_snapshots(mut self) -> Self {
+        self.save.clear();
+        self.compact_log_bytes = None;
+        self
+    }
+
+    /// Snapshot (and so drop the log it covers) once the log written since
+    /// the last snapshot passes `bytes`; `None` turns this trigger off.
+    /// Default = 64 MiB (Redis's `auto-aof-rewrite-min-size`).
+    #[must_use]
+    pub fn compact_log_at(mut self, bytes: Option<u64>) -> Self {
+        self.compact_log_bytes = bytes;
         self
     }
 

@@ -40,6 +40,10 @@ pub struct Skipped {
 /// What opening a directory found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The snapshot loaded first, if MANIFEST names one.
+    pub snapshot: Option<String>,
+    /// Keys loaded from that snapshot.
+    pub snapshot_keys: u64,
     /// Log segments replayed.
     pub segments: usize,
     /// Records replayed.
@@ -89,20 +93,40 @@ fn open_append(path: &Path, len: Option<u64>) -> Result<OpenLog, Error> {
     })
 }
 
-/// Replays `dir` into `ks` and returns the segment to append to.
+/// Loads `dir`'s snapshot and replays its log into `ks`; returns the report,
+/// the segment to append to and the MANIFEST now in force.
 pub(crate) fn recover(
     dir: &Path,
     ks: &Keyspace,
     opts: &Options,
-) -> Result<(RecoveryReport, OpenLog), Error> {
+) -> Result<(RecoveryReport, OpenLog, dir::Manifest), Error> {
     let mut report = RecoveryReport::default();
-    let Some(segs) = dir::read_manifest(dir)? else {
+    let Some(manifest) = dir::read_manifest(dir)? else {
         // A fresh directory (or a crash before its MANIFEST existed).
         let name = dir::segment_name(1);
         let path = dir::create_segment(dir, &name)?;
-        dir::write_manifest(dir, &[name])?;
-        return Ok((report, open_append(&path, None)?));
+        let m = dir::Manifest {
+            snapshot: None,
+            segments: vec![name],
+        };
+        dir::write_manifest(dir, &m)?;
+        return Ok((report, open_append(&path, None)?, m));
     };
+    // Files a crash left behind (a half-written snapshot, segments a
+    // finished snapshot covers) are not part of the state: remove them.
+    dir::remove_unlisted(dir, &manifest)?;
+    if let Some(name) = &manifest.snapshot {
+        let path = dir.join(name);
+        let loaded = crate::snapshot::format::read_file(&path, opts, |e| {
+            ks.shard(e.key)
+                .write()
+                .put(e.key, e.hash, e.ttl)
+                .map_err(|err| format!("key {:?}: {err}", String::from_utf8_lossy(e.key)))
+        })?;
+        report.snapshot = Some(path.display().to_string());
+        report.snapshot_keys = loaded.keys;
+    }
+    let segs = &manifest.segments;
     let salvage = opts.recovery == RecoveryMode::Salvage;
     let mut last_end = None;
     for (i, name) in segs.iter().enumerate() {
@@ -154,15 +178,16 @@ pub(crate) fn recover(
         // damaged ranges are gone from the log for good.
         let name = dir::segment_name(dir::segment_number(&last) + 1);
         let path = rewrite(dir, &name, ks)?;
-        dir::write_manifest(dir, std::slice::from_ref(&name))?;
-        for old in &segs {
-            let _ = std::fs::remove_file(dir.join(old));
-        }
-        dir::fsync_dir(dir)?;
+        let m = dir::Manifest {
+            snapshot: None,
+            segments: vec![name],
+        };
+        dir::write_manifest(dir, &m)?;
+        dir::remove_unlisted(dir, &m)?;
         report.rewritten = true;
-        return Ok((report, open_append(&path, None)?));
+        return Ok((report, open_append(&path, None)?, m));
     }
-    Ok((report, open_append(&dir.join(last), last_end)?))
+    Ok((report, open_append(&dir.join(last), last_end)?, manifest))
 }
 
 /// Writes the whole state of `ks` as a new segment `name`, fsynced.

@@ -101,6 +101,19 @@ pub enum DecodeError {
     Empty,
 }
 
+impl DecodeError {
+    /// The byte offset the error names, if it names one.
+    pub fn offset(&self) -> Option<usize> {
+        match *self {
+            DecodeError::Truncated { offset }
+            | DecodeError::BadEncoding { offset, .. }
+            | DecodeError::DuplicateField { offset }
+            | DecodeError::NonCanonical { offset } => Some(offset),
+            DecodeError::OddCount { .. } | DecodeError::Empty => None,
+        }
+    }
+}
+
 /// Decodes the element at `buf[pos..]`, returning it and the position after it.
 /// `None` when the bytes are not a whole element.
 #[inline]
@@ -353,6 +366,36 @@ pub(crate) fn remove(buf: &mut Vec<u8>, field: &[u8]) -> bool {
         }
         None => false,
     }
+}
+
+/// The structural checks of [`validate`] in one fast pass: every element
+/// decodes, their number is even and not zero. Returns the pair count and
+/// the longest element (as a client sees it). Canonical forms and unique
+/// fields are not checked (snapshot loading relies on the file's checksums
+/// for those; nothing reads out of bounds or panics without them).
+pub(crate) fn shallow_check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
+    let mut pos = 0;
+    let mut count = 0usize;
+    let mut longest = 0usize;
+    while pos < buf.len() {
+        let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
+            b @ 0xF5..=0xFF => DecodeError::BadEncoding {
+                offset: pos,
+                byte: b,
+            },
+            _ => DecodeError::Truncated { offset: pos },
+        })?;
+        longest = longest.max(e.len());
+        count += 1;
+        pos = next;
+    }
+    if count == 0 {
+        return Err(DecodeError::Empty);
+    }
+    if !count.is_multiple_of(2) {
+        return Err(DecodeError::OddCount { count });
+    }
+    Ok((count / 2, longest))
 }
 
 /// Checks that `buf` is a valid compact hash (all invariants in the module

@@ -9,15 +9,23 @@
 //! - `expires`: key -> absolute expiry (Unix ms, i64 LE), only for keys
 //!   with a TTL; the payload tag's TTL bit says whether to look there.
 //!
+//! Snapshots ([`Capture`]) are point-in-time without stopping writers: at
+//! the switch every shard's `snap_bit` flips, which marks every key as
+//! "not captured yet". The snapshot walks the shards capturing such keys,
+//! and any change to a not-yet-captured key first captures its old state
+//! ([`Shard::preserve`]), so the snapshot sees every key as it was at the
+//! switch. Keys written after the switch carry the new bit and are skipped.
+//!
 //! Invariants: no key ever maps to an empty hash; a key has an `expires`
-//! entry iff its tag has [`FLAG_TTL`]. Lock order for multi-key commands:
+//! entry iff its tag has [`FLAG_TTL`]; outside a snapshot every key's
+//! [`FLAG_SNAP`] equals its shard's `snap_bit`. Lock order for multi-key commands:
 //! ascending shard index ([`Keyspace::lock_many`]).
 
 pub(crate) mod effect;
 
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::{RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::error::{CommandError, Error};
 use crate::hash::compact;
@@ -35,6 +43,9 @@ const TAG_DICT: u8 = 2;
 const ENC_MASK: u8 = 0x0F;
 /// The key has an entry in `expires`.
 const FLAG_TTL: u8 = 0x80;
+/// Snapshot capture bit: a key whose bit differs from its shard's
+/// `snap_bit` belongs to the running snapshot and has not been captured yet.
+const FLAG_SNAP: u8 = 0x40;
 
 /// Redis refuses to grow a listpack past 1 GiB and converts instead.
 const COMPACT_MAX_BYTES: usize = 1 << 30;
@@ -53,6 +64,36 @@ pub(crate) struct Shard {
     free_dicts: Vec<u32>,
     expires: ArenaTable,
     sweep_cursor: u64,
+    /// The [`FLAG_SNAP`] value of a captured (or post-switch) key.
+    snap_bit: u8,
+    /// The running snapshot, while this shard is not fully captured.
+    capture: Option<Arc<Capture>>,
+}
+
+/// A snapshot in progress: where writers put the old state of keys they are
+/// about to change, and where FLUSHDB leaves the shards it empties.
+#[derive(Default)]
+pub(crate) struct Capture {
+    /// Encoded entries (snapshot format) captured by writers.
+    pending: Mutex<(Vec<u8>, u64)>,
+    /// Shard contents replaced by FLUSHDB during the snapshot.
+    orphans: Mutex<Vec<Shard>>,
+}
+
+impl Capture {
+    /// Takes what writers captured so far: (entries, count).
+    pub(crate) fn drain(&self) -> (Vec<u8>, u64) {
+        std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// Bytes writers captured that are not drained yet.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending.lock().0.len()
+    }
+
+    pub(crate) fn take_orphans(&self) -> Vec<Shard> {
+        std::mem::take(&mut *self.orphans.lock())
+    }
 }
 
 /// What a lookup found.
@@ -63,6 +104,51 @@ pub(crate) enum Lookup<'a> {
 }
 
 impl Shard {
+    /// If a snapshot is running and `key` is not captured yet, captures its
+    /// current state first. Called before every change to a key.
+    #[inline]
+    fn preserve(&mut self, key: &[u8]) {
+        if self.capture.is_some() {
+            self.preserve_slow(key);
+        }
+    }
+
+    #[cold]
+    fn preserve_slow(&mut self, key: &[u8]) {
+        let Some(cap) = self.capture.clone() else {
+            return;
+        };
+        let Some((tag, data)) = self.raw(key) else {
+            return;
+        };
+        if tag & FLAG_SNAP == self.snap_bit {
+            return;
+        }
+        let ttl = if tag & FLAG_TTL != 0 {
+            self.ttl_of(key)
+        } else {
+            None
+        };
+        if let Some(h) = self.view(tag, data) {
+            let mut p = cap.pending.lock();
+            crate::snapshot::format::encode_entry(&mut p.0, key, h, ttl);
+            p.1 += 1;
+        }
+        let bit = self.snap_bit;
+        if let Some(p) = self.keys.get_mut(key) {
+            p[0] = (p[0] & !FLAG_SNAP) | bit;
+        }
+    }
+
+    /// A shard with nothing in it that continues this one's snapshot state.
+    fn emptied(&self) -> Shard {
+        Shard {
+            snap_bit: self.snap_bit,
+            capture: self.capture.clone(),
+            ..Shard::default()
+        }
+    }
+
     fn raw(&self, key: &[u8]) -> Option<(u8, &[u8])> {
         let p = self.keys.get(key)?;
         let (&tag, data) = p.split_first()?;
@@ -70,14 +156,7 @@ impl Shard {
     }
 
     fn view<'a>(&'a self, tag: u8, data: &'a [u8]) -> Option<HashRef<'a>> {
-        match tag & ENC_MASK {
-            TAG_COMPACT => Some(HashRef::Compact(data)),
-            TAG_DICT => {
-                let id = u32::from_le_bytes(data.try_into().ok()?) as usize;
-                self.dicts.get(id)?.as_ref().map(HashRef::Dict)
-            }
-            _ => None,
-        }
+        view_in(&self.dicts, tag, data)
     }
 
     /// The key's absolute expiry in Unix ms, if it has one.
@@ -128,6 +207,7 @@ impl Shard {
 
     /// Removes `key` and returns its hash and TTL.
     pub(crate) fn take(&mut self, key: &[u8]) -> Option<(OwnedHash, Option<i64>)> {
+        self.preserve(key);
         let (tag, data) = self.raw(key)?;
         let ttl = if tag & FLAG_TTL != 0 {
             self.ttl_of(key)
@@ -158,7 +238,7 @@ impl Shard {
         ttl: Option<i64>,
     ) -> Result<(), CommandError> {
         self.delete(key);
-        let flag = if ttl.is_some() { FLAG_TTL } else { 0 };
+        let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
         match hash {
             OwnedHash::Compact(buf) => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &buf]),
             OwnedHash::Dict(d) => {
@@ -188,6 +268,7 @@ impl Shard {
 
     /// Sets or clears the TTL of an existing key; false if the key is missing.
     pub(crate) fn set_ttl(&mut self, key: &[u8], ttl: Option<i64>) -> Result<bool, CommandError> {
+        self.preserve(key);
         let Some(p) = self.keys.get_mut(key) else {
             return Ok(false);
         };
@@ -265,6 +346,7 @@ impl Shard {
     /// Opens the hash at `key` for writing, creating it (empty, not yet
     /// stored) if missing. Call [`HashEdit::finish`] to store the result.
     pub(crate) fn edit<'s>(&'s mut self, key: &'s [u8], opts: &'s Options) -> HashEdit<'s> {
+        self.preserve(key);
         let (work, flag, existed, count) = match self.raw(key) {
             Some((tag, data)) => match tag & ENC_MASK {
                 TAG_DICT => {
@@ -430,17 +512,18 @@ impl HashEdit<'_> {
         if !self.dirty {
             return Ok(());
         }
+        let flag = self.flag | self.shard.snap_bit;
         let res = match &self.work {
             Work::Compact(buf) => self
                 .shard
                 .keys
-                .set_parts(self.key, &[&[TAG_COMPACT | self.flag], buf]),
+                .set_parts(self.key, &[&[TAG_COMPACT | flag], buf]),
             // Written for a new dict too: the key may still point at its old
             // compact payload (or at nothing). A new key has no TTL flag.
             Work::Dict(id) => self
                 .shard
                 .keys
-                .set_parts(self.key, &[&[TAG_DICT | self.flag], &id.to_le_bytes()]),
+                .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
         };
         res.map(|_| ()).map_err(|_| CommandError::too_large())
     }
@@ -465,6 +548,8 @@ pub(crate) struct Keyspace {
     /// Set once recovery is done; effects applied before that (replay) are
     /// not logged again.
     journal: OnceLock<Arc<dyn Journal>>,
+    /// Held for the whole of a snapshot: one capture at a time.
+    pub(crate) capture_lock: Mutex<()>,
 }
 
 impl Default for Keyspace {
@@ -472,6 +557,7 @@ impl Default for Keyspace {
         Keyspace {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             journal: OnceLock::new(),
+            capture_lock: Mutex::new(()),
         }
     }
 }
@@ -490,6 +576,75 @@ impl MultiGuard<'_> {
             .binary_search_by_key(&idx, |(i, _)| *i)
             .unwrap_or_else(|_| unreachable_shard());
         &mut self.guards[pos].1
+    }
+}
+
+/// The hash a key payload `[tag][data]` stands for.
+fn view_in<'a>(dicts: &'a [Option<ArenaTable>], tag: u8, data: &'a [u8]) -> Option<HashRef<'a>> {
+    match tag & ENC_MASK {
+        TAG_COMPACT => Some(HashRef::Compact(data)),
+        TAG_DICT => {
+            let id = u32::from_le_bytes(data.try_into().ok()?) as usize;
+            dicts.get(id)?.as_ref().map(HashRef::Dict)
+        }
+        _ => None,
+    }
+}
+
+/// Encodes into `out` every key of `shard` whose capture bit is not `bit`
+/// (visited by `keys.scan` from `cursor`, until the scan ends or `budget`
+/// keys or bytes are reached), and returns the keys encoded and the next
+/// cursor.
+fn capture_batch(
+    shard: &Shard,
+    bit: u8,
+    mut cursor: u64,
+    out: &mut Vec<u8>,
+    count: &mut u64,
+) -> (Vec<Vec<u8>>, u64) {
+    const BATCH_KEYS: usize = 256;
+    const BATCH_BYTES: usize = 256 << 10;
+    let Shard {
+        keys,
+        dicts,
+        expires,
+        ..
+    } = shard;
+    let start = out.len();
+    let mut marks = Vec::new();
+    loop {
+        cursor = keys.scan(cursor, |k, p| {
+            let Some((&tag, data)) = p.split_first() else {
+                return;
+            };
+            if tag & FLAG_SNAP == bit {
+                return;
+            }
+            let ttl = if tag & FLAG_TTL != 0 {
+                expires
+                    .get(k)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_le_bytes)
+            } else {
+                None
+            };
+            if let Some(h) = view_in(dicts, tag, data) {
+                crate::snapshot::format::encode_entry(out, k, h, ttl);
+                *count += 1;
+            }
+            marks.push(k.to_vec());
+        });
+        if cursor == 0 || marks.len() >= BATCH_KEYS || out.len() - start >= BATCH_BYTES {
+            return (marks, cursor);
+        }
+    }
+}
+
+/// Drops the contents of an emptied shard, or hands them to the running
+/// snapshot if it still has keys to capture from them.
+fn retire(old: Shard) {
+    if let Some(cap) = old.capture.clone() {
+        cap.orphans.lock().push(old);
     }
 }
 
@@ -712,8 +867,11 @@ impl Keyspace {
     /// Removes every key (no logging; see [`Keyspace::flush`]).
     pub(crate) fn clear(&self) {
         for s in self.shards.iter() {
-            let old = std::mem::take(&mut *s.write());
-            drop(old);
+            let mut g = s.write();
+            let fresh = g.emptied();
+            let old = std::mem::replace(&mut *g, fresh);
+            drop(g);
+            retire(old);
         }
     }
 
@@ -723,11 +881,92 @@ impl Keyspace {
         let t = self.log(&Effect::FlushDb)?;
         let old: Vec<Shard> = guards
             .iter_mut()
-            .map(|g| std::mem::take(&mut **g))
+            .map(|g| {
+                let fresh = g.emptied();
+                std::mem::replace(&mut **g, fresh)
+            })
             .collect();
         drop(guards);
-        drop(old);
+        old.into_iter().for_each(retire);
         Ok(t)
+    }
+
+    /// The switch of a snapshot: with every shard write-locked, runs
+    /// `at_switch` (the log rotation) and, if it succeeds, marks every key
+    /// as not captured and installs `cap`. Nothing is copied here, so
+    /// writers wait only for `at_switch`.
+    pub(crate) fn begin_capture<R>(
+        &self,
+        cap: &Arc<Capture>,
+        at_switch: impl FnOnce() -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
+        let r = at_switch()?;
+        for g in &mut guards {
+            g.snap_bit ^= FLAG_SNAP;
+            g.capture = Some(cap.clone());
+        }
+        Ok(r)
+    }
+
+    /// Captures every key of shard `i` not captured yet, in batches under
+    /// its write lock (writers wait at most one batch), appending entries to
+    /// `out` and counting them in `count`; `flush` is called after each
+    /// batch, without the lock. Then the shard's capture ends.
+    pub(crate) fn capture_shard(
+        &self,
+        i: usize,
+        out: &mut Vec<u8>,
+        count: &mut u64,
+        flush: &mut dyn FnMut(&mut Vec<u8>, &mut u64),
+    ) {
+        let mut cursor = 0;
+        loop {
+            let mut g = self.shards[i].write();
+            if g.capture.is_none() {
+                return;
+            }
+            let bit = g.snap_bit;
+            let (marks, next) = capture_batch(&g, bit, cursor, out, count);
+            for k in &marks {
+                if let Some(p) = g.keys.get_mut(k) {
+                    p[0] = (p[0] & !FLAG_SNAP) | bit;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                g.capture = None;
+            }
+            drop(g);
+            flush(out, count);
+            if cursor == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Captures what FLUSHDB took away during the snapshot (call after every
+    /// shard is captured).
+    pub(crate) fn capture_orphans(
+        &self,
+        cap: &Capture,
+        out: &mut Vec<u8>,
+        count: &mut u64,
+        flush: &mut dyn FnMut(&mut Vec<u8>, &mut u64),
+    ) {
+        for mut o in cap.take_orphans() {
+            // Break the Shard -> Capture -> Shard cycle.
+            o.capture = None;
+            let mut cursor = 0;
+            loop {
+                let (_, next) = capture_batch(&o, o.snap_bit, cursor, out, count);
+                cursor = next;
+                flush(out, count);
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
     }
 
     /// One active-expiry pass over every shard with a per-shard budget.

@@ -62,6 +62,9 @@ const GATHER_YIELDS: usize = 32;
 
 struct Inner {
     file: Box<dyn SegmentFile>,
+    /// A second handle on the segment, for fsync without the append lock.
+    sync_file: Arc<dyn SegmentSync>,
+    path: PathBuf,
     len: u64,
     seq: u64,
     buf: Vec<u8>,
@@ -76,13 +79,10 @@ struct SyncState {
 /// The log writer of an open database.
 pub(crate) struct LogWriter {
     inner: Mutex<Inner>,
-    /// A second handle on the segment, for fsync without the append lock.
-    sync_file: Box<dyn SegmentSync>,
     state: Mutex<SyncState>,
     cond: Condvar,
     poisoned: std::sync::atomic::AtomicBool,
     policy: FsyncPolicy,
-    path: PathBuf,
 }
 
 fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
@@ -106,13 +106,13 @@ impl LogWriter {
             .try_clone()
             .map_err(|e| io("cloning log handle", &path, e))?;
         let seg = MappedSegment::new(file, len).map_err(|e| io("reading size of", &path, e))?;
-        Self::with_files(Box::new(seg), Box::new(sync_file), len, path, policy)
+        Self::with_files(Box::new(seg), Arc::new(sync_file), len, path, policy)
     }
 
     /// A writer over any [`SegmentFile`] (the fault-injection seam).
     pub(crate) fn with_files(
         file: Box<dyn SegmentFile>,
-        sync_file: Box<dyn SegmentSync>,
+        sync_file: Arc<dyn SegmentSync>,
         len: u64,
         path: PathBuf,
         policy: FsyncPolicy,
@@ -120,25 +120,62 @@ impl LogWriter {
         let w = Arc::new(LogWriter {
             inner: Mutex::new(Inner {
                 file,
+                sync_file,
+                path: path.clone(),
                 len,
                 seq: 0,
                 buf: Vec::with_capacity(256),
             }),
-            sync_file,
             state: Mutex::new(SyncState::default()),
             cond: Condvar::new(),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             policy,
-            path,
         });
         if policy == FsyncPolicy::EverySec {
             let weak = Arc::downgrade(&w);
             std::thread::Builder::new()
                 .name("hashkv-fsync".into())
                 .spawn(move || every_second(&weak))
-                .map_err(|e| io("starting the fsync thread for", &w.path, e))?;
+                .map_err(|e| io("starting the fsync thread for", &path, e))?;
         }
         Ok(w)
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    pub(crate) fn sync_now(&self) -> Result<(), Error> {
+        self.sync_all()
+    }
+
+    /// Records appended since the writer started.
+    pub(crate) fn appended(&self) -> u64 {
+        self.inner.lock().seq
+    }
+
+    /// Bytes of the open segment.
+    pub(crate) fn segment_len(&self) -> u64 {
+        self.inner.lock().len
+    }
+
+    /// Makes everything in the open segment durable, then continues in
+    /// `file` (a new segment holding only its header, `len` bytes). Call
+    /// with every shard locked, so no append runs meanwhile; a failure
+    /// leaves the writer on the old segment (or poisoned, if the fsync
+    /// failed).
+    pub(crate) fn rotate(&self, file: File, len: u64, path: PathBuf) -> Result<(), Error> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let sync_file = file
+            .try_clone()
+            .map_err(|e| io("cloning log handle", &path, e))?;
+        let seg = MappedSegment::new(file, len).map_err(|e| io("reading size of", &path, e))?;
+        self.sync_all()?;
+        let mut inner = self.inner.lock();
+        inner.file = Box::new(seg);
+        inner.sync_file = Arc::new(sync_file);
+        inner.path = path;
+        inner.len = len;
+        Ok(())
     }
 
     fn is_poisoned(&self) -> bool {
@@ -186,7 +223,14 @@ impl LogWriter {
                     target = now;
                 }
             }
-            let res = self.sync_file.sync_data();
+            // The target and the handle are read together: a rotation in
+            // between would otherwise sync the wrong segment for them (it
+            // syncs the old segment itself, under the same lock).
+            let (target, file, path) = {
+                let inner = self.inner.lock();
+                (inner.seq, inner.sync_file.clone(), inner.path.clone())
+            };
+            let res = file.sync_data();
             st = self.state.lock();
             st.syncing = false;
             match res {
@@ -194,7 +238,7 @@ impl LogWriter {
                 Err(e) => {
                     self.poison();
                     self.cond.notify_all();
-                    return Err(io("syncing log", &self.path, e));
+                    return Err(io("syncing log", &path, e));
                 }
             }
             self.cond.notify_all();
@@ -212,7 +256,7 @@ impl Journal for LogWriter {
         let n = record::encode(e, &mut inner.buf).map_err(|m| {
             io(
                 "encoding a record for",
-                &self.path,
+                &inner.path,
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
             )
         })?;
@@ -228,7 +272,7 @@ impl Journal for LogWriter {
                 if inner.file.set_len(inner.len).is_err() {
                     self.poison();
                 }
-                Err(io("appending to log", &self.path, err))
+                Err(io("appending to log", &inner.path, err))
             }
         }
     }
@@ -329,7 +373,7 @@ mod tests {
         let len = disk.bytes.lock().len() as u64;
         let w = LogWriter::with_files(
             Box::new(FakeFile(disk.clone())),
-            Box::new(FakeFile(disk.clone())),
+            Arc::new(FakeFile(disk.clone())),
             len,
             PathBuf::from("fake/log-000001.aof"),
             policy,

@@ -1,0 +1,546 @@
+//! The snapshot file format: writing it ([`SnapshotWriter`], [`encode_entry`])
+//! and reading it back ([`load`]).
+//!
+//! ```text
+//! "HKVSNAP1"                                     magic + format version
+//! [header_len u32][header_crc u32][header]       bincode 2 of `Header`
+//! sections, each [type u8][len u32][crc u32][body]   crc = CRC-32 of body
+//!   type 1 KEYS: body = entries back to back
+//!   type 2 END:  body = [keys u64][key sections u64][file crc u32]
+//! ```
+//!
+//! An entry is one key:
+//!
+//! ```text
+//! [encoding u8: 1 compact, 2 dict][flags u8: bit 0 = has TTL]
+//! [key length varint][key][TTL: i64 LE, Unix ms, if flagged]
+//! compact: [buffer length varint][the compact buffer, verbatim]
+//! dict:    [pair count varint] then [len varint][field][len varint][value]...
+//! ```
+//!
+//! Varints are LEB128 (7 bits per byte, low first, at most 10 bytes). The
+//! file checksum in END is the CRC-32 of the header CRC followed by every
+//! section's CRC (LE), so it covers every byte through the section CRCs
+//! without a second pass over the data. Nothing may follow END.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::hash::compact;
+use crate::hash::table::ArenaTable;
+use crate::hash::HashRef;
+use crate::keyspace::OwnedHash;
+use crate::options::Options;
+
+/// File magic: "HKVSNAP" + format version.
+pub(crate) const MAGIC: &[u8; 8] = b"HKVSNAP1";
+const SECTION_KEYS: u8 = 1;
+const SECTION_END: u8 = 2;
+const SECTION_HEADER: usize = 9;
+/// Sections are cut at about this size (a single bigger key makes a bigger
+/// one).
+pub(crate) const SECTION_TARGET: usize = 1 << 20;
+/// Largest section body accepted when reading.
+const MAX_SECTION: usize = u32::MAX as usize;
+const ENC_COMPACT: u8 = 1;
+const ENC_DICT: u8 = 2;
+const FLAG_TTL: u8 = 1;
+
+/// What a snapshot says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Header {
+    /// Format version of the entries (1).
+    pub(crate) version: u32,
+    /// When the snapshot's point in time was taken (Unix ms).
+    pub(crate) created_ms: i64,
+    /// The thresholds in force when it was written (loading chooses
+    /// encodings under the current ones; these are for `info`).
+    pub(crate) hash_max_listpack_entries: u64,
+    /// See `hash_max_listpack_entries`.
+    pub(crate) hash_max_listpack_value: u64,
+    /// The first log segment written after the snapshot's point in time (0
+    /// for a standalone snapshot file).
+    pub(crate) next_segment: u64,
+}
+
+impl Header {
+    pub(crate) fn new(opts: &Options, next_segment: u64) -> Header {
+        Header {
+            version: 1,
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            hash_max_listpack_entries: opts.hash_max_listpack_entries as u64,
+            hash_max_listpack_value: opts.hash_max_listpack_value as u64,
+            next_segment,
+        }
+    }
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<4096>()
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends the entry for `key` to `out`.
+pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], hash: HashRef<'_>, ttl: Option<i64>) {
+    let enc = match hash {
+        HashRef::Compact(_) => ENC_COMPACT,
+        HashRef::Dict(_) => ENC_DICT,
+    };
+    out.push(enc);
+    out.push(if ttl.is_some() { FLAG_TTL } else { 0 });
+    push_varint(out, key.len() as u64);
+    out.extend_from_slice(key);
+    if let Some(at) = ttl {
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    match hash {
+        HashRef::Compact(buf) => {
+            push_varint(out, buf.len() as u64);
+            out.extend_from_slice(buf);
+        }
+        HashRef::Dict(d) => {
+            push_varint(out, d.len() as u64);
+            for (f, v) in d.iter() {
+                push_varint(out, f.len() as u64);
+                out.extend_from_slice(f);
+                push_varint(out, v.len() as u64);
+                out.extend_from_slice(v);
+            }
+        }
+    }
+}
+
+/// Writes a snapshot file section by section.
+pub(crate) struct SnapshotWriter {
+    file: File,
+    file_crc: crc32fast::Hasher,
+    keys: u64,
+    sections: u64,
+    bytes: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts the file with its magic and header.
+    pub(crate) fn new(file: File, header: &Header) -> std::io::Result<SnapshotWriter> {
+        let body = bincode::serde::encode_to_vec(header, bincode_config())
+            .map_err(std::io::Error::other)?;
+        let crc = crc32fast::hash(&body);
+        let mut w = SnapshotWriter {
+            file,
+            file_crc: crc32fast::Hasher::new(),
+            keys: 0,
+            sections: 0,
+            bytes: 0,
+        };
+        w.file_crc.update(&crc.to_le_bytes());
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        head.extend_from_slice(&crc.to_le_bytes());
+        head.extend_from_slice(&body);
+        w.write(&head)?;
+        Ok(w)
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(b)?;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+
+    fn section(&mut self, kind: u8, body: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(body.len())
+            .map_err(|_| std::io::Error::other("snapshot section over 4 GiB"))?;
+        let crc = crc32fast::hash(body);
+        self.file_crc.update(&crc.to_le_bytes());
+        let mut head = [0u8; SECTION_HEADER];
+        head[0] = kind;
+        head[1..5].copy_from_slice(&len.to_le_bytes());
+        head[5..9].copy_from_slice(&crc.to_le_bytes());
+        self.write(&head)?;
+        self.write(body)
+    }
+
+    /// Writes `entries` (holding `keys` entries) as one KEYS section.
+    pub(crate) fn keys(&mut self, entries: &[u8], keys: u64) -> std::io::Result<()> {
+        if keys == 0 {
+            return Ok(());
+        }
+        self.section(SECTION_KEYS, entries)?;
+        self.keys += keys;
+        self.sections += 1;
+        Ok(())
+    }
+
+    /// Writes END, fsyncs, and returns (keys, file bytes).
+    pub(crate) fn finish(mut self) -> std::io::Result<(u64, u64)> {
+        let mut body = Vec::with_capacity(20);
+        body.extend_from_slice(&self.keys.to_le_bytes());
+        body.extend_from_slice(&self.sections.to_le_bytes());
+        body.extend_from_slice(&self.file_crc.clone().finalize().to_le_bytes());
+        self.section(SECTION_END, &body)?;
+        self.file.sync_all()?;
+        Ok((self.keys, self.bytes))
+    }
+}
+
+/// A problem in a snapshot file at a byte offset.
+#[derive(Debug)]
+pub(crate) struct Bad {
+    pub(crate) offset: u64,
+    pub(crate) reason: String,
+}
+
+fn bad(offset: usize, reason: impl Into<String>) -> Bad {
+    Bad {
+        offset: offset as u64,
+        reason: reason.into(),
+    }
+}
+
+/// A cursor over a byte slice whose reads report their absolute offset.
+struct Cur<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Offset of `buf[0]` in the file.
+    base: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn at(&self) -> usize {
+        self.base + self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], Bad> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                bad(
+                    self.at(),
+                    format!("{what} runs past the end of its section"),
+                )
+            })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, Bad> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u64, Bad> {
+        let start = self.at();
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8(what)?;
+            if i == 9 && b > 1 {
+                break;
+            }
+            v |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad(start, format!("{what}: varint too long")))
+    }
+
+    /// A length that must fit in what is left of the section.
+    fn len(&mut self, what: &str) -> Result<usize, Bad> {
+        let at = self.at();
+        let n = self.varint(what)?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(bad(
+                at,
+                format!("{what} of {n} bytes, but only {left} are left in the section"),
+            ));
+        }
+        Ok(n as usize)
+    }
+}
+
+/// One key read from a snapshot.
+pub(crate) struct Entry<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) ttl: Option<i64>,
+    pub(crate) hash: OwnedHash,
+}
+
+/// Whether a compact hash with `pairs` pairs whose longest element is
+/// `longest` bytes fits the compact limits of `opts`.
+fn fits(opts: &Options, pairs: usize, longest: usize) -> bool {
+    pairs <= opts.hash_max_listpack_entries && longest <= opts.hash_max_listpack_value
+}
+
+/// Decodes one entry at the cursor and builds its hash in the encoding that
+/// fits it under `opts`.
+fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
+    let at = c.at();
+    let enc = c.u8("entry encoding")?;
+    let flags = c.u8("entry flags")?;
+    if flags & !FLAG_TTL != 0 {
+        return Err(bad(at + 1, format!("unknown entry flags {flags:#04x}")));
+    }
+    let klen = c.len("key length")?;
+    let key = c.take(klen, "key")?;
+    let ttl = if flags & FLAG_TTL != 0 {
+        let b = c.take(8, "TTL")?;
+        Some(i64::from_le_bytes(b.try_into().expect("8 bytes")))
+    } else {
+        None
+    };
+    let hash = match enc {
+        ENC_COMPACT => {
+            let n = c.len("compact hash length")?;
+            let start = c.at();
+            let buf = c.take(n, "compact hash")?;
+            let (pairs, longest) = compact::shallow_check(buf).map_err(|e| {
+                bad(
+                    start + e.offset().unwrap_or(0),
+                    format!(
+                        "compact hash of key {:?}: {e}",
+                        String::from_utf8_lossy(key)
+                    ),
+                )
+            })?;
+            if fits(opts, pairs, longest) {
+                OwnedHash::Compact(buf.to_vec())
+            } else {
+                let d = crate::hash::dict_from_compact(buf)
+                    .map_err(|_| bad(start, "hash too large to load"))?;
+                OwnedHash::Dict(Box::new(d))
+            }
+        }
+        ENC_DICT => {
+            let count_at = c.at();
+            let n = c.varint("pair count")?;
+            // Each pair takes at least two bytes: bound the count before
+            // allocating for it.
+            if n == 0 || n > ((c.buf.len() - c.pos) / 2) as u64 {
+                return Err(bad(count_at, format!("impossible pair count {n}")));
+            }
+            let n = n as usize;
+            let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(n);
+            let mut longest = 0;
+            for _ in 0..n {
+                let fl = c.len("field length")?;
+                let f = c.take(fl, "field")?;
+                let vl = c.len("value length")?;
+                let v = c.take(vl, "value")?;
+                longest = longest.max(fl).max(vl);
+                pairs.push((f, v));
+            }
+            if fits(opts, n, longest) {
+                let mut buf = Vec::new();
+                for (f, v) in &pairs {
+                    if compact::find(&buf, &compact::Probe::new(f)).is_some() {
+                        return Err(bad(count_at, "duplicate field in a dict hash"));
+                    }
+                    compact::push_elem(&mut buf, f);
+                    compact::push_elem(&mut buf, v);
+                }
+                OwnedHash::Compact(buf)
+            } else {
+                let mut d = ArenaTable::with_capacity(n);
+                for (f, v) in pairs {
+                    if d.set(f, v)
+                        .map_err(|_| bad(count_at, "hash too large to load"))?
+                    {
+                        continue;
+                    }
+                    return Err(bad(count_at, "duplicate field in a dict hash"));
+                }
+                OwnedHash::Dict(Box::new(d))
+            }
+        }
+        other => return Err(bad(at, format!("unknown entry encoding {other}"))),
+    };
+    Ok(Entry { key, ttl, hash })
+}
+
+/// What a snapshot file holds, once verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub(crate) header: Header,
+    pub(crate) keys: u64,
+}
+
+/// Reads a snapshot file's bytes: checks magic, header, every section's CRC
+/// and the file checksum, and calls `put` for each key (in file order) with
+/// its hash already in the encoding that fits under `opts`. Any damage is
+/// reported with its byte offset; `put` may have been called for keys
+/// before the damage. An error from `put` is reported at its entry.
+pub(crate) fn read(
+    buf: &[u8],
+    opts: &Options,
+    mut put: impl FnMut(Entry<'_>) -> Result<(), String>,
+) -> Result<Loaded, Bad> {
+    if buf.len() < MAGIC.len() + 8 {
+        return Err(bad(0, "file shorter than a snapshot header"));
+    }
+    if &buf[..8] != MAGIC {
+        return Err(bad(
+            0,
+            format!(
+                "bad magic {:?} (expected {:?})",
+                String::from_utf8_lossy(&buf[..8]),
+                "HKVSNAP1"
+            ),
+        ));
+    }
+    let hlen = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes")) as usize;
+    let hcrc = u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes"));
+    let hbody = buf
+        .get(16..16 + hlen.min(4096))
+        .filter(|_| hlen <= 4096)
+        .ok_or_else(|| bad(8, format!("header length {hlen} is impossible")))?;
+    if crc32fast::hash(hbody) != hcrc {
+        return Err(bad(16, "header checksum mismatch"));
+    }
+    let (header, used): (Header, usize) =
+        bincode::serde::decode_from_slice(hbody, bincode_config())
+            .map_err(|e| bad(16, format!("undecodable header: {e}")))?;
+    if used != hbody.len() {
+        return Err(bad(16 + used, "trailing bytes in the header"));
+    }
+    if header.version != 1 {
+        return Err(bad(
+            16,
+            format!(
+                "snapshot version {}, this build reads version 1",
+                header.version
+            ),
+        ));
+    }
+    let mut file_crc = crc32fast::Hasher::new();
+    file_crc.update(&hcrc.to_le_bytes());
+    let mut pos = 16 + hlen;
+    let mut keys = 0u64;
+    let mut sections = 0u64;
+    loop {
+        let head = buf
+            .get(pos..pos + SECTION_HEADER)
+            .ok_or_else(|| bad(pos, "file ends before its END section (truncated?)"))?;
+        let kind = head[0];
+        let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes"));
+        let start = pos + SECTION_HEADER;
+        if len > MAX_SECTION {
+            return Err(bad(pos, format!("section length {len} is impossible")));
+        }
+        let body = buf.get(start..start + len).ok_or_else(|| {
+            bad(
+                pos,
+                format!(
+                    "section of {len} bytes runs past the end of the file ({} bytes; truncated?)",
+                    buf.len()
+                ),
+            )
+        })?;
+        let actual = crc32fast::hash(body);
+        if actual != crc {
+            return Err(bad(
+                pos,
+                format!("section checksum mismatch (expected {crc:08x}, actual {actual:08x})"),
+            ));
+        }
+        match kind {
+            SECTION_KEYS => {
+                file_crc.update(&crc.to_le_bytes());
+                sections += 1;
+                let mut c = Cur {
+                    buf: body,
+                    pos: 0,
+                    base: start,
+                };
+                while c.pos < body.len() {
+                    let at = c.at();
+                    put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
+                    keys += 1;
+                }
+            }
+            SECTION_END => {
+                if len != 20 {
+                    return Err(bad(
+                        pos,
+                        format!("END section of {len} bytes (expected 20)"),
+                    ));
+                }
+                let want_keys = u64::from_le_bytes(body[0..8].try_into().expect("8"));
+                let want_sections = u64::from_le_bytes(body[8..16].try_into().expect("8"));
+                let want_crc = u32::from_le_bytes(body[16..20].try_into().expect("4"));
+                if (want_keys, want_sections) != (keys, sections) {
+                    return Err(bad(
+                        start,
+                        format!(
+                            "END counts {want_keys} keys in {want_sections} sections, the file has {keys} in {sections}"
+                        ),
+                    ));
+                }
+                if file_crc.finalize() != want_crc {
+                    return Err(bad(start + 16, "file checksum mismatch"));
+                }
+                let end = start + len;
+                if end != buf.len() {
+                    return Err(bad(end, "bytes after the END section"));
+                }
+                return Ok(Loaded { header, keys });
+            }
+            other => return Err(bad(pos, format!("unknown section type {other}"))),
+        }
+        pos = start + len;
+    }
+}
+
+/// Maps the snapshot at `path` read-only and [`read`]s it.
+pub(crate) fn read_file(
+    path: &Path,
+    opts: &Options,
+    put: impl FnMut(Entry<'_>) -> Result<(), String>,
+) -> Result<Loaded, Error> {
+    let io = |op: &'static str, e: std::io::Error| Error::Io {
+        op,
+        path: path.display().to_string(),
+        source: e,
+    };
+    let file = File::open(path).map_err(|e| io("opening snapshot", e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io("reading size of snapshot", e))?
+        .len();
+    let corrupt = |b: Bad| Error::Corrupt {
+        file: path.display().to_string(),
+        offset: b.offset,
+        reason: b.reason,
+    };
+    if len == 0 {
+        return read(&[], opts, put).map_err(corrupt);
+    }
+    // SAFETY: the file is a snapshot in a directory this process holds the
+    // LOCK of (or a file given to `restore`); snapshots are never modified
+    // after they are renamed into place, only replaced by new files. The
+    // mapping is read-only and every read of it is bounds-checked.
+    #[allow(unsafe_code)]
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .populate()
+            .map(&file)
+            .map_err(|e| io("mapping snapshot", e))?
+    };
+    read(&map, opts, put).map_err(corrupt)
+}

@@ -1,0 +1,380 @@
+//! Snapshots: point-in-time copies of the keyspace written while writers
+//! keep going, and the log compaction they allow.
+//!
+//! A snapshot in a data directory ([`Store::snapshot`]) goes through these
+//! file-system steps, each durable before the next; a crash between any two
+//! leaves a directory that opens to the acknowledged state:
+//!
+//! 1. create the next log segment `log-N.aof` (header only, fsynced);
+//! 2. MANIFEST += `log-N.aof` (the old snapshot and segments stay listed);
+//! 3. the switch: with every shard locked, the old segment is fsynced and
+//!    the writer moves to `log-N.aof`, and every key is marked "not captured"
+//!    ([`crate::keyspace::Capture`]); writers then go on;
+//! 4. the keys are written to `snap-N.hks.tmp` as of the switch (a writer
+//!    about to change a key not captured yet captures it first), fsynced;
+//! 5. rename to `snap-N.hks`, fsync the directory;
+//! 6. MANIFEST = `snap-N.hks` + `log-N.aof`;
+//! 7. the old snapshot and segments are deleted (open deletes any file
+//!    MANIFEST does not list, so a crash here only leaves garbage to clean).
+//!
+//! The file format is in [`format`] and docs/FORMAT.md.
+
+pub(crate) mod format;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::dir::{self, Manifest};
+use crate::error::Error;
+use crate::keyspace::{Capture, Keyspace, SHARDS};
+use crate::log::record::SEGMENT_MAGIC;
+use crate::log::writer::LogWriter;
+use crate::options::Options;
+use format::{Header, SnapshotWriter, SECTION_TARGET};
+
+/// What a snapshot wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// Keys in it.
+    pub keys: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How long writing it took (the switch included).
+    pub duration: Duration,
+    /// How long writers were held at the switch.
+    pub switch: Duration,
+}
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Collects captured entries into sections of the snapshot file; after a
+/// write error it keeps draining (so the capture still completes and marks
+/// every key) and reports the first error at the end.
+struct Sink<'a> {
+    w: &'a mut SnapshotWriter,
+    cap: &'a Capture,
+    err: Option<std::io::Error>,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, entries: &[u8], n: u64) {
+        if self.err.is_none() {
+            if let Err(e) = self.w.keys(entries, n) {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    /// Writes `out` when it holds a section's worth (or `force`), and what
+    /// writers captured when that does.
+    fn flush(&mut self, out: &mut Vec<u8>, count: &mut u64, force: bool) {
+        if force || out.len() >= SECTION_TARGET {
+            self.write(out, *count);
+            out.clear();
+            *count = 0;
+        }
+        if force || self.cap.pending_bytes() >= SECTION_TARGET {
+            let (p, n) = self.cap.drain();
+            self.write(&p, n);
+        }
+    }
+}
+
+/// Writes the keyspace as of the switch of `cap` into `w`.
+fn capture_into(ks: &Keyspace, cap: &Capture, w: &mut SnapshotWriter) -> std::io::Result<()> {
+    let mut sink = Sink { w, cap, err: None };
+    let mut out = Vec::with_capacity(SECTION_TARGET + (256 << 10));
+    let mut count = 0u64;
+    let mut flush = |o: &mut Vec<u8>, c: &mut u64| sink.flush(o, c, false);
+    for i in 0..SHARDS {
+        ks.capture_shard(i, &mut out, &mut count, &mut flush);
+    }
+    ks.capture_orphans(cap, &mut out, &mut count, &mut flush);
+    sink.flush(&mut out, &mut count, true);
+    sink.err.map_or(Ok(()), Err)
+}
+
+/// Writes a snapshot of `ks` as of now to `path` (through `path.tmp` and a
+/// rename), without touching any log: `hashkv snapshot --output` and
+/// [`crate::Db::snapshot_to`].
+pub(crate) fn write_standalone(
+    ks: &Keyspace,
+    opts: &Options,
+    path: &Path,
+) -> Result<SnapshotInfo, Error> {
+    let _one = ks.capture_lock.lock();
+    let started = Instant::now();
+    let cap = Arc::new(Capture::default());
+    let tmp = tmp_path(path);
+    let file = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+    let mut w = SnapshotWriter::new(file, &Header::new(opts, 0))
+        .map_err(|e| io("writing snapshot", &tmp, e))?;
+    let switch = Instant::now();
+    ks.begin_capture(&cap, || Ok(()))?;
+    let switch = switch.elapsed();
+    let res = capture_into(ks, &cap, &mut w)
+        .and_then(|()| w.finish())
+        .map_err(|e| io("writing snapshot", &tmp, e));
+    let (keys, bytes) = match res {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming into place", path, e))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        dir::fsync_dir(parent)?;
+    }
+    Ok(SnapshotInfo {
+        path: path.to_path_buf(),
+        keys,
+        bytes,
+        duration: started.elapsed(),
+        switch,
+    })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// When the last snapshot (or the open) happened, for the automatic rules.
+struct Last {
+    at: Instant,
+    appended: u64,
+    /// After a failed automatic snapshot: not before this.
+    retry_at: Option<Instant>,
+}
+
+/// A data directory's log writer, MANIFEST and snapshot schedule.
+pub(crate) struct Store {
+    pub(crate) dir: PathBuf,
+    pub(crate) writer: Arc<LogWriter>,
+    /// Held for a whole snapshot: one at a time.
+    manifest: Mutex<Manifest>,
+    last: Mutex<Last>,
+    /// Snapshot steps to run before stopping (tests of crashes between
+    /// steps); `usize::MAX` normally.
+    stop_after: std::sync::atomic::AtomicUsize,
+}
+
+/// A snapshot stopped on purpose between two steps (crash tests).
+fn stopped(step: usize) -> Error {
+    Error::Io {
+        op: "snapshot stopped on purpose after step",
+        path: step.to_string(),
+        source: std::io::Error::other("simulated crash"),
+    }
+}
+
+impl Store {
+    pub(crate) fn new(dir: PathBuf, writer: Arc<LogWriter>, manifest: Manifest) -> Store {
+        Store {
+            dir,
+            last: Mutex::new(Last {
+                at: Instant::now(),
+                appended: writer.appended(),
+                retry_at: None,
+            }),
+            writer,
+            manifest: Mutex::new(manifest),
+            stop_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Makes the next snapshot stop (as if the process died) after `steps`
+    /// of its file-system steps.
+    pub(crate) fn stop_next_snapshot_after(&self, steps: usize) {
+        self.stop_after
+            .store(steps, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes a snapshot into the directory and drops the log it covers.
+    pub(crate) fn snapshot(&self, ks: &Keyspace, opts: &Options) -> Result<SnapshotInfo, Error> {
+        let stop_after = self
+            .stop_after
+            .swap(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+        let check = |step: usize| {
+            if step >= stop_after {
+                Err(stopped(step))
+            } else {
+                Ok(())
+            }
+        };
+        let mut m = self.manifest.lock();
+        let _one = ks.capture_lock.lock();
+        let started = Instant::now();
+        // 1. The next segment.
+        let last = m.segments.last().map_or(0, |s| dir::segment_number(s));
+        let n = last + 1;
+        let seg_name = dir::segment_name(n);
+        let seg_path = dir::create_segment(&self.dir, &seg_name)?;
+        check(1)?;
+        // 2. Listed before anything is written to it.
+        let mut listed = m.clone();
+        listed.segments.push(seg_name.clone());
+        dir::write_manifest(&self.dir, &listed)?;
+        *m = listed;
+        check(2)?;
+        // 3. The switch. Sync the old segment first so the fsync under the
+        // locks has little left to do.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&seg_path)
+            .map_err(|e| io("opening", &seg_path, e))?;
+        self.writer.sync_now()?;
+        let cap = Arc::new(Capture::default());
+        let switch = Instant::now();
+        let appended_at_switch = ks.begin_capture(&cap, || {
+            self.writer
+                .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
+            Ok(self.writer.appended())
+        })?;
+        let switch = switch.elapsed();
+        // 4. The keys as of the switch. The capture always runs to its end
+        // (it restores the keys' marks), even if this step stops early.
+        let snap_name = dir::snapshot_name(n);
+        let snap_path = self.dir.join(&snap_name);
+        let tmp = tmp_path(&snap_path);
+        let written = (|| {
+            let file = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+            let mut w = SnapshotWriter::new(file, &Header::new(opts, n))
+                .map_err(|e| io("writing snapshot", &tmp, e))?;
+            let captured = capture_into(ks, &cap, &mut w);
+            captured.map_err(|e| io("writing snapshot", &tmp, e))?;
+            check(3)?;
+            w.finish().map_err(|e| io("writing snapshot", &tmp, e))
+        })();
+        let (keys, bytes) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                // Make sure every key is captured (and marked) even when
+                // the file could not be created.
+                let mut scratch = Vec::new();
+                let mut count = 0;
+                let mut discard = |o: &mut Vec<u8>, c: &mut u64| {
+                    o.clear();
+                    *c = 0;
+                    cap.drain();
+                };
+                for i in 0..SHARDS {
+                    ks.capture_shard(i, &mut scratch, &mut count, &mut discard);
+                }
+                ks.capture_orphans(&cap, &mut scratch, &mut count, &mut discard);
+                cap.drain();
+                if !matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                return Err(e);
+            }
+        };
+        check(4)?;
+        // 5. Into place.
+        std::fs::rename(&tmp, &snap_path).map_err(|e| io("renaming into place", &snap_path, e))?;
+        check(5)?;
+        dir::fsync_dir(&self.dir)?;
+        check(6)?;
+        // 6. MANIFEST names the new snapshot and only the new segment.
+        let next = Manifest {
+            snapshot: Some(snap_name),
+            segments: vec![seg_name],
+        };
+        dir::write_manifest(&self.dir, &next)?;
+        *m = next;
+        check(7)?;
+        // 7. What it replaced.
+        dir::remove_unlisted(&self.dir, &m)?;
+        *self.last.lock() = Last {
+            at: started,
+            appended: appended_at_switch,
+            retry_at: None,
+        };
+        Ok(SnapshotInfo {
+            path: snap_path,
+            keys,
+            bytes,
+            duration: started.elapsed(),
+            switch,
+        })
+    }
+
+    /// Whether a rule of `opts` calls for a snapshot now.
+    pub(crate) fn due(&self, opts: &Options) -> bool {
+        let last = self.last.lock();
+        if last.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let changes = self.writer.appended().saturating_sub(last.appended);
+        if changes == 0 {
+            return false;
+        }
+        let elapsed = last.at.elapsed();
+        opts.save
+            .iter()
+            .any(|&(after, min)| elapsed >= after && changes >= min)
+            || opts
+                .compact_log_bytes
+                .is_some_and(|b| self.writer.segment_len() >= b)
+    }
+
+    /// Postpones the automatic rules by `delay` after a failed snapshot
+    /// (Redis waits 5 s before retrying a failed BGSAVE).
+    pub(crate) fn back_off(&self, delay: Duration) {
+        self.last.lock().retry_at = Some(Instant::now() + delay);
+    }
+}
+
+/// Makes `dir` (missing or empty of hashkv files) a database directory
+/// whose state is the snapshot file `file`: checks the whole file first,
+/// then copies it in as the directory's snapshot with an empty log.
+/// Returns the number of keys.
+pub(crate) fn restore(file: &Path, dir: &Path, opts: &Options) -> Result<u64, Error> {
+    // Every checksum and entry is checked before anything is created.
+    let loaded = format::read_file(file, opts, |_| Ok(()))?;
+    std::fs::create_dir_all(dir).map_err(|e| io("creating directory", dir, e))?;
+    let _lock = dir::lock(dir)?;
+    if dir::read_manifest(dir)?.is_some() {
+        return Err(Error::Io {
+            op: "restoring into",
+            path: dir.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the directory already holds a database; restore into a new directory",
+            ),
+        });
+    }
+    let snap_name = dir::snapshot_name(1);
+    let dst = dir.join(&snap_name);
+    let tmp = tmp_path(&dst);
+    std::fs::copy(file, &tmp).map_err(|e| io("copying snapshot to", &tmp, e))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("syncing", &tmp, e))?;
+    std::fs::rename(&tmp, &dst).map_err(|e| io("renaming into place", &dst, e))?;
+    let seg = dir::segment_name(1);
+    dir::create_segment(dir, &seg)?;
+    dir::write_manifest(
+        dir,
+        &Manifest {
+            snapshot: Some(snap_name),
+            segments: vec![seg],
+        },
+    )?;
+    Ok(loaded.keys)
+}
