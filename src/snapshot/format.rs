@@ -409,14 +409,15 @@ pub(crate) fn read(
         .get(16..16 + hlen.min(4096))
         .filter(|_| hlen <= 4096)
         .ok_or_else(|| bad(8, format!("header length {hlen} is impossible")))?;
+    // Header problems are reported at its frame (length and CRC at 8).
     if crc32fast::hash(hbody) != hcrc {
-        return Err(bad(16, "header checksum mismatch"));
+        return Err(bad(8, "header checksum mismatch"));
     }
     let (header, used): (Header, usize) =
         bincode::serde::decode_from_slice(hbody, bincode_config())
-            .map_err(|e| bad(16, format!("undecodable header: {e}")))?;
+            .map_err(|e| bad(8, format!("undecodable header: {e}")))?;
     if used != hbody.len() {
-        return Err(bad(16 + used, "trailing bytes in the header"));
+        return Err(bad(8, "trailing bytes in the header"));
     }
     if header.version != 1 {
         return Err(bad(
