@@ -32,6 +32,8 @@ use crate::hash::compact;
 use crate::hash::table::{hash_name, ArenaTable};
 use crate::hash::{dict_from_compact, HashRef};
 use crate::options::{Now, Options};
+use crate::snapshot::buf::BigBuf;
+use crate::snapshot::format::SnapshotWriter;
 pub(crate) use effect::Effect;
 
 const SHARD_BITS: u32 = 6;
@@ -70,25 +72,79 @@ pub(crate) struct Shard {
     capture: Option<Arc<Capture>>,
 }
 
-/// A snapshot in progress: where writers put the old state of keys they are
-/// about to change, and where FLUSHDB leaves the shards it empties.
-#[derive(Default)]
+/// A snapshot in progress: the file it is written to, where writers put
+/// the old state of keys they are about to change, and where FLUSHDB
+/// leaves the shards it empties.
 pub(crate) struct Capture {
-    /// Encoded entries (snapshot format) captured by writers.
-    pending: Mutex<(Vec<u8>, u64)>,
+    /// Encoded entries (snapshot format) captured by writers, and their
+    /// number, waiting for the snapshot thread to write them.
+    pending: Mutex<(BigBuf, u64)>,
+    /// The other half of the double buffer: what the snapshot thread
+    /// writes out while writers fill `pending`.
+    spare: Mutex<BigBuf>,
+    /// The snapshot file (None: capture only, output discarded).
+    file: Mutex<Option<SnapshotWriter>>,
+    /// The first write error.
+    err: Mutex<Option<std::io::Error>>,
     /// Shard contents replaced by FLUSHDB during the snapshot.
     orphans: Mutex<Vec<Shard>>,
 }
 
+/// Most bytes writers' captures may hold in memory. Past it a writer
+/// writes its capture to the snapshot file itself: memory stays bounded
+/// whatever the write load, at the cost of that write's latency.
+const PENDING_CAP: usize = 4 << 20;
+
 impl Capture {
-    /// Takes what writers captured so far: (entries, count).
-    pub(crate) fn drain(&self) -> (Vec<u8>, u64) {
-        std::mem::take(&mut *self.pending.lock())
+    pub(crate) fn new(file: Option<SnapshotWriter>) -> Capture {
+        Capture {
+            pending: Mutex::new((BigBuf::with_capacity(PENDING_CAP), 0)),
+            spare: Mutex::new(BigBuf::with_capacity(PENDING_CAP)),
+            file: Mutex::new(file),
+            err: Mutex::new(None),
+            orphans: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Bytes writers captured that are not drained yet.
+    /// Writes `n` encoded entries as a section (or drops them after an
+    /// error, or without a file).
+    pub(crate) fn emit(&self, entries: &[u8], n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut f = self.file.lock();
+        if let Some(w) = f.as_mut() {
+            if let Err(e) = w.keys(entries, n) {
+                *f = None;
+                self.err.lock().get_or_insert(e);
+            }
+        }
+    }
+
+    /// Writes what writers captured so far.
+    pub(crate) fn drain(&self) {
+        let mut spare = self.spare.lock();
+        let n = {
+            let mut p = self.pending.lock();
+            std::mem::swap(&mut p.0, &mut *spare);
+            std::mem::take(&mut p.1)
+        };
+        self.emit(spare.as_slice(), n);
+        spare.clear();
+    }
+
+    /// Bytes writers captured that are not written yet.
     pub(crate) fn pending_bytes(&self) -> usize {
         self.pending.lock().0.len()
+    }
+
+    /// Ends the capture: the file (None after an error) and the error.
+    pub(crate) fn finish(&self) -> Result<Option<SnapshotWriter>, std::io::Error> {
+        self.drain();
+        match self.err.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(self.file.lock().take()),
+        }
     }
 
     pub(crate) fn take_orphans(&self) -> Vec<Shard> {
@@ -130,9 +186,24 @@ impl Shard {
             None
         };
         if let Some(h) = self.view(tag, data) {
+            // Into the preallocated buffer when it has room (no allocation
+            // or remapping on a writer's path); else written out directly.
+            let size = match h {
+                HashRef::Compact(b) => {
+                    Some(crate::snapshot::format::MAX_ENTRY_OVERHEAD + key.len() + b.len())
+                }
+                HashRef::Dict(_) => None,
+            };
             let mut p = cap.pending.lock();
-            crate::snapshot::format::encode_entry(&mut p.0, key, h, ttl);
-            p.1 += 1;
+            if size.is_some_and(|n| p.0.len() + n <= PENDING_CAP) {
+                crate::snapshot::format::encode_entry(&mut p.0, key, h, ttl);
+                p.1 += 1;
+            } else {
+                drop(p);
+                let mut own = Vec::new();
+                crate::snapshot::format::encode_entry(&mut own, key, h, ttl);
+                cap.emit(&own, 1);
+            }
         }
         let bit = self.snap_bit;
         if let Some(p) = self.keys.get_mut(key) {
@@ -232,6 +303,39 @@ impl Shard {
 
     /// Stores `hash` at `key` (replacing anything there) with `ttl`.
     pub(crate) fn put(
+        &mut self,
+        key: &[u8],
+        hash: OwnedHash,
+        ttl: Option<i64>,
+    ) -> Result<(), CommandError> {
+        match hash {
+            OwnedHash::Compact(buf) => self.put_compact(key, &buf, ttl),
+            dict => self.put_hash(key, dict, ttl),
+        }
+    }
+
+    /// Stores the compact hash `buf` at `key` (copied straight into the
+    /// table: snapshot loading copies from the mapped file once).
+    pub(crate) fn put_compact(
+        &mut self,
+        key: &[u8],
+        buf: &[u8],
+        ttl: Option<i64>,
+    ) -> Result<(), CommandError> {
+        self.delete(key);
+        let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
+        self.keys
+            .set_parts(key, &[&[TAG_COMPACT | flag], buf])
+            .map_err(|_| CommandError::too_large())?;
+        if let Some(at) = ttl {
+            self.expires
+                .set(key, &at.to_le_bytes())
+                .map_err(|_| CommandError::too_large())?;
+        }
+        Ok(())
+    }
+
+    fn put_hash(
         &mut self,
         key: &[u8],
         hash: OwnedHash,
@@ -599,11 +703,11 @@ fn capture_batch(
     shard: &Shard,
     bit: u8,
     mut cursor: u64,
-    out: &mut Vec<u8>,
+    out: &mut BigBuf,
     count: &mut u64,
 ) -> (Vec<Vec<u8>>, u64) {
     const BATCH_KEYS: usize = 256;
-    const BATCH_BYTES: usize = 256 << 10;
+    const BATCH_BYTES: usize = 64 << 10;
     let Shard {
         keys,
         dicts,
@@ -640,11 +744,16 @@ fn capture_batch(
     }
 }
 
-/// Drops the contents of an emptied shard, or hands them to the running
-/// snapshot if it still has keys to capture from them.
-fn retire(old: Shard) {
-    if let Some(cap) = old.capture.clone() {
-        cap.orphans.lock().push(old);
+/// Hands the contents of an emptied shard to the running snapshot if it
+/// still has keys to capture from them (call with the shard's lock held,
+/// so the snapshot cannot finish first); otherwise returns them to drop.
+fn retire(old: Shard) -> Option<Shard> {
+    match old.capture.clone() {
+        Some(cap) => {
+            cap.orphans.lock().push(old);
+            None
+        }
+        None => Some(old),
     }
 }
 
@@ -869,9 +978,9 @@ impl Keyspace {
         for s in self.shards.iter() {
             let mut g = s.write();
             let fresh = g.emptied();
-            let old = std::mem::replace(&mut *g, fresh);
+            let old = retire(std::mem::replace(&mut *g, fresh));
             drop(g);
-            retire(old);
+            drop(old);
         }
     }
 
@@ -879,15 +988,17 @@ impl Keyspace {
     pub(crate) fn flush(&self) -> Result<Option<u64>, Error> {
         let mut guards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
         let t = self.log(&Effect::FlushDb)?;
-        let old: Vec<Shard> = guards
+        // Handed to a running snapshot before the locks go, so it cannot
+        // finish without them; dropped (the slow part) after.
+        let old: Vec<Option<Shard>> = guards
             .iter_mut()
             .map(|g| {
                 let fresh = g.emptied();
-                std::mem::replace(&mut **g, fresh)
+                retire(std::mem::replace(&mut **g, fresh))
             })
             .collect();
         drop(guards);
-        old.into_iter().for_each(retire);
+        drop(old);
         Ok(t)
     }
 
@@ -916,9 +1027,9 @@ impl Keyspace {
     pub(crate) fn capture_shard(
         &self,
         i: usize,
-        out: &mut Vec<u8>,
+        out: &mut BigBuf,
         count: &mut u64,
-        flush: &mut dyn FnMut(&mut Vec<u8>, &mut u64),
+        flush: &mut dyn FnMut(&mut BigBuf, &mut u64),
     ) {
         let mut cursor = 0;
         loop {
@@ -950,9 +1061,9 @@ impl Keyspace {
     pub(crate) fn capture_orphans(
         &self,
         cap: &Capture,
-        out: &mut Vec<u8>,
+        out: &mut BigBuf,
         count: &mut u64,
-        flush: &mut dyn FnMut(&mut Vec<u8>, &mut u64),
+        flush: &mut dyn FnMut(&mut BigBuf, &mut u64),
     ) {
         for mut o in cap.take_orphans() {
             // Break the Shard -> Capture -> Shard cycle.

@@ -29,6 +29,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::buf::Out;
 use crate::error::Error;
 use crate::hash::compact;
 use crate::hash::table::ArenaTable;
@@ -43,7 +44,7 @@ const SECTION_END: u8 = 2;
 const SECTION_HEADER: usize = 9;
 /// Sections are cut at about this size (a single bigger key makes a bigger
 /// one).
-pub(crate) const SECTION_TARGET: usize = 1 << 20;
+pub(crate) const SECTION_TARGET: usize = 256 << 10;
 /// Largest section body accepted when reading.
 const MAX_SECTION: usize = u32::MAX as usize;
 const ENC_COMPACT: u8 = 1;
@@ -85,39 +86,43 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<4096>()
 }
 
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+fn push_varint(out: &mut impl Out, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.byte((v as u8) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.byte(v as u8);
 }
 
+/// Most bytes an entry adds to its key and compact buffer: encoding, flags,
+/// two varints, a TTL.
+pub(crate) const MAX_ENTRY_OVERHEAD: usize = 2 + 10 + 8 + 10;
+
 /// Appends the entry for `key` to `out`.
-pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], hash: HashRef<'_>, ttl: Option<i64>) {
+pub(crate) fn encode_entry(out: &mut impl Out, key: &[u8], hash: HashRef<'_>, ttl: Option<i64>) {
     let enc = match hash {
         HashRef::Compact(_) => ENC_COMPACT,
         HashRef::Dict(_) => ENC_DICT,
     };
-    out.push(enc);
-    out.push(if ttl.is_some() { FLAG_TTL } else { 0 });
+    out.byte(enc);
+    out.byte(if ttl.is_some() { FLAG_TTL } else { 0 });
     push_varint(out, key.len() as u64);
-    out.extend_from_slice(key);
+    out.put(key);
     if let Some(at) = ttl {
-        out.extend_from_slice(&at.to_le_bytes());
+        out.put(&at.to_le_bytes());
     }
     match hash {
         HashRef::Compact(buf) => {
             push_varint(out, buf.len() as u64);
-            out.extend_from_slice(buf);
+            out.put(buf);
         }
         HashRef::Dict(d) => {
             push_varint(out, d.len() as u64);
             for (f, v) in d.iter() {
                 push_varint(out, f.len() as u64);
-                out.extend_from_slice(f);
+                out.put(f);
                 push_varint(out, v.len() as u64);
-                out.extend_from_slice(v);
+                out.put(v);
             }
         }
     }
@@ -278,7 +283,14 @@ impl<'a> Cur<'a> {
 pub(crate) struct Entry<'a> {
     pub(crate) key: &'a [u8],
     pub(crate) ttl: Option<i64>,
-    pub(crate) hash: OwnedHash,
+    pub(crate) hash: EntryHash<'a>,
+}
+
+/// An entry's hash: a compact buffer still in the file (copied once, into
+/// the table) or a hash built while reading.
+pub(crate) enum EntryHash<'a> {
+    Compact(&'a [u8]),
+    Owned(OwnedHash),
 }
 
 /// Whether a compact hash with `pairs` pairs whose longest element is
@@ -319,11 +331,11 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                 )
             })?;
             if fits(opts, pairs, longest) {
-                OwnedHash::Compact(buf.to_vec())
+                EntryHash::Compact(buf)
             } else {
                 let d = crate::hash::dict_from_compact(buf)
                     .map_err(|_| bad(start, "hash too large to load"))?;
-                OwnedHash::Dict(Box::new(d))
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d)))
             }
         }
         ENC_DICT => {
@@ -354,7 +366,7 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                     compact::push_elem(&mut buf, f);
                     compact::push_elem(&mut buf, v);
                 }
-                OwnedHash::Compact(buf)
+                EntryHash::Owned(OwnedHash::Compact(buf))
             } else {
                 let mut d = ArenaTable::with_capacity(n);
                 for (f, v) in pairs {
@@ -365,7 +377,7 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                     }
                     return Err(bad(count_at, "duplicate field in a dict hash"));
                 }
-                OwnedHash::Dict(Box::new(d))
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d)))
             }
         }
         other => return Err(bad(at, format!("unknown entry encoding {other}"))),
@@ -383,12 +395,14 @@ pub(crate) struct Loaded {
 /// Reads a snapshot file's bytes: checks magic, header, every section's CRC
 /// and the file checksum, and calls `put` for each key (in file order) with
 /// its hash already in the encoding that fits under `opts`. Any damage is
-/// reported with its byte offset; `put` may have been called for keys
-/// before the damage. An error from `put` is reported at its entry.
+/// reported with its byte offset; `put` may have been called for other
+/// keys before the damage was found. An error from `put` is reported at its
+/// entry. Sections are decoded on several threads, so `put` is called
+/// concurrently and in no particular order (each key is in one entry).
 pub(crate) fn read(
     buf: &[u8],
     opts: &Options,
-    mut put: impl FnMut(Entry<'_>) -> Result<(), String>,
+    put: impl Fn(Entry<'_>) -> Result<(), String> + Sync,
 ) -> Result<Loaded, Bad> {
     if buf.len() < MAGIC.len() + 8 {
         return Err(bad(0, "file shorter than a snapshot header"));
@@ -428,12 +442,12 @@ pub(crate) fn read(
             ),
         ));
     }
+    // Phase 1: walk the section headers (cheap) and check END against them.
     let mut file_crc = crc32fast::Hasher::new();
     file_crc.update(&hcrc.to_le_bytes());
     let mut pos = 16 + hlen;
-    let mut keys = 0u64;
-    let mut sections = 0u64;
-    loop {
+    let mut sections: Vec<(usize, usize, u32)> = Vec::new();
+    let walked = (|| loop {
         let head = buf
             .get(pos..pos + SECTION_HEADER)
             .ok_or_else(|| bad(pos, "file ends before its END section (truncated?)"))?;
@@ -441,55 +455,34 @@ pub(crate) fn read(
         let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes"));
         let start = pos + SECTION_HEADER;
-        if len > MAX_SECTION {
-            return Err(bad(pos, format!("section length {len} is impossible")));
-        }
-        let body = buf.get(start..start + len).ok_or_else(|| {
-            bad(
+        if len > MAX_SECTION || start + len > buf.len() {
+            return Err(bad(
                 pos,
                 format!(
                     "section of {len} bytes runs past the end of the file ({} bytes; truncated?)",
                     buf.len()
                 ),
-            )
-        })?;
-        let actual = crc32fast::hash(body);
-        if actual != crc {
-            return Err(bad(
-                pos,
-                format!("section checksum mismatch (expected {crc:08x}, actual {actual:08x})"),
             ));
         }
         match kind {
             SECTION_KEYS => {
                 file_crc.update(&crc.to_le_bytes());
-                sections += 1;
-                let mut c = Cur {
-                    buf: body,
-                    pos: 0,
-                    base: start,
-                };
-                while c.pos < body.len() {
-                    let at = c.at();
-                    put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
-                    keys += 1;
-                }
+                sections.push((pos, len, crc));
             }
             SECTION_END => {
-                if len != 20 {
-                    return Err(bad(
-                        pos,
-                        format!("END section of {len} bytes (expected 20)"),
-                    ));
+                let body = &buf[start..start + len];
+                if len != 20 || crc32fast::hash(body) != crc {
+                    return Err(bad(pos, "END section damaged"));
                 }
                 let want_keys = u64::from_le_bytes(body[0..8].try_into().expect("8"));
                 let want_sections = u64::from_le_bytes(body[8..16].try_into().expect("8"));
                 let want_crc = u32::from_le_bytes(body[16..20].try_into().expect("4"));
-                if (want_keys, want_sections) != (keys, sections) {
+                if want_sections != sections.len() as u64 {
                     return Err(bad(
                         start,
                         format!(
-                            "END counts {want_keys} keys in {want_sections} sections, the file has {keys} in {sections}"
+                            "END counts {want_sections} key sections, the file has {}",
+                            sections.len()
                         ),
                     ));
                 }
@@ -500,19 +493,104 @@ pub(crate) fn read(
                 if end != buf.len() {
                     return Err(bad(end, "bytes after the END section"));
                 }
-                return Ok(Loaded { header, keys });
+                return Ok((want_keys, start));
             }
             other => return Err(bad(pos, format!("unknown section type {other}"))),
         }
         pos = start + len;
+    })();
+    let (want_keys, end_at) = match walked {
+        Ok(v) => v,
+        Err(b) => {
+            // A damaged length sends the walk astray, so the problem it hits
+            // may lie after the real damage: report the first section whose
+            // checksum fails, if one does.
+            for &(pos, len, crc) in &sections {
+                let body = &buf[pos + SECTION_HEADER..pos + SECTION_HEADER + len];
+                if crc32fast::hash(body) != crc {
+                    return Err(bad(pos, "section checksum mismatch"));
+                }
+            }
+            return Err(b);
+        }
+    };
+    // Phase 2: check and decode the sections, in parallel (they are
+    // independent); the first damage by offset is the one reported.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(sections.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let keys = std::sync::atomic::AtomicU64::new(0);
+    let first_bad: std::sync::Mutex<Option<Bad>> = std::sync::Mutex::new(None);
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&(pos, len, crc)) = sections.get(i) else {
+            return;
+        };
+        let start = pos + SECTION_HEADER;
+        let body = &buf[start..start + len];
+        let res = (|| {
+            let actual = crc32fast::hash(body);
+            if actual != crc {
+                return Err(bad(
+                    pos,
+                    format!("section checksum mismatch (expected {crc:08x}, actual {actual:08x})"),
+                ));
+            }
+            let mut c = Cur {
+                buf: body,
+                pos: 0,
+                base: start,
+            };
+            let mut n = 0;
+            while c.pos < body.len() {
+                let at = c.at();
+                put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
+                n += 1;
+            }
+            Ok(n)
+        })();
+        match res {
+            Ok(n) => {
+                keys.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(b) => {
+                let mut f = first_bad.lock().unwrap_or_else(|p| p.into_inner());
+                if f.as_ref().is_none_or(|x| b.offset < x.offset) {
+                    *f = Some(b);
+                }
+            }
+        }
+    };
+    if threads <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
     }
+    if let Some(b) = first_bad.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(b);
+    }
+    let keys = keys.into_inner();
+    if keys != want_keys {
+        return Err(bad(
+            end_at,
+            format!("END counts {want_keys} keys, the file has {keys}"),
+        ));
+    }
+    Ok(Loaded { header, keys })
 }
 
 /// Maps the snapshot at `path` read-only and [`read`]s it.
 pub(crate) fn read_file(
     path: &Path,
     opts: &Options,
-    put: impl FnMut(Entry<'_>) -> Result<(), String>,
+    put: impl Fn(Entry<'_>) -> Result<(), String> + Sync,
 ) -> Result<Loaded, Error> {
     let io = |op: &'static str, e: std::io::Error| Error::Io {
         op,

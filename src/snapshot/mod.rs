@@ -19,6 +19,7 @@
 //!
 //! The file format is in [`format`] and docs/FORMAT.md.
 
+pub(crate) mod buf;
 pub(crate) mod format;
 
 use std::fs::{File, OpenOptions};
@@ -34,6 +35,7 @@ use crate::keyspace::{Capture, Keyspace, SHARDS};
 use crate::log::record::SEGMENT_MAGIC;
 use crate::log::writer::LogWriter;
 use crate::options::Options;
+use buf::BigBuf;
 use format::{Header, SnapshotWriter, SECTION_TARGET};
 
 /// What a snapshot wrote.
@@ -59,51 +61,29 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Collects captured entries into sections of the snapshot file; after a
-/// write error it keeps draining (so the capture still completes and marks
-/// every key) and reports the first error at the end.
-struct Sink<'a> {
-    w: &'a mut SnapshotWriter,
-    cap: &'a Capture,
-    err: Option<std::io::Error>,
-}
-
-impl Sink<'_> {
-    fn write(&mut self, entries: &[u8], n: u64) {
-        if self.err.is_none() {
-            if let Err(e) = self.w.keys(entries, n) {
-                self.err = Some(e);
-            }
-        }
-    }
-
-    /// Writes `out` when it holds a section's worth (or `force`), and what
-    /// writers captured when that does.
-    fn flush(&mut self, out: &mut Vec<u8>, count: &mut u64, force: bool) {
-        if force || out.len() >= SECTION_TARGET {
-            self.write(out, *count);
-            out.clear();
-            *count = 0;
-        }
-        if force || self.cap.pending_bytes() >= SECTION_TARGET {
-            let (p, n) = self.cap.drain();
-            self.write(&p, n);
-        }
-    }
-}
-
-/// Writes the keyspace as of the switch of `cap` into `w`.
-fn capture_into(ks: &Keyspace, cap: &Capture, w: &mut SnapshotWriter) -> std::io::Result<()> {
-    let mut sink = Sink { w, cap, err: None };
-    let mut out = Vec::with_capacity(SECTION_TARGET + (256 << 10));
+/// Runs the capture of `cap` (begun at the switch) over every shard and
+/// what FLUSHDB left, writing sections of about [`SECTION_TARGET`] bytes,
+/// and returns the snapshot file. The capture always runs to its end, even
+/// after a write error, because it also restores every key's mark.
+fn capture_all(ks: &Keyspace, cap: &Capture) -> std::io::Result<Option<SnapshotWriter>> {
+    let mut out = BigBuf::default();
     let mut count = 0u64;
-    let mut flush = |o: &mut Vec<u8>, c: &mut u64| sink.flush(o, c, false);
+    let mut flush = |o: &mut BigBuf, c: &mut u64| {
+        if o.len() >= SECTION_TARGET {
+            cap.emit(o.as_slice(), *c);
+            o.clear();
+            *c = 0;
+        }
+        if cap.pending_bytes() >= SECTION_TARGET {
+            cap.drain();
+        }
+    };
     for i in 0..SHARDS {
         ks.capture_shard(i, &mut out, &mut count, &mut flush);
     }
     ks.capture_orphans(cap, &mut out, &mut count, &mut flush);
-    sink.flush(&mut out, &mut count, true);
-    sink.err.map_or(Ok(()), Err)
+    cap.emit(out.as_slice(), count);
+    cap.finish()
 }
 
 /// Writes a snapshot of `ks` as of now to `path` (through `path.tmp` and a
@@ -116,16 +96,17 @@ pub(crate) fn write_standalone(
 ) -> Result<SnapshotInfo, Error> {
     let _one = ks.capture_lock.lock();
     let started = Instant::now();
-    let cap = Arc::new(Capture::default());
     let tmp = tmp_path(path);
     let file = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-    let mut w = SnapshotWriter::new(file, &Header::new(opts, 0))
+    let w = SnapshotWriter::new(file, &Header::new(opts, 0))
         .map_err(|e| io("writing snapshot", &tmp, e))?;
+    let cap = Arc::new(Capture::new(Some(w)));
     let switch = Instant::now();
     ks.begin_capture(&cap, || Ok(()))?;
     let switch = switch.elapsed();
-    let res = capture_into(ks, &cap, &mut w)
-        .and_then(|()| w.finish())
+    let res = capture_all(ks, &cap)
+        .and_then(|w| w.ok_or_else(|| std::io::Error::other("snapshot file lost")))
+        .and_then(SnapshotWriter::finish)
         .map_err(|e| io("writing snapshot", &tmp, e));
     let (keys, bytes) = match res {
         Ok(v) => v,
@@ -239,45 +220,36 @@ impl Store {
             .open(&seg_path)
             .map_err(|e| io("opening", &seg_path, e))?;
         self.writer.sync_now()?;
-        let cap = Arc::new(Capture::default());
-        let switch = Instant::now();
-        let appended_at_switch = ks.begin_capture(&cap, || {
-            self.writer
-                .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
-            Ok(self.writer.appended())
-        })?;
-        let switch = switch.elapsed();
-        // 4. The keys as of the switch. The capture always runs to its end
-        // (it restores the keys' marks), even if this step stops early.
         let snap_name = dir::snapshot_name(n);
         let snap_path = self.dir.join(&snap_name);
         let tmp = tmp_path(&snap_path);
-        let written = (|| {
-            let file = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-            let mut w = SnapshotWriter::new(file, &Header::new(opts, n))
-                .map_err(|e| io("writing snapshot", &tmp, e))?;
-            let captured = capture_into(ks, &cap, &mut w);
-            captured.map_err(|e| io("writing snapshot", &tmp, e))?;
-            check(3)?;
-            w.finish().map_err(|e| io("writing snapshot", &tmp, e))
-        })();
+        let w = File::create(&tmp)
+            .and_then(|file| SnapshotWriter::new(file, &Header::new(opts, n)))
+            .map_err(|e| io("writing snapshot", &tmp, e))?;
+        let cap = Arc::new(Capture::new(Some(w)));
+        let switch = Instant::now();
+        let appended_at_switch = ks
+            .begin_capture(&cap, || {
+                self.writer
+                    .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
+                Ok(self.writer.appended())
+            })
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
+        let switch = switch.elapsed();
+        // 4. The keys as of the switch; the capture always runs to its end
+        // (it restores the keys' marks).
+        let written = capture_all(ks, &cap)
+            .and_then(|w| w.ok_or_else(|| std::io::Error::other("snapshot file lost")))
+            .map_err(|e| io("writing snapshot", &tmp, e))
+            .and_then(|w| {
+                check(3)?;
+                w.finish().map_err(|e| io("writing snapshot", &tmp, e))
+            });
         let (keys, bytes) = match written {
             Ok(v) => v,
             Err(e) => {
-                // Make sure every key is captured (and marked) even when
-                // the file could not be created.
-                let mut scratch = Vec::new();
-                let mut count = 0;
-                let mut discard = |o: &mut Vec<u8>, c: &mut u64| {
-                    o.clear();
-                    *c = 0;
-                    cap.drain();
-                };
-                for i in 0..SHARDS {
-                    ks.capture_shard(i, &mut scratch, &mut count, &mut discard);
-                }
-                ks.capture_orphans(&cap, &mut scratch, &mut count, &mut discard);
-                cap.drain();
                 if !matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
                     let _ = std::fs::remove_file(&tmp);
                 }
