@@ -1,6 +1,7 @@
-//! Replay property: any command sequence, then close and reopen, gives the
-//! same HGETALL / TTL / encoding state as before closing (encodings as the
-//! contents call for: reopening may make a shrunken dict compact again).
+//! Replay property: any command sequence, with snapshots taken at random
+//! points of it, then close and reopen, gives the same HGETALL / TTL /
+//! encoding state as before closing (encodings as the contents call for:
+//! reopening may make a shrunken dict compact again).
 
 use hashkv::{Db, Options, Reply};
 use proptest::prelude::*;
@@ -8,6 +9,7 @@ use proptest::prelude::*;
 fn opts() -> Options {
     Options::default()
         .active_expiry(false)
+        .no_auto_snapshots()
         .hash_max_listpack_entries(6)
         .hash_max_listpack_value(12)
 }
@@ -79,11 +81,17 @@ fn state(db: &Db) -> Vec<KeyState> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn prop_reopen_gives_the_same_state(cmds in prop::collection::vec(arg_strategy(), 1..80)) {
+    fn prop_reopen_gives_the_same_state(
+        cmds in prop::collection::vec(arg_strategy(), 1..80),
+        snaps in prop::collection::vec(0usize..80, 0..3),
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let before = {
             let db = Db::open_with(dir.path(), opts()).unwrap();
-            for c in &cmds {
+            for (i, c) in cmds.iter().enumerate() {
+                if snaps.contains(&i) {
+                    db.snapshot().unwrap();
+                }
                 let _ = db.execute(c);
             }
             state(&db)

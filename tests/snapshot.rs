@@ -479,3 +479,61 @@ fn damaged_and_truncated_snapshots_are_named_with_file_and_offset() {
     ));
     assert!(!target.exists());
 }
+
+#[test]
+fn automatic_rules_take_snapshots_and_drop_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap_files = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".hks")
+            })
+            .count()
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A save rule: after 0 s if at least 5 changes.
+    let a = dir.path().join("save");
+    let db = Db::open_with(&a, opts().save(Duration::ZERO, 5)).unwrap();
+    for i in 0..4 {
+        db.hset("k", &[(format!("f{i}"), "v")]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(snap_files(&a), 0, "4 changes do not meet the rule");
+    db.hset("k", &[("f4", "v")]).unwrap();
+    wait_for("a snapshot after 5 changes", &|| snap_files(&a) == 1);
+    let expected = dump(&db);
+    drop(db);
+    let db = Db::open_with(&a, opts()).unwrap();
+    assert_eq!(db.recovery_report().snapshot_keys, 1);
+    assert_eq!(dump(&db), expected);
+    drop(db);
+    // The log-size trigger: past 4 KiB of log.
+    let b = dir.path().join("size");
+    let db = Db::open_with(&b, opts().compact_log_at(Some(4096))).unwrap();
+    for i in 0..200 {
+        db.hset("k", &[(format!("field-{i}"), "some value")])
+            .unwrap();
+    }
+    wait_for("a snapshot past 4 KiB of log", &|| snap_files(&b) == 1);
+    let log: u64 = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".aof"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        log < 4096 + 1024,
+        "the covered log was dropped ({log} bytes left)"
+    );
+}

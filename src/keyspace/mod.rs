@@ -776,16 +776,24 @@ impl Keyspace {
     }
 
     /// Chooses each hash's encoding again from its contents under `opts`
-    /// (after replay): a dict that fits the compact limits becomes compact,
-    /// a compact hash that does not fit becomes a dict.
+    /// (after replay): a dict that fits the compact limits becomes compact.
+    /// Compact hashes need no look: every one was loaded from a snapshot
+    /// after a check against `opts`, or built by replayed edits, which
+    /// convert to a dict as soon as a hash passes the limits of `opts`.
     pub(crate) fn rebuild_encodings(&self, opts: &Options) {
         for s in self.shards.iter() {
             let mut shard = s.write();
+            if shard.dicts.iter().all(Option::is_none) {
+                continue;
+            }
             let mut change: Vec<Vec<u8>> = Vec::new();
             for (k, p) in shard.keys.iter() {
                 let Some((&tag, data)) = p.split_first() else {
                     continue;
                 };
+                if tag & ENC_MASK != TAG_DICT {
+                    continue;
+                }
                 let Some(h) = shard.view(tag, data) else {
                     continue;
                 };
@@ -797,30 +805,20 @@ impl Keyspace {
                     });
                     ok
                 };
-                if fits != matches!(h, HashRef::Compact(_)) {
+                if fits {
                     change.push(k.to_vec());
                 }
             }
             for k in change {
-                let Some((hash, ttl)) = shard.take(&k) else {
+                let Some((OwnedHash::Dict(d), ttl)) = shard.take(&k) else {
                     continue;
                 };
-                let converted = match hash {
-                    OwnedHash::Dict(d) => {
-                        let mut buf = Vec::new();
-                        for (f, v) in d.iter() {
-                            compact::push_elem(&mut buf, f);
-                            compact::push_elem(&mut buf, v);
-                        }
-                        Some(OwnedHash::Compact(buf))
-                    }
-                    OwnedHash::Compact(buf) => dict_from_compact(&buf)
-                        .ok()
-                        .map(|d| OwnedHash::Dict(Box::new(d))),
-                };
-                if let Some(h) = converted {
-                    let _ = shard.put(&k, h, ttl);
+                let mut buf = Vec::new();
+                for (f, v) in d.iter() {
+                    compact::push_elem(&mut buf, f);
+                    compact::push_elem(&mut buf, v);
                 }
+                let _ = shard.put(&k, OwnedHash::Compact(buf), ttl);
             }
         }
     }
