@@ -99,3 +99,67 @@ fn unusable_directory_is_a_clear_error_with_exit_2() {
     assert!(err.starts_with("hashkv: cannot open"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = hashkv().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn snapshot_restore_and_compact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let os = |p: &std::path::Path| p.as_os_str().to_owned();
+    for i in 0..50 {
+        let (code, _, err) = run(&[
+            "exec".as_ref(),
+            &os(&db),
+            "HSET".as_ref(),
+            format!("user:{i}").as_ref(),
+            "name".as_ref(),
+            format!("n{i}").as_ref(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    // compact: a snapshot in the directory; the log it covers is gone.
+    let (code, out, err) = run(&["compact".as_ref(), &os(&db)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("50 keys"), "{out}");
+    assert!(out.contains("bytes before"), "{out}");
+    let manifest = std::fs::read_to_string(db.join("MANIFEST")).unwrap();
+    assert!(manifest.contains("snapshot snap-"), "{manifest}");
+    // snapshot --output, then restore into a new directory.
+    let file = tmp.path().join("backup.hks");
+    let (code, out, err) = run(&["snapshot".as_ref(), &os(&db), "--output".as_ref(), &os(&file)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("50 keys"), "{out}");
+    let copy = tmp.path().join("copy");
+    let (code, out, err) = run(&["restore".as_ref(), &os(&file), &os(&copy)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("restored 50 keys from {} into {}", file.display(), copy.display()));
+    let (code, out, _) = run(&["exec".as_ref(), &os(&copy), "HGET".as_ref(), "user:49".as_ref(), "name".as_ref()]);
+    assert_eq!((code, out.as_str()), (0, "\"n49\"\n"));
+    // Restoring over a database, or from a damaged file: exit 2, one line.
+    let (code, _, err) = run(&["restore".as_ref(), &os(&file), &os(&copy)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already holds a database"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, _, err) = run(&["restore".as_ref(), &os(&file), &os(&tmp.path().join("never"))]);
+    assert_eq!(code, 2);
+    assert!(err.contains("corrupt") && err.contains("backup.hks"), "{err}");
+    assert!(!tmp.path().join("never").exists());
+    // A snapshot of a directory another process holds: locked, exit 2.
+    let holder = hashkv::Db::open(&copy).unwrap();
+    let (code, _, err) = run(&["snapshot".as_ref(), &os(&copy)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("locked"), "{err}");
+    drop(holder);
+}
