@@ -26,8 +26,10 @@
 //! Durability: a [`Db`] opened on a directory logs every write to an
 //! append-only log (CRC-framed records, fsync policy like Redis's
 //! `appendfsync`) and replays it on open, cutting a torn tail and naming the
-//! file and offset of any other damage; see docs/DURABILITY.md. Snapshots and
-//! log compaction are not built yet, so the log grows with every write.
+//! file and offset of any other damage. Snapshots ([`Db::snapshot`], also
+//! taken automatically) capture the keyspace as of one instant while writers
+//! keep going, and let the log they cover be dropped; see docs/DURABILITY.md
+//! and docs/FORMAT.md.
 //!
 //! # Layout
 //! - [`db`]: the [`Db`] handle and its typed methods.
@@ -40,6 +42,8 @@
 //! - `log`: record framing, the writer (fsync policies, group commit) and the
 //!   reader (torn tail versus corruption); `dir`: LOCK and MANIFEST;
 //!   [`recovery`]: opening a directory and its [`RecoveryReport`].
+//! - `snapshot`: the snapshot file format, the point-in-time capture driver
+//!   and restore ([`SnapshotInfo`]).
 //! - [`shell`]: redis-cli quoting in, `redis-cli --no-raw` output out.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
 //! - [`error`]: [`Error`] and [`CommandError`].
