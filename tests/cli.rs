@@ -134,14 +134,32 @@ fn snapshot_restore_and_compact() {
     assert!(manifest.contains("snapshot snap-"), "{manifest}");
     // snapshot --output, then restore into a new directory.
     let file = tmp.path().join("backup.hks");
-    let (code, out, err) = run(&["snapshot".as_ref(), &os(&db), "--output".as_ref(), &os(&file)]);
+    let (code, out, err) = run(&[
+        "snapshot".as_ref(),
+        &os(&db),
+        "--output".as_ref(),
+        &os(&file),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("50 keys"), "{out}");
     let copy = tmp.path().join("copy");
     let (code, out, err) = run(&["restore".as_ref(), &os(&file), &os(&copy)]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), format!("restored 50 keys from {} into {}", file.display(), copy.display()));
-    let (code, out, _) = run(&["exec".as_ref(), &os(&copy), "HGET".as_ref(), "user:49".as_ref(), "name".as_ref()]);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "restored 50 keys from {} into {}",
+            file.display(),
+            copy.display()
+        )
+    );
+    let (code, out, _) = run(&[
+        "exec".as_ref(),
+        &os(&copy),
+        "HGET".as_ref(),
+        "user:49".as_ref(),
+        "name".as_ref(),
+    ]);
     assert_eq!((code, out.as_str()), (0, "\"n49\"\n"));
     // Restoring over a database, or from a damaged file: exit 2, one line.
     let (code, _, err) = run(&["restore".as_ref(), &os(&file), &os(&copy)]);
@@ -152,9 +170,16 @@ fn snapshot_restore_and_compact() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xFF;
     std::fs::write(&file, &bytes).unwrap();
-    let (code, _, err) = run(&["restore".as_ref(), &os(&file), &os(&tmp.path().join("never"))]);
+    let (code, _, err) = run(&[
+        "restore".as_ref(),
+        &os(&file),
+        &os(&tmp.path().join("never")),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("corrupt") && err.contains("backup.hks"), "{err}");
+    assert!(
+        err.contains("corrupt") && err.contains("backup.hks"),
+        "{err}"
+    );
     assert!(!tmp.path().join("never").exists());
     // A snapshot of a directory another process holds: locked, exit 2.
     let holder = hashkv::Db::open(&copy).unwrap();

@@ -189,15 +189,16 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Writes END, fsyncs, and returns (keys, file bytes).
-    pub(crate) fn finish(mut self) -> std::io::Result<(u64, u64)> {
+    /// Writes END, fsyncs, and returns (keys, file bytes, time in fsync).
+    pub(crate) fn finish(mut self) -> std::io::Result<(u64, u64, std::time::Duration)> {
         let mut body = Vec::with_capacity(20);
         body.extend_from_slice(&self.keys.to_le_bytes());
         body.extend_from_slice(&self.sections.to_le_bytes());
         body.extend_from_slice(&self.file_crc.clone().finalize().to_le_bytes());
         self.section(SECTION_END, &body)?;
+        let t = std::time::Instant::now();
         self.file.sync_all()?;
-        Ok((self.keys, self.bytes))
+        Ok((self.keys, self.bytes, t.elapsed()))
     }
 }
 

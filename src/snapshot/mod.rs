@@ -51,6 +51,9 @@ pub struct SnapshotInfo {
     pub duration: Duration,
     /// How long writers were held at the switch.
     pub switch: Duration,
+    /// How much of `duration` was the final fsync of the file (waiting for
+    /// the disk).
+    pub fsync: Duration,
 }
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -108,7 +111,7 @@ pub(crate) fn write_standalone(
         .and_then(|w| w.ok_or_else(|| std::io::Error::other("snapshot file lost")))
         .and_then(SnapshotWriter::finish)
         .map_err(|e| io("writing snapshot", &tmp, e));
-    let (keys, bytes) = match res {
+    let (keys, bytes, fsync) = match res {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -125,6 +128,7 @@ pub(crate) fn write_standalone(
         bytes,
         duration: started.elapsed(),
         switch,
+        fsync,
     })
 }
 
@@ -247,7 +251,7 @@ impl Store {
                 check(3)?;
                 w.finish().map_err(|e| io("writing snapshot", &tmp, e))
             });
-        let (keys, bytes) = match written {
+        let (keys, bytes, fsync) = match written {
             Ok(v) => v,
             Err(e) => {
                 if !matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
@@ -283,6 +287,7 @@ impl Store {
             bytes,
             duration: started.elapsed(),
             switch,
+            fsync,
         })
     }
 
