@@ -198,6 +198,19 @@ impl Db {
         Db { shared }
     }
 
+    pub(crate) fn keyspace(&self) -> &Keyspace {
+        &self.shared.ks
+    }
+
+    pub(crate) fn store(&self) -> Option<&Store> {
+        self.shared.store.as_ref()
+    }
+
+    /// The database's directory (None in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.path.as_deref()
+    }
+
     /// The options this database was opened with.
     pub fn options(&self) -> &Options {
         &self.shared.opts

@@ -54,6 +54,7 @@
 //! `HINCRBYFLOAT` matches Redis digit for digit where C's `long double` is
 //! the same as Redis's build (x87 80-bit on x86-64).
 
+pub mod admin;
 pub mod command;
 pub mod db;
 mod dir;

@@ -199,7 +199,7 @@ pub(crate) fn recover(
 /// Maps a log segment read-only (`None` for an empty file). Mapping rather
 /// than reading keeps a big segment out of malloc (see
 /// `snapshot::buf` on why that matters) and costs no copy.
-fn map_segment(path: &Path) -> Result<Option<memmap2::Mmap>, Error> {
+pub(crate) fn map_segment(path: &Path) -> Result<Option<memmap2::Mmap>, Error> {
     let file = File::open(path).map_err(|e| io("opening", path, e))?;
     let len = file
         .metadata()

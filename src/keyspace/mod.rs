@@ -152,6 +152,17 @@ impl Capture {
     }
 }
 
+/// Counts over the keyspace ([`Keyspace::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub(crate) keys: u64,
+    pub(crate) fields: u64,
+    pub(crate) listpack: u64,
+    pub(crate) hashtable: u64,
+    pub(crate) volatile: u64,
+    pub(crate) memory: u64,
+}
+
 /// What a lookup found.
 pub(crate) enum Lookup<'a> {
     Live(HashRef<'a>),
@@ -998,6 +1009,32 @@ impl Keyspace {
         drop(guards);
         drop(old);
         Ok(t)
+    }
+
+    /// Counts over the whole keyspace (expired-but-unreclaimed keys
+    /// included, as in DBSIZE), one shard at a time under its read lock.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut st = Stats::default();
+        for s in self.shards.iter() {
+            let shard = s.read();
+            st.volatile += shard.volatile_len() as u64;
+            for (k, p) in shard.keys.iter() {
+                let Some((&tag, data)) = p.split_first() else {
+                    continue;
+                };
+                let Some(h) = shard.view(tag, data) else {
+                    continue;
+                };
+                st.keys += 1;
+                st.fields += h.len() as u64;
+                match h {
+                    HashRef::Compact(_) => st.listpack += 1,
+                    HashRef::Dict(_) => st.hashtable += 1,
+                }
+                st.memory += shard.memory_usage(k).unwrap_or(0) as u64;
+            }
+        }
+        st
     }
 
     /// The switch of a snapshot: with every shard write-locked, runs

@@ -310,6 +310,11 @@ impl Store {
                 .is_some_and(|b| self.writer.segment_len() >= b)
     }
 
+    /// The MANIFEST in force.
+    pub(crate) fn manifest(&self) -> Manifest {
+        self.manifest.lock().clone()
+    }
+
     /// Postpones the automatic rules by `delay` after a failed snapshot
     /// (Redis waits 5 s before retrying a failed BGSAVE).
     pub(crate) fn back_off(&self, delay: Duration) {

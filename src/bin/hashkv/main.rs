@@ -40,6 +40,18 @@ struct Cli {
     /// No automatic snapshots (neither Redis's save rules nor the log size).
     #[arg(long, global = true)]
     no_auto_snapshots: bool,
+    /// No progress bars (they only show on a terminal anyway).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+/// Export and import formats.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Redis commands (RESP), as `redis-cli --pipe` reads them.
+    Resp,
+    /// One JSON object per key per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -88,10 +100,66 @@ enum Cmd {
         /// The database directory.
         dir: PathBuf,
     },
+    /// Keys, fields, encodings, memory, snapshot and log files.
+    ///
+    /// Example: hashkv info data --json
+    Info {
+        /// The database directory (must exist).
+        dir: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every checksum of the snapshot and log; exit 0 clean, 1
+    /// corruption found, 2 could not check.
+    ///
+    /// Example: hashkv check data
+    Check {
+        /// The database directory (must exist).
+        dir: PathBuf,
+    },
+    /// Cut a torn log tail; with --salvage, rewrite the log keeping every
+    /// valid record. Changed files are backed up to DIR/backup-<time>/ first.
+    ///
+    /// Example: hashkv repair data --salvage
+    Repair {
+        /// The database directory (must exist).
+        dir: PathBuf,
+        /// Drop damaged records and keep every valid one.
+        #[arg(long)]
+        salvage: bool,
+    },
+    /// Write every key as Redis commands (for `redis-cli --pipe`) or JSON
+    /// lines.
+    ///
+    /// Example: hashkv export data --format resp | redis-cli --pipe
+    Export {
+        /// The database directory (must exist).
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "resp")]
+        format: Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Load Redis commands (RESP) or JSON lines into the database.
+    ///
+    /// Example: hashkv import data --format json dump.jsonl
+    Import {
+        /// The database directory (created if missing).
+        dir: PathBuf,
+        /// Input format.
+        #[arg(long, value_enum, default_value = "resp")]
+        format: Format,
+        /// The input file; `-` or none for standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let quiet = cli.quiet;
     let opts = Options::default()
         .hash_max_listpack_entries(cli.listpack_entries)
         .hash_max_listpack_value(cli.listpack_value)
@@ -139,9 +207,10 @@ fn main() -> ExitCode {
         }),
         Cmd::Compact { dir } => open(&dir, opts).and_then(|db| {
             let before = dir_bytes(&dir);
-            let info = db
-                .snapshot()
-                .map_err(|e| format!("hashkv: compact {}: {e}", dir.display()))?;
+            let pb = spinner(quiet, "compacting");
+            let info = db.snapshot();
+            pb.finish_and_clear();
+            let info = info.map_err(|e| format!("hashkv: compact {}: {e}", dir.display()))?;
             println!("{}", describe(&info));
             println!(
                 "directory: {} bytes before, {} bytes after",
@@ -150,8 +219,11 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Cmd::Restore { file, dir } => Db::restore(&file, &dir, &opts)
-            .map(|keys| {
+        Cmd::Restore { file, dir } => {
+            let pb = spinner(quiet, "restoring (checking every checksum, then copying)");
+            let r = Db::restore(&file, &dir, &opts);
+            pb.finish_and_clear();
+            r.map(|keys| {
                 println!(
                     "restored {keys} keys from {} into {}",
                     file.display(),
@@ -164,7 +236,38 @@ fn main() -> ExitCode {
                     file.display(),
                     dir.display()
                 )
+            })
+        }
+        Cmd::Info { dir, json } => existing(&dir)
+            .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
+            .and_then(|db| {
+                db.info()
+                    .map_err(|e| format!("hashkv: info {}: {e}", dir.display()))
+            })
+            .map(|info| {
+                if json {
+                    println!("{}", info.to_json());
+                } else {
+                    print_info(&info);
+                }
             }),
+        Cmd::Check { dir } => return check(&dir, quiet),
+        Cmd::Repair { dir, salvage } => existing(&dir).and_then(|()| {
+            let r = hashkv::admin::repair(&dir, salvage, &opts)
+                .map_err(|e| format!("hashkv: repair {}: {e}", dir.display()))?;
+            print_repair(&dir, &r);
+            Ok(())
+        }),
+        Cmd::Export {
+            dir,
+            format,
+            output,
+        } => existing(&dir)
+            .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
+            .and_then(|db| export(&db, format, output.as_deref(), quiet)),
+        Cmd::Import { dir, format, file } => {
+            open(&dir, opts).and_then(|db| import(&db, format, file.as_deref(), quiet))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +275,232 @@ fn main() -> ExitCode {
             eprintln!("{msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn format_of(f: Format) -> hashkv::admin::Format {
+    match f {
+        Format::Resp => hashkv::admin::Format::Resp,
+        Format::Json => hashkv::admin::Format::Json,
+    }
+}
+
+/// Commands that read a directory report a missing one instead of
+/// creating it.
+fn existing(dir: &std::path::Path) -> Result<(), String> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "hashkv: {}: no such directory (check the path; only shell, exec, import, snapshot and compact create one)",
+            dir.display()
+        ))
+    }
+}
+
+fn hidden(quiet: bool) -> bool {
+    quiet || !io::stderr().is_terminal()
+}
+
+/// A progress bar on standard error, hidden when not on a terminal.
+fn bar(quiet: bool, what: &str, bytes: bool) -> indicatif::ProgressBar {
+    if hidden(quiet) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = if bytes {
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
+    } else {
+        "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})"
+    };
+    let pb = indicatif::ProgressBar::new(0).with_message(what.to_owned());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// A spinner for operations without a known length.
+fn spinner(quiet: bool, what: &str) -> indicatif::ProgressBar {
+    if hidden(quiet) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner().with_message(what.to_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(100));
+    pb
+}
+
+fn print_info(i: &hashkv::admin::Info) {
+    println!("# Keyspace");
+    println!("keys:{}", i.keys);
+    println!("fields:{}", i.fields);
+    println!("hashes_listpack:{}", i.listpack_hashes);
+    println!("hashes_hashtable:{}", i.hashtable_hashes);
+    println!("volatile_keys:{}", i.volatile_keys);
+    println!("memory_bytes:{}", i.memory_bytes);
+    println!("# Persistence");
+    match &i.snapshot {
+        Some(s) => println!(
+            "snapshot:{} bytes={} age_secs={}",
+            s.name, s.bytes, s.age_secs
+        ),
+        None => println!("snapshot:none"),
+    }
+    for s in &i.segments {
+        println!(
+            "log_segment:{} bytes={} age_secs={}",
+            s.name, s.bytes, s.age_secs
+        );
+    }
+    println!(
+        "log_bytes:{}",
+        i.segments.iter().map(|s| s.bytes).sum::<u64>()
+    );
+    println!("fsync:{}", format!("{:?}", i.fsync).to_lowercase());
+}
+
+fn check(dir: &std::path::Path, quiet: bool) -> ExitCode {
+    let pb = bar(quiet, "checking", true);
+    let r = hashkv::admin::check(dir, &mut |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hashkv: check {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    for f in &r.files {
+        let unit = if f.kind == "snapshot" {
+            "keys"
+        } else {
+            "records"
+        };
+        println!(
+            "{} {}: {} {unit}, {} bytes",
+            f.kind, f.file, f.items, f.bytes
+        );
+    }
+    for f in &r.findings {
+        let sev = match f.severity {
+            hashkv::admin::Severity::Corrupt => "CORRUPT",
+            hashkv::admin::Severity::Warning => "warning",
+        };
+        println!("{sev}: {} at byte {}: {}", f.file, f.offset, f.what);
+    }
+    if r.is_clean() {
+        println!("clean");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "corruption found: run `hashkv repair --salvage {}` to keep every valid record",
+            dir.display()
+        );
+        ExitCode::from(1)
+    }
+}
+
+fn print_repair(dir: &std::path::Path, r: &hashkv::admin::RepairReport) {
+    let Some(backup) = &r.backup else {
+        println!("{}: nothing to repair", dir.display());
+        return;
+    };
+    println!("backup of the files changed: {}", backup.display());
+    if let Some(t) = &r.torn_tail {
+        println!(
+            "cut a torn tail: {} bytes at byte {} of {}",
+            t.bytes, t.offset, t.file
+        );
+    }
+    for s in &r.skipped {
+        println!(
+            "dropped bytes {}..{} of {}: {}",
+            s.start, s.end, s.file, s.reason
+        );
+    }
+    if r.rewritten {
+        println!("rewrote the log from every valid record");
+    }
+}
+
+fn export(
+    db: &Db,
+    format: Format,
+    output: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<(), String> {
+    let pb = bar(quiet, "exporting", false);
+    let mut progress = |done: u64, total: u64| {
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    let r = match output {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .map_err(|e| format!("hashkv: export: cannot create {}: {e}", path.display()))?;
+            let mut w = io::BufWriter::new(f);
+            db.export(format_of(format), &mut w, &mut progress)
+        }
+        None => {
+            let mut w = io::BufWriter::new(io::stdout().lock());
+            db.export(format_of(format), &mut w, &mut progress)
+        }
+    };
+    pb.finish_and_clear();
+    let t = r.map_err(|e| format!("hashkv: export: {e}"))?;
+    if output.is_some() {
+        println!("exported {} keys, {} fields", t.items, t.fields);
+    }
+    Ok(())
+}
+
+fn import(
+    db: &Db,
+    format: Format,
+    file: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<(), String> {
+    let path = file.filter(|p| p.as_os_str() != "-");
+    let pb = bar(quiet, "importing", true);
+    let r = match path {
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| format!("hashkv: import: cannot open {}: {e}", p.display()))?;
+            pb.set_length(f.metadata().map_or(0, |m| m.len()));
+            let mut r = io::BufReader::with_capacity(1 << 20, f);
+            db.import(format_of(format), &mut r, &mut |done, _| {
+                pb.set_position(done)
+            })
+        }
+        None => {
+            let stdin = io::stdin();
+            let mut r = stdin.lock();
+            db.import(format_of(format), &mut r, &mut |done, _| {
+                pb.set_position(done)
+            })
+        }
+    };
+    pb.finish_and_clear();
+    let what = path.map_or("standard input".to_owned(), |p| p.display().to_string());
+    let t = r.map_err(|e| format!("hashkv: import from {what}: {e}"))?;
+    println!(
+        "imported {} commands, {} fields; {} errors",
+        t.items,
+        t.fields,
+        t.errors.len()
+    );
+    for e in t.errors.iter().take(10) {
+        println!("  {e}");
+    }
+    if t.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "hashkv: import from {what}: {} commands failed",
+            t.errors.len()
+        ))
     }
 }
 

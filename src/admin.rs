@@ -1,0 +1,896 @@
+//! What the `hashkv` tool does beyond commands, as a library: [`check`] a
+//! directory's checksums, [`repair`] it, [`Db::info`], and [`Db::export`] /
+//! [`Db::import`] in RESP (the command stream `redis-cli --pipe` loads) or
+//! JSON lines.
+//!
+//! JSON lines: one object per key,
+//! `{"key": K, "ttl_ms": T, "fields": {F: V, ...}}`, where `ttl_ms` is the
+//! key's remaining time to live in milliseconds (as PTTL says at export
+//! time) or `null`. Keys, fields and values that are valid UTF-8 are JSON
+//! strings (JSON's own escapes for quotes, backslashes and control
+//! characters); any other byte string is written as `{"base64": "..."}`
+//! (standard alphabet, padded), so every byte comes back. A field name that
+//! is not UTF-8 cannot be an object key: such a hash is written with
+//! `"fields"` as an array of `[F, V]` pairs instead; import accepts both.
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::command::Reply;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::log::reader;
+use crate::options::{FsyncPolicy, Options, RecoveryMode};
+use crate::recovery::{Skipped, TornTail};
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Fails unless `dir` exists and holds a MANIFEST.
+fn existing(dir: &Path) -> Result<crate::dir::Manifest> {
+    if !dir.is_dir() {
+        return Err(io(
+            "opening directory",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        ));
+    }
+    crate::dir::read_manifest(dir)?.ok_or_else(|| {
+        io(
+            "reading MANIFEST of",
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a hashkv directory (no MANIFEST)",
+            ),
+        )
+    })
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Opening would fail (or, salvaging, lose data) because of it.
+    Corrupt,
+    /// Harmless or fixed by the next open (a torn tail, a leftover file).
+    Warning,
+}
+
+/// One thing [`check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file.
+    pub file: String,
+    /// Byte offset in it.
+    pub offset: u64,
+    /// What is wrong.
+    pub what: String,
+    /// How bad it is.
+    pub severity: Severity,
+}
+
+/// One file [`check`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFile {
+    /// The file.
+    pub file: String,
+    /// "snapshot" or "log".
+    pub kind: &'static str,
+    /// Its size.
+    pub bytes: u64,
+    /// Keys (snapshot) or records (log) that checked out.
+    pub items: u64,
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Every file read, in MANIFEST order.
+    pub files: Vec<CheckedFile>,
+    /// Problems, in file order.
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// No corruption (warnings allowed).
+    pub fn is_clean(&self) -> bool {
+        self.findings
+            .iter()
+            .all(|f| f.severity == Severity::Warning)
+    }
+}
+
+/// Verifies every checksum and record of the snapshot and log segments of
+/// `dir` without changing anything, listing every problem with its file and
+/// offset. Compact hashes in the snapshot get the deep check
+/// ([`crate::validate_compact`]: canonical elements, unique fields).
+/// `progress(done, total)` is called with bytes as files are read.
+///
+/// # Errors
+/// [`Error::Io`] when `dir` is missing, is not a hashkv directory or a
+/// file cannot be read; [`Error::Corrupt`] for a damaged MANIFEST.
+pub fn check(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<CheckReport> {
+    let m = existing(dir)?;
+    let mut report = CheckReport::default();
+    let mut listed: Vec<(String, &'static str)> = Vec::new();
+    if let Some(s) = &m.snapshot {
+        listed.push((s.clone(), "snapshot"));
+    }
+    listed.extend(m.segments.iter().map(|s| (s.clone(), "log")));
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |md| md.len());
+    let total: u64 = listed.iter().map(|(n, _)| size(n)).sum();
+    let mut done = 0;
+    progress(0, total);
+    let last_seg = m.segments.len();
+    let mut seg_index = 0;
+    for (name, kind) in &listed {
+        let path = dir.join(name);
+        let file = path.display().to_string();
+        if !path.exists() {
+            report.findings.push(Finding {
+                file: file.clone(),
+                offset: 0,
+                what: "listed in MANIFEST but missing".into(),
+                severity: Severity::Corrupt,
+            });
+            continue;
+        }
+        let bytes = size(name);
+        let mut items = 0;
+        if *kind == "snapshot" {
+            let deep = std::sync::Mutex::new(Vec::new());
+            let res = crate::snapshot::format::read_file(&path, &Options::default(), |e| {
+                if let crate::snapshot::format::EntryHash::Compact(buf) = e.hash {
+                    if let Err(err) = crate::hash::compact::validate(buf) {
+                        deep.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                            "compact hash of key {:?}: {err}",
+                            String::from_utf8_lossy(e.key)
+                        ));
+                    }
+                }
+                Ok(())
+            });
+            match res {
+                Ok(loaded) => items = loaded.keys,
+                Err(Error::Corrupt { offset, reason, .. }) => report.findings.push(Finding {
+                    file: file.clone(),
+                    offset,
+                    what: reason,
+                    severity: Severity::Corrupt,
+                }),
+                Err(e) => return Err(e),
+            }
+            for what in deep.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                report.findings.push(Finding {
+                    file: file.clone(),
+                    offset: 0,
+                    what,
+                    severity: Severity::Corrupt,
+                });
+            }
+        } else {
+            seg_index += 1;
+            let map = crate::recovery::map_segment(&path)?;
+            let buf: &[u8] = map.as_deref().unwrap_or(&[]);
+            match reader::scan(buf, seg_index == last_seg, true, |_| {}) {
+                Ok(scan) => {
+                    items = scan.records;
+                    for (start, end, reason) in scan.skipped {
+                        report.findings.push(Finding {
+                            file: file.clone(),
+                            offset: start,
+                            what: format!("{reason} ({} bytes unreadable)", end - start),
+                            severity: Severity::Corrupt,
+                        });
+                    }
+                    if scan.torn_bytes > 0 {
+                        report.findings.push(Finding {
+                            file: file.clone(),
+                            offset: scan.valid_end,
+                            what: format!(
+                                "torn tail of {} bytes (a crash while writing; the next open or `hashkv repair` cuts it)",
+                                scan.torn_bytes
+                            ),
+                            severity: Severity::Warning,
+                        });
+                    }
+                }
+                Err(bad) => report.findings.push(Finding {
+                    file: file.clone(),
+                    offset: bad.offset,
+                    what: bad.reason,
+                    severity: Severity::Corrupt,
+                }),
+            }
+        }
+        report.files.push(CheckedFile {
+            file,
+            kind,
+            bytes,
+            items,
+        });
+        done += bytes;
+        progress(done, total);
+    }
+    // Leftovers of a crash: harmless, the next open deletes them.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                (n.starts_with("log-") && n.ends_with(".aof"))
+                    || (n.starts_with("snap-") && (n.ends_with(".hks") || n.ends_with(".tmp")))
+            })
+            .filter(|n| !listed.iter().any(|(l, _)| l == n))
+            .collect();
+        names.sort();
+        for n in names {
+            report.findings.push(Finding {
+                file: dir.join(&n).display().to_string(),
+                offset: 0,
+                what: "not listed in MANIFEST (left by a crash; the next open deletes it)".into(),
+                severity: Severity::Warning,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Where the files it changed were copied first (None if nothing
+    /// needed changing).
+    pub backup: Option<PathBuf>,
+    /// The torn tail it cut.
+    pub torn_tail: Option<TornTail>,
+    /// Damaged ranges it dropped (salvage).
+    pub skipped: Vec<Skipped>,
+    /// Whether the log was rewritten from what was recovered (salvage).
+    pub rewritten: bool,
+}
+
+/// Repairs `dir`: cuts a torn tail and, with `salvage`, rewrites the log
+/// keeping every valid record. Every file it will change is first copied to
+/// `dir/backup-<unix seconds>/`. Without `salvage`, corruption before the
+/// tail is an error that says to use it.
+///
+/// # Errors
+/// [`Error::Corrupt`] for corruption that needs `salvage` (or a damaged
+/// snapshot, which repair cannot rebuild), [`Error::Locked`] when the
+/// directory is open, [`Error::Io`] otherwise.
+pub fn repair(dir: &Path, salvage: bool, opts: &Options) -> Result<RepairReport> {
+    let m = existing(dir)?;
+    // Nothing may change the directory while we look at it.
+    let lock = crate::dir::lock(dir)?;
+    let found = check(dir, &mut |_, _| {})?;
+    if let Some(f) = found.findings.iter().find(|f| {
+        f.severity == Severity::Corrupt
+            && m.snapshot
+                .as_ref()
+                .is_some_and(|s| f.file.ends_with(s.as_str()))
+    }) {
+        return Err(Error::Corrupt {
+            file: f.file.clone(),
+            offset: f.offset,
+            reason: format!(
+                "{}; repair cannot rebuild a damaged snapshot: restore the directory from a backup",
+                f.what
+            ),
+        });
+    }
+    if let (false, Some(f)) = (
+        salvage,
+        found
+            .findings
+            .iter()
+            .find(|f| f.severity == Severity::Corrupt),
+    ) {
+        return Err(Error::Corrupt {
+            file: f.file.clone(),
+            offset: f.offset,
+            reason: format!(
+                "{}; run `hashkv repair --salvage` to keep every valid record and drop the damage",
+                f.what
+            ),
+        });
+    }
+    let needs = found
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Corrupt || f.what.starts_with("torn tail"));
+    if !needs {
+        return Ok(RepairReport::default());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let backup = dir.join(format!("backup-{stamp}"));
+    std::fs::create_dir_all(&backup).map_err(|e| io("creating backup directory", &backup, e))?;
+    let mut files = vec!["MANIFEST".to_owned()];
+    files.extend(m.snapshot.iter().cloned());
+    files.extend(m.segments.iter().cloned());
+    for f in &files {
+        let from = dir.join(f);
+        if from.exists() {
+            let to = backup.join(f);
+            std::fs::copy(&from, &to).map_err(|e| io("backing up", &from, e))?;
+        }
+    }
+    crate::dir::fsync_dir(&backup)?;
+    drop(lock);
+    let mode = if salvage {
+        RecoveryMode::Salvage
+    } else {
+        RecoveryMode::Strict
+    };
+    let db = Db::open_with(
+        dir,
+        opts.clone()
+            .recovery(mode)
+            .active_expiry(false)
+            .no_auto_snapshots(),
+    )?;
+    let r = db.recovery_report().clone();
+    Ok(RepairReport {
+        backup: Some(backup),
+        torn_tail: r.torn_tail,
+        skipped: r.skipped,
+        rewritten: r.rewritten,
+    })
+}
+
+/// A file of the directory, for [`Info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The file name.
+    pub name: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Seconds since it was last modified.
+    pub age_secs: u64,
+}
+
+/// What [`Db::info`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// Keys (DBSIZE).
+    pub keys: u64,
+    /// Fields over all hashes.
+    pub fields: u64,
+    /// Hashes in the compact encoding.
+    pub listpack_hashes: u64,
+    /// Hashes in the dict encoding.
+    pub hashtable_hashes: u64,
+    /// Keys with a TTL.
+    pub volatile_keys: u64,
+    /// Bytes held for the data (the sum of MEMORY USAGE).
+    pub memory_bytes: u64,
+    /// The snapshot, if the directory has one.
+    pub snapshot: Option<FileInfo>,
+    /// The log segments after it.
+    pub segments: Vec<FileInfo>,
+    /// The fsync policy of this handle.
+    pub fsync: FsyncPolicy,
+}
+
+impl Info {
+    /// As one JSON object (what `hashkv info --json` prints).
+    pub fn to_json(&self) -> Value {
+        let file = |f: &FileInfo| json!({"name": f.name, "bytes": f.bytes, "age_secs": f.age_secs});
+        json!({
+            "keys": self.keys,
+            "fields": self.fields,
+            "hashes": {"listpack": self.listpack_hashes, "hashtable": self.hashtable_hashes},
+            "volatile_keys": self.volatile_keys,
+            "memory_bytes": self.memory_bytes,
+            "snapshot": self.snapshot.as_ref().map(file),
+            "log_segments": self.segments.iter().map(file).collect::<Vec<_>>(),
+            "log_bytes": self.segments.iter().map(|s| s.bytes).sum::<u64>(),
+            "fsync": format!("{:?}", self.fsync).to_lowercase(),
+        })
+    }
+}
+
+fn file_info(dir: &Path, name: &str) -> FileInfo {
+    let md = std::fs::metadata(dir.join(name)).ok();
+    FileInfo {
+        name: name.to_owned(),
+        bytes: md.as_ref().map_or(0, std::fs::Metadata::len),
+        age_secs: md
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
+/// Export and import formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RESP2 commands (HSET in chunks of at most 1,000 pairs per hash, then
+    /// PEXPIREAT), as `redis-cli --pipe` reads them.
+    Resp,
+    /// One JSON object per key per line (see the module docs).
+    Json,
+}
+
+/// Counts of an export or import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Keys written (export) or commands / lines applied (import).
+    pub items: u64,
+    /// Fields written or set.
+    pub fields: u64,
+    /// Commands that failed on import (their error replies).
+    pub errors: Vec<String>,
+}
+
+/// Pairs per HSET in a RESP export.
+const CHUNK: usize = 1000;
+
+fn resp_command(out: &mut dyn Write, argv: &[&[u8]]) -> std::io::Result<()> {
+    write!(out, "*{}\r\n", argv.len())?;
+    for a in argv {
+        write!(out, "${}\r\n", a.len())?;
+        out.write_all(a)?;
+        out.write_all(b"\r\n")?;
+    }
+    Ok(())
+}
+
+fn json_bytes(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(s.to_owned()),
+        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
+    }
+}
+
+fn bytes_of_json(v: &Value, what: &str) -> std::result::Result<Vec<u8>, String> {
+    match v {
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        Value::Object(o) if o.len() == 1 => match o.get("base64") {
+            Some(Value::String(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| format!("{what}: bad base64: {e}")),
+            _ => Err(format!("{what}: expected a string or {{\"base64\": ...}}")),
+        },
+        _ => Err(format!("{what}: expected a string or {{\"base64\": ...}}")),
+    }
+}
+
+fn int(r: &Reply) -> i64 {
+    match r {
+        Reply::Integer(n) => *n,
+        _ => -2,
+    }
+}
+
+impl Db {
+    /// Keys, fields, encodings, memory, and the directory's files.
+    ///
+    /// # Errors
+    /// None today; reserved for file-system errors.
+    pub fn info(&self) -> Result<Info> {
+        let st = self.keyspace().stats();
+        let (snapshot, segments) = match (self.store(), self.path()) {
+            (Some(store), Some(dir)) => {
+                let m = store.manifest();
+                (
+                    m.snapshot.as_deref().map(|s| file_info(dir, s)),
+                    m.segments.iter().map(|s| file_info(dir, s)).collect(),
+                )
+            }
+            _ => (None, Vec::new()),
+        };
+        Ok(Info {
+            keys: st.keys,
+            fields: st.fields,
+            listpack_hashes: st.listpack,
+            hashtable_hashes: st.hashtable,
+            volatile_keys: st.volatile,
+            memory_bytes: st.memory,
+            snapshot,
+            segments,
+            fsync: self.options().fsync,
+        })
+    }
+
+    /// Calls `f(key)` for every key, one shard's key names at a time.
+    fn each_key(&self, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        for i in 0..crate::keyspace::SHARDS {
+            let names: Vec<Vec<u8>> = self
+                .keyspace()
+                .shard_at(i)
+                .read()
+                .key_names()
+                .map(<[u8]>::to_vec)
+                .collect();
+            for k in names {
+                f(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every live key to `out` in `format`; `progress(done, total)`
+    /// counts keys.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `out` fails.
+    pub fn export(
+        &self,
+        format: Format,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Transfer> {
+        let total = self.dbsize()?.max(0) as u64;
+        let mut t = Transfer::default();
+        let werr = |e: std::io::Error| io("writing export", Path::new("<output>"), e);
+        progress(0, total);
+        self.each_key(|key| {
+            let pairs = self.hgetall(key)?;
+            if pairs.is_empty() {
+                return Ok(()); // expired or deleted meanwhile
+            }
+            match format {
+                Format::Resp => {
+                    for chunk in pairs.chunks(CHUNK) {
+                        let mut argv: Vec<&[u8]> = vec![b"HSET", key];
+                        for (f, v) in chunk {
+                            argv.push(f);
+                            argv.push(v);
+                        }
+                        resp_command(out, &argv).map_err(werr)?;
+                    }
+                    let at = int(&self.execute(&[b"PEXPIRETIME".as_slice(), key])?);
+                    if at >= 0 {
+                        let at = at.to_string();
+                        resp_command(out, &[b"PEXPIREAT", key, at.as_bytes()]).map_err(werr)?;
+                    }
+                }
+                Format::Json => {
+                    let ttl = int(&self.execute(&[b"PTTL".as_slice(), key])?);
+                    let text_fields = pairs.iter().all(|(f, _)| std::str::from_utf8(f).is_ok());
+                    let fields = if text_fields {
+                        let mut m = Map::new();
+                        for (f, v) in &pairs {
+                            m.insert(String::from_utf8_lossy(f).into_owned(), json_bytes(v));
+                        }
+                        Value::Object(m)
+                    } else {
+                        Value::Array(
+                            pairs
+                                .iter()
+                                .map(|(f, v)| Value::Array(vec![json_bytes(f), json_bytes(v)]))
+                                .collect(),
+                        )
+                    };
+                    let line = json!({
+                        "key": json_bytes(key),
+                        "ttl_ms": if ttl >= 0 { Value::from(ttl) } else { Value::Null },
+                        "fields": fields,
+                    });
+                    serde_json::to_writer(&mut *out, &line)
+                        .map_err(|e| werr(std::io::Error::other(e)))?;
+                    out.write_all(b"\n").map_err(werr)?;
+                }
+            }
+            t.items += 1;
+            t.fields += pairs.len() as u64;
+            progress(t.items, total);
+            Ok(())
+        })?;
+        out.flush().map_err(werr)?;
+        Ok(t)
+    }
+
+    /// Reads `format` from `input` and applies it: RESP commands run as
+    /// they are (any command hashkv knows); JSON lines set each key's
+    /// fields (HSET, merging into an existing hash) and TTL. A command that
+    /// fails is counted in [`Transfer::errors`] and the import goes on;
+    /// input that cannot be parsed stops it with an error naming the byte
+    /// offset or line. `progress(bytes, 0)` reports bytes read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for unreadable or malformed input, or a failed write to
+    /// the log.
+    pub fn import(
+        &self,
+        format: Format,
+        input: &mut dyn BufRead,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Transfer> {
+        let mut t = Transfer::default();
+        let bad = |what: String| {
+            io(
+                "importing",
+                Path::new("<input>"),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+            )
+        };
+        let run = |t: &mut Transfer, argv: &[Vec<u8>]| -> Result<()> {
+            match self.execute(argv) {
+                Ok(_) => {}
+                Err(Error::Command(e)) => {
+                    if t.errors.len() < 100 {
+                        t.errors.push(format!(
+                            "command {} ({}): {e}",
+                            t.items + 1,
+                            String::from_utf8_lossy(argv.first().map_or(&[][..], |a| a))
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            t.items += 1;
+            Ok(())
+        };
+        match format {
+            Format::Resp => {
+                let mut r = RespReader { input, offset: 0 };
+                while let Some(argv) = r.next().map_err(bad)? {
+                    if argv.is_empty() {
+                        continue;
+                    }
+                    let hset = argv[0].eq_ignore_ascii_case(b"HSET")
+                        || argv[0].eq_ignore_ascii_case(b"HMSET");
+                    if hset {
+                        t.fields += (argv.len().saturating_sub(2) / 2) as u64;
+                    }
+                    run(&mut t, &argv)?;
+                    progress(r.offset, 0);
+                }
+            }
+            Format::Json => {
+                let mut line = String::new();
+                let mut n = 0u64;
+                let mut read = 0u64;
+                loop {
+                    line.clear();
+                    let got = input
+                        .read_line(&mut line)
+                        .map_err(|e| io("reading", Path::new("<input>"), e))?;
+                    if got == 0 {
+                        break;
+                    }
+                    n += 1;
+                    read += got as u64;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let (key, ttl, pairs) =
+                        parse_json_line(&line).map_err(|e| bad(format!("line {n}: {e}")))?;
+                    for chunk in pairs.chunks(CHUNK) {
+                        let mut argv = vec![b"HSET".to_vec(), key.clone()];
+                        for (f, v) in chunk {
+                            argv.push(f.clone());
+                            argv.push(v.clone());
+                        }
+                        run(&mut t, &argv)?;
+                    }
+                    t.fields += pairs.len() as u64;
+                    if let Some(ms) = ttl {
+                        run(
+                            &mut t,
+                            &[b"PEXPIRE".to_vec(), key, ms.to_string().into_bytes()],
+                        )?;
+                    }
+                    progress(read, 0);
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// A JSON line: (key, ttl_ms, pairs).
+type JsonKey = (Vec<u8>, Option<i64>, Vec<(Vec<u8>, Vec<u8>)>);
+
+fn parse_json_line(line: &str) -> std::result::Result<JsonKey, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let o = v.as_object().ok_or("expected an object")?;
+    let key = bytes_of_json(o.get("key").ok_or("no \"key\"")?, "key")?;
+    let ttl = match o.get("ttl_ms") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(t.as_i64().ok_or("\"ttl_ms\" must be an integer or null")?),
+    };
+    let pairs = match o.get("fields").ok_or("no \"fields\"")? {
+        Value::Object(m) => m
+            .iter()
+            .map(|(f, v)| Ok((f.as_bytes().to_vec(), bytes_of_json(v, "value")?)))
+            .collect::<std::result::Result<Vec<_>, String>>()?,
+        Value::Array(a) => a
+            .iter()
+            .map(|p| match p.as_array().map(Vec::as_slice) {
+                Some([f, v]) => Ok((bytes_of_json(f, "field")?, bytes_of_json(v, "value")?)),
+                _ => Err("\"fields\" pairs must be [field, value]".to_owned()),
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?,
+        _ => return Err("\"fields\" must be an object or an array of pairs".into()),
+    };
+    if pairs.is_empty() {
+        return Err("\"fields\" is empty (a hash has at least one field)".into());
+    }
+    Ok((key, ttl, pairs))
+}
+
+/// Most bytes one RESP argument may have (Redis's `proto-max-bulk-len`).
+const MAX_BULK: usize = 512 << 20;
+/// Most arguments one RESP command may have.
+const MAX_ARGS: usize = 1 << 24;
+
+/// Reads RESP2 arrays of bulk strings, the format of `redis-cli --pipe`.
+struct RespReader<'a> {
+    input: &'a mut dyn BufRead,
+    offset: u64,
+}
+
+impl RespReader<'_> {
+    fn line(&mut self) -> std::result::Result<Option<Vec<u8>>, String> {
+        let mut l = Vec::new();
+        let at = self.offset;
+        let n = std::io::Read::take(&mut self.input, 64)
+            .read_until(b'\n', &mut l)
+            .map_err(|e| format!("reading at byte {at}: {e}"))?;
+        self.offset += n as u64;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !l.ends_with(b"\r\n") {
+            return Err(format!("byte {at}: expected a line ending in \\r\\n"));
+        }
+        l.truncate(l.len() - 2);
+        Ok(Some(l))
+    }
+
+    fn number(&mut self, prefix: u8, max: usize) -> std::result::Result<Option<usize>, String> {
+        let at = self.offset;
+        let Some(l) = self.line()? else {
+            return Ok(None);
+        };
+        if l.first() != Some(&prefix) {
+            return Err(format!(
+                "byte {at}: expected '{}' , found {:?}",
+                prefix as char,
+                String::from_utf8_lossy(&l)
+            ));
+        }
+        let n: usize = std::str::from_utf8(&l[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n <= max)
+            .ok_or_else(|| format!("byte {at}: bad length {:?}", String::from_utf8_lossy(&l)))?;
+        Ok(Some(n))
+    }
+
+    /// The next command; `None` at a clean end of input.
+    fn next(&mut self) -> std::result::Result<Option<Vec<Vec<u8>>>, String> {
+        let Some(n) = self.number(b'*', MAX_ARGS)? else {
+            return Ok(None);
+        };
+        let mut argv = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let at = self.offset;
+            let len = self
+                .number(b'$', MAX_BULK)?
+                .ok_or_else(|| format!("byte {at}: input ends inside a command"))?;
+            let mut a = Vec::new();
+            let got = std::io::Read::take(&mut self.input, len as u64 + 2)
+                .read_to_end(&mut a)
+                .map_err(|e| format!("reading at byte {at}: {e}"))?;
+            self.offset += got as u64;
+            if got != len + 2 || !a.ends_with(b"\r\n") {
+                return Err(format!("byte {at}: bulk string of {len} bytes cut short"));
+            }
+            a.truncate(len);
+            argv.push(a);
+        }
+        Ok(Some(argv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Db {
+        Db::in_memory(Options::default().active_expiry(false))
+    }
+
+    #[test]
+    fn export_then_import_round_trips_binary_data_in_both_formats() {
+        let src = db();
+        src.hset("plain", &[("name", "Alice"), ("age", "25")])
+            .unwrap();
+        src.hset(
+            b"k\xff\x00".as_slice(),
+            &[(b"f\xfe".as_slice(), b"\x00\x01v".as_slice())],
+        )
+        .unwrap();
+        let big: Vec<(String, String)> = (0..2500)
+            .map(|i| (format!("f{i}"), format!("v{i}")))
+            .collect();
+        src.hset("big", &big).unwrap();
+        src.execute(&["PEXPIREAT", "plain", "4000000000000"])
+            .unwrap();
+        for format in [Format::Resp, Format::Json] {
+            let mut out = Vec::new();
+            let t = src.export(format, &mut out, &mut |_, _| {}).unwrap();
+            assert_eq!((t.items, t.fields), (3, 2503));
+            let dst = db();
+            let mut input = &out[..];
+            let t = dst.import(format, &mut input, &mut |_, _| {}).unwrap();
+            assert!(t.errors.is_empty(), "{:?}", t.errors);
+            assert_eq!(t.fields, 2503);
+            for key in [b"plain".as_slice(), b"k\xff\x00", b"big"] {
+                let mut a = src.hgetall(key).unwrap();
+                let mut b = dst.hgetall(key).unwrap();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "{format:?}");
+            }
+            let ttl = int(&dst.execute(&["PTTL", "plain"]).unwrap());
+            assert!(ttl > 0, "{format:?}: TTL kept");
+            assert_eq!(int(&dst.execute(&["PTTL", "big"]).unwrap()), -1);
+        }
+    }
+
+    #[test]
+    fn resp_export_is_chunked_and_json_escapes_non_utf8() {
+        let src = db();
+        let big: Vec<(String, String)> = (0..2500).map(|i| (format!("f{i}"), "v".into())).collect();
+        src.hset("big", &big).unwrap();
+        src.hset(b"\xff".as_slice(), &[("f", "v")]).unwrap();
+        let mut out = Vec::new();
+        src.export(Format::Resp, &mut out, &mut |_, _| {}).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("*2002\r\n$4\r\nHSET").count(), 2);
+        assert_eq!(text.matches("*1002\r\n$4\r\nHSET").count(), 1);
+        let mut out = Vec::new();
+        src.export(Format::Json, &mut out, &mut |_, _| {}).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"{"fields":{"f":"v"},"key":{"base64":"/w=="},"ttl_ms":null}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_naming_where() {
+        let d = db();
+        for (input, want) in [
+            (&b"*1\r\n$4\r\nPI"[..], "cut short"),
+            (b"*x\r\n", "bad length"),
+            (b"HSET a b c\r\n", "expected '*'"),
+            (b"*1\r\n$999999999999\r\n", "bad length"),
+        ] {
+            let mut r = input;
+            let err = d.import(Format::Resp, &mut r, &mut |_, _| {}).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        let mut r = &b"{\"key\":\"a\",\"fields\":{}}\n"[..];
+        let err = d.import(Format::Json, &mut r, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        // A command error is counted, the import goes on.
+        let mut out = Vec::new();
+        resp_command(&mut out, &[b"HSET", b"a", b"f"]).unwrap();
+        resp_command(&mut out, &[b"HSET", b"a", b"f", b"v"]).unwrap();
+        let mut r = &out[..];
+        let t = d.import(Format::Resp, &mut r, &mut |_, _| {}).unwrap();
+        assert_eq!(t.errors.len(), 1);
+        assert!(
+            t.errors[0].contains("wrong number of arguments"),
+            "{:?}",
+            t.errors
+        );
+        assert_eq!(d.hget("a", "f").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}
