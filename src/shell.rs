@@ -162,9 +162,110 @@ pub fn run<R: BufRead, W: Write>(
     }
 }
 
+/// Every command's arguments as redis-cli's hints show them, for an
+/// interactive shell (sorted by name).
+pub const SYNTAX: &[(&str, &str)] = &[
+    ("COPY", "source destination [DB destination-db] [REPLACE]"),
+    ("DBSIZE", ""),
+    ("DEL", "key [key ...]"),
+    ("ECHO", "message"),
+    ("EXISTS", "key [key ...]"),
+    ("EXPIRE", "key seconds [NX|XX|GT|LT]"),
+    ("EXPIREAT", "key unix-time-seconds [NX|XX|GT|LT]"),
+    ("EXPIRETIME", "key"),
+    ("FLUSHDB", "[ASYNC|SYNC]"),
+    ("HDEL", "key field [field ...]"),
+    ("HEXISTS", "key field"),
+    ("HGET", "key field"),
+    ("HGETALL", "key"),
+    ("HINCRBY", "key field increment"),
+    ("HINCRBYFLOAT", "key field increment"),
+    ("HKEYS", "key"),
+    ("HLEN", "key"),
+    ("HMGET", "key field [field ...]"),
+    ("HMSET", "key field value [field value ...]"),
+    ("HRANDFIELD", "key [count [WITHVALUES]]"),
+    (
+        "HSCAN",
+        "key cursor [MATCH pattern] [COUNT count] [NOVALUES]",
+    ),
+    ("HSET", "key field value [field value ...]"),
+    ("HSETNX", "key field value"),
+    ("HSTRLEN", "key field"),
+    ("HVALS", "key"),
+    ("KEYS", "pattern"),
+    ("MEMORY", "USAGE key [SAMPLES count]"),
+    ("OBJECT", "ENCODING key"),
+    ("PERSIST", "key"),
+    ("PEXPIRE", "key milliseconds [NX|XX|GT|LT]"),
+    ("PEXPIREAT", "key unix-time-milliseconds [NX|XX|GT|LT]"),
+    ("PEXPIRETIME", "key"),
+    ("PING", "[message]"),
+    ("PTTL", "key"),
+    ("RENAME", "key newkey"),
+    ("RENAMENX", "key newkey"),
+    ("SCAN", "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
+    ("TTL", "key"),
+    ("TYPE", "key"),
+    ("UNLINK", "key [key ...]"),
+];
+
+/// The hint redis-cli would show after what was typed so far: the
+/// arguments of the command named by the first word, minus the ones
+/// already typed. `None` when there is nothing to show.
+pub fn hint(line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let name = words.first()?;
+    let (_, args) = SYNTAX.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    if args.is_empty() {
+        return None;
+    }
+    let spaced = line.ends_with(' ');
+    if words.len() == 1 && !spaced {
+        return Some(format!(" {args}"));
+    }
+    if !spaced {
+        return None; // in the middle of a word
+    }
+    let parts: Vec<&str> = args.split(' ').collect();
+    parts
+        .get(words.len() - 1..)
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| rest.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_follow_the_typed_arguments() {
+        assert_eq!(
+            hint("hset").as_deref(),
+            Some(" key field value [field value ...]")
+        );
+        assert_eq!(
+            hint("HSET ").as_deref(),
+            Some("key field value [field value ...]")
+        );
+        assert_eq!(
+            hint("HSET user:1 ").as_deref(),
+            Some("field value [field value ...]")
+        );
+        assert_eq!(hint("HSET user:1"), None);
+        assert_eq!(hint("HGET k f "), None);
+        assert_eq!(hint("DBSIZE"), None);
+        assert_eq!(hint("NOSUCH "), None);
+        assert_eq!(hint(""), None);
+        // Every command the engine knows has a hint entry, and only those.
+        for (name, _) in SYNTAX {
+            let reply = crate::Db::in_memory(crate::Options::default()).execute(&[*name]);
+            if let Err(crate::Error::Command(e)) = reply {
+                assert!(!e.to_string().contains("unknown command"), "{name}: {e}");
+            }
+        }
+        assert!(SYNTAX.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    }
 
     fn words(s: &str) -> Vec<String> {
         split_args(s.as_bytes())

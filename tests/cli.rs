@@ -188,3 +188,50 @@ fn snapshot_restore_and_compact() {
     assert!(err.contains("locked"), "{err}");
     drop(holder);
 }
+
+/// The shell on a pseudo-terminal: prompt, line editing, hints, history
+/// kept across sessions.
+#[test]
+fn interactive_shell_has_a_prompt_hints_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let hist = tmp.path().join("history");
+    let shell = || {
+        let mut c = hashkv();
+        c.arg("shell")
+            .arg(&db)
+            .env("HASHKV_HISTFILE", &hist)
+            .env("TERM", "xterm");
+        rexpect::session::spawn_command(c, Some(10_000)).unwrap()
+    };
+    let prompt = format!("hashkv {}> ", db.display());
+    let mut p = shell();
+    p.exp_string(&prompt).unwrap();
+    p.send_line("HSET user:1 name Alice").unwrap();
+    p.exp_string("(integer) 1").unwrap();
+    p.exp_string(&prompt).unwrap();
+    // The hint of HSET's arguments appears as the name is typed.
+    p.send("HSET ").unwrap();
+    p.flush().unwrap();
+    p.exp_string("key field value").unwrap();
+    // Line editing: erase the line (Ctrl-U) and type another command.
+    p.send_control('u').unwrap();
+    p.send_line("HGET user:1 name").unwrap();
+    p.exp_string("\"Alice\"").unwrap();
+    p.exp_string(&prompt).unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    let saved = std::fs::read_to_string(&hist).unwrap();
+    assert!(
+        saved.contains("HSET user:1 name Alice") && saved.contains("HGET user:1 name"),
+        "{saved}"
+    );
+    // A new session recalls the last command with the Up arrow.
+    let mut p = shell();
+    p.exp_string(&prompt).unwrap();
+    p.send("\x1b[A").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("\"Alice\"").unwrap();
+    p.send_line("QUIT").unwrap();
+    p.exp_eof().unwrap();
+}

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod interactive;
 use hashkv::{Db, FsyncPolicy, Options};
 
 /// When log writes reach the disk.
@@ -20,7 +22,19 @@ enum Fsync {
 
 /// hashkv: an embedded store of Redis hashes.
 #[derive(Parser)]
-#[command(name = "hashkv", version, about, long_about = None)]
+#[command(
+    name = "hashkv",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  \
+        hashkv shell data                      # a redis-cli-like prompt on the directory data\n  \
+        echo 'HGETALL user:1' | hashkv shell data\n  \
+        hashkv exec data HSET user:1 name Alice\n  \
+        hashkv info data --json\n  \
+        hashkv snapshot data --output backup.hks && hashkv restore backup.hks data2\n  \
+        hashkv export data --format resp | redis-cli --pipe"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -176,11 +190,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Shell { dir } => open(&dir, opts).and_then(|db| {
             let stdin = io::stdin();
-            let prompt = stdin
-                .is_terminal()
-                .then(|| format!("hashkv {}> ", dir.display()));
-            hashkv::shell::run(&db, stdin.lock(), io::stdout().lock(), prompt.as_deref())
-                .map_err(|e| format!("hashkv: shell: {e}"))
+            if stdin.is_terminal() && io::stdout().is_terminal() {
+                interactive::run(&db, &format!("hashkv {}> ", dir.display()))
+            } else {
+                hashkv::shell::run(&db, stdin.lock(), io::stdout().lock(), None)
+                    .map_err(|e| format!("hashkv: shell: {e}"))
+            }
         }),
         Cmd::Exec { dir, words } => open(&dir, opts).and_then(|db| {
             let mut out = Vec::new();
