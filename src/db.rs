@@ -156,8 +156,8 @@ impl Db {
         }
     }
 
-    /// A handle over an already built keyspace (tests that inject faults).
-    #[cfg(test)]
+    /// A handle over an already built keyspace (fault-injection tests and
+    /// the fuzzing entry points).
     pub(crate) fn with_keyspace(ks: Keyspace, opts: Options) -> Db {
         Db::build(ks, opts, None, RecoveryReport::default(), None)
     }

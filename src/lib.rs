@@ -59,6 +59,8 @@ pub mod command;
 pub mod db;
 mod dir;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod keyspace;
 mod log;

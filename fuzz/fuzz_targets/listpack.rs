@@ -1,0 +1,8 @@
+//! The compact encoding's validator and decoder. The body is `listpack` in `fuzz/common/targets.rs`
+//! (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../common/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::listpack(data));

@@ -1,0 +1,8 @@
+//! Log segments through replay. The body is `log_replay` in `fuzz/common/targets.rs`
+//! (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../common/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::log_replay(data));

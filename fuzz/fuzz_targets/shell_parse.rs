@@ -1,0 +1,8 @@
+//! The shell's line parser. The body is `shell_parse` in `fuzz/common/targets.rs`
+//! (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../common/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::shell_parse(data));

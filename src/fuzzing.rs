@@ -1,0 +1,227 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` and the tests that
+//! replay their corpora: the parsers of outside bytes, run in memory (no
+//! files, so a fuzzer runs them thousands of times a second). Not a stable
+//! API.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::hash::compact;
+use crate::keyspace::{Effect, Journal, Keyspace};
+use crate::log::{reader, record};
+use crate::options::Options;
+
+fn opts() -> Options {
+    Options::default()
+        .active_expiry(false)
+        .no_auto_snapshots()
+        .hash_max_listpack_entries(4)
+        .hash_max_listpack_value(8)
+}
+
+/// Validates `bytes` as a compact hash; a valid one must re-encode, pair by
+/// pair, to exactly the same bytes. Panics if not (a fuzzer finding).
+pub fn compact_round_trip(bytes: &[u8]) {
+    let Ok(n) = compact::validate(bytes) else {
+        return;
+    };
+    let mut again = Vec::with_capacity(bytes.len());
+    let mut count = 0;
+    for (f, v) in compact::pairs(bytes) {
+        compact::push_elem(&mut again, &f.to_bytes());
+        compact::push_elem(&mut again, &v.to_bytes());
+        count += 1;
+    }
+    assert_eq!(count, n, "pair count");
+    assert_eq!(again, bytes, "a valid buffer re-encodes to itself");
+}
+
+/// Replays `bytes` as the last log segment (strict, then salvaging) into
+/// in-memory databases; returns the strict one, or the error naming the
+/// offset.
+pub fn replay_log(bytes: &[u8]) -> Result<Db, String> {
+    let salvaged = Keyspace::default();
+    let o = opts();
+    let _ = reader::scan(bytes, true, true, |e| {
+        let _ = salvaged.apply(&e, &o);
+    });
+    let ks = Keyspace::default();
+    match reader::scan(bytes, true, false, |e| {
+        let _ = ks.apply(&e, &o);
+    }) {
+        Ok(_) => {
+            ks.rebuild_encodings(&o);
+            Ok(Db::with_keyspace(ks, o))
+        }
+        Err(bad) => Err(format!("offset {}: {}", bad.offset, bad.reason)),
+    }
+}
+
+/// Loads `bytes` as a snapshot file into an in-memory database.
+pub fn load_snapshot(bytes: &[u8]) -> Result<Db, String> {
+    let ks = Keyspace::default();
+    let o = opts();
+    crate::snapshot::format::read(bytes, &o, |e| {
+        let mut shard = ks.shard(e.key).write();
+        match e.hash {
+            crate::snapshot::format::EntryHash::Compact(buf) => {
+                shard.put_compact(e.key, buf, e.ttl)
+            }
+            crate::snapshot::format::EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
+        }
+        .map_err(|err| err.to_string())
+    })
+    .map_err(|bad| format!("offset {}: {}", bad.offset, bad.reason))?;
+    Ok(Db::with_keyspace(ks, o))
+}
+
+/// Recomputes every checksum of a snapshot file (section CRCs, END's counts
+/// are left alone, the file CRC), so mutated bytes get past the checksums
+/// to the entry parser. Stops quietly where the structure is broken.
+pub fn resign_snapshot(bytes: &mut [u8]) {
+    if bytes.len() < 16 {
+        return;
+    }
+    let hlen = u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize;
+    let Some(h) = bytes.get(16..16 + hlen) else {
+        return;
+    };
+    let hcrc = crc32fast::hash(h);
+    bytes[12..16].copy_from_slice(&hcrc.to_le_bytes());
+    let mut file = crc32fast::Hasher::new();
+    file.update(&hcrc.to_le_bytes());
+    let mut pos = 16 + hlen;
+    while pos + 9 <= bytes.len() {
+        let kind = bytes[pos];
+        let len = u32::from_le_bytes(bytes[pos + 1..pos + 5].try_into().expect("4")) as usize;
+        let start = pos + 9;
+        let Some(end) = start.checked_add(len).filter(|&e| e <= bytes.len()) else {
+            return;
+        };
+        if kind == 2 && len == 20 {
+            let fc = file.clone().finalize();
+            bytes[start + 16..start + 20].copy_from_slice(&fc.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes[start..end]);
+        bytes[pos + 5..pos + 9].copy_from_slice(&crc.to_le_bytes());
+        if kind == 1 {
+            file.update(&crc.to_le_bytes());
+        }
+        pos = end;
+    }
+}
+
+/// A valid snapshot of `db`, in memory.
+pub fn snapshot_bytes(db: &Db) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!(
+        "hashkv-fuzz-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("s.hks");
+    let bytes = db
+        .snapshot_to(&path)
+        .ok()
+        .and_then(|_| std::fs::read(&path).ok())
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// A log kept in memory: what a [`Db`] from [`logged_db`] wrote.
+#[derive(Default)]
+pub struct MemLog {
+    bytes: Mutex<Vec<u8>>,
+}
+
+impl MemLog {
+    /// The segment as written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes.lock().clone()
+    }
+}
+
+impl Journal for MemLog {
+    fn append(&self, e: &Effect<'_>) -> Result<u64, Error> {
+        let mut scratch = Vec::new();
+        let n = record::encode(e, &mut scratch).map_err(|m| Error::Io {
+            op: "encoding",
+            path: "memory".into(),
+            source: std::io::Error::other(m),
+        })?;
+        self.bytes.lock().extend_from_slice(&scratch[..n]);
+        Ok(0)
+    }
+    fn sync(&self, _ticket: u64) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// An in-memory database whose writes are logged to a [`MemLog`], with the
+/// fuzzing thresholds (4 fields, 8 bytes).
+pub fn logged_db() -> (Db, Arc<MemLog>) {
+    let log = Arc::new(MemLog::default());
+    log.bytes.lock().extend_from_slice(record::SEGMENT_MAGIC);
+    let ks = Keyspace::default();
+    ks.set_journal(log.clone());
+    (Db::with_keyspace(ks, opts()), log)
+}
+
+/// Every key's observable state: (key, sorted pairs, has a TTL, encoding).
+pub type Dump = Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, bool, String)>;
+
+/// The observable state of `db`.
+pub fn dump(db: &Db) -> Dump {
+    let Ok(crate::Reply::Array(keys)) = db.execute(&["KEYS", "*"]) else {
+        panic!("KEYS * must answer an array");
+    };
+    let mut out = Vec::new();
+    for k in keys {
+        let crate::Reply::Bulk(k) = k else {
+            panic!("KEYS answers bulk strings");
+        };
+        let mut pairs = db.hgetall(&k).expect("HGETALL of a listed key");
+        pairs.sort();
+        let ttl = db.pttl(&k).expect("PTTL");
+        let enc = db
+            .object_encoding(&k)
+            .expect("OBJECT ENCODING")
+            .unwrap_or_default();
+        out.push((k, pairs, ttl >= 0, enc));
+    }
+    out.sort();
+    out
+}
+
+/// Panics unless every key of `db` (built with the fuzzing thresholds: 4
+/// fields, 8 bytes) reads back whole and its encoding is allowed: a hash
+/// that does not fit the compact limits is a dict; one that fits is compact
+/// after a replay or load (`rebuilt`), and may still be a dict in a live
+/// database (hashes never convert back at run time).
+pub fn assert_consistent(db: &Db, rebuilt: bool) {
+    let o = opts();
+    for (k, pairs, _, enc) in dump(db) {
+        if pairs.is_empty() {
+            // Expired between KEYS and HGETALL.
+            continue;
+        }
+        let n = db.hlen(&k).expect("HLEN");
+        assert_eq!(n as usize, pairs.len(), "HLEN agrees with HGETALL");
+        let fits = pairs.len() <= o.hash_max_listpack_entries
+            && pairs.iter().all(|(f, v)| {
+                f.len() <= o.hash_max_listpack_value && v.len() <= o.hash_max_listpack_value
+            });
+        if rebuilt || !fits {
+            assert_eq!(
+                enc,
+                if fits { "listpack" } else { "hashtable" },
+                "encoding of {k:?}"
+            );
+        }
+        assert!(db.memory_usage(&k).expect("MEMORY USAGE").is_some());
+    }
+}
