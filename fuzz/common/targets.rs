@@ -9,8 +9,11 @@ use arbitrary::{Arbitrary, Unstructured};
 use hashkv::admin::Format;
 use hashkv::Reply;
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("listpack", listpack),
     ("log_replay", log_replay),
     ("snapshot_load", snapshot_load),
