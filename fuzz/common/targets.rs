@@ -90,9 +90,11 @@ fn quote(w: &[u8]) -> Vec<u8> {
     q
 }
 
-/// The shell's line parser (redis-cli's `sdssplitargs`): any line gives
-/// words or "Invalid argument(s)"; words quoted back and parsed again give
-/// the same words.
+/// The shell's line parser (redis-cli's `sdssplitargs`) and every command
+/// behind it: any line gives words or "Invalid argument(s)"; words quoted
+/// back and parsed again give the same words; and the input's lines (up to
+/// 64), run as commands on an in-memory database with small listpack
+/// limits, each give a reply or a Redis error, never a panic or a hang.
 pub fn shell_parse(data: &[u8]) {
     if let Ok(words) = hashkv::shell::split_args(data) {
         let line: Vec<u8> = words
@@ -102,6 +104,15 @@ pub fn shell_parse(data: &[u8]) {
             .join(&b' ');
         assert_eq!(hashkv::shell::split_args(&line).as_ref(), Ok(&words));
     }
+    let db = fuzz_db();
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n').take(64) {
+        out.clear();
+        if !hashkv::shell::run_line(&db, line, &mut out) {
+            break;
+        }
+    }
+    hashkv::fuzzing::assert_consistent(&db, false);
 }
 
 fn fuzz_db() -> hashkv::Db {
