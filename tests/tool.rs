@@ -124,6 +124,14 @@ fn check_exit_codes_clean_torn_corrupt_and_unusable() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no offset in {out}"));
     assert!(out.contains("CORRUPT:") && (8..=40).contains(&at), "{out}");
+    // Opening it for a command: one line saying what, where and what to do.
+    let (code, _, err) = run(&["exec", "DIR", "HGET", "user:1", "name"], Some(&dir));
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("log-000001.aof: corrupt at byte") && err.contains("repair --salvage"),
+        "{err}"
+    );
     std::fs::write(&seg, &good).unwrap();
     // Could not run: missing directory, or not a hashkv directory.
     let (code, _, err) = run(&["check", "DIR"], Some(&tmp.path().join("nope")));

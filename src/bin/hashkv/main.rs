@@ -520,7 +520,18 @@ fn import(
 }
 
 fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
-    Db::open_with(dir, opts).map_err(|e| format!("hashkv: cannot open {}: {e}", dir.display()))
+    Db::open_with(dir, opts).map_err(|e| match e {
+        // The library's message names the Rust option; name the tool's.
+        hashkv::Error::Corrupt {
+            file,
+            offset,
+            reason,
+        } => format!(
+            "hashkv: cannot open {0}: {file}: corrupt at byte {offset}: {reason}; `hashkv check {0}` lists the damage, `hashkv repair --salvage {0}` keeps every valid record",
+            dir.display()
+        ),
+        e => format!("hashkv: cannot open {}: {e}", dir.display()),
+    })
 }
 
 fn describe(info: &hashkv::SnapshotInfo) -> String {
