@@ -150,7 +150,18 @@ pub fn import(data: &[u8]) {
         .import(format, &mut input, &mut |_, _| {})
         .expect("an export imports");
     assert!(t.errors.is_empty(), "{:?}", t.errors);
-    assert_eq!(hashkv::fuzzing::dump(&a), hashkv::fuzzing::dump(&b));
+    // Same keys, fields, values and TTLs; encodings may differ, since a
+    // hash of `a` that outgrew the compact limits stays a dict (as in
+    // Redis) while `b` builds each hash afresh in the encoding that fits.
+    let contents = |db: &hashkv::Db| {
+        hashkv::fuzzing::dump(db)
+            .into_iter()
+            .map(|(k, pairs, ttl, _)| (k, pairs, ttl))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(contents(&a), contents(&b));
+    hashkv::fuzzing::assert_consistent(&a, false);
+    hashkv::fuzzing::assert_consistent(&b, true);
 }
 
 const KEYS: [&str; 3] = ["a", "b", "c"];

@@ -368,42 +368,39 @@ pub(crate) fn remove(buf: &mut Vec<u8>, field: &[u8]) -> bool {
     }
 }
 
-/// The structural checks of [`validate`] in one fast pass: every element
-/// decodes, their number is even and not zero. Returns the pair count and
-/// the longest element (as a client sees it). Canonical forms and unique
-/// fields are not checked (snapshot loading relies on the file's checksums
-/// for those; nothing reads out of bounds or panics without them).
-pub(crate) fn shallow_check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
-    let mut pos = 0;
-    let mut count = 0usize;
-    let mut longest = 0usize;
-    while pos < buf.len() {
-        let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
-            b @ 0xF5..=0xFF => DecodeError::BadEncoding {
-                offset: pos,
-                byte: b,
-            },
-            _ => DecodeError::Truncated { offset: pos },
-        })?;
-        longest = longest.max(e.len());
-        count += 1;
-        pos = next;
-    }
-    if count == 0 {
-        return Err(DecodeError::Empty);
-    }
-    if !count.is_multiple_of(2) {
-        return Err(DecodeError::OddCount { count });
-    }
-    Ok((count / 2, longest))
-}
-
 /// Checks that `buf` is a valid compact hash (all invariants in the module
 /// doc) and returns its pair count. Used for anything read from outside.
 pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
+    check(buf).map(|(pairs, _)| pairs)
+}
+
+/// [`validate`], also returning the longest element as a client sees it
+/// (which decides whether the hash fits the compact limits). Linear: fields
+/// are checked for duplicates through a small hash table kept per thread,
+/// so loading a snapshot can afford it for every hash.
+pub(crate) fn check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<(u32, u32)>, Vec<u32>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with(|s| {
+        let (fields, table) = &mut *s.borrow_mut();
+        check_with(buf, fields, table)
+    })
+}
+
+fn check_with(
+    buf: &[u8],
+    fields: &mut Vec<(u32, u32)>,
+    table: &mut Vec<u32>,
+) -> Result<(usize, usize), DecodeError> {
+    if buf.len() >= u32::MAX as usize {
+        return Err(DecodeError::Truncated { offset: 0 });
+    }
+    fields.clear();
     let mut pos = 0;
     let mut count = 0usize;
-    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut longest = 0usize;
     while pos < buf.len() {
         let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
             b @ 0xF5..=0xFF => DecodeError::BadEncoding {
@@ -419,8 +416,9 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
         }
+        longest = longest.max(e.len());
         if count.is_multiple_of(2) {
-            fields.push((pos, next));
+            fields.push((pos as u32, next as u32));
         }
         count += 1;
         pos = next;
@@ -431,20 +429,37 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
     if !count.is_multiple_of(2) {
         return Err(DecodeError::OddCount { count });
     }
-    // Duplicate check: canonical encodings make byte equality of the encoded
+    // Duplicates: canonical encodings make byte equality of the encoded
     // elements equal to equality of the fields.
-    let mut sorted: Vec<&[u8]> = fields.iter().map(|&(s, e)| &buf[s..e]).collect();
-    sorted.sort_unstable();
-    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-        let dup = w[1];
-        let offset = fields
-            .iter()
-            .filter(|&&(s, e)| &buf[s..e] == dup)
-            .nth(1)
-            .map_or(0, |&(s, _)| s);
-        return Err(DecodeError::DuplicateField { offset });
+    let field = |&(s, e): &(u32, u32)| &buf[s as usize..e as usize];
+    let dup = if fields.len() <= 16 {
+        (1..fields.len()).find(|&i| fields[..i].iter().any(|f| field(f) == field(&fields[i])))
+    } else {
+        let size = (fields.len() * 2).next_power_of_two();
+        let mask = size - 1;
+        table.clear();
+        table.resize(size, 0);
+        (0..fields.len()).find(|&i| {
+            let f = field(&fields[i]);
+            let mut slot = crate::hash::table::hash_name(f) as usize & mask;
+            loop {
+                match table[slot] {
+                    0 => {
+                        table[slot] = i as u32 + 1;
+                        return false;
+                    }
+                    j if field(&fields[j as usize - 1]) == f => return true,
+                    _ => slot = (slot + 1) & mask,
+                }
+            }
+        })
+    };
+    if let Some(i) = dup {
+        return Err(DecodeError::DuplicateField {
+            offset: fields[i].0 as usize,
+        });
     }
-    Ok(count / 2)
+    Ok((count / 2, longest))
 }
 
 #[cfg(test)]
@@ -583,5 +598,29 @@ mod tests {
             validate(&[0x81, b'a', 1, 0x81, b'a', 2]),
             Err(DecodeError::DuplicateField { offset: 3 })
         );
+    }
+
+    #[test]
+    fn duplicates_found_in_big_buffers_too() {
+        // Past 16 fields the check goes through the hash table.
+        for n in [2usize, 16, 17, 100, 600] {
+            let mut buf = Vec::new();
+            for i in 0..n {
+                push_elem(&mut buf, format!("field-{i}").as_bytes());
+                push_elem(&mut buf, &(i as u64).to_string().into_bytes());
+            }
+            assert_eq!(check(&buf), Ok((n, 6 + (n - 1).to_string().len())));
+            for dup in [0, n / 2, n - 1] {
+                let mut bad = buf.clone();
+                let at = bad.len();
+                push_elem(&mut bad, format!("field-{dup}").as_bytes());
+                push_elem(&mut bad, b"v");
+                assert_eq!(
+                    validate(&bad),
+                    Err(DecodeError::DuplicateField { offset: at }),
+                    "{n} fields, duplicate of {dup}"
+                );
+            }
+        }
     }
 }

@@ -322,7 +322,7 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
             let n = c.len("compact hash length")?;
             let start = c.at();
             let buf = c.take(n, "compact hash")?;
-            let (pairs, longest) = compact::shallow_check(buf).map_err(|e| {
+            let (pairs, longest) = compact::check(buf).map_err(|e| {
                 bad(
                     start + e.offset().unwrap_or(0),
                     format!(
@@ -361,11 +361,11 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
             if fits(opts, n, longest) {
                 let mut buf = Vec::new();
                 for (f, v) in &pairs {
-                    if compact::find(&buf, &compact::Probe::new(f)).is_some() {
-                        return Err(bad(count_at, "duplicate field in a dict hash"));
-                    }
                     compact::push_elem(&mut buf, f);
                     compact::push_elem(&mut buf, v);
+                }
+                if compact::check(&buf).is_err() {
+                    return Err(bad(count_at, "duplicate field in a dict hash"));
                 }
                 EntryHash::Owned(OwnedHash::Compact(buf))
             } else {
