@@ -379,8 +379,10 @@ pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
 /// are checked for duplicates through a small hash table kept per thread,
 /// so loading a snapshot can afford it for every hash.
 pub(crate) fn check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
+    /// Field spans, and the duplicate check's table of span indexes.
+    type Scratch = (Vec<(u32, u32)>, Vec<u32>);
     thread_local! {
-        static SCRATCH: std::cell::RefCell<(Vec<(u32, u32)>, Vec<u32>)> =
+        static SCRATCH: std::cell::RefCell<Scratch> =
             const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
     SCRATCH.with(|s| {
