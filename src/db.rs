@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::command::{Command, Ctx, Reply};
 use crate::error::{CommandError, Error, Result};
+use crate::hash::compact::Elem;
 use crate::keyspace::Keyspace;
 use crate::log::writer::LogWriter;
 use crate::options::{Now, Options};
@@ -330,10 +331,13 @@ impl Db {
     /// # Errors
     /// None in practice; the signature leaves room for I/O-backed reads.
     pub fn hget(&self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        self.bulk(Command::HGet {
-            key: key.as_ref(),
-            field: field.as_ref(),
-        })
+        // The hottest read: straight to the keyspace, no command value or
+        // reply in between (same semantics as `Command::HGet`).
+        let now = Now::lazy(&*self.shared.opts.clock);
+        let field = field.as_ref();
+        Ok(self.shared.ks.read(key.as_ref(), &now, |h| {
+            h.and_then(|h| h.get(field)).map(Elem::to_bytes)
+        }))
     }
 
     /// `HMGET key field [field ...]`: one `Option` per field, in order.

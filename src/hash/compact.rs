@@ -197,48 +197,75 @@ pub(crate) fn elem_size(s: &[u8]) -> usize {
     }
 }
 
-/// Appends an integer element.
-pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
-    match v {
-        0..=127 => out.push(v as u8),
+/// An integer element's bytes, in a fixed buffer with their length.
+fn int_bytes(v: i64) -> ([u8; 9], usize) {
+    let mut e = [0u8; 9];
+    let n = match v {
+        0..=127 => {
+            e[0] = v as u8;
+            1
+        }
         -4096..=4095 => {
             let raw = (v as u16) & 0x1FFF;
-            out.push(0xC0 | (raw >> 8) as u8);
-            out.push(raw as u8);
+            e[0] = 0xC0 | (raw >> 8) as u8;
+            e[1] = raw as u8;
+            2
         }
         -32768..=32767 => {
-            out.push(0xF1);
-            out.extend_from_slice(&(v as i16).to_le_bytes());
+            e[0] = 0xF1;
+            e[1..3].copy_from_slice(&(v as i16).to_le_bytes());
+            3
         }
         -8_388_608..=8_388_607 => {
-            out.push(0xF2);
-            out.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+            e[0] = 0xF2;
+            e[1..4].copy_from_slice(&(v as i32).to_le_bytes()[..3]);
+            4
         }
         -2_147_483_648..=2_147_483_647 => {
-            out.push(0xF3);
-            out.extend_from_slice(&(v as i32).to_le_bytes());
+            e[0] = 0xF3;
+            e[1..5].copy_from_slice(&(v as i32).to_le_bytes());
+            5
         }
         _ => {
-            out.push(0xF4);
-            out.extend_from_slice(&v.to_le_bytes());
+            e[0] = 0xF4;
+            e[1..9].copy_from_slice(&v.to_le_bytes());
+            9
         }
-    }
+    };
+    (e, n)
+}
+
+/// The header of a string element of `len` bytes, in a fixed buffer with
+/// its length.
+fn str_header(len: usize) -> ([u8; 9], usize) {
+    let mut h = [0u8; 9];
+    let n = if len < 64 {
+        h[0] = 0x80 | len as u8;
+        1
+    } else if len < 4096 {
+        h[0] = 0xE0 | (len >> 8) as u8;
+        h[1] = len as u8;
+        2
+    } else {
+        h[0] = 0xF0;
+        // Compact hashes are bounded far below 4 GiB by the conversion rules
+        // (value length limit), so the length always fits.
+        h[1..5].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+        5
+    };
+    (h, n)
+}
+
+/// Appends an integer element.
+pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
+    let (e, n) = int_bytes(v);
+    out.extend_from_slice(&e[..n]);
 }
 
 /// Appends a string element holding exactly `s` (no integer detection).
 fn push_str(out: &mut Vec<u8>, s: &[u8]) {
-    let len = s.len();
-    if len < 64 {
-        out.push(0x80 | len as u8);
-    } else if len < 4096 {
-        out.push(0xE0 | (len >> 8) as u8);
-        out.push(len as u8);
-    } else {
-        out.push(0xF0);
-        // Compact hashes are bounded far below 4 GiB by the conversion rules
-        // (value length limit), so the length always fits.
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-    }
+    let (h, n) = str_header(s.len());
+    out.extend_from_slice(&h[..n]);
     out.extend_from_slice(s);
 }
 
@@ -250,29 +277,69 @@ pub(crate) fn push_elem(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// A field name prepared for comparison against elements: the integer value
-/// when it is canonical (integer elements compare numerically), else bytes.
+/// A field name prepared for comparison against elements: its encoding as
+/// an element. Encodings are canonical (module doc), so a field matches an
+/// element exactly when their encoded bytes are equal: the scan compares
+/// sizes and bytes and never decodes a field.
 #[derive(Clone, Copy)]
 pub(crate) struct Probe<'a> {
-    bytes: &'a [u8],
-    int: Option<i64>,
+    /// The header (string) or the whole element (integer).
+    head: [u8; 9],
+    head_len: u8,
+    /// The string's bytes after the header (empty for an integer).
+    body: &'a [u8],
+    /// Encoded size: `head_len + body.len()`.
+    size: usize,
 }
 
 impl<'a> Probe<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        let ((head, n), body): (_, &[u8]) = match numeric::parse_i64(bytes) {
+            Some(v) => (int_bytes(v), &[]),
+            None => (str_header(bytes.len()), bytes),
+        };
         Probe {
-            bytes,
-            int: numeric::parse_i64(bytes),
+            head,
+            head_len: n as u8,
+            body,
+            size: n + body.len(),
         }
     }
 
+    /// Whether the element `elem` (exactly one element's bytes) is this field.
     #[inline]
-    fn matches(&self, e: Elem<'_>) -> bool {
-        match e {
-            Elem::Int(v) => self.int == Some(v),
-            Elem::Str(s) => self.int.is_none() && s == self.bytes,
-        }
+    fn matches(&self, elem: &[u8]) -> bool {
+        let h = usize::from(self.head_len);
+        elem.len() == self.size && elem[..h] == self.head[..h] && &elem[h..] == self.body
     }
+}
+
+/// Size of the element at `pos` (header and payload), if it fits in `buf`.
+#[inline]
+fn size_at(buf: &[u8], pos: usize) -> Option<usize> {
+    let b = *buf.get(pos)?;
+    let size = if b & 0x80 == 0 {
+        1
+    } else if b & 0xC0 == 0x80 {
+        1 + usize::from(b & 0x3F)
+    } else if b & 0xE0 == 0xC0 {
+        2
+    } else if b & 0xF0 == 0xE0 {
+        2 + ((usize::from(b & 0x0F) << 8) | usize::from(*buf.get(pos + 1)?))
+    } else {
+        match b {
+            0xF0 => {
+                let l: [u8; 4] = buf.get(pos + 1..pos + 5)?.try_into().ok()?;
+                5usize.checked_add(usize::try_from(u32::from_le_bytes(l)).ok()?)?
+            }
+            0xF1 => 3,
+            0xF2 => 4,
+            0xF3 => 5,
+            0xF4 => 9,
+            _ => return None,
+        }
+    };
+    (pos.checked_add(size)? <= buf.len()).then_some(size)
 }
 
 /// Iterator over `(field, value)` pairs of a compact buffer.
@@ -308,21 +375,25 @@ pub(crate) struct Found<'a> {
     pub(crate) end: usize,
 }
 
-/// Finds `field` by a forward scan comparing every other element.
+/// Finds `field` by a forward scan comparing every other element's encoded
+/// bytes with the probe's (sizes first, so most elements cost one header
+/// decode and one comparison).
 pub(crate) fn find<'a>(buf: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
     let mut pos = 0;
     while pos < buf.len() {
-        let (f, vpos) = decode_at(buf, pos)?;
-        let (v, end) = decode_at(buf, vpos)?;
-        if field.matches(f) {
+        let fsize = size_at(buf, pos)?;
+        let vpos = pos + fsize;
+        let vsize = size_at(buf, vpos)?;
+        if field.matches(&buf[pos..vpos]) {
+            let (value, end) = decode_at(buf, vpos)?;
             return Some(Found {
-                value: v,
+                value,
                 field_start: pos,
                 value_start: vpos,
                 end,
             });
         }
-        pos = end;
+        pos = vpos + vsize;
     }
     None
 }
@@ -331,9 +402,12 @@ pub(crate) fn find<'a>(buf: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
 pub(crate) fn len(buf: &[u8]) -> usize {
     let mut n = 0;
     let mut pos = 0;
-    while let Some((_, p)) = decode_at(buf, pos).and_then(|(_, p)| decode_at(buf, p)) {
+    while let Some(f) = size_at(buf, pos) {
+        let Some(v) = size_at(buf, pos + f) else {
+            break;
+        };
         n += 1;
-        pos = p;
+        pos += f + v;
     }
     n
 }
@@ -344,9 +418,16 @@ pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) -> bool {
     let probe = Probe::new(field);
     if let Some(found) = find(buf, &probe) {
         let (vs, ve) = (found.value_start, found.end);
-        let mut enc = Vec::with_capacity(elem_size(value));
-        push_elem(&mut enc, value);
-        buf.splice(vs..ve, enc);
+        // The value's encoding, as a probe has it: header, then body.
+        let enc = Probe::new(value);
+        let head = &enc.head[..usize::from(enc.head_len)];
+        if enc.size == ve - vs {
+            // Same size (a common update): overwrite in place.
+            buf[vs..vs + head.len()].copy_from_slice(head);
+            buf[vs + head.len()..ve].copy_from_slice(enc.body);
+        } else {
+            buf.splice(vs..ve, head.iter().chain(enc.body).copied());
+        }
         false
     } else {
         buf.reserve(elem_size(field) + elem_size(value));

@@ -417,10 +417,19 @@ impl<T: Copy> std::ops::IndexMut<usize> for Chunked<T> {
     }
 }
 
+/// A slot: the tag (`EMPTY`, `TOMB`, or `0x80 |` 7 bits of the hash) and
+/// the entry's arena address, side by side (5 bytes) so that a probe that
+/// matches the tag finds the address in the same cache line.
+#[derive(Clone, Copy)]
+#[repr(C, packed)]
+struct Slot {
+    tag: u8,
+    addr: u32,
+}
+
 /// One slot array (the table, or the old table during a migration).
 struct Slots {
-    tags: Chunked<u8>,
-    addrs: Chunked<u32>,
+    slots: Chunked<Slot>,
     mask: usize,
     live: usize,
     tombs: usize,
@@ -430,8 +439,13 @@ impl Slots {
     fn new(n: usize) -> Self {
         debug_assert!(n.is_power_of_two());
         Slots {
-            tags: Chunked::filled(n, EMPTY),
-            addrs: Chunked::filled(n, 0u32),
+            slots: Chunked::filled(
+                n,
+                Slot {
+                    tag: EMPTY,
+                    addr: 0,
+                },
+            ),
             mask: n - 1,
             live: 0,
             tombs: 0,
@@ -447,11 +461,11 @@ impl Slots {
         let tag = tag_of(hash);
         let mut i = hash as usize & self.mask;
         loop {
-            let t = self.tags[i];
+            let t = self.slots[i].tag;
             if t == EMPTY {
                 return None;
             }
-            if t == tag && arena.entry(self.addrs[i]).0 == name {
+            if t == tag && arena.entry(self.slots[i].addr).0 == name {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -462,11 +476,11 @@ impl Slots {
         let tag = tag_of(hash);
         let mut i = hash as usize & self.mask;
         loop {
-            let t = self.tags[i];
+            let t = self.slots[i].tag;
             if t == EMPTY {
                 return None;
             }
-            if t == tag && self.addrs[i] == addr {
+            if t == tag && self.slots[i].addr == addr {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -476,19 +490,19 @@ impl Slots {
     /// Inserts a name known to be absent.
     fn insert_new(&mut self, hash: u64, addr: u32) {
         let mut i = hash as usize & self.mask;
-        while self.tags[i] >= 0x80 {
+        while self.slots[i].tag >= 0x80 {
             i = (i + 1) & self.mask;
         }
-        if self.tags[i] == TOMB {
+        if self.slots[i].tag == TOMB {
             self.tombs -= 1;
         }
-        self.tags[i] = tag_of(hash);
-        self.addrs[i] = addr;
+        self.slots[i].tag = tag_of(hash);
+        self.slots[i].addr = addr;
         self.live += 1;
     }
 
     fn remove_at(&mut self, i: usize) {
-        self.tags[i] = TOMB;
+        self.slots[i].tag = TOMB;
         self.live -= 1;
         self.tombs += 1;
     }
@@ -500,7 +514,7 @@ impl Slots {
     }
 
     fn bytes(&self) -> usize {
-        self.tags.bytes() + self.addrs.bytes()
+        self.slots.bytes()
     }
 }
 
@@ -551,15 +565,20 @@ impl ArenaTable {
 
     fn addr_at(&self, in_old: bool, i: usize) -> u32 {
         match (in_old, &self.old) {
-            (true, Some(o)) => o.addrs[i],
-            _ => self.cur.addrs[i],
+            (true, Some(o)) => o.slots[i].addr,
+            _ => self.cur.slots[i].addr,
         }
     }
 
     /// The payload stored under `name`.
     #[inline]
     pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        let hash = hash_name(name);
+        self.get_hashed(hash_name(name), name)
+    }
+
+    /// [`ArenaTable::get`] with the name's [`hash_name`] already computed.
+    #[inline]
+    pub(crate) fn get_hashed(&self, hash: u64, name: &[u8]) -> Option<&[u8]> {
         let (in_old, i) = self.locate(hash, name)?;
         Some(self.arena.entry(self.addr_at(in_old, i)).1)
     }
@@ -596,8 +615,8 @@ impl ArenaTable {
                 }
                 let addr = self.arena.write_parts(name, parts)?;
                 match (in_old, &mut self.old) {
-                    (true, Some(o)) => o.addrs[i] = addr,
-                    _ => self.cur.addrs[i] = addr,
+                    (true, Some(o)) => o.slots[i].addr = addr,
+                    _ => self.cur.slots[i].addr = addr,
                 }
                 self.arena.free(old_addr);
                 false
@@ -666,13 +685,13 @@ impl ArenaTable {
         let (mut visited, mut moved, mut fresh) = (0, 0, 0);
         while self.rehash_pos < old.cap() && visited < visits && moved < moves {
             let i = self.rehash_pos;
-            if old.tags[i] >= 0x80 {
-                let addr = old.addrs[i];
+            if old.slots[i].tag >= 0x80 {
+                let addr = old.slots[i].addr;
                 let hash = hash_name(self.arena.entry(addr).0);
                 // Allocating a chunk of the new arrays (zeroing up to 320 KiB)
                 // is the expensive part of a step; at most two per step, so
                 // the first steps of a migration are not the slowest calls.
-                if !self.cur.tags.has_chunk(hash as usize & self.cur.mask) {
+                if !self.cur.slots.has_chunk(hash as usize & self.cur.mask) {
                     if fresh == 2 && visits != usize::MAX {
                         break;
                     }
@@ -737,8 +756,8 @@ impl ArenaTable {
                     // The write counted the new copy; the old one goes with the page.
                     self.arena.live_bytes -= padded(end - off);
                     match (in_old, &mut self.old) {
-                        (true, Some(o)) => o.addrs[i] = new_addr,
-                        _ => self.cur.addrs[i] = new_addr,
+                        (true, Some(o)) => o.slots[i].addr = new_addr,
+                        _ => self.cur.slots[i].addr = new_addr,
                     }
                 } else {
                     // Out of address space: put the page back untouched.
@@ -760,14 +779,10 @@ impl ArenaTable {
             arena: &'a Arena,
             s: &'a Slots,
         ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-            s.tags
-                .iter()
-                .zip(s.addrs.iter())
-                .filter(|(t, _)| **t >= 0x80)
-                .map(move |(_, &a)| {
-                    let (n, p, _) = arena.entry(a);
-                    (n, p)
-                })
+            s.slots.iter().filter(|s| s.tag >= 0x80).map(move |s| {
+                let (n, p, _) = arena.entry(s.addr);
+                (n, p)
+            })
         }
         let arena = &self.arena;
         one(arena, &self.cur).chain(self.old.iter().flat_map(move |o| one(arena, o)))
@@ -782,12 +797,12 @@ impl ArenaTable {
     ) {
         let mut i = b;
         loop {
-            let t = s.tags[i];
+            let t = s.slots[i].tag;
             if t == EMPTY {
                 return;
             }
             if t >= 0x80 {
-                let (name, payload, _) = arena.entry(s.addrs[i]);
+                let (name, payload, _) = arena.entry(s.slots[i].addr);
                 if hash_name(name) as usize & s.mask == b {
                     f(name, payload);
                 }
@@ -849,17 +864,17 @@ impl ArenaTable {
         // fall back to a walk from a random slot to bound the work.
         for _ in 0..64 {
             let i = rng.gen_range(0..s.cap());
-            if s.tags[i] >= 0x80 {
-                let (n, p, _) = self.arena.entry(s.addrs[i]);
+            if s.slots[i].tag >= 0x80 {
+                let (n, p, _) = self.arena.entry(s.slots[i].addr);
                 return Some((n, p));
             }
         }
         let start = rng.gen_range(0..s.cap());
         (0..s.cap())
             .map(|k| (start + k) & s.mask)
-            .find(|&i| s.tags[i] >= 0x80)
+            .find(|&i| s.slots[i].tag >= 0x80)
             .map(|i| {
-                let (n, p, _) = self.arena.entry(s.addrs[i]);
+                let (n, p, _) = self.arena.entry(s.slots[i].addr);
                 (n, p)
             })
     }

@@ -121,7 +121,7 @@ pub(crate) fn apply_in_shard(
             for f in fields {
                 if h.remove(f) {
                     deleted += 1;
-                    if h.len() == 0 {
+                    if h.is_empty() {
                         break;
                     }
                 }

@@ -232,7 +232,12 @@ impl Shard {
     }
 
     fn raw(&self, key: &[u8]) -> Option<(u8, &[u8])> {
-        let p = self.keys.get(key)?;
+        self.raw_hashed(key, hash_name(key))
+    }
+
+    #[inline]
+    fn raw_hashed(&self, key: &[u8], hash: u64) -> Option<(u8, &[u8])> {
+        let p = self.keys.get_hashed(hash, key)?;
         let (&tag, data) = p.split_first()?;
         Some((tag, data))
     }
@@ -247,18 +252,29 @@ impl Shard {
         if tag & FLAG_TTL == 0 {
             return None;
         }
-        let b: [u8; 8] = self.expires.get(key)?.try_into().ok()?;
+        self.expiry_hashed(key, hash_name(key))
+    }
+
+    /// The stored expiry of `key` (whose hash is `hash`), flag unchecked.
+    fn expiry_hashed(&self, key: &[u8], hash: u64) -> Option<i64> {
+        let b: [u8; 8] = self.expires.get_hashed(hash, key)?.try_into().ok()?;
         Some(i64::from_le_bytes(b))
     }
 
     /// Looks `key` up as of `now`, without deleting anything.
     #[inline]
     pub(crate) fn lookup(&self, key: &[u8], now: &Now<'_>) -> Lookup<'_> {
-        let Some((tag, data)) = self.raw(key) else {
+        self.lookup_hashed(key, hash_name(key), now)
+    }
+
+    /// [`Shard::lookup`] with the key's [`hash_name`] already computed.
+    #[inline]
+    pub(crate) fn lookup_hashed(&self, key: &[u8], hash: u64, now: &Now<'_>) -> Lookup<'_> {
+        let Some((tag, data)) = self.raw_hashed(key, hash) else {
             return Lookup::Missing;
         };
         if tag & FLAG_TTL != 0 {
-            if let Some(at) = self.ttl_of(key) {
+            if let Some(at) = self.expiry_hashed(key, hash) {
                 // A key is expired when now > expire time (Redis keyIsExpired).
                 if now.get() > at {
                     return Lookup::Expired;
@@ -466,16 +482,13 @@ impl Shard {
             Some((tag, data)) => match tag & ENC_MASK {
                 TAG_DICT => {
                     let id = data.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
-                    (Work::Dict(id), tag & FLAG_TTL, true, 0)
+                    (Work::Dict(id), tag & FLAG_TTL, true, None)
                 }
-                _ => (
-                    Work::Compact(data.to_vec()),
-                    tag & FLAG_TTL,
-                    true,
-                    compact::len(data),
-                ),
+                // Counting a big compact hash is a scan: done only if a
+                // field is added (for the conversion check).
+                _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, None),
             },
-            None => (Work::Compact(Vec::new()), 0, false, 0),
+            None => (Work::Compact(Vec::new()), 0, false, Some(0)),
         };
         HashEdit {
             shard: self,
@@ -504,8 +517,8 @@ pub(crate) struct HashEdit<'s> {
     flag: u8,
     existed: bool,
     dirty: bool,
-    /// Pair count of a compact working buffer.
-    count: usize,
+    /// Pair count of a compact working buffer, once known.
+    count: Option<usize>,
 }
 
 impl HashEdit<'_> {
@@ -522,11 +535,11 @@ impl HashEdit<'_> {
         self.existed
     }
 
-    /// Number of fields.
-    pub(crate) fn len(&self) -> usize {
+    /// Whether the hash has no field (no scan of a compact buffer).
+    pub(crate) fn is_empty(&self) -> bool {
         match &self.work {
-            Work::Compact(_) => self.count,
-            Work::Dict(id) => self.dict(*id).map_or(0, ArenaTable::len),
+            Work::Compact(buf) => buf.is_empty(),
+            Work::Dict(id) => self.dict(*id).is_none_or(|d| d.len() == 0),
         }
     }
 
@@ -571,8 +584,9 @@ impl HashEdit<'_> {
                 let new = compact::set(buf, field, value);
                 self.dirty = true;
                 if new {
-                    self.count += 1;
-                    if self.count > self.opts.hash_max_listpack_entries {
+                    let n = self.count.map_or_else(|| compact::len(buf), |c| c + 1);
+                    self.count = Some(n);
+                    if n > self.opts.hash_max_listpack_entries {
                         self.convert()?;
                     }
                 }
@@ -593,7 +607,7 @@ impl HashEdit<'_> {
             Work::Compact(buf) => {
                 let gone = compact::remove(buf, field);
                 if gone {
-                    self.count -= 1;
+                    self.count = self.count.map(|c| c - 1);
                     self.dirty = true;
                 }
                 gone
@@ -608,8 +622,7 @@ impl HashEdit<'_> {
     /// Stores the result: writes the compact buffer back, records a new
     /// dict, or deletes the key when the hash is empty.
     pub(crate) fn finish(self) -> Result<(), CommandError> {
-        let empty = self.len() == 0;
-        if empty {
+        if self.is_empty() {
             if let Work::Dict(id) = self.work {
                 if !self.existed {
                     // A dict created by this edit and emptied again.
@@ -777,7 +790,15 @@ fn unreachable_shard() -> usize {
 
 #[inline]
 pub(crate) fn shard_index(key: &[u8]) -> usize {
-    (hash_name(key) >> (64 - SHARD_BITS)) as usize
+    shard_of_hash(hash_name(key))
+}
+
+/// The shard of a key whose [`hash_name`] is `hash` (its top bits; the
+/// tables inside a shard use the low bits and bits 32..39, so the same hash
+/// serves both).
+#[inline]
+fn shard_of_hash(hash: u64) -> usize {
+    (hash >> (64 - SHARD_BITS)) as usize
 }
 
 impl Keyspace {
@@ -927,9 +948,11 @@ impl Keyspace {
         now: &Now<'_>,
         f: impl FnOnce(Option<HashRef<'_>>) -> R,
     ) -> R {
-        let lock = self.shard(key);
+        // One hash of the key picks the shard and finds the key in it.
+        let hash = hash_name(key);
+        let lock = &self.shards[shard_of_hash(hash)];
         let shard = lock.read();
-        let (r, expired) = match shard.lookup(key, now) {
+        let (r, expired) = match shard.lookup_hashed(key, hash, now) {
             Lookup::Live(h) => (f(Some(h)), false),
             Lookup::Expired => (f(None), true),
             Lookup::Missing => (f(None), false),
