@@ -1,13 +1,28 @@
-//! Criterion benchmarks of the hot hash commands on both encodings:
-//! `hash_ops/<op>/<encoding>-<fields>`.
+//! Criterion benchmarks of the hash commands through the public API, on
+//! both encodings: `hash_ops/<op>/<encoding>-<fields>` for compact hashes of
+//! 8 and 100 fields and dict hashes of 10,000 and 1,000,000 fields, and
+//! `listpack_search/<where>/<fields>`: finding a field at the start, middle
+//! or end of a compact hash, or missing it.
+//!
+//! Run: `cargo bench --bench hash_ops`. Under `cargo test --all-targets`
+//! (no `--bench` argument) criterion runs each once, with the 1,000,000
+//! field hash cut to 20,000 so the smoke run stays quick.
 
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use hashkv::{Db, Options};
 
-fn filled(fields: usize) -> Db {
-    let db = Db::in_memory(Options::default().active_expiry(false));
+fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn filled(fields: usize, entries: usize) -> Db {
+    let db = Db::in_memory(
+        Options::default()
+            .active_expiry(false)
+            .hash_max_listpack_entries(entries),
+    );
     let pairs: Vec<(String, String)> = (0..fields)
         .map(|i| (format!("field:{i}"), format!("value-{i}")))
         .collect();
@@ -17,26 +32,41 @@ fn filled(fields: usize) -> Db {
     db
 }
 
-fn bench(c: &mut Criterion) {
+fn hash_ops(c: &mut Criterion) {
+    let big = if benchmarking() { 1_000_000 } else { 20_000 };
     let mut g = c.benchmark_group("hash_ops");
     for (label, fields) in [
-        ("listpack-8", 8usize),
-        ("listpack-100", 100),
-        ("hashtable-10k", 10_000),
+        ("listpack-8".to_owned(), 8usize),
+        ("listpack-100".to_owned(), 100),
+        ("hashtable-10k".to_owned(), 10_000),
+        (format!("hashtable-{}k", big / 1000), big),
     ] {
-        let db = filled(fields);
+        let db = filled(fields, 512);
         let probe = format!("field:{}", fields / 2);
-        g.bench_with_input(BenchmarkId::new("hget", label), &db, |b, db| {
+        let probes: Vec<String> = (0..4)
+            .map(|i| format!("field:{}", i * fields / 4))
+            .collect();
+        g.bench_with_input(BenchmarkId::new("hget", &label), &db, |b, db| {
             b.iter(|| black_box(db.hget("h", &probe).unwrap()));
         });
-        g.bench_with_input(BenchmarkId::new("hset-update", label), &db, |b, db| {
+        g.bench_with_input(BenchmarkId::new("hmget-4", &label), &db, |b, db| {
+            b.iter(|| black_box(db.hmget("h", &probes).unwrap()));
+        });
+        g.bench_with_input(BenchmarkId::new("hset-update", &label), &db, |b, db| {
             b.iter(|| black_box(db.hset("h", &[(probe.as_str(), "new-value")]).unwrap()));
         });
-        g.bench_with_input(BenchmarkId::new("hincrby", label), &db, |b, db| {
+        g.bench_with_input(BenchmarkId::new("hincrby", &label), &db, |b, db| {
             b.iter(|| black_box(db.hincrby("h", "counter", 1).unwrap()));
         });
-        if fields <= 100 {
-            g.bench_with_input(BenchmarkId::new("hgetall", label), &db, |b, db| {
+        // HDEL of a field, then HSET of it again, so the hash keeps its size.
+        g.bench_with_input(BenchmarkId::new("hdel+hset", &label), &db, |b, db| {
+            b.iter(|| {
+                black_box(db.hdel("h", &[probe.as_str()]).unwrap());
+                black_box(db.hset("h", &[(probe.as_str(), "value")]).unwrap())
+            });
+        });
+        if fields <= 10_000 {
+            g.bench_with_input(BenchmarkId::new("hgetall", &label), &db, |b, db| {
                 b.iter(|| black_box(db.hgetall("h").unwrap()));
             });
         }
@@ -44,5 +74,23 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn listpack_search(c: &mut Criterion) {
+    let mut g = c.benchmark_group("listpack_search");
+    for fields in [8usize, 100, 512] {
+        let db = filled(fields, 512);
+        for (place, field) in [
+            ("first", "field:0".to_owned()),
+            ("middle", format!("field:{}", fields / 2)),
+            ("last", format!("field:{}", fields - 1)),
+            ("missing", "no-such-field".to_owned()),
+        ] {
+            g.bench_with_input(BenchmarkId::new(place, fields), &db, |b, db| {
+                b.iter(|| black_box(db.hexists("h", &field).unwrap()));
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hash_ops, listpack_search);
 criterion_main!(benches);
