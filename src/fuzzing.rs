@@ -107,7 +107,7 @@ pub fn resign_snapshot(bytes: &mut [u8]) {
         }
         let crc = crc32fast::hash(&bytes[start..end]);
         bytes[pos + 5..pos + 9].copy_from_slice(&crc.to_le_bytes());
-        if kind == 1 {
+        if kind == 1 || kind == 3 {
             file.update(&crc.to_le_bytes());
         }
         pos = end;

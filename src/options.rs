@@ -100,6 +100,7 @@ pub struct Options {
     pub(crate) recovery: RecoveryMode,
     pub(crate) save: Vec<(Duration, u64)>,
     pub(crate) compact_log_bytes: Option<u64>,
+    pub(crate) snapshot_compression: bool,
 }
 
 /// Redis's default `save` lines: after 3600 s if at least 1 change, 300 s
@@ -123,6 +124,7 @@ impl Default for Options {
                 .map(|&(s, n)| (Duration::from_secs(s), n))
                 .collect(),
             compact_log_bytes: Some(DEFAULT_COMPACT_LOG_BYTES),
+            snapshot_compression: true,
         }
     }
 }
@@ -137,6 +139,7 @@ impl fmt::Debug for Options {
             .field("recovery", &self.recovery)
             .field("save", &self.save)
             .field("compact_log_bytes", &self.compact_log_bytes)
+            .field("snapshot_compression", &self.snapshot_compression)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +213,16 @@ impl Options {
     #[must_use]
     pub fn compact_log_at(mut self, bytes: Option<u64>) -> Self {
         self.compact_log_bytes = bytes;
+        self
+    }
+
+    /// Whether snapshot sections are compressed (LZ4; a section is stored
+    /// as is when compression would save less than an eighth of it).
+    /// Default = true, like Redis's `rdbcompression yes`. Loading reads
+    /// either kind whatever this says.
+    #[must_use]
+    pub fn snapshot_compression(mut self, on: bool) -> Self {
+        self.snapshot_compression = on;
         self
     }
 

@@ -20,6 +20,38 @@ fn opts() -> Options {
         .hash_max_listpack_value(16)
 }
 
+/// The section types of a snapshot file, in order (1 KEYS, 3 KEYS_LZ4,
+/// 2 END; docs/FORMAT.md).
+fn section_kinds(file: &[u8]) -> Vec<u8> {
+    let hlen = u32::from_le_bytes(file[8..12].try_into().unwrap()) as usize;
+    let mut pos = 16 + hlen;
+    let mut kinds = Vec::new();
+    while pos + 9 <= file.len() {
+        kinds.push(file[pos]);
+        pos += 9 + u32::from_le_bytes(file[pos + 1..pos + 5].try_into().unwrap()) as usize;
+    }
+    kinds
+}
+
+/// Hashes whose snapshot compresses well (repeated names and values).
+fn fill_compressible(db: &Db, keys: usize) {
+    for i in 0..keys {
+        db.hset(
+            format!("user:{i}"),
+            &[
+                ("name", format!("user number {i}")),
+                ("email", format!("user{i}@example.com")),
+                ("plan", "free".to_owned()),
+                (
+                    "bio",
+                    "the same long text in every hash, so it compresses well".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+    }
+}
+
 /// Everything observable: keys, sorted pairs, absolute TTLs, encodings.
 fn dump(db: &Db) -> Vec<String> {
     let Reply::Array(keys) = db.execute(&["KEYS", "*"]).unwrap() else {
@@ -90,14 +122,19 @@ fn random_datasets_round_trip_through_snapshots_and_restore() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("copy.hks");
         let db_dir = dir.path().join("db");
+        // Compressed sections on even seeds, plain ones on odd seeds.
+        let compress = seed % 2 == 0;
         let expected = {
-            let db = Db::open_with(&db_dir, opts()).unwrap();
-            fill(&db, seed, 300);
+            let db = Db::open_with(&db_dir, opts().snapshot_compression(compress)).unwrap();
+            fill(&db, seed, 100);
+            fill_compressible(&db, 200);
             let info = db.snapshot().unwrap();
             assert_eq!(info.keys, 300);
             // Writes after the snapshot live in the new log segment.
             fill(&db, seed + 100, 20);
             db.snapshot_to(&file).unwrap();
+            let kinds = section_kinds(&std::fs::read(&file).unwrap());
+            assert_eq!(kinds.contains(&3), compress, "seed {seed}: {kinds:?}");
             dump(&db)
         };
         let db = Db::open_with(&db_dir, opts()).unwrap();
@@ -415,11 +452,18 @@ fn sigkill_during_snapshots_never_loses_acknowledged_writes() {
 
 #[test]
 fn damaged_and_truncated_snapshots_are_named_with_file_and_offset() {
+    for compress in [false, true] {
+        damaged_and_truncated(compress);
+    }
+}
+
+fn damaged_and_truncated(compress: bool) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     {
-        let db = Db::open_with(&src, opts()).unwrap();
-        fill(&db, 3, 12);
+        let db = Db::open_with(&src, opts().snapshot_compression(compress)).unwrap();
+        fill(&db, 3, 4);
+        fill_compressible(&db, 30);
         db.snapshot().unwrap();
     }
     let snap = std::fs::read_dir(&src)
@@ -429,6 +473,7 @@ fn damaged_and_truncated_snapshots_are_named_with_file_and_offset() {
         .unwrap();
     let name = snap.file_name().unwrap().to_owned();
     let good = std::fs::read(&snap).unwrap();
+    assert_eq!(section_kinds(&good).contains(&3), compress);
     let manifest = std::fs::read(src.join("MANIFEST")).unwrap();
     let seg = std::fs::read_dir(&src)
         .unwrap()

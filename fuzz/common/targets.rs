@@ -40,7 +40,8 @@ pub fn log_replay(data: &[u8]) {
 /// Snapshot files: arbitrary bytes (first byte even), or, structure-aware
 /// (first byte odd), a valid snapshot of a small dataset the input builds,
 /// then mutated at positions the input picks and (unless bit 1 of the first
-/// byte is set) re-signed so the damage reaches the entry parser. Loading
+/// byte is set) re-signed so the damage reaches the entry parser; bit 2
+/// turns section compression off, so mutations hit entries directly. Loading
 /// gives an error naming an offset or a consistent state.
 pub fn snapshot_load(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -57,7 +58,8 @@ pub fn snapshot_load(data: &[u8]) {
             hashkv::Options::default()
                 .active_expiry(false)
                 .hash_max_listpack_entries(4)
-                .hash_max_listpack_value(8),
+                .hash_max_listpack_value(8)
+                .snapshot_compression(mode & 4 == 0),
         );
         let mut out = Vec::new();
         for line in script.split(|&b| b == b'\n').take(32) {

@@ -5,8 +5,9 @@
 //! "HKVSNAP1"                                     magic + format version
 //! [header_len u32][header_crc u32][header]       bincode 2 of `Header`
 //! sections, each [type u8][len u32][crc u32][body]   crc = CRC-32 of body
-//!   type 1 KEYS: body = entries back to back
-//!   type 2 END:  body = [keys u64][key sections u64][file crc u32]
+//!   type 1 KEYS:     body = entries back to back
+//!   type 3 KEYS_LZ4: body = [entries length u32][LZ4 block of the entries]
+//!   type 2 END:      body = [keys u64][key sections u64][file crc u32]
 //! ```
 //!
 //! An entry is one key:
@@ -41,6 +42,10 @@ use crate::options::Options;
 pub(crate) const MAGIC: &[u8; 8] = b"HKVSNAP1";
 const SECTION_KEYS: u8 = 1;
 const SECTION_END: u8 = 2;
+const SECTION_KEYS_LZ4: u8 = 3;
+/// LZ4 expands data at most about 255 times: a larger claimed length is
+/// damage, refused before anything is allocated.
+const LZ4_MAX_RATIO: usize = 255;
 const SECTION_HEADER: usize = 9;
 /// Sections are cut at about this size (a single bigger key makes a bigger
 /// one).
@@ -135,11 +140,18 @@ pub(crate) struct SnapshotWriter {
     keys: u64,
     sections: u64,
     bytes: u64,
+    /// Compress KEYS sections (into `scratch`).
+    compress: bool,
+    scratch: Vec<u8>,
 }
 
 impl SnapshotWriter {
     /// Starts the file with its magic and header.
-    pub(crate) fn new(file: File, header: &Header) -> std::io::Result<SnapshotWriter> {
+    pub(crate) fn new(
+        file: File,
+        header: &Header,
+        compress: bool,
+    ) -> std::io::Result<SnapshotWriter> {
         let body = bincode::serde::encode_to_vec(header, bincode_config())
             .map_err(std::io::Error::other)?;
         let crc = crc32fast::hash(&body);
@@ -149,6 +161,8 @@ impl SnapshotWriter {
             keys: 0,
             sections: 0,
             bytes: 0,
+            compress,
+            scratch: Vec::new(),
         };
         w.file_crc.update(&crc.to_le_bytes());
         let mut head = MAGIC.to_vec();
@@ -183,7 +197,28 @@ impl SnapshotWriter {
         if keys == 0 {
             return Ok(());
         }
-        self.section(SECTION_KEYS, entries)?;
+        let raw_len = u32::try_from(entries.len())
+            .map_err(|_| std::io::Error::other("snapshot section over 4 GiB"))?;
+        let mut compressed = false;
+        if self.compress {
+            let mut out = std::mem::take(&mut self.scratch);
+            out.clear();
+            out.extend_from_slice(&raw_len.to_le_bytes());
+            let bound = lz4_flex::block::get_maximum_output_size(entries.len());
+            out.resize(4 + bound, 0);
+            if let Ok(n) = lz4_flex::block::compress_into(entries, &mut out[4..]) {
+                out.truncate(4 + n);
+                // Worth it only if it saves an eighth.
+                if out.len() < entries.len() - entries.len() / 8 {
+                    self.section(SECTION_KEYS_LZ4, &out)?;
+                    compressed = true;
+                }
+            }
+            self.scratch = out;
+        }
+        if !compressed {
+            self.section(SECTION_KEYS, entries)?;
+        }
         self.keys += keys;
         self.sections += 1;
         Ok(())
@@ -466,7 +501,7 @@ pub(crate) fn read(
             ));
         }
         match kind {
-            SECTION_KEYS => {
+            SECTION_KEYS | SECTION_KEYS_LZ4 => {
                 file_crc.update(&crc.to_le_bytes());
                 sections.push((pos, len, crc));
             }
@@ -539,18 +574,30 @@ pub(crate) fn read(
                     format!("section checksum mismatch (expected {crc:08x}, actual {actual:08x})"),
                 ));
             }
-            let mut c = Cur {
-                buf: body,
-                pos: 0,
-                base: start,
-            };
-            let mut n = 0;
-            while c.pos < body.len() {
-                let at = c.at();
-                put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
-                n += 1;
+            if buf[pos] == SECTION_KEYS {
+                return entries(body, start, opts, &put);
             }
-            Ok(n)
+            // KEYS_LZ4: damage inside the decompressed entries is reported
+            // at the section, with the position in its entries.
+            let raw = body
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .filter(|&n| n > 0 && n <= len.saturating_mul(LZ4_MAX_RATIO))
+                .ok_or_else(|| bad(start, "impossible length in a compressed section"))?;
+            let mut plain = vec![0u8; raw];
+            match lz4_flex::block::decompress_into(&body[4..], &mut plain) {
+                Ok(n) if n == raw => {}
+                _ => return Err(bad(start, "compressed section does not decompress")),
+            }
+            entries(&plain, 0, opts, &put).map_err(|b| {
+                bad(
+                    pos,
+                    format!(
+                        "{} (byte {} of the compressed section's entries)",
+                        b.reason, b.offset
+                    ),
+                )
+            })
         })();
         match res {
             Ok(n) => {
@@ -585,6 +632,28 @@ pub(crate) fn read(
         ));
     }
     Ok(Loaded { header, keys })
+}
+
+/// Decodes the entries of one section body (`base` = its file offset, for
+/// errors) and hands each to `put`; returns how many there were.
+fn entries(
+    body: &[u8],
+    base: usize,
+    opts: &Options,
+    put: &(impl Fn(Entry<'_>) -> Result<(), String> + Sync),
+) -> Result<u64, Bad> {
+    let mut c = Cur {
+        buf: body,
+        pos: 0,
+        base,
+    };
+    let mut n = 0;
+    while c.pos < body.len() {
+        let at = c.at();
+        put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Maps the snapshot at `path` read-only and [`read`]s it.

@@ -101,7 +101,7 @@ pub(crate) fn write_standalone(
     let started = Instant::now();
     let tmp = tmp_path(path);
     let file = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-    let w = SnapshotWriter::new(file, &Header::new(opts, 0))
+    let w = SnapshotWriter::new(file, &Header::new(opts, 0), opts.snapshot_compression)
         .map_err(|e| io("writing snapshot", &tmp, e))?;
     let cap = Arc::new(Capture::new(Some(w)));
     let switch = Instant::now();
@@ -228,7 +228,9 @@ impl Store {
         let snap_path = self.dir.join(&snap_name);
         let tmp = tmp_path(&snap_path);
         let w = File::create(&tmp)
-            .and_then(|file| SnapshotWriter::new(file, &Header::new(opts, n)))
+            .and_then(|file| {
+                SnapshotWriter::new(file, &Header::new(opts, n), opts.snapshot_compression)
+            })
             .map_err(|e| io("writing snapshot", &tmp, e))?;
         let cap = Arc::new(Capture::new(Some(w)));
         let switch = Instant::now();
