@@ -67,7 +67,6 @@ struct Inner {
     path: PathBuf,
     len: u64,
     seq: u64,
-    buf: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -124,7 +123,6 @@ impl LogWriter {
                 path: path.clone(),
                 len,
                 seq: 0,
-                buf: Vec::with_capacity(256),
             }),
             state: Mutex::new(SyncState::default()),
             cond: Condvar::new(),
@@ -251,16 +249,45 @@ impl Journal for LogWriter {
         if self.is_poisoned() {
             return Err(Error::Poisoned);
         }
+        // Encode before taking the log's lock (each thread has its own
+        // buffer), so writers on different shards hold it only for the copy.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> =
+                std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            let n = record::encode(e, &mut buf).map_err(|m| {
+                io(
+                    "encoding a record for",
+                    &self.inner.lock().path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
+                )
+            })?;
+            self.write_record(&buf[..n])
+        })
+    }
+
+    fn sync(&self, ticket: u64) -> Result<(), Error> {
+        match self.policy {
+            FsyncPolicy::Always => self.sync_upto(ticket),
+            FsyncPolicy::EverySec | FsyncPolicy::No => {
+                if self.is_poisoned() {
+                    return Err(Error::Poisoned);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl LogWriter {
+    /// Copies one encoded record into the segment.
+    fn write_record(&self, rec: &[u8]) -> Result<u64, Error> {
+        let n = rec.len();
         let mut g = self.inner.lock();
         let inner = &mut *g;
-        let n = record::encode(e, &mut inner.buf).map_err(|m| {
-            io(
-                "encoding a record for",
-                &inner.path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
-            )
-        })?;
-        match inner.file.write_all(&inner.buf[..n]) {
+        match inner.file.write_all(rec) {
             Ok(()) => {
                 inner.len += n as u64;
                 inner.seq += 1;
@@ -273,18 +300,6 @@ impl Journal for LogWriter {
                     self.poison();
                 }
                 Err(io("appending to log", &inner.path, err))
-            }
-        }
-    }
-
-    fn sync(&self, ticket: u64) -> Result<(), Error> {
-        match self.policy {
-            FsyncPolicy::Always => self.sync_upto(ticket),
-            FsyncPolicy::EverySec | FsyncPolicy::No => {
-                if self.is_poisoned() {
-                    return Err(Error::Poisoned);
-                }
-                Ok(())
             }
         }
     }
