@@ -62,8 +62,12 @@ pub fn replay_log(bytes: &[u8]) -> Result<Db, String> {
 
 /// Loads `bytes` as a snapshot file into an in-memory database.
 pub fn load_snapshot(bytes: &[u8]) -> Result<Db, String> {
+    load_snapshot_with(bytes, opts())
+}
+
+/// [`load_snapshot`] under the thresholds of `o` (for timing loads).
+pub fn load_snapshot_with(bytes: &[u8], o: Options) -> Result<Db, String> {
     let ks = Keyspace::default();
-    let o = opts();
     crate::snapshot::format::read(bytes, &o, |e| {
         let mut shard = ks.shard(e.key).write();
         match e.hash {

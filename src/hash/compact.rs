@@ -290,6 +290,12 @@ pub(crate) struct Probe<'a> {
     body: &'a [u8],
     /// Encoded size: `head_len + body.len()`.
     size: usize,
+    /// The first (up to 8) encoded bytes as a little-endian word (zero
+    /// above), and the mask that keeps that many bytes of a word read from
+    /// a buffer: most elements are rejected by one comparison, and an
+    /// encoding of at most 8 bytes is matched by it.
+    word: u64,
+    mask: u64,
 }
 
 impl<'a> Probe<'a> {
@@ -298,11 +304,27 @@ impl<'a> Probe<'a> {
             Some(v) => (int_bytes(v), &[]),
             None => (str_header(bytes.len()), bytes),
         };
+        let size = n + body.len();
+        // The first (up to) 8 encoded bytes.
+        let k = size.min(8);
+        let mut w = [0u8; 8];
+        w[..n.min(8)].copy_from_slice(&head[..n.min(8)]);
+        if k > n {
+            w[n..k].copy_from_slice(&body[..k - n]);
+        }
+        let word = u64::from_le_bytes(w);
+        let mask = if k == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * k)) - 1
+        };
         Probe {
             head,
             head_len: n as u8,
             body,
-            size: n + body.len(),
+            size,
+            word,
+            mask,
         }
     }
 
@@ -384,7 +406,15 @@ pub(crate) fn find<'a>(buf: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
         let fsize = size_at(buf, pos)?;
         let vpos = pos + fsize;
         let vsize = size_at(buf, vpos)?;
-        if field.matches(&buf[pos..vpos]) {
+        let hit = if fsize != field.size {
+            false
+        } else if let Some(w) = buf.get(pos..pos + 8) {
+            u64::from_le_bytes(w.try_into().expect("8 bytes")) & field.mask == field.word
+                && (field.size <= 8 || field.matches(&buf[pos..vpos]))
+        } else {
+            field.matches(&buf[pos..vpos])
+        };
+        if hit {
             let (value, end) = decode_at(buf, vpos)?;
             return Some(Found {
                 value,
@@ -499,7 +529,14 @@ fn check_with(
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
         }
-        longest = longest.max(e.len());
+        longest = match e {
+            Elem::Str(s) => longest.max(s.len()),
+            // An integer prints in at most 20 bytes: once something is that
+            // long, integers cannot change the answer (and counting their
+            // digits was the costliest part of this loop).
+            Elem::Int(_) if longest >= 20 => longest,
+            Elem::Int(_) => longest.max(e.len()),
+        };
         if count.is_multiple_of(2) {
             fields.push((pos as u32, next as u32));
         }
