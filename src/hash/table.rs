@@ -223,8 +223,11 @@ impl Arena {
         if size > BIG_ENTRY {
             let mut page = Page::new(Vec::new());
             // Falls back to the heap if mappings run out (vm.max_map_count).
+            // A quarter more address space than needed: a big compact hash
+            // rewritten a little larger stays in its mapping (untouched
+            // pages cost no memory).
             let mapped = if size >= MAPPED_ENTRY {
-                memmap2::MmapMut::map_anon(size).ok()
+                memmap2::MmapMut::map_anon(size + size / 4).ok()
             } else {
                 None
             };
@@ -297,6 +300,37 @@ impl Arena {
             i += part.len();
         }
         Ok(addr)
+    }
+
+    /// Rewrites the entry at `addr` in place when it has a mapping of its
+    /// own with room for the new size (and would not leave most of it
+    /// unused): no new mapping, no unmapping, no page faults. False when
+    /// the caller must write a new entry.
+    fn rewrite_mapped(&mut self, addr: u32, name: &[u8], parts: &[&[u8]]) -> bool {
+        let (p, off) = split_addr(addr);
+        let plen: usize = parts.iter().map(|p| p.len()).sum();
+        let size = padded(entry_size(name.len(), plen));
+        let Some(page) = self.pages.get_mut(p) else {
+            return false;
+        };
+        let Some((m, len)) = page.mapped.as_mut() else {
+            return false;
+        };
+        if off != 0 || size > m.len() || size < m.len() / 2 {
+            return false;
+        }
+        let out = &mut m[..size];
+        let mut i = put_varint(out, name.len());
+        i += put_varint(&mut out[i..], plen);
+        out[i..i + name.len()].copy_from_slice(name);
+        i += name.len();
+        for part in parts {
+            out[i..i + part.len()].copy_from_slice(part);
+            i += part.len();
+        }
+        self.live_bytes = self.live_bytes - *len + size;
+        *len = size;
+        true
     }
 
     /// Marks the entry at `addr` dead.
@@ -611,6 +645,9 @@ impl ArenaTable {
                         out[k..k + part.len()].copy_from_slice(part);
                         k += part.len();
                     }
+                    return Ok(false);
+                }
+                if self.arena.rewrite_mapped(old_addr, name, parts) {
                     return Ok(false);
                 }
                 let addr = self.arena.write_parts(name, parts)?;
@@ -965,6 +1002,39 @@ mod tests {
             assert_eq!(t.get(b"big").unwrap(), &v[..], "len {len}");
             assert_eq!(t.get(b"small").unwrap(), b"x");
         }
+        let live: usize = t
+            .iter()
+            .map(|(n, p)| padded(entry_size(n.len(), p.len())))
+            .sum();
+        assert_eq!(t.arena.live_bytes, live);
+    }
+
+    #[test]
+    fn mapped_entries_are_rewritten_in_place_while_they_fit() {
+        let mut t = ArenaTable::new();
+        let addr = |t: &ArenaTable| {
+            t.addr_at(
+                false,
+                t.cur.find(&t.arena, hash_name(b"big"), b"big").unwrap(),
+            )
+        };
+        t.set(b"big", &vec![1u8; 40_000]).unwrap();
+        let first = addr(&t);
+        // Smaller, and a little larger (within the mapping's quarter of
+        // headroom): same mapping, same address, right bytes.
+        for len in [39_000usize, 45_000, 30_000] {
+            let v = vec![(len % 251) as u8; len];
+            t.set(b"big", &v).unwrap();
+            assert_eq!(addr(&t), first, "len {len}");
+            assert_eq!(t.get(b"big").unwrap(), &v[..]);
+        }
+        // Far larger, or under half the mapping: a new entry.
+        t.set(b"big", &vec![2u8; 90_000]).unwrap();
+        assert_ne!(addr(&t), first);
+        let second = addr(&t);
+        t.set(b"big", &vec![3u8; 40_000]).unwrap();
+        assert_ne!(addr(&t), second);
+        assert_eq!(t.get(b"big").unwrap(), &vec![3u8; 40_000][..]);
         let live: usize = t
             .iter()
             .map(|(n, p)| padded(entry_size(n.len(), p.len())))
