@@ -99,6 +99,26 @@ pub enum DecodeError {
     /// A hash with no fields (hashkv never stores one).
     #[error("empty hash")]
     Empty,
+    /// A buffer of field/value/TTL triples whose element count is not a
+    /// multiple of 3.
+    #[error("{count} elements do not make field/value/TTL triples")]
+    NotTriples {
+        /// Elements found.
+        count: usize,
+    },
+    /// A TTL element that is not an integer in 0..=2^48-1.
+    #[error("bad field TTL at byte {offset}")]
+    BadTtl {
+        /// Offset of the element.
+        offset: usize,
+    },
+    /// Triples out of order (TTL'd fields first by ascending expiry, then
+    /// the fields without one).
+    #[error("field TTLs out of order at byte {offset}")]
+    TtlOrder {
+        /// Offset of the TTL element.
+        offset: usize,
+    },
 }
 
 impl DecodeError {
@@ -108,8 +128,12 @@ impl DecodeError {
             DecodeError::Truncated { offset }
             | DecodeError::BadEncoding { offset, .. }
             | DecodeError::DuplicateField { offset }
-            | DecodeError::NonCanonical { offset } => Some(offset),
-            DecodeError::OddCount { .. } | DecodeError::Empty => None,
+            | DecodeError::NonCanonical { offset }
+            | DecodeError::BadTtl { offset }
+            | DecodeError::TtlOrder { offset } => Some(offset),
+            DecodeError::OddCount { .. } | DecodeError::NotTriples { .. } | DecodeError::Empty => {
+                None
+            }
         }
     }
 }
@@ -169,7 +193,7 @@ pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Option<(Elem<'_>, usize)> {
 }
 
 /// Encoded size of an integer element.
-fn int_size(v: i64) -> usize {
+pub(crate) fn int_size(v: i64) -> usize {
     match v {
         0..=127 => 1,
         -4096..=4095 => 2,
@@ -181,7 +205,7 @@ fn int_size(v: i64) -> usize {
 }
 
 /// Encoded size of a string element of `len` bytes.
-fn str_size(len: usize) -> usize {
+pub(crate) fn str_size(len: usize) -> usize {
     match len {
         0..=63 => 1 + len,
         64..=4095 => 2 + len,
@@ -328,6 +352,22 @@ impl<'a> Probe<'a> {
         }
     }
 
+    /// Whether the element of `size` bytes at `buf[pos..]` is this field:
+    /// sizes, then one word of up to 8 bytes, then the rest.
+    #[inline]
+    pub(crate) fn matches_at(&self, buf: &[u8], pos: usize, size: usize) -> bool {
+        if size != self.size {
+            return false;
+        }
+        match buf.get(pos..pos + 8) {
+            Some(w) => {
+                u64::from_le_bytes(w.try_into().expect("8 bytes")) & self.mask == self.word
+                    && (size <= 8 || self.matches(&buf[pos..pos + size]))
+            }
+            None => self.matches(&buf[pos..pos + size]),
+        }
+    }
+
     /// Whether the element `elem` (exactly one element's bytes) is this field.
     #[inline]
     fn matches(&self, elem: &[u8]) -> bool {
@@ -338,7 +378,7 @@ impl<'a> Probe<'a> {
 
 /// Size of the element at `pos` (header and payload), if it fits in `buf`.
 #[inline]
-fn size_at(buf: &[u8], pos: usize) -> Option<usize> {
+pub(crate) fn size_at(buf: &[u8], pos: usize) -> Option<usize> {
     let b = *buf.get(pos)?;
     let size = if b & 0x80 == 0 {
         1
@@ -406,15 +446,7 @@ pub(crate) fn find<'a>(buf: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
         let fsize = size_at(buf, pos)?;
         let vpos = pos + fsize;
         let vsize = size_at(buf, vpos)?;
-        let hit = if fsize != field.size {
-            false
-        } else if let Some(w) = buf.get(pos..pos + 8) {
-            u64::from_le_bytes(w.try_into().expect("8 bytes")) & field.mask == field.word
-                && (field.size <= 8 || field.matches(&buf[pos..vpos]))
-        } else {
-            field.matches(&buf[pos..vpos])
-        };
-        if hit {
+        if field.matches_at(buf, pos, fsize) {
             let (value, end) = decode_at(buf, vpos)?;
             return Some(Found {
                 value,
@@ -498,12 +530,23 @@ pub(crate) fn check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
     }
     SCRATCH.with(|s| {
         let (fields, table) = &mut *s.borrow_mut();
-        check_with(buf, fields, table)
+        check_with(buf, 2, fields, table)
     })
+}
+
+/// [`check`] for a buffer of field/value/TTL triples (the compact encoding
+/// with field TTLs, `compact_ex`): also checks every TTL element and their
+/// order. Returns the field count and the longest field or value.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn check_triples(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
+    let mut fields = Vec::new();
+    let mut table = Vec::new();
+    check_with(buf, 3, &mut fields, &mut table)
 }
 
 fn check_with(
     buf: &[u8],
+    stride: usize,
     fields: &mut Vec<(u32, u32)>,
     table: &mut Vec<u32>,
 ) -> Result<(usize, usize), DecodeError> {
@@ -514,6 +557,7 @@ fn check_with(
     let mut pos = 0;
     let mut count = 0usize;
     let mut longest = 0usize;
+    let mut last_ttl: Option<i64> = None;
     while pos < buf.len() {
         let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
             b @ 0xF5..=0xFF => DecodeError::BadEncoding {
@@ -529,6 +573,25 @@ fn check_with(
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
         }
+        if count % stride == 2 {
+            // A TTL element: 0 (none) or an expiry, TTL'd fields first in
+            // ascending order.
+            let ttl = match e {
+                Elem::Int(t) if (0..=super::compact_ex::MAX_TTL).contains(&t) => t,
+                _ => return Err(DecodeError::BadTtl { offset: pos }),
+            };
+            let in_order = match last_ttl {
+                None => true,
+                Some(prev) => ttl == 0 || (prev != 0 && prev <= ttl),
+            };
+            if !in_order {
+                return Err(DecodeError::TtlOrder { offset: pos });
+            }
+            last_ttl = Some(ttl);
+            count += 1;
+            pos = next;
+            continue;
+        }
         longest = match e {
             Elem::Str(s) => longest.max(s.len()),
             // An integer prints in at most 20 bytes: once something is that
@@ -537,7 +600,7 @@ fn check_with(
             Elem::Int(_) if longest >= 20 => longest,
             Elem::Int(_) => longest.max(e.len()),
         };
-        if count.is_multiple_of(2) {
+        if count.is_multiple_of(stride) {
             fields.push((pos as u32, next as u32));
         }
         count += 1;
@@ -546,8 +609,12 @@ fn check_with(
     if count == 0 {
         return Err(DecodeError::Empty);
     }
-    if !count.is_multiple_of(2) {
-        return Err(DecodeError::OddCount { count });
+    if !count.is_multiple_of(stride) {
+        return Err(if stride == 2 {
+            DecodeError::OddCount { count }
+        } else {
+            DecodeError::NotTriples { count }
+        });
     }
     // Duplicates: canonical encodings make byte equality of the encoded
     // elements equal to equality of the fields.
@@ -579,7 +646,7 @@ fn check_with(
             offset: fields[i].0 as usize,
         });
     }
-    Ok((count / 2, longest))
+    Ok((count / stride, longest))
 }
 
 #[cfg(test)]
