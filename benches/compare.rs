@@ -349,6 +349,26 @@ fn child_results(workload: &str, scale: u64) -> Results {
         .collect()
 }
 
+/// A figure for the table: whole numbers with thousands separators from
+/// 1,000 up, else three decimals.
+fn fmt(x: f64) -> String {
+    if x.abs() < 1000.0 {
+        return format!("{x:.3}");
+    }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -406,9 +426,9 @@ fn main() {
             match theirs.get_mut(k) {
                 Some(t) => {
                     let b = median(t);
-                    println!("| {k} | {a:.3} | {b:.3} | {:.2}x |", a / b);
+                    println!("| {k} | {} | {} | {:.2}x |", fmt(a), fmt(b), a / b);
                 }
-                None => println!("| {k} | {a:.3} | | |"),
+                None => println!("| {k} | {} | | |", fmt(a)),
             }
         }
         if let Some(v) = ours.get_mut("mixed_2t_ops_per_s") {
