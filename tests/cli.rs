@@ -142,6 +142,27 @@ fn snapshot_restore_and_compact() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("50 keys"), "{out}");
+    // The same data without compression: a bigger file, restored the same.
+    let plain = tmp.path().join("plain.hks");
+    let (code, _, err) = run(&[
+        "--no-snapshot-compression".as_ref(),
+        "snapshot".as_ref(),
+        &os(&db),
+        "--output".as_ref(),
+        &os(&plain),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (packed, unpacked) = (
+        std::fs::metadata(&file).unwrap().len(),
+        std::fs::metadata(&plain).unwrap().len(),
+    );
+    assert!(packed < unpacked, "compressed {packed}, plain {unpacked}");
+    let (code, _, err) = run(&[
+        "restore".as_ref(),
+        &os(&plain),
+        &os(&tmp.path().join("from-plain")),
+    ]);
+    assert_eq!(code, 0, "{err}");
     let copy = tmp.path().join("copy");
     let (code, out, err) = run(&["restore".as_ref(), &os(&file), &os(&copy)]);
     assert_eq!(code, 0, "{err}");

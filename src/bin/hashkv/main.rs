@@ -54,6 +54,9 @@ struct Cli {
     /// No automatic snapshots (neither Redis's save rules nor the log size).
     #[arg(long, global = true)]
     no_auto_snapshots: bool,
+    /// Write snapshot sections without LZ4 compression.
+    #[arg(long, global = true)]
+    no_snapshot_compression: bool,
     /// No progress bars (they only show on a terminal anyway).
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -181,7 +184,8 @@ fn main() -> ExitCode {
             Fsync::Always => FsyncPolicy::Always,
             Fsync::Everysec => FsyncPolicy::EverySec,
             Fsync::No => FsyncPolicy::No,
-        });
+        })
+        .snapshot_compression(!cli.no_snapshot_compression);
     let opts = if cli.no_auto_snapshots {
         opts.no_auto_snapshots()
     } else {
