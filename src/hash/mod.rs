@@ -11,9 +11,9 @@
 //! `hash_max_listpack_value` bytes is written, and never back at run time.
 //! [`HashRef`] is the read view every command uses, whichever the encoding.
 //!
-//! Room for field TTLs: the keyspace payload tag reserves an encoding for a
-//! compact hash with per-field expiry, and a dict can carry a side index of
-//! field expiry times, so hashes without TTLs pay nothing.
+//! - [`compact_ex`]: the compact buffer with field TTLs (OBJECT ENCODING
+//!   `listpackex`), field/value/TTL triples; being wired into the keyspace
+//!   (docs/DESIGN-NOTES.md, "Field TTLs").
 
 pub(crate) mod compact;
 // The field-TTL layout (issue 8); wired into the keyspace by the field
