@@ -370,17 +370,12 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hgetall(&self, key: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let flat = self.bulks(Command::HGetAll {
-            key: key.as_ref(),
-            keys: true,
-            values: true,
-        })?;
-        let mut it = flat.into_iter();
-        let mut out = Vec::new();
-        while let (Some(f), Some(v)) = (it.next(), it.next()) {
-            out.push((f, v));
-        }
-        Ok(out)
+        // Straight to the keyspace, pairs built once (same semantics as
+        // `Command::HGetAll`).
+        let now = Now::lazy(&*self.shared.opts.clock);
+        Ok(self.shared.ks.read(key.as_ref(), &now, |h| {
+            h.map(|h| h.to_pairs()).unwrap_or_default()
+        }))
     }
 
     /// `HKEYS key`.
