@@ -88,6 +88,8 @@ pub(crate) struct Capture {
     err: Mutex<Option<std::io::Error>>,
     /// Shard contents replaced by FLUSHDB during the snapshot.
     orphans: Mutex<Vec<Shard>>,
+    /// Whether the file's sections are compressed.
+    compress: bool,
 }
 
 /// Most bytes writers' captures may hold in memory. Past it a writer
@@ -98,6 +100,7 @@ const PENDING_CAP: usize = 4 << 20;
 impl Capture {
     pub(crate) fn new(file: Option<SnapshotWriter>) -> Capture {
         Capture {
+            compress: file.as_ref().is_some_and(SnapshotWriter::compresses),
             pending: Mutex::new((BigBuf::with_capacity(PENDING_CAP), 0)),
             spare: Mutex::new(BigBuf::with_capacity(PENDING_CAP)),
             file: Mutex::new(file),
@@ -107,14 +110,21 @@ impl Capture {
     }
 
     /// Writes `n` encoded entries as a section (or drops them after an
-    /// error, or without a file).
-    pub(crate) fn emit(&self, entries: &[u8], n: u64) {
+    /// error, or without a file). With `pack`, compresses them first if the
+    /// snapshot compresses, before taking the file's lock, so a writer that
+    /// must write its own capture never waits behind a compression.
+    pub(crate) fn emit(&self, entries: &[u8], n: u64, pack: bool) {
         if n == 0 {
             return;
         }
+        let packed = if pack && self.compress {
+            crate::snapshot::format::compress_section(entries)
+        } else {
+            None
+        };
         let mut f = self.file.lock();
         if let Some(w) = f.as_mut() {
-            if let Err(e) = w.keys(entries, n) {
+            if let Err(e) = w.keys_prepared(entries, n, packed.as_deref()) {
                 *f = None;
                 self.err.lock().get_or_insert(e);
             }
@@ -129,7 +139,7 @@ impl Capture {
             std::mem::swap(&mut p.0, &mut *spare);
             std::mem::take(&mut p.1)
         };
-        self.emit(spare.as_slice(), n);
+        self.emit(spare.as_slice(), n, true);
         spare.clear();
     }
 
@@ -213,7 +223,8 @@ impl Shard {
                 drop(p);
                 let mut own = Vec::new();
                 crate::snapshot::format::encode_entry(&mut own, key, h, ttl);
-                cap.emit(&own, 1);
+                // One entry, on a writer's path: not worth compressing.
+                cap.emit(&own, 1, false);
             }
         }
         let bit = self.snap_bit;

@@ -140,9 +140,8 @@ pub(crate) struct SnapshotWriter {
     keys: u64,
     sections: u64,
     bytes: u64,
-    /// Compress KEYS sections (into `scratch`).
+    /// Compress KEYS sections.
     compress: bool,
-    scratch: Vec<u8>,
 }
 
 impl SnapshotWriter {
@@ -162,7 +161,6 @@ impl SnapshotWriter {
             sections: 0,
             bytes: 0,
             compress,
-            scratch: Vec::new(),
         };
         w.file_crc.update(&crc.to_le_bytes());
         let mut head = MAGIC.to_vec();
@@ -192,32 +190,26 @@ impl SnapshotWriter {
         self.write(body)
     }
 
-    /// Writes `entries` (holding `keys` entries) as one KEYS section.
-    pub(crate) fn keys(&mut self, entries: &[u8], keys: u64) -> std::io::Result<()> {
+    /// Whether KEYS sections are to be compressed.
+    pub(crate) fn compresses(&self) -> bool {
+        self.compress
+    }
+
+    /// Writes `entries` as one section: the KEYS_LZ4 body `packed` (from
+    /// [`compress_section`], made before taking whatever lock guards this
+    /// writer) when given, else a plain KEYS section.
+    pub(crate) fn keys_prepared(
+        &mut self,
+        entries: &[u8],
+        keys: u64,
+        packed: Option<&[u8]>,
+    ) -> std::io::Result<()> {
         if keys == 0 {
             return Ok(());
         }
-        let raw_len = u32::try_from(entries.len())
-            .map_err(|_| std::io::Error::other("snapshot section over 4 GiB"))?;
-        let mut compressed = false;
-        if self.compress {
-            let mut out = std::mem::take(&mut self.scratch);
-            out.clear();
-            out.extend_from_slice(&raw_len.to_le_bytes());
-            let bound = lz4_flex::block::get_maximum_output_size(entries.len());
-            out.resize(4 + bound, 0);
-            if let Ok(n) = lz4_flex::block::compress_into(entries, &mut out[4..]) {
-                out.truncate(4 + n);
-                // Worth it only if it saves an eighth.
-                if out.len() < entries.len() - entries.len() / 8 {
-                    self.section(SECTION_KEYS_LZ4, &out)?;
-                    compressed = true;
-                }
-            }
-            self.scratch = out;
-        }
-        if !compressed {
-            self.section(SECTION_KEYS, entries)?;
+        match packed {
+            Some(body) => self.section(SECTION_KEYS_LZ4, body)?,
+            None => self.section(SECTION_KEYS, entries)?,
         }
         self.keys += keys;
         self.sections += 1;
@@ -235,6 +227,18 @@ impl SnapshotWriter {
         self.file.sync_all()?;
         Ok((self.keys, self.bytes, t.elapsed()))
     }
+}
+
+/// The KEYS_LZ4 body for `entries` ([entries length u32][LZ4 block]), or
+/// None when LZ4 would save less than an eighth (or the section is over
+/// 4 GiB, which the writer then refuses).
+pub(crate) fn compress_section(entries: &[u8]) -> Option<Vec<u8>> {
+    let raw_len = u32::try_from(entries.len()).ok()?;
+    let mut out = vec![0u8; 4 + lz4_flex::block::get_maximum_output_size(entries.len())];
+    out[..4].copy_from_slice(&raw_len.to_le_bytes());
+    let n = lz4_flex::block::compress_into(entries, &mut out[4..]).ok()?;
+    out.truncate(4 + n);
+    (out.len() < entries.len() - entries.len() / 8).then_some(out)
 }
 
 /// A problem in a snapshot file at a byte offset.

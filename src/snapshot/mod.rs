@@ -73,7 +73,7 @@ fn capture_all(ks: &Keyspace, cap: &Capture) -> std::io::Result<Option<SnapshotW
     let mut count = 0u64;
     let mut flush = |o: &mut BigBuf, c: &mut u64| {
         if o.len() >= SECTION_TARGET {
-            cap.emit(o.as_slice(), *c);
+            cap.emit(o.as_slice(), *c, true);
             o.clear();
             *c = 0;
         }
@@ -85,7 +85,7 @@ fn capture_all(ks: &Keyspace, cap: &Capture) -> std::io::Result<Option<SnapshotW
         ks.capture_shard(i, &mut out, &mut count, &mut flush);
     }
     ks.capture_orphans(cap, &mut out, &mut count, &mut flush);
-    cap.emit(out.as_slice(), count);
+    cap.emit(out.as_slice(), count, true);
     cap.finish()
 }
 
