@@ -234,11 +234,25 @@ impl SnapshotWriter {
 /// 4 GiB, which the writer then refuses).
 pub(crate) fn compress_section(entries: &[u8]) -> Option<Vec<u8>> {
     let raw_len = u32::try_from(entries.len()).ok()?;
+    // Incompressible data (random ids, hex, hashes) would cost a whole LZ4
+    // pass per section for nothing: a 64 KiB sample decides first.
+    if entries.len() > 4 * SAMPLE && !saves_an_eighth(&entries[..SAMPLE]) {
+        return None;
+    }
     let mut out = vec![0u8; 4 + lz4_flex::block::get_maximum_output_size(entries.len())];
     out[..4].copy_from_slice(&raw_len.to_le_bytes());
     let n = lz4_flex::block::compress_into(entries, &mut out[4..]).ok()?;
     out.truncate(4 + n);
     (out.len() < entries.len() - entries.len() / 8).then_some(out)
+}
+
+/// Bytes of a section that [`compress_section`] tries first.
+const SAMPLE: usize = 64 << 10;
+
+/// Whether LZ4 saves at least an eighth of `sample`.
+fn saves_an_eighth(sample: &[u8]) -> bool {
+    let packed = lz4_flex::block::compress(sample);
+    packed.len() < sample.len() - sample.len() / 8
 }
 
 /// A problem in a snapshot file at a byte offset.
