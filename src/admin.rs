@@ -4,7 +4,8 @@
 //! JSON lines.
 //!
 //! JSON lines: one object per key,
-//! `{"key": K, "ttl_ms": T, "fields": {F: V, ...}}`, where `ttl_ms` is the
+//! `{"key": K, "ttl_ms": T, "fields": {F: V, ...}}` (plus
+//! `"field_expire_at_ms": [[F, unix_ms], ...]` for a hash with field TTLs), where `ttl_ms` is the
 //! key's remaining time to live in milliseconds (as PTTL says at export
 //! time) or `null`. Keys, fields and values that are valid UTF-8 are JSON
 //! strings (JSON's own escapes for quotes, backslashes and control
@@ -550,6 +551,15 @@ impl Db {
                         }
                         resp_command(out, &argv).map_err(werr)?;
                     }
+                    // Field TTLs as Redis's AOF rewrite writes them.
+                    for (f, at) in self.field_expiries(key) {
+                        let at = at.to_string();
+                        resp_command(
+                            out,
+                            &[b"HPEXPIREAT", key, at.as_bytes(), b"FIELDS", b"1", &f],
+                        )
+                        .map_err(werr)?;
+                    }
                     let at = int(&self.execute(&[b"PEXPIRETIME".as_slice(), key])?);
                     if at >= 0 {
                         let at = at.to_string();
@@ -573,11 +583,20 @@ impl Db {
                                 .collect(),
                         )
                     };
-                    let line = json!({
+                    let mut line = json!({
                         "key": json_bytes(key),
                         "ttl_ms": if ttl >= 0 { Value::from(ttl) } else { Value::Null },
                         "fields": fields,
                     });
+                    let expiries = self.field_expiries(key);
+                    if !expiries.is_empty() {
+                        line["field_expire_at_ms"] = Value::Array(
+                            expiries
+                                .iter()
+                                .map(|(f, at)| Value::Array(vec![json_bytes(f), Value::from(*at)]))
+                                .collect(),
+                        );
+                    }
                     serde_json::to_writer(&mut *out, &line)
                         .map_err(|e| werr(std::io::Error::other(e)))?;
                     out.write_all(b"\n").map_err(werr)?;
@@ -666,7 +685,7 @@ impl Db {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let (key, ttl, pairs) =
+                    let (key, ttl, pairs, expiries) =
                         parse_json_line(&line).map_err(|e| bad(format!("line {n}: {e}")))?;
                     for chunk in pairs.chunks(CHUNK) {
                         let mut argv = vec![b"HSET".to_vec(), key.clone()];
@@ -677,6 +696,19 @@ impl Db {
                         run(&mut t, &argv)?;
                     }
                     t.fields += pairs.len() as u64;
+                    for (f, at) in expiries {
+                        run(
+                            &mut t,
+                            &[
+                                b"HPEXPIREAT".to_vec(),
+                                key.clone(),
+                                at.to_string().into_bytes(),
+                                b"FIELDS".to_vec(),
+                                b"1".to_vec(),
+                                f,
+                            ],
+                        )?;
+                    }
                     if let Some(ms) = ttl {
                         run(
                             &mut t,
@@ -691,8 +723,13 @@ impl Db {
     }
 }
 
-/// A JSON line: (key, ttl_ms, pairs).
-type JsonKey = (Vec<u8>, Option<i64>, Vec<(Vec<u8>, Vec<u8>)>);
+/// A JSON line: (key, ttl_ms, pairs, field expiries).
+type JsonKey = (
+    Vec<u8>,
+    Option<i64>,
+    Vec<(Vec<u8>, Vec<u8>)>,
+    Vec<(Vec<u8>, i64)>,
+);
 
 fn parse_json_line(line: &str) -> std::result::Result<JsonKey, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
@@ -719,7 +756,22 @@ fn parse_json_line(line: &str) -> std::result::Result<JsonKey, String> {
     if pairs.is_empty() {
         return Err("\"fields\" is empty (a hash has at least one field)".into());
     }
-    Ok((key, ttl, pairs))
+    let expiries = match o.get("field_expire_at_ms") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|p| match p.as_array().map(Vec::as_slice) {
+                Some([f, at]) => Ok((
+                    bytes_of_json(f, "field")?,
+                    at.as_i64()
+                        .ok_or("a field expiry must be an integer (Unix ms)")?,
+                )),
+                _ => Err("\"field_expire_at_ms\" entries must be [field, unix_ms]".to_owned()),
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?,
+        _ => return Err("\"field_expire_at_ms\" must be an array of [field, unix_ms]".into()),
+    };
+    Ok((key, ttl, pairs, expiries))
 }
 
 /// Most bytes one RESP argument may have (Redis's `proto-max-bulk-len`).

@@ -335,9 +335,146 @@ impl Db {
         // reply in between (same semantics as `Command::HGet`).
         let now = Now::lazy(&*self.shared.opts.clock);
         let field = field.as_ref();
-        Ok(self.shared.ks.read(key.as_ref(), &now, |h| {
-            h.and_then(|h| h.get(field)).map(Elem::to_bytes)
-        }))
+        Ok(self
+            .shared
+            .ks
+            .read_fields(key.as_ref(), &[field], &now, |h| {
+                h.and_then(|h| h.get(field)).map(Elem::to_bytes)
+            }))
+    }
+
+    /// `HPEXPIRE key milliseconds FIELDS n field...`: one code per field
+    /// (-2 no such field, 0 condition not met, 1 set, 2 deleted because the
+    /// time is not in the future). For NX/XX/GT/LT or seconds, use
+    /// [`Db::execute`] with `HEXPIRE` and friends.
+    ///
+    /// # Errors
+    /// Redis's errors for a negative or too large time, or a failed log
+    /// write.
+    pub fn hpexpire<F: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ms: i64,
+        fields: &[F],
+    ) -> Result<Vec<i64>> {
+        let ms = ms.to_string();
+        let n = fields.len().to_string();
+        let mut argv: Vec<&[u8]> = vec![b"HPEXPIRE", key.as_ref(), ms.as_bytes(), b"FIELDS"];
+        argv.push(n.as_bytes());
+        argv.extend(fields.iter().map(AsRef::as_ref));
+        self.ints(&argv)
+    }
+
+    /// `HPTTL key FIELDS n field...`: per field the milliseconds left, -1
+    /// without a TTL, -2 when missing.
+    ///
+    /// # Errors
+    /// None in practice.
+    pub fn hpttl<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<Vec<i64>> {
+        let n = fields.len().to_string();
+        let mut argv: Vec<&[u8]> = vec![b"HPTTL", key.as_ref(), b"FIELDS", n.as_bytes()];
+        argv.extend(fields.iter().map(AsRef::as_ref));
+        self.ints(&argv)
+    }
+
+    /// `HPERSIST key FIELDS n field...`: per field 1 when a TTL was
+    /// removed, -1 without one, -2 when missing.
+    ///
+    /// # Errors
+    /// A failed log write.
+    pub fn hpersist<F: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        fields: &[F],
+    ) -> Result<Vec<i64>> {
+        let n = fields.len().to_string();
+        let mut argv: Vec<&[u8]> = vec![b"HPERSIST", key.as_ref(), b"FIELDS", n.as_bytes()];
+        argv.extend(fields.iter().map(AsRef::as_ref));
+        self.ints(&argv)
+    }
+
+    /// `HGETDEL key FIELDS n field...`: the values (None if missing), each
+    /// field removed; the key goes with its last field.
+    ///
+    /// # Errors
+    /// A failed log write.
+    pub fn hgetdel<F: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        fields: &[F],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let n = fields.len().to_string();
+        let mut argv: Vec<&[u8]> = vec![b"HGETDEL", key.as_ref(), b"FIELDS", n.as_bytes()];
+        argv.extend(fields.iter().map(AsRef::as_ref));
+        match self.execute(&argv)? {
+            Reply::Array(items) => Ok(items
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `HSETEX key PX ms FIELDS n field value...`: sets the pairs, each
+    /// expiring `ms` milliseconds from now. For FNX/FXX, KEEPTTL and the
+    /// other time forms, use [`Db::execute`] with `HSETEX`.
+    ///
+    /// # Errors
+    /// Redis's errors for a bad time, or a failed log write.
+    pub fn hsetex_px<K, F, V>(&self, key: K, ms: i64, pairs: &[(F, V)]) -> Result<()>
+    where
+        K: AsRef<[u8]>,
+        F: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let ms = ms.to_string();
+        let n = pairs.len().to_string();
+        let mut argv: Vec<&[u8]> = vec![
+            b"HSETEX",
+            key.as_ref(),
+            b"PX",
+            ms.as_bytes(),
+            b"FIELDS",
+            n.as_bytes(),
+        ];
+        for (f, v) in pairs {
+            argv.push(f.as_ref());
+            argv.push(v.as_ref());
+        }
+        self.execute(&argv).map(|_| ())
+    }
+
+    /// Each live field of `key` with a TTL and its expiry (Unix ms).
+    pub(crate) fn field_expiries(&self, key: &[u8]) -> Vec<(Vec<u8>, i64)> {
+        let now = Now::lazy(&*self.shared.opts.clock);
+        self.shared.ks.read(key, &now, |h| {
+            let mut out = Vec::new();
+            if let Some(h) = h {
+                let t = h.now();
+                h.for_each_with_ttl(|f, _, at| {
+                    if at != 0 && !crate::hash::is_expired(at, t) {
+                        out.push((f.to_bytes(), at));
+                    }
+                });
+            }
+            out
+        })
+    }
+
+    fn ints(&self, argv: &[&[u8]]) -> Result<Vec<i64>> {
+        match self.execute(argv)? {
+            Reply::Array(items) => items
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Integer(n) => Ok(n),
+                    other => Err(unexpected(&other)),
+                })
+                .collect(),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// `HMGET key field [field ...]`: one `Option` per field, in order.

@@ -148,6 +148,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
         }
         Command::HSetNx { key, field, value } => {
             let (set, t) = ks.write(key, now, |shard| {
+                ks.expire_fields_locked(shard, key, &[field], now)?;
                 if shard.get(key, now).is_some_and(|h| h.get(field).is_some()) {
                     return Ok((0, None));
                 }
@@ -161,10 +162,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             ks.sync(t)?;
             Ok(Reply::Integer(set))
         }
-        Command::HGet { key, field } => Ok(ks.read(key, now, |h| {
+        Command::HGet { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
             Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
         })),
-        Command::HMGet { key, fields } => Ok(ks.read(key, now, |h| {
+        Command::HMGet { key, fields } => Ok(ks.read_fields(key, &fields, now, |h| {
             Reply::Array(
                 fields
                     .iter()
@@ -189,8 +190,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
         })),
         Command::HDel { key, fields } => {
             let (deleted, t) = ks.write(key, now, |shard| {
-                // Only log a deletion that removes something.
-                let Some(h) = shard.get(key, now) else {
+                // Only log a deletion that removes something. Expired but
+                // unreclaimed fields count, as in Redis.
+                let Some(h) = shard.get(key, now).map(HashRef::raw) else {
                     return Ok((0, None));
                 };
                 if !fields.iter().any(|f| h.get(f).is_some()) {
@@ -202,18 +204,21 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             ks.sync(t)?;
             Ok(Reply::Integer(deleted))
         }
-        Command::HExists { key, field } => Ok(ks.read(key, now, |h| {
+        Command::HExists { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
             Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
         })),
         Command::HLen { key } => Ok(ks.read(key, now, |h| {
             Reply::Integer(h.map_or(0, |h| h.len() as i64))
         })),
-        Command::HStrLen { key, field } => Ok(ks.read(key, now, |h| {
+        Command::HStrLen { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
             Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
         })),
         Command::HIncrBy { key, field, delta } => {
             let (new, t) = ks.write(key, now, |shard| {
-                let old = match shard.get(key, now).and_then(|h| h.get(field)) {
+                ks.expire_fields_locked(shard, key, &[field], now)?;
+                let h = shard.get(key, now);
+                let keep = h.is_some_and(|h| h.has_field_ttls());
+                let old = match h.and_then(|h| h.get(field)) {
                     None => 0,
                     Some(Elem::Int(v)) => v,
                     Some(Elem::Str(s)) => numeric::parse_i64(s)
@@ -223,10 +228,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     .checked_add(delta)
                     .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
                 let text = numeric::i64_bytes(new);
-                let e = Effect::HSet {
-                    key,
-                    pairs: vec![(field, &text)],
-                };
+                let e = set_keeping_ttl(key, field, &text, keep);
                 let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((new, t))
             })?;
@@ -239,7 +241,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 return Err(CommandError::err("value is NaN or Infinity").into());
             }
             let (text, t) = ks.write(key, now, |shard| {
-                let old = match shard.get(key, now).and_then(|h| h.get(field)) {
+                ks.expire_fields_locked(shard, key, &[field], now)?;
+                let h = shard.get(key, now);
+                let keep = h.is_some_and(|h| h.has_field_ttls());
+                let old = match h.and_then(|h| h.get(field)) {
                     None => LongDouble::from_i64(0),
                     Some(Elem::Int(v)) => LongDouble::from_i64(v),
                     Some(Elem::Str(s)) => LongDouble::parse(s)
@@ -250,10 +255,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     .ok_or_else(|| CommandError::err("increment would produce NaN or Infinity"))?;
                 // The log gets the formatted result, not the increment.
                 let text = sum.format();
-                let e = Effect::HSet {
-                    key,
-                    pairs: vec![(field, &text)],
-                };
+                let e = set_keeping_ttl(key, field, &text, keep);
                 let (_, t) = ks.commit(shard, &e, opts)?;
                 Ok((text, t))
             })?;
@@ -264,7 +266,15 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             key,
             count,
             with_values,
-        } => Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))?),
+        } => {
+            // Redis purges a hash's expired fields before picking.
+            if ks.read(key, now, |h| h.is_some_and(|h| h.min_field_ttl().is_some())) {
+                ks.write(key, now, |shard| {
+                    ks.expire_all_fields_locked(shard, key, now)
+                })?;
+            }
+            Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))?)
+        }
         Command::HScan {
             key,
             cursor,
@@ -277,6 +287,23 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             Some(h) => hscan(h, cursor, &options),
         })?),
         _ => Err(CommandError::err("internal: not a hash command").into()),
+    }
+}
+
+/// The effect of HINCRBY/HINCRBYFLOAT writing `value`: a plain HSET unless
+/// the hash has field TTLs, whose existing TTL the field keeps.
+fn set_keeping_ttl<'a>(key: &'a [u8], field: &'a [u8], value: &'a [u8], keep: bool) -> Effect<'a> {
+    if keep {
+        Effect::HSetEx {
+            key,
+            pairs: vec![(field, value)],
+            ttl: crate::keyspace::effect::KEEP_TTL,
+        }
+    } else {
+        Effect::HSet {
+            key,
+            pairs: vec![(field, value)],
+        }
     }
 }
 
@@ -322,7 +349,7 @@ fn hrandfield(
             )));
         }
         match h {
-            HashRef::Compact(_) => {
+            HashRef::Compact(_) | HashRef::CompactEx(..) => {
                 let all = h.to_pairs();
                 for _ in 0..n {
                     if let Some((f, v)) = all.choose(&mut rng) {
@@ -333,7 +360,7 @@ fn hrandfield(
                     }
                 }
             }
-            HashRef::Dict(d) => {
+            HashRef::Dict(d, ..) => {
                 for _ in 0..n {
                     if let Some((f, v)) = d.random(&mut rng) {
                         pair_replies(&mut out, Elem::Str(f), Elem::Str(v), with_values);
@@ -358,7 +385,7 @@ fn hrandfield(
         return Ok(Reply::Array(out));
     }
     match h {
-        HashRef::Dict(d) if count * 3 <= size => {
+        HashRef::Dict(d, ..) if count * 3 <= size => {
             // Few picks from a big table: random probes until enough distinct.
             let mut seen = std::collections::HashSet::with_capacity(count);
             while seen.len() < count {
@@ -395,7 +422,17 @@ fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)>
                 .nth(k)
                 .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
         }
-        HashRef::Dict(d) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_vec())),
+        HashRef::CompactEx(b, _) => {
+            let n = crate::hash::compact_ex::len(b);
+            if n == 0 {
+                return None;
+            }
+            let k = rng.gen_range(0..n);
+            crate::hash::compact_ex::triples(b)
+                .nth(k)
+                .map(|(f, v, _)| (f.to_bytes(), v.to_bytes()))
+        }
+        HashRef::Dict(d, ..) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_vec())),
     }
 }
 
@@ -410,7 +447,7 @@ fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, Comman
     let keep = |f: &[u8]| pattern.is_none_or(|p| glob::matches(p, f));
     let mut items = Vec::new();
     let next = match h {
-        HashRef::Compact(_) => {
+        HashRef::Compact(_) | HashRef::CompactEx(..) => {
             h.for_each(|f, v| {
                 let fb = f.to_bytes();
                 if keep(&fb) {
@@ -422,14 +459,17 @@ fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, Comman
             });
             0
         }
-        HashRef::Dict(d) => {
+        HashRef::Dict(d, ttls, now) => {
+            let live = |f: &[u8]| {
+                !ttls.is_some_and(|t| t.get(f).is_some_and(|at| crate::hash::is_expired(at, now)))
+            };
             let mut cur = cursor;
             let mut visited = 0usize;
             let mut budget = count.saturating_mul(10);
             loop {
                 cur = d.scan(cur, |f, v| {
                     visited += 1;
-                    if keep(f) {
+                    if keep(f) && live(f) {
                         items.push(Reply::Bulk(f.to_vec()));
                         if !no_values {
                             items.push(Reply::Bulk(v.to_vec()));

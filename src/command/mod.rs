@@ -6,6 +6,7 @@
 //! Order of checks follows Redis: arity first (from the table below), then
 //! each command's own argument parsing, then the key lookup.
 
+mod field_ttl;
 mod glob;
 mod hash;
 mod keys;
@@ -15,6 +16,7 @@ use crate::error::CommandError;
 use crate::keyspace::Keyspace;
 use crate::options::{Now, Options};
 
+pub use field_ttl::{FieldCond, FieldTime, FieldTtlAction, FieldTtlKind};
 pub use keys::{ExpireCond, ExpireKind, TtlKind};
 pub use reply::Reply;
 
@@ -143,6 +145,44 @@ pub enum Command<'a> {
     Ping { message: Option<&'a [u8]> },
     /// ECHO.
     Echo { message: &'a [u8] },
+    /// HEXPIRE / HPEXPIRE / HEXPIREAT / HPEXPIREAT. `fields` holds the
+    /// result of parsing past the time, reported only once the time is
+    /// known to be valid (Redis checks it first).
+    HExpire {
+        key: &'a [u8],
+        time: FieldTime,
+        cond: FieldCond,
+        fields: Result<Vec<&'a [u8]>, CommandError>,
+    },
+    /// HTTL / HPTTL / HEXPIRETIME / HPEXPIRETIME.
+    HTtl {
+        key: &'a [u8],
+        kind: FieldTtlKind,
+        fields: Vec<&'a [u8]>,
+    },
+    /// HPERSIST.
+    HPersist {
+        key: &'a [u8],
+        fields: Vec<&'a [u8]>,
+    },
+    /// HGETDEL.
+    HGetDel {
+        key: &'a [u8],
+        fields: Vec<&'a [u8]>,
+    },
+    /// HGETEX (`fields` as in `HExpire`).
+    HGetEx {
+        key: &'a [u8],
+        action: FieldTtlAction,
+        fields: Result<Vec<&'a [u8]>, CommandError>,
+    },
+    /// HSETEX; `only_new` is Some(true) for FNX, Some(false) for FXX.
+    HSetEx {
+        key: &'a [u8],
+        only_new: Option<bool>,
+        action: FieldTtlAction,
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+    },
 }
 
 /// Arity as Redis's command table gives it: N > 0 exactly N words, N < 0 at
@@ -155,6 +195,8 @@ fn arity(name: &str) -> Option<i32> {
         "hmget" | "hdel" | "hscan" => -3,
         "hgetall" | "hkeys" | "hvals" | "hlen" => 2,
         "hrandfield" => -2,
+        "hexpire" | "hpexpire" | "hexpireat" | "hpexpireat" | "hsetex" => -6,
+        "httl" | "hpttl" | "hexpiretime" | "hpexpiretime" | "hpersist" | "hgetdel" | "hgetex" => -5,
         "del" | "unlink" | "exists" => -2,
         "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "keys" | "echo" => 2,
         "rename" | "renamenx" => 3,
@@ -316,6 +358,7 @@ impl<'a> Command<'a> {
                 }
             }
             _ => hash::parse(&name, argv)
+                .or_else(|| field_ttl::parse(&name, argv))
                 .or_else(|| keys::parse(&name, argv))
                 .unwrap_or_else(|| {
                     // Every name in the arity table is handled by one of the two.
@@ -343,6 +386,12 @@ impl<'a> Command<'a> {
             | Command::MemoryUsage { .. }
             | Command::Ping { .. }
             | Command::Echo { .. } => keys::execute(self, ctx),
+            Command::HExpire { .. }
+            | Command::HTtl { .. }
+            | Command::HPersist { .. }
+            | Command::HGetDel { .. }
+            | Command::HGetEx { .. }
+            | Command::HSetEx { .. } => field_ttl::execute(self, ctx),
             _ => hash::execute(self, ctx),
         }
     }

@@ -5,8 +5,8 @@
 //!
 //! Triples are kept in Redis's `listpackex` order, which is also the order
 //! HGETALL, HSCAN and the rest return: fields with a TTL first, by
-//! ascending expiry (a field given the same expiry as others goes after
-//! them), then the fields without one in the order they arrived there. So
+//! ascending expiry (a field given the same expiry as others goes before
+//! them, as the transcripts of a real Redis show), then the fields without one in the order they arrived there. So
 //! the earliest expiry is always the first triple, and an expiry sweep stops
 //! at the first live one.
 //!
@@ -156,8 +156,7 @@ fn triple(field: &[u8], value: &[u8], ttl: i64) -> Vec<u8> {
 }
 
 /// Where a triple with `ttl` goes: before the first triple without a TTL
-/// or with a later expiry (after those with the same one); the end for
-/// no TTL.
+/// or with the same or a later expiry; the end for no TTL.
 fn slot_for(buf: &[u8], ttl: i64) -> usize {
     if ttl == NO_TTL {
         return buf.len();
@@ -167,7 +166,7 @@ fn slot_for(buf: &[u8], ttl: i64) -> usize {
         let Some(((_, _, t), next)) = triple_at(buf, pos) else {
             return buf.len();
         };
-        if t == NO_TTL || t > ttl {
+        if t == NO_TTL || t >= ttl {
             return pos;
         }
         pos = next;
@@ -263,12 +262,12 @@ mod tests {
         let mut b = build(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
         assert!(set_ttl(&mut b, b"c", 5_000));
         assert!(set_ttl(&mut b, b"a", 9_000));
-        assert!(set_ttl(&mut b, b"d", 5_000)); // ties go after
+        assert!(set_ttl(&mut b, b"d", 5_000)); // ties go before
         assert_eq!(
             fields(&b),
             [
-                ("c".into(), 5_000),
                 ("d".into(), 5_000),
+                ("c".into(), 5_000),
                 ("a".into(), 9_000),
                 ("b".into(), 0)
             ]
@@ -361,7 +360,7 @@ mod tests {
                 m.len()
             } else {
                 m.iter()
-                    .position(|(_, _, t)| *t == 0 || *t > ttl)
+                    .position(|(_, _, t)| *t == 0 || *t >= ttl)
                     .unwrap_or(m.len())
             };
             m.insert(at, (f, v, ttl));

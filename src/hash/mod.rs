@@ -12,56 +12,253 @@
 //! [`HashRef`] is the read view every command uses, whichever the encoding.
 //!
 //! - [`compact_ex`]: the compact buffer with field TTLs (OBJECT ENCODING
-//!   `listpackex`), field/value/TTL triples; being wired into the keyspace
-//!   (docs/DESIGN-NOTES.md, "Field TTLs").
+//!   `listpackex`), field/value/TTL triples, which a compact hash switches
+//!   to on its first field-TTL command.
+//! - [`FieldTtls`]: the field TTLs of a dict, kept beside it (a dict without
+//!   field TTLs carries nothing extra).
+//!
+//! A [`HashRef`] is made for a point in time and hides fields expired at it.
 
 pub(crate) mod compact;
-// The field-TTL layout (issue 8); wired into the keyspace by the field
-// expiration commands, exercised by its own tests until then.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod compact_ex;
 pub(crate) mod table;
+
+use std::collections::{BTreeSet, HashMap};
 
 use compact::{Elem, Probe};
 use table::ArenaTable;
 
-/// A read view of one hash.
+/// A time at which nothing has expired: views made with it show every
+/// field (replay, snapshots, RENAME/COPY work on the raw contents).
+pub(crate) const NEVER: i64 = i64::MIN;
+
+/// Whether a field with TTL element `ttl` (0 = none) is expired at `now`
+/// (Redis: `expire < now`).
+#[inline]
+pub(crate) fn is_expired(ttl: i64, now: i64) -> bool {
+    ttl != compact_ex::NO_TTL && ttl < now
+}
+
+/// The field TTLs of a dict-encoded hash (only dicts that have any carry
+/// one): field -> absolute expiry (Unix ms), and the same ordered by time
+/// so the earliest expiry and the expired fields are found without a scan.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FieldTtls {
+    by_field: HashMap<Box<[u8]>, i64>,
+    by_time: BTreeSet<(i64, Box<[u8]>)>,
+}
+
+impl FieldTtls {
+    /// The TTL of `field`, if it has one.
+    pub(crate) fn get(&self, field: &[u8]) -> Option<i64> {
+        self.by_field.get(field).copied()
+    }
+
+    /// Sets the TTL of `field` to `at` (a positive Unix ms time).
+    pub(crate) fn set(&mut self, field: &[u8], at: i64) {
+        if let Some(old) = self.by_field.insert(field.into(), at) {
+            self.by_time.remove(&(old, Box::from(field)));
+        }
+        self.by_time.insert((at, field.into()));
+    }
+
+    /// Removes the TTL of `field`; true when it had one.
+    pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
+        match self.by_field.remove(field) {
+            Some(old) => {
+                self.by_time.remove(&(old, Box::from(field)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The earliest expiry.
+    pub(crate) fn min(&self) -> Option<i64> {
+        self.by_time.first().map(|(t, _)| *t)
+    }
+
+    /// Whether no field has a TTL.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_field.is_empty()
+    }
+
+    /// Up to `limit` fields expired at `now`, earliest first.
+    pub(crate) fn expired(&self, now: i64, limit: usize) -> Vec<Vec<u8>> {
+        self.by_time
+            .iter()
+            .take_while(|(t, _)| *t < now)
+            .take(limit)
+            .map(|(_, f)| f.to_vec())
+            .collect()
+    }
+
+    /// Every (field, expiry), in expiry order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], i64)> + '_ {
+        self.by_time.iter().map(|(t, f)| (&**f, *t))
+    }
+
+    /// Bytes held (an estimate: two copies of each name plus map and tree
+    /// overhead).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.by_field
+            .keys()
+            .map(|f| 2 * f.len() + 80)
+            .sum::<usize>()
+    }
+}
+
+/// A read view of one hash, as of a time: fields expired at that time are
+/// invisible to [`HashRef::get`], [`HashRef::for_each`] and the rest, and
+/// counted only by [`HashRef::len`] (as Redis's HLEN does).
 #[derive(Clone, Copy)]
 pub(crate) enum HashRef<'a> {
     /// Compact buffer (elements only).
     Compact(&'a [u8]),
-    /// Dict encoding.
-    Dict(&'a ArenaTable),
+    /// Compact buffer of field/value/TTL triples, and the view's time.
+    CompactEx(&'a [u8], i64),
+    /// Dict encoding, with its field TTLs (if any) and the view's time.
+    Dict(&'a ArenaTable, Option<&'a FieldTtls>, i64),
+}
+
+/// What a field lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldTtl {
+    /// No such field (or expired at the view's time).
+    Missing,
+    /// The field has no TTL.
+    Persistent,
+    /// The field expires at this Unix ms time.
+    At(i64),
 }
 
 impl<'a> HashRef<'a> {
-    /// Number of fields.
+    /// Number of fields, expired-but-unreclaimed included (HLEN).
     pub(crate) fn len(&self) -> usize {
         match self {
             HashRef::Compact(b) => compact::len(b),
-            HashRef::Dict(d) => d.len(),
+            HashRef::CompactEx(b, _) => compact_ex::len(b),
+            HashRef::Dict(d, ..) => d.len(),
         }
     }
 
-    /// The value of `field`.
+    /// The same hash seen with nothing expired.
+    pub(crate) fn raw(self) -> HashRef<'a> {
+        match self {
+            HashRef::CompactEx(b, _) => HashRef::CompactEx(b, NEVER),
+            HashRef::Dict(d, t, _) => HashRef::Dict(d, t, NEVER),
+            c => c,
+        }
+    }
+
+    /// The view's time (NEVER for a view that hides nothing).
+    pub(crate) fn now(&self) -> i64 {
+        match *self {
+            HashRef::Compact(_) => NEVER,
+            HashRef::CompactEx(_, now) | HashRef::Dict(_, _, now) => now,
+        }
+    }
+
+    /// Whether any field has a TTL.
+    pub(crate) fn has_field_ttls(&self) -> bool {
+        match *self {
+            HashRef::Compact(_) => false,
+            HashRef::CompactEx(b, _) => compact_ex::min_ttl(b).is_some(),
+            HashRef::Dict(_, t, _) => t.is_some_and(|t| !t.is_empty()),
+        }
+    }
+
+    /// The earliest field expiry.
+    pub(crate) fn min_field_ttl(&self) -> Option<i64> {
+        match *self {
+            HashRef::Compact(_) => None,
+            HashRef::CompactEx(b, _) => compact_ex::min_ttl(b),
+            HashRef::Dict(_, t, _) => t.and_then(FieldTtls::min),
+        }
+    }
+
+    /// The value of a live `field`.
     #[inline]
     pub(crate) fn get(&self, field: &[u8]) -> Option<Elem<'a>> {
         match *self {
             HashRef::Compact(b) => compact::find(b, &Probe::new(field)).map(|f| f.value),
-            HashRef::Dict(d) => d.get(field).map(Elem::Str),
+            HashRef::CompactEx(b, now) => compact_ex::find(b, &Probe::new(field))
+                .filter(|f| !is_expired(f.ttl, now))
+                .map(|f| f.value),
+            HashRef::Dict(d, t, now) => {
+                let v = d.get(field)?;
+                if let Some(t) = t {
+                    if t.get(field).is_some_and(|at| is_expired(at, now)) {
+                        return None;
+                    }
+                }
+                Some(Elem::Str(v))
+            }
         }
     }
 
-    /// Calls `f` for each (field, value) in iteration order (insertion order
-    /// for compact hashes, table order for dicts).
+    /// The TTL state of `field` at the view's time.
+    pub(crate) fn field_ttl(&self, field: &[u8]) -> FieldTtl {
+        let ttl = match *self {
+            HashRef::Compact(b) => match compact::find(b, &Probe::new(field)) {
+                Some(_) => compact_ex::NO_TTL,
+                None => return FieldTtl::Missing,
+            },
+            HashRef::CompactEx(b, _) => match compact_ex::find(b, &Probe::new(field)) {
+                Some(f) => f.ttl,
+                None => return FieldTtl::Missing,
+            },
+            HashRef::Dict(d, t, _) => match d.get(field) {
+                Some(_) => t.and_then(|t| t.get(field)).unwrap_or(compact_ex::NO_TTL),
+                None => return FieldTtl::Missing,
+            },
+        };
+        if is_expired(ttl, self.now()) {
+            FieldTtl::Missing
+        } else if ttl == compact_ex::NO_TTL {
+            FieldTtl::Persistent
+        } else {
+            FieldTtl::At(ttl)
+        }
+    }
+
+    /// Whether `field` exists but is expired at the view's time.
+    pub(crate) fn is_field_expired(&self, field: &[u8]) -> bool {
+        let now = self.now();
+        now != NEVER && matches!(self.raw().field_ttl(field), FieldTtl::At(t) if is_expired(t, now))
+    }
+
+    /// Calls `f` for each live (field, value) in iteration order (insertion
+    /// order for compact hashes, expiry then insertion order for compact
+    /// hashes with TTLs, table order for dicts).
     pub(crate) fn for_each(&self, mut f: impl FnMut(Elem<'a>, Elem<'a>)) {
         match *self {
             HashRef::Compact(b) => compact::pairs(b).for_each(|(k, v)| f(k, v)),
-            HashRef::Dict(d) => d.iter().for_each(|(k, v)| f(Elem::Str(k), Elem::Str(v))),
+            HashRef::CompactEx(b, now) => compact_ex::triples(b)
+                .filter(|(_, _, t)| !is_expired(*t, now))
+                .for_each(|(k, v, _)| f(k, v)),
+            HashRef::Dict(d, None, _) => d.iter().for_each(|(k, v)| f(Elem::Str(k), Elem::Str(v))),
+            HashRef::Dict(d, Some(t), now) => d
+                .iter()
+                .filter(|(k, _)| !t.get(k).is_some_and(|at| is_expired(at, now)))
+                .for_each(|(k, v)| f(Elem::Str(k), Elem::Str(v))),
         }
     }
 
-    /// All pairs, owned.
+    /// Calls `f` for each (field, value, TTL element) including expired
+    /// fields (0 = no TTL).
+    pub(crate) fn for_each_with_ttl(&self, mut f: impl FnMut(Elem<'a>, Elem<'a>, i64)) {
+        match *self {
+            HashRef::Compact(b) => compact::pairs(b).for_each(|(k, v)| f(k, v, 0)),
+            HashRef::CompactEx(b, _) => compact_ex::triples(b).for_each(|(k, v, t)| f(k, v, t)),
+            HashRef::Dict(d, t, _) => d.iter().for_each(|(k, v)| {
+                let ttl = t.and_then(|t| t.get(k)).unwrap_or(0);
+                f(Elem::Str(k), Elem::Str(v), ttl)
+            }),
+        }
+    }
+
+    /// All live pairs, owned.
     pub(crate) fn to_pairs(self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::with_capacity(self.len());
         self.for_each(|k, v| out.push((k.to_bytes(), v.to_bytes())));
@@ -72,7 +269,8 @@ impl<'a> HashRef<'a> {
     pub(crate) fn encoding(&self) -> &'static str {
         match self {
             HashRef::Compact(_) => "listpack",
-            HashRef::Dict(_) => "hashtable",
+            HashRef::CompactEx(..) => "listpackex",
+            HashRef::Dict(..) => "hashtable",
         }
     }
 }
@@ -91,4 +289,24 @@ pub(crate) fn dict_from_compact(buf: &[u8]) -> Result<ArenaTable, table::Full> {
         d.set(&field, &value)?;
     }
     Ok(d)
+}
+
+/// Builds a dict and its field TTLs from a buffer of triples.
+pub(crate) fn dict_from_triples(buf: &[u8]) -> Result<(ArenaTable, FieldTtls), table::Full> {
+    let n = compact_ex::len(buf);
+    let mut d = ArenaTable::with_capacity(n);
+    let mut ttls = FieldTtls::default();
+    let mut field = Vec::new();
+    let mut value = Vec::new();
+    for (k, v, t) in compact_ex::triples(buf) {
+        field.clear();
+        value.clear();
+        k.push_to(&mut field);
+        v.push_to(&mut value);
+        d.set(&field, &value)?;
+        if t != compact_ex::NO_TTL {
+            ttls.set(&field, t);
+        }
+    }
+    Ok((d, ttls))
 }

@@ -68,7 +68,37 @@ pub(crate) enum Effect<'a> {
     },
     /// Remove every key.
     FlushDb,
+    /// Set fields with a TTL action (HSETEX; HINCRBY and HINCRBYFLOAT on a
+    /// hash with field TTLs): `ttl` is [`KEEP_TTL`] to keep each existing
+    /// field's TTL, 0 to clear it (as HSet), or an absolute Unix ms time
+    /// given to every field.
+    HSetEx {
+        #[serde(borrow)]
+        key: &'a [u8],
+        #[serde(borrow)]
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+        ttl: i64,
+    },
+    /// Set the absolute expiry (Unix ms) of existing fields (HEXPIRE
+    /// family, HGETEX with a time).
+    HPExpireAt {
+        #[serde(borrow)]
+        key: &'a [u8],
+        at_ms: i64,
+        #[serde(borrow)]
+        fields: Vec<&'a [u8]>,
+    },
+    /// Remove the TTLs of fields (HPERSIST, HGETEX PERSIST).
+    HPersist {
+        #[serde(borrow)]
+        key: &'a [u8],
+        #[serde(borrow)]
+        fields: Vec<&'a [u8]>,
+    },
 }
+
+/// [`Effect::HSetEx`]'s `ttl` that keeps existing fields' TTLs.
+pub(crate) const KEEP_TTL: i64 = -1;
 
 impl Effect<'_> {
     /// The keys the effect touches (their shards are locked to apply it).
@@ -77,7 +107,10 @@ impl Effect<'_> {
             Effect::HSet { key, .. }
             | Effect::HDel { key, .. }
             | Effect::PExpireAt { key, .. }
-            | Effect::Persist { key } => {
+            | Effect::Persist { key }
+            | Effect::HSetEx { key, .. }
+            | Effect::HPExpireAt { key, .. }
+            | Effect::HPersist { key, .. } => {
                 vec![key]
             }
             Effect::Del { keys } => keys.clone(),
@@ -129,6 +162,54 @@ pub(crate) fn apply_in_shard(
             h.finish()?;
             Ok(deleted)
         }
+        Effect::HSetEx { key, pairs, ttl } => {
+            let mut h = shard.edit(key, opts);
+            let max_len = pairs
+                .iter()
+                .map(|(f, v)| f.len().max(v.len()))
+                .max()
+                .unwrap_or(0);
+            h.precheck(pairs.len(), max_len)?;
+            if *ttl > 0 {
+                h.make_ex();
+            }
+            let mut created = 0;
+            for (f, v) in pairs {
+                created += i64::from(h.set_with(f, v, *ttl != 0)?);
+                if *ttl > 0 {
+                    h.set_field_ttl(f, *ttl);
+                }
+            }
+            h.finish()?;
+            Ok(created)
+        }
+        Effect::HPExpireAt { key, at_ms, fields } => {
+            let mut h = shard.edit(key, opts);
+            if !h.existed() {
+                return Ok(0);
+            }
+            h.make_ex();
+            let mut set = 0;
+            for f in fields {
+                set += i64::from(h.set_field_ttl(f, *at_ms));
+            }
+            h.finish()?;
+            Ok(set)
+        }
+        Effect::HPersist { key, fields } => {
+            let mut h = shard.edit(key, opts);
+            if !h.existed() {
+                return Ok(0);
+            }
+            let mut cleared = 0;
+            for f in fields {
+                if h.field_ttl(f).is_some_and(|t| t != 0) {
+                    cleared += i64::from(h.set_field_ttl(f, 0));
+                }
+            }
+            h.finish()?;
+            Ok(cleared)
+        }
         Effect::PExpireAt { key, at_ms } => Ok(i64::from(shard.set_ttl(key, Some(*at_ms))?)),
         Effect::Persist { key } => Ok(i64::from(shard.set_ttl(key, None)?)),
         Effect::Del { keys } => Ok(keys.iter().filter(|k| shard.delete(k)).count() as i64),
@@ -142,12 +223,13 @@ pub(crate) fn apply_in_shard(
 pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
     Ok(match h {
         HashRef::Compact(b) => OwnedHash::Compact(b.to_vec()),
-        HashRef::Dict(d) => {
+        HashRef::CompactEx(b, _) => OwnedHash::CompactEx(b.to_vec()),
+        HashRef::Dict(d, ttls, _) => {
             let mut t = ArenaTable::with_capacity(d.len());
             for (f, v) in d.iter() {
                 t.set(f, v).map_err(|_| CommandError::too_large())?;
             }
-            OwnedHash::Dict(Box::new(t))
+            OwnedHash::Dict(Box::new(t), ttls.map(|t| Box::new(t.clone())))
         }
     })
 }
@@ -231,7 +313,10 @@ impl Keyspace {
             Effect::HSet { key, .. }
             | Effect::HDel { key, .. }
             | Effect::PExpireAt { key, .. }
-            | Effect::Persist { key } => {
+            | Effect::Persist { key }
+            | Effect::HSetEx { key, .. }
+            | Effect::HPExpireAt { key, .. }
+            | Effect::HPersist { key, .. } => {
                 return apply_in_shard(&mut self.shard(key).write(), e, opts);
             }
             _ => {}

@@ -8,6 +8,10 @@
 //! - `dicts`: the dict-encoded hashes of the shard;
 //! - `expires`: key -> absolute expiry (Unix ms, i64 LE), only for keys
 //!   with a TTL; the payload tag's TTL bit says whether to look there.
+//! - `dict_ttls`: the field TTLs of dicts that have any, by dict index;
+//! - `hfe`: key -> earliest field expiry (i64 LE), only for hashes with a
+//!   field TTL (tag bit [`FLAG_HFE`]); the active sweep walks it, and reads
+//!   of hashes without the bit never look at a clock for their fields.
 //!
 //! Snapshots ([`Capture`]) are point-in-time without stopping writers: at
 //! the switch every shard's `snap_bit` flips, which marks every key as
@@ -17,7 +21,8 @@
 //! switch. Keys written after the switch carry the new bit and are skipped.
 //!
 //! Invariants: no key ever maps to an empty hash; a key has an `expires`
-//! entry iff its tag has [`FLAG_TTL`]; outside a snapshot every key's
+//! entry iff its tag has [`FLAG_TTL`]; a key has an `hfe` entry (equal to
+//! its earliest field expiry) iff its tag has [`FLAG_HFE`]; outside a snapshot every key's
 //! [`FLAG_SNAP`] equals its shard's `snap_bit`. Lock order for multi-key commands:
 //! ascending shard index ([`Keyspace::lock_many`]).
 
@@ -28,9 +33,13 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::error::{CommandError, Error};
-use crate::hash::compact;
+use std::collections::HashMap;
+
 use crate::hash::table::{hash_name, ArenaTable};
-use crate::hash::{dict_from_compact, HashRef};
+use crate::hash::{
+    compact, compact_ex, dict_from_compact, dict_from_triples, is_expired, FieldTtls, HashRef,
+    NEVER,
+};
 use crate::options::{Now, Options};
 use crate::snapshot::buf::BigBuf;
 use crate::snapshot::format::SnapshotWriter;
@@ -42,7 +51,11 @@ pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 
 const TAG_COMPACT: u8 = 1;
 const TAG_DICT: u8 = 2;
+/// A compact buffer of field/value/TTL triples (`listpackex`).
+const TAG_COMPACT_EX: u8 = 3;
 const ENC_MASK: u8 = 0x0F;
+/// The hash has a field with a TTL (and an entry in `hfe`).
+const FLAG_HFE: u8 = 0x20;
 /// The key has an entry in `expires`.
 const FLAG_TTL: u8 = 0x80;
 /// Snapshot capture bit: a key whose bit differs from its shard's
@@ -55,7 +68,10 @@ const COMPACT_MAX_BYTES: usize = 1 << 30;
 /// An owned hash, moved between keys by RENAME and built by COPY.
 pub(crate) enum OwnedHash {
     Compact(Vec<u8>),
-    Dict(Box<ArenaTable>),
+    /// Field/value/TTL triples.
+    CompactEx(Vec<u8>),
+    /// A dict and its field TTLs, if any.
+    Dict(Box<ArenaTable>, Option<Box<FieldTtls>>),
 }
 
 /// One shard of the keyspace.
@@ -66,6 +82,11 @@ pub(crate) struct Shard {
     free_dicts: Vec<u32>,
     expires: ArenaTable,
     sweep_cursor: u64,
+    /// Field TTLs of the dicts that have any, by dict index.
+    dict_ttls: HashMap<u32, FieldTtls>,
+    /// Key -> earliest field expiry, for hashes with field TTLs.
+    hfe: ArenaTable,
+    hfe_cursor: u64,
     /// The [`FLAG_SNAP`] value of a captured (or post-switch) key.
     snap_bit: u8,
     /// The running snapshot, while this shard is not fully captured.
@@ -206,14 +227,14 @@ impl Shard {
         } else {
             None
         };
-        if let Some(h) = self.view(tag, data) {
+        if let Some(h) = self.view(tag, data, NEVER) {
             // Into the preallocated buffer when it has room (no allocation
             // or remapping on a writer's path); else written out directly.
             let size = match h {
-                HashRef::Compact(b) => {
+                HashRef::Compact(b) | HashRef::CompactEx(b, _) => {
                     Some(crate::snapshot::format::MAX_ENTRY_OVERHEAD + key.len() + b.len())
                 }
-                HashRef::Dict(_) => None,
+                HashRef::Dict(..) => None,
             };
             let mut p = cap.pending.lock();
             if size.is_some_and(|n| p.0.len() + n <= PENDING_CAP) {
@@ -253,8 +274,43 @@ impl Shard {
         Some((tag, data))
     }
 
-    fn view<'a>(&'a self, tag: u8, data: &'a [u8]) -> Option<HashRef<'a>> {
-        view_in(&self.dicts, tag, data)
+    fn view<'a>(&'a self, tag: u8, data: &'a [u8], now: i64) -> Option<HashRef<'a>> {
+        view_in(&self.dicts, &self.dict_ttls, tag, data, now)
+    }
+
+    /// The earliest field expiry of `key`, if its hash has field TTLs.
+    pub(crate) fn min_field_ttl(&self, key: &[u8]) -> Option<i64> {
+        let (tag, _) = self.raw(key)?;
+        if tag & FLAG_HFE == 0 {
+            return None;
+        }
+        let b: [u8; 8] = self.hfe.get(key)?.try_into().ok()?;
+        Some(i64::from_le_bytes(b))
+    }
+
+    /// Records `min` as the earliest field expiry of `key` (None: no field
+    /// TTL left), in `hfe` and in the key's tag.
+    fn set_min_field_ttl(&mut self, key: &[u8], min: Option<i64>) -> Result<(), CommandError> {
+        let Some(p) = self.keys.get_mut(key) else {
+            self.hfe.remove(key);
+            return Ok(());
+        };
+        match min {
+            Some(at) => {
+                p[0] |= FLAG_HFE;
+                self.hfe
+                    .set(key, &at.to_le_bytes())
+                    .map_err(|_| CommandError::too_large())?;
+            }
+            None => {
+                let had = p[0] & FLAG_HFE != 0;
+                p[0] &= !FLAG_HFE;
+                if had {
+                    self.hfe.remove(key);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The key's absolute expiry in Unix ms, if it has one.
@@ -292,13 +348,21 @@ impl Shard {
                 }
             }
         }
-        self.view(tag, data).map_or(Lookup::Missing, Lookup::Live)
+        // Only hashes with field TTLs look at the clock for their fields.
+        let t = if tag & FLAG_HFE != 0 {
+            now.get()
+        } else {
+            NEVER
+        };
+        self.view(tag, data, t)
+            .map_or(Lookup::Missing, Lookup::Live)
     }
 
-    /// The hash at `key`, expired or not (replay never looks at the clock).
+    /// The hash at `key`, expired or not, every field shown (replay never
+    /// looks at the clock).
     pub(crate) fn hash_ref(&self, key: &[u8]) -> Option<HashRef<'_>> {
         let (tag, data) = self.raw(key)?;
-        self.view(tag, data)
+        self.view(tag, data, NEVER)
     }
 
     /// The live hash at `key`.
@@ -328,13 +392,18 @@ impl Shard {
                 let id = u32::from_le_bytes(data.try_into().ok()?);
                 let d = self.dicts.get_mut(id as usize)?.take()?;
                 self.free_dicts.push(id);
-                OwnedHash::Dict(Box::new(d))
+                let ttls = self.dict_ttls.remove(&id).map(Box::new);
+                OwnedHash::Dict(Box::new(d), ttls)
             }
+            TAG_COMPACT_EX => OwnedHash::CompactEx(data.to_vec()),
             _ => OwnedHash::Compact(data.to_vec()),
         };
         self.keys.remove(key);
         if ttl.is_some() {
             self.expires.remove(key);
+        }
+        if tag & FLAG_HFE != 0 {
+            self.hfe.remove(key);
         }
         Some((hash, ttl))
     }
@@ -348,7 +417,7 @@ impl Shard {
     ) -> Result<(), CommandError> {
         match hash {
             OwnedHash::Compact(buf) => self.put_compact(key, &buf, ttl),
-            dict => self.put_hash(key, dict, ttl),
+            other => self.put_hash(key, other, ttl),
         }
     }
 
@@ -381,25 +450,43 @@ impl Shard {
     ) -> Result<(), CommandError> {
         self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
-        match hash {
-            OwnedHash::Compact(buf) => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &buf]),
-            OwnedHash::Dict(d) => {
+        let min = match hash {
+            OwnedHash::Compact(buf) => {
+                self.keys
+                    .set_parts(key, &[&[TAG_COMPACT | flag], &buf])
+                    .map_err(|_| CommandError::too_large())?;
+                None
+            }
+            OwnedHash::CompactEx(buf) => {
+                self.keys
+                    .set_parts(key, &[&[TAG_COMPACT_EX | flag], &buf])
+                    .map_err(|_| CommandError::too_large())?;
+                compact_ex::min_ttl(&buf)
+            }
+            OwnedHash::Dict(d, ttls) => {
                 let id = self.alloc_dict(*d);
+                let ttls = ttls.filter(|t| !t.is_empty());
+                let min = ttls.as_ref().and_then(|t| t.min());
+                if let Some(t) = ttls {
+                    self.dict_ttls.insert(id, *t);
+                }
                 self.keys
                     .set_parts(key, &[&[TAG_DICT | flag], &id.to_le_bytes()])
+                    .map_err(|_| CommandError::too_large())?;
+                min
             }
-        }
-        .map_err(|_| CommandError::too_large())?;
+        };
         if let Some(at) = ttl {
             self.expires
                 .set(key, &at.to_le_bytes())
                 .map_err(|_| CommandError::too_large())?;
         }
-        Ok(())
+        self.set_min_field_ttl(key, min)
     }
 
     fn alloc_dict(&mut self, d: ArenaTable) -> u32 {
         if let Some(id) = self.free_dicts.pop() {
+            self.dict_ttls.remove(&id);
             self.dicts[id as usize] = Some(d);
             id
         } else {
@@ -448,11 +535,14 @@ impl Shard {
     pub(crate) fn memory_usage(&self, key: &[u8]) -> Option<usize> {
         let (tag, data) = self.raw(key)?;
         let mut n = self.keys.entry_bytes(key.len(), data.len() + 1);
-        if let Some(HashRef::Dict(d)) = self.view(tag, data) {
-            n += d.memory_bytes();
+        if let Some(HashRef::Dict(d, t, _)) = self.view(tag, data, NEVER) {
+            n += d.memory_bytes() + t.map_or(0, FieldTtls::memory_bytes);
         }
         if tag & FLAG_TTL != 0 {
             n += self.expires.entry_bytes(key.len(), 8);
+        }
+        if tag & FLAG_HFE != 0 {
+            n += self.hfe.entry_bytes(key.len(), 8);
         }
         Some(n)
     }
@@ -485,16 +575,67 @@ impl Shard {
         self.expires.len()
     }
 
+    /// Number of hashes with field TTLs.
+    pub(crate) fn hfe_len(&self) -> usize {
+        self.hfe.len()
+    }
+
+    /// Keys with fields expired at `now`, walking the field-expiry index
+    /// from where the last sweep stopped and visiting at most `budget` keys.
+    pub(crate) fn keys_with_expired_fields(&mut self, now: i64, budget: usize) -> Vec<Vec<u8>> {
+        let mut due: Vec<Vec<u8>> = Vec::new();
+        let mut visited = 0;
+        let mut cursor = self.hfe_cursor;
+        loop {
+            cursor = self.hfe.scan(cursor, |k, v| {
+                visited += 1;
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    if is_expired(i64::from_le_bytes(b), now) {
+                        due.push(k.to_vec());
+                    }
+                }
+            });
+            if cursor == 0 || visited >= budget {
+                break;
+            }
+        }
+        self.hfe_cursor = cursor;
+        due
+    }
+
+    /// Up to `limit` fields of `key` expired at `now` (earliest first for
+    /// hashes whose TTLs are kept in order).
+    pub(crate) fn expired_fields(&self, key: &[u8], now: i64, limit: usize) -> Vec<Vec<u8>> {
+        let Some((tag, data)) = self.raw(key) else {
+            return Vec::new();
+        };
+        if tag & FLAG_HFE == 0 {
+            return Vec::new();
+        }
+        match self.view(tag, data, NEVER) {
+            Some(HashRef::CompactEx(b, _)) => compact_ex::triples(b)
+                .take_while(|(_, _, t)| is_expired(*t, now))
+                .take(limit)
+                .map(|(f, _, _)| f.to_bytes())
+                .collect(),
+            Some(HashRef::Dict(_, Some(t), _)) => t.expired(now, limit),
+            _ => Vec::new(),
+        }
+    }
+
     /// Opens the hash at `key` for writing, creating it (empty, not yet
     /// stored) if missing. Call [`HashEdit::finish`] to store the result.
     pub(crate) fn edit<'s>(&'s mut self, key: &'s [u8], opts: &'s Options) -> HashEdit<'s> {
         self.preserve(key);
-        let (work, flag, existed, count) = match self.raw(key) {
+        let raw = self.raw(key);
+        let had_hfe = raw.is_some_and(|(t, _)| t & FLAG_HFE != 0);
+        let (work, flag, existed, count) = match raw {
             Some((tag, data)) => match tag & ENC_MASK {
                 TAG_DICT => {
                     let id = data.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
                     (Work::Dict(id), tag & FLAG_TTL, true, None)
                 }
+                TAG_COMPACT_EX => (Work::CompactEx(data.to_vec()), tag & FLAG_TTL, true, None),
                 // Counting a big compact hash is a scan: done only if a
                 // field is added (for the conversion check).
                 _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, None),
@@ -510,12 +651,15 @@ impl Shard {
             existed,
             dirty: false,
             count,
+            had_hfe,
         }
     }
 }
 
 enum Work {
     Compact(Vec<u8>),
+    /// Field/value/TTL triples.
+    CompactEx(Vec<u8>),
     Dict(u32),
 }
 
@@ -530,6 +674,8 @@ pub(crate) struct HashEdit<'s> {
     dirty: bool,
     /// Pair count of a compact working buffer, once known.
     count: Option<usize>,
+    /// The hash had field TTLs before the edit.
+    had_hfe: bool,
 }
 
 impl HashEdit<'_> {
@@ -549,27 +695,48 @@ impl HashEdit<'_> {
     /// Whether the hash has no field (no scan of a compact buffer).
     pub(crate) fn is_empty(&self) -> bool {
         match &self.work {
-            Work::Compact(buf) => buf.is_empty(),
+            Work::Compact(buf) | Work::CompactEx(buf) => buf.is_empty(),
             Work::Dict(id) => self.dict(*id).is_none_or(|d| d.len() == 0),
         }
     }
 
-    /// Converts to a dict now.
+    /// Converts to a dict now (field TTLs carried over).
     fn convert(&mut self) -> Result<(), CommandError> {
-        if let Work::Compact(buf) = &self.work {
-            let d = dict_from_compact(buf).map_err(|_| CommandError::too_large())?;
-            let id = self.shard.alloc_dict(d);
-            self.work = Work::Dict(id);
-            self.dirty = true;
+        match &self.work {
+            Work::Compact(buf) => {
+                let d = dict_from_compact(buf).map_err(|_| CommandError::too_large())?;
+                let id = self.shard.alloc_dict(d);
+                self.work = Work::Dict(id);
+                self.dirty = true;
+            }
+            Work::CompactEx(buf) => {
+                let (d, t) = dict_from_triples(buf).map_err(|_| CommandError::too_large())?;
+                let id = self.shard.alloc_dict(d);
+                if !t.is_empty() {
+                    self.shard.dict_ttls.insert(id, t);
+                }
+                self.work = Work::Dict(id);
+                self.dirty = true;
+            }
+            Work::Dict(_) => {}
         }
         Ok(())
+    }
+
+    /// Switches a compact hash to the layout with field TTLs, as Redis does
+    /// on the first field-TTL command (even one that changes nothing).
+    pub(crate) fn make_ex(&mut self) {
+        if let Work::Compact(buf) = &self.work {
+            self.work = Work::CompactEx(compact_ex::from_pairs(buf));
+            self.dirty = true;
+        }
     }
 
     /// Redis's pre-check before a write of `pairs` field/value pairs whose
     /// longest argument is `max_len` bytes: converts first if either passes
     /// the thresholds, even if the pairs repeat or already exist.
     pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
-        if matches!(self.work, Work::Compact(_))
+        if matches!(self.work, Work::Compact(_) | Work::CompactEx(_))
             && (pairs > self.opts.hash_max_listpack_entries
                 || max_len > self.opts.hash_max_listpack_value)
         {
@@ -578,14 +745,26 @@ impl HashEdit<'_> {
         Ok(())
     }
 
-    /// Sets `field` to `value`; true when the field is new. Converts to a
-    /// dict when the value or field is too long or the hash too big.
+    /// Sets `field` to `value` (an existing field loses its TTL); true when
+    /// the field is new.
     pub(crate) fn set(&mut self, field: &[u8], value: &[u8]) -> Result<bool, CommandError> {
-        if let Work::Compact(buf) = &self.work {
+        self.set_with(field, value, false)
+    }
+
+    /// Sets `field` to `value`, keeping an existing field's TTL when
+    /// `keep_ttl`; true when the field is new. Converts to a dict when the
+    /// value or field is too long or the hash too big.
+    pub(crate) fn set_with(
+        &mut self,
+        field: &[u8],
+        value: &[u8],
+        keep_ttl: bool,
+    ) -> Result<bool, CommandError> {
+        if let Work::Compact(buf) | Work::CompactEx(buf) = &self.work {
             let limit = self.opts.hash_max_listpack_value;
             if field.len() > limit
                 || value.len() > limit
-                || buf.len() + field.len() + value.len() + 10 > COMPACT_MAX_BYTES
+                || buf.len() + field.len() + value.len() + 20 > COMPACT_MAX_BYTES
             {
                 self.convert()?;
             }
@@ -603,13 +782,84 @@ impl HashEdit<'_> {
                 }
                 new
             }
+            Work::CompactEx(buf) => {
+                let new = compact_ex::set(buf, field, value, keep_ttl);
+                self.dirty = true;
+                if new {
+                    let n = self.count.map_or_else(|| compact_ex::len(buf), |c| c + 1);
+                    self.count = Some(n);
+                    if n > self.opts.hash_max_listpack_entries {
+                        self.convert()?;
+                    }
+                }
+                new
+            }
             Work::Dict(id) => {
                 let id = *id;
                 let d = self.dict_mut(id).ok_or_else(CommandError::too_large)?;
-                d.set(field, value).map_err(|_| CommandError::too_large())?
+                let new = d.set(field, value).map_err(|_| CommandError::too_large())?;
+                if !new && !keep_ttl {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                }
+                new
             }
         };
         Ok(new)
+    }
+
+    /// The TTL element of `field` (0 = none), expired or not; None when the
+    /// field is missing.
+    pub(crate) fn field_ttl(&self, field: &[u8]) -> Option<i64> {
+        match &self.work {
+            Work::Compact(buf) => compact::find(buf, &compact::Probe::new(field)).map(|_| 0),
+            Work::CompactEx(buf) => {
+                compact_ex::find(buf, &compact::Probe::new(field)).map(|f| f.ttl)
+            }
+            Work::Dict(id) => {
+                self.dict(*id)?.get(field)?;
+                Some(
+                    self.shard
+                        .dict_ttls
+                        .get(id)
+                        .and_then(|t| t.get(field))
+                        .unwrap_or(0),
+                )
+            }
+        }
+    }
+
+    /// Sets the TTL of an existing `field` to `at` (Unix ms), or removes it
+    /// when `at` is 0; false when the field is missing.
+    pub(crate) fn set_field_ttl(&mut self, field: &[u8], at: i64) -> bool {
+        match self.field_ttl(field) {
+            None => return false,
+            // Setting a TTL again still moves the triple (Redis re-inserts
+            // it before the others with that expiry); removing none is a
+            // no-op.
+            Some(cur) if cur == at && at == compact_ex::NO_TTL => return true,
+            Some(_) => {}
+        }
+        self.make_ex();
+        match &mut self.work {
+            Work::Compact(_) => false,
+            Work::CompactEx(buf) => {
+                self.dirty = true;
+                compact_ex::set_ttl(buf, field, at)
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                if at == compact_ex::NO_TTL {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                } else {
+                    self.shard.dict_ttls.entry(id).or_default().set(field, at);
+                }
+                true
+            }
+        }
     }
 
     /// Removes `field`; true when it was present.
@@ -623,15 +873,30 @@ impl HashEdit<'_> {
                 }
                 gone
             }
+            Work::CompactEx(buf) => {
+                let gone = compact_ex::remove(buf, field);
+                if gone {
+                    self.count = self.count.map(|c| c - 1);
+                    self.dirty = true;
+                }
+                gone
+            }
             Work::Dict(id) => {
                 let id = *id;
-                self.dict_mut(id).is_some_and(|d| d.remove(field))
+                let gone = self.dict_mut(id).is_some_and(|d| d.remove(field));
+                if gone {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                }
+                gone
             }
         }
     }
 
     /// Stores the result: writes the compact buffer back, records a new
-    /// dict, or deletes the key when the hash is empty.
+    /// dict, or deletes the key when the hash is empty; then brings the
+    /// field-expiry index up to date.
     pub(crate) fn finish(self) -> Result<(), CommandError> {
         if self.is_empty() {
             if let Work::Dict(id) = self.work {
@@ -640,6 +905,7 @@ impl HashEdit<'_> {
                     if let Some(slot) = self.shard.dicts.get_mut(id as usize) {
                         *slot = None;
                         self.shard.free_dicts.push(id);
+                        self.shard.dict_ttls.remove(&id);
                     }
                 }
             }
@@ -648,23 +914,63 @@ impl HashEdit<'_> {
             }
             return Ok(());
         }
-        if !self.dirty {
+        let min = match &self.work {
+            Work::Compact(_) => None,
+            Work::CompactEx(buf) => compact_ex::min_ttl(buf),
+            Work::Dict(id) => {
+                let id = *id;
+                if self
+                    .shard
+                    .dict_ttls
+                    .get(&id)
+                    .is_some_and(FieldTtls::is_empty)
+                {
+                    self.shard.dict_ttls.remove(&id);
+                }
+                self.shard.dict_ttls.get(&id).and_then(FieldTtls::min)
+            }
+        };
+        if !self.dirty && !self.had_hfe && min.is_none() {
             return Ok(());
         }
-        let flag = self.flag | self.shard.snap_bit;
-        let res = match &self.work {
-            Work::Compact(buf) => self
+        let hfe = if min.is_some() { FLAG_HFE } else { 0 };
+        if self.dirty {
+            let flag = self.flag | self.shard.snap_bit | hfe;
+            let res = match &self.work {
+                Work::Compact(buf) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_COMPACT | flag], buf]),
+                Work::CompactEx(buf) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_COMPACT_EX | flag], buf]),
+                // Written for a new dict too: the key may still point at its
+                // old compact payload (or at nothing). A new key has no TTL
+                // flag.
+                Work::Dict(id) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
+            };
+            res.map_err(|_| CommandError::too_large())?;
+        } else if let Some(p) = self.shard.keys.get_mut(self.key) {
+            p[0] = (p[0] & !FLAG_HFE) | hfe;
+        }
+        match min {
+            Some(at) => self
                 .shard
-                .keys
-                .set_parts(self.key, &[&[TAG_COMPACT | flag], buf]),
-            // Written for a new dict too: the key may still point at its old
-            // compact payload (or at nothing). A new key has no TTL flag.
-            Work::Dict(id) => self
-                .shard
-                .keys
-                .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
-        };
-        res.map(|_| ()).map_err(|_| CommandError::too_large())
+                .hfe
+                .set(self.key, &at.to_le_bytes())
+                .map(|_| ())
+                .map_err(|_| CommandError::too_large()),
+            None => {
+                if self.had_hfe {
+                    self.shard.hfe.remove(self.key);
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -718,16 +1024,46 @@ impl MultiGuard<'_> {
     }
 }
 
-/// The hash a key payload `[tag][data]` stands for.
-fn view_in<'a>(dicts: &'a [Option<ArenaTable>], tag: u8, data: &'a [u8]) -> Option<HashRef<'a>> {
+/// The hash a key payload `[tag][data]` stands for, seen at `now`.
+fn view_in<'a>(
+    dicts: &'a [Option<ArenaTable>],
+    dict_ttls: &'a HashMap<u32, FieldTtls>,
+    tag: u8,
+    data: &'a [u8],
+    now: i64,
+) -> Option<HashRef<'a>> {
     match tag & ENC_MASK {
         TAG_COMPACT => Some(HashRef::Compact(data)),
+        TAG_COMPACT_EX => Some(HashRef::CompactEx(data, now)),
         TAG_DICT => {
-            let id = u32::from_le_bytes(data.try_into().ok()?) as usize;
-            dicts.get(id)?.as_ref().map(HashRef::Dict)
+            let id = u32::from_le_bytes(data.try_into().ok()?);
+            let d = dicts.get(id as usize)?.as_ref()?;
+            let t = if tag & FLAG_HFE != 0 {
+                dict_ttls.get(&id)
+            } else {
+                None
+            };
+            Some(HashRef::Dict(d, t, now))
         }
         _ => None,
     }
+}
+
+/// Options for effects whose application never converts an encoding
+/// (field removals).
+fn no_opts() -> &'static Options {
+    static OPTS: OnceLock<Options> = OnceLock::new();
+    OPTS.get_or_init(Options::default)
+}
+
+/// The triples of pair buffer `buf` with the TTLs of `ttls`, in
+/// `listpackex` order.
+fn triples_with(buf: &[u8], ttls: &FieldTtls) -> Vec<u8> {
+    let mut ex = compact_ex::from_pairs(buf);
+    for (f, t) in ttls.iter() {
+        compact_ex::set_ttl(&mut ex, f, t);
+    }
+    ex
 }
 
 /// Encodes into `out` every key of `shard` whose capture bit is not `bit`
@@ -746,6 +1082,7 @@ fn capture_batch(
     let Shard {
         keys,
         dicts,
+        dict_ttls,
         expires,
         ..
     } = shard;
@@ -767,7 +1104,7 @@ fn capture_batch(
             } else {
                 None
             };
-            if let Some(h) = view_in(dicts, tag, data) {
+            if let Some(h) = view_in(dicts, dict_ttls, tag, data, NEVER) {
                 crate::snapshot::format::encode_entry(out, k, h, ttl);
                 *count += 1;
             }
@@ -837,7 +1174,7 @@ impl Keyspace {
                 if tag & ENC_MASK != TAG_DICT {
                     continue;
                 }
-                let Some(h) = shard.view(tag, data) else {
+                let Some(h) = shard.view(tag, data, NEVER) else {
                     continue;
                 };
                 let fits = h.len() <= opts.hash_max_listpack_entries && {
@@ -853,7 +1190,7 @@ impl Keyspace {
                 }
             }
             for k in change {
-                let Some((OwnedHash::Dict(d), ttl)) = shard.take(&k) else {
+                let Some((OwnedHash::Dict(d, ttls), ttl)) = shard.take(&k) else {
                     continue;
                 };
                 let mut buf = Vec::new();
@@ -861,13 +1198,18 @@ impl Keyspace {
                     compact::push_elem(&mut buf, f);
                     compact::push_elem(&mut buf, v);
                 }
-                let _ = shard.put(&k, OwnedHash::Compact(buf), ttl);
+                let hash = match ttls {
+                    Some(t) => OwnedHash::CompactEx(triples_with(&buf, &t)),
+                    None => OwnedHash::Compact(buf),
+                };
+                let _ = shard.put(&k, hash, ttl);
             }
         }
     }
 
     /// Calls `f` with effects that rebuild the whole current state (the log
-    /// rewrite): HSET in chunks of at most 1000 pairs, then PEXPIREAT.
+    /// rewrite): HSET in chunks of at most 1000 pairs, HPEXPIREAT per field
+    /// TTL, then PEXPIREAT.
     pub(crate) fn for_each_state_effect(&self, mut f: impl FnMut(&Effect<'_>)) {
         for s in self.shards.iter() {
             let shard = s.read();
@@ -875,10 +1217,16 @@ impl Keyspace {
                 let Some((&tag, data)) = p.split_first() else {
                     continue;
                 };
-                let Some(h) = shard.view(tag, data) else {
+                let Some(h) = shard.view(tag, data, NEVER) else {
                     continue;
                 };
                 let pairs = h.to_pairs();
+                let mut field_ttls: Vec<(Vec<u8>, i64)> = Vec::new();
+                h.for_each_with_ttl(|f, _, t| {
+                    if t != compact_ex::NO_TTL {
+                        field_ttls.push((f.to_bytes(), t));
+                    }
+                });
                 for chunk in pairs.chunks(1000) {
                     let refs: Vec<(&[u8], &[u8])> = chunk
                         .iter()
@@ -887,6 +1235,13 @@ impl Keyspace {
                     f(&Effect::HSet {
                         key: k,
                         pairs: refs,
+                    });
+                }
+                for (field, at_ms) in &field_ttls {
+                    f(&Effect::HPExpireAt {
+                        key: k,
+                        at_ms: *at_ms,
+                        fields: vec![field],
                     });
                 }
                 if let Some(at_ms) = shard.ttl_of(k) {
@@ -1056,14 +1411,14 @@ impl Keyspace {
                 let Some((&tag, data)) = p.split_first() else {
                     continue;
                 };
-                let Some(h) = shard.view(tag, data) else {
+                let Some(h) = shard.view(tag, data, NEVER) else {
                     continue;
                 };
                 st.keys += 1;
                 st.fields += h.len() as u64;
                 match h {
-                    HashRef::Compact(_) => st.listpack += 1,
-                    HashRef::Dict(_) => st.hashtable += 1,
+                    HashRef::Compact(_) | HashRef::CompactEx(..) => st.listpack += 1,
+                    HashRef::Dict(..) => st.hashtable += 1,
                 }
                 st.memory += shard.memory_usage(k).unwrap_or(0) as u64;
             }
@@ -1149,12 +1504,134 @@ impl Keyspace {
         }
     }
 
+    /// Removes expired fields of the shard's hashes with field TTLs, at most
+    /// `budget` fields (and keys visited), logging each hash's removals as
+    /// one HDEL first. Returns the fields removed.
+    fn sweep_fields(&self, shard: &mut Shard, now: i64, budget: usize) -> Result<usize, Error> {
+        let keys = shard.keys_with_expired_fields(now, budget);
+        let mut removed = 0;
+        for k in keys {
+            if removed >= budget {
+                break;
+            }
+            let fields = shard.expired_fields(&k, now, budget - removed);
+            if fields.is_empty() {
+                continue;
+            }
+            let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+            let e = Effect::HDel {
+                key: &k,
+                fields: refs,
+            };
+            self.log(&e)?;
+            removed += effect::apply_in_shard(shard, &e, no_opts())? as usize;
+        }
+        Ok(removed)
+    }
+
+    /// Lazy field expiry under the shard's write lock: removes those of
+    /// `fields` that exist and are expired at `now` (logged as one HDEL
+    /// first; the key goes if it empties). Returns how many went.
+    pub(crate) fn expire_fields_locked(
+        &self,
+        shard: &mut Shard,
+        key: &[u8],
+        fields: &[&[u8]],
+        now: &Now<'_>,
+    ) -> Result<usize, Error> {
+        let Some(min) = shard.min_field_ttl(key) else {
+            return Ok(0);
+        };
+        let now = now.get();
+        if !is_expired(min, now) {
+            return Ok(0);
+        }
+        let Some(h) = shard.hash_ref(key) else {
+            return Ok(0);
+        };
+        let h = match h {
+            HashRef::CompactEx(b, _) => HashRef::CompactEx(b, now),
+            HashRef::Dict(d, t, _) => HashRef::Dict(d, t, now),
+            c => c,
+        };
+        let mut gone: Vec<&[u8]> = Vec::new();
+        for f in fields {
+            if h.is_field_expired(f) && !gone.contains(f) {
+                gone.push(f);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let e = Effect::HDel { key, fields: gone };
+        self.log(&e)?;
+        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+    }
+
+    /// Removes every field of `key` expired at `now` (HRANDFIELD's purge),
+    /// logged as one HDEL.
+    pub(crate) fn expire_all_fields_locked(
+        &self,
+        shard: &mut Shard,
+        key: &[u8],
+        now: &Now<'_>,
+    ) -> Result<usize, Error> {
+        let Some(min) = shard.min_field_ttl(key) else {
+            return Ok(0);
+        };
+        let now = now.get();
+        if !is_expired(min, now) {
+            return Ok(0);
+        }
+        let fields = shard.expired_fields(key, now, usize::MAX);
+        if fields.is_empty() {
+            return Ok(0);
+        }
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let e = Effect::HDel { key, fields: refs };
+        self.log(&e)?;
+        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+    }
+
+    /// [`Keyspace::read`] for commands that address `fields` (HGET, HMGET,
+    /// HEXISTS, HSTRLEN): an expired field among them reads as missing and
+    /// is then removed (lazy field expiry).
+    #[inline]
+    pub(crate) fn read_fields<R>(
+        &self,
+        key: &[u8],
+        fields: &[&[u8]],
+        now: &Now<'_>,
+        f: impl FnOnce(Option<HashRef<'_>>) -> R,
+    ) -> R {
+        let mut due = false;
+        let r = self.read(key, now, |h| {
+            if let Some(h) = h {
+                due = h.now() != NEVER && fields.iter().any(|f| h.is_field_expired(f));
+            }
+            f(h)
+        });
+        if due {
+            // If the removal cannot be logged the fields stay (still
+            // invisible) and a later access or the sweep retries.
+            let _ = self.expire_fields_locked(&mut self.shard(key).write(), key, fields, now);
+        }
+        r
+    }
+
     /// One active-expiry pass over every shard with a per-shard budget.
     /// Returns the number of keys deleted; each deletion is logged first.
     pub(crate) fn sweep(&self, now: i64, budget: usize) -> Result<usize, Error> {
         let mut deleted = 0;
         for s in self.shards.iter() {
-            if s.read().volatile_len() == 0 {
+            let (volatile, hfe) = {
+                let g = s.read();
+                (g.volatile_len(), g.hfe_len())
+            };
+            if hfe > 0 {
+                self.sweep_fields(&mut s.write(), now, budget)?;
+            }
+            if volatile == 0 {
                 continue;
             }
             let mut shard = s.write();

@@ -13,10 +13,13 @@
 //! An entry is one key:
 //!
 //! ```text
-//! [encoding u8: 1 compact, 2 dict][flags u8: bit 0 = has TTL]
+//! [encoding u8][flags u8: bit 0 = has TTL]
 //! [key length varint][key][TTL: i64 LE, Unix ms, if flagged]
-//! compact: [buffer length varint][the compact buffer, verbatim]
-//! dict:    [pair count varint] then [len varint][field][len varint][value]...
+//! 1 compact:    [buffer length varint][the compact buffer, verbatim]
+//! 2 dict:       [pair count varint] then [len varint][field][len varint][value]...
+//! 3 compact_ex: [buffer length varint][the field/value/TTL triples, verbatim]
+//! 4 dict_ex:    [count varint] then [len varint][field][len varint][value]
+//!               [field TTL: i64 LE, 0 = none]...
 //! ```
 //!
 //! Varints are LEB128 (7 bits per byte, low first, at most 10 bytes). The
@@ -54,6 +57,8 @@ pub(crate) const SECTION_TARGET: usize = 256 << 10;
 const MAX_SECTION: usize = u32::MAX as usize;
 const ENC_COMPACT: u8 = 1;
 const ENC_DICT: u8 = 2;
+const ENC_COMPACT_EX: u8 = 3;
+const ENC_DICT_EX: u8 = 4;
 const FLAG_TTL: u8 = 1;
 
 /// What a snapshot says about itself.
@@ -107,7 +112,9 @@ pub(crate) const MAX_ENTRY_OVERHEAD: usize = 2 + 10 + 8 + 10;
 pub(crate) fn encode_entry(out: &mut impl Out, key: &[u8], hash: HashRef<'_>, ttl: Option<i64>) {
     let enc = match hash {
         HashRef::Compact(_) => ENC_COMPACT,
-        HashRef::Dict(_) => ENC_DICT,
+        HashRef::CompactEx(..) => ENC_COMPACT_EX,
+        HashRef::Dict(_, None, _) => ENC_DICT,
+        HashRef::Dict(_, Some(_), _) => ENC_DICT_EX,
     };
     out.byte(enc);
     out.byte(if ttl.is_some() { FLAG_TTL } else { 0 });
@@ -117,17 +124,20 @@ pub(crate) fn encode_entry(out: &mut impl Out, key: &[u8], hash: HashRef<'_>, tt
         out.put(&at.to_le_bytes());
     }
     match hash {
-        HashRef::Compact(buf) => {
+        HashRef::Compact(buf) | HashRef::CompactEx(buf, _) => {
             push_varint(out, buf.len() as u64);
             out.put(buf);
         }
-        HashRef::Dict(d) => {
+        HashRef::Dict(d, ttls, _) => {
             push_varint(out, d.len() as u64);
             for (f, v) in d.iter() {
                 push_varint(out, f.len() as u64);
                 out.put(f);
                 push_varint(out, v.len() as u64);
                 out.put(v);
+                if let Some(t) = ttls {
+                    out.put(&t.get(f).unwrap_or(0).to_le_bytes());
+                }
             }
         }
     }
@@ -389,10 +399,35 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
             } else {
                 let d = crate::hash::dict_from_compact(buf)
                     .map_err(|_| bad(start, "hash too large to load"))?;
-                EntryHash::Owned(OwnedHash::Dict(Box::new(d)))
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d), None))
             }
         }
-        ENC_DICT => {
+        ENC_COMPACT_EX => {
+            let n = c.len("compact hash length")?;
+            let start = c.at();
+            let buf = c.take(n, "compact hash")?;
+            let (pairs, longest) = compact::check_triples(buf).map_err(|e| {
+                bad(
+                    start + e.offset().unwrap_or(0),
+                    format!(
+                        "compact hash with field TTLs of key {:?}: {e}",
+                        String::from_utf8_lossy(key)
+                    ),
+                )
+            })?;
+            if pairs == 0 {
+                return Err(bad(start, "empty hash"));
+            }
+            if fits(opts, pairs, longest) {
+                EntryHash::Owned(OwnedHash::CompactEx(buf.to_vec()))
+            } else {
+                let (d, t) = crate::hash::dict_from_triples(buf)
+                    .map_err(|_| bad(start, "hash too large to load"))?;
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d), Some(Box::new(t))))
+            }
+        }
+        ENC_DICT | ENC_DICT_EX => {
+            let with_ttls = enc == ENC_DICT_EX;
             let count_at = c.at();
             let n = c.varint("pair count")?;
             // Each pair takes at least two bytes: bound the count before
@@ -401,29 +436,54 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                 return Err(bad(count_at, format!("impossible pair count {n}")));
             }
             let n = n as usize;
-            let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(n);
+            let mut pairs: Vec<(&[u8], &[u8], i64)> = Vec::with_capacity(n);
             let mut longest = 0;
             for _ in 0..n {
                 let fl = c.len("field length")?;
                 let f = c.take(fl, "field")?;
                 let vl = c.len("value length")?;
                 let v = c.take(vl, "value")?;
+                let ttl = if with_ttls {
+                    let at = c.at();
+                    let b = c.take(8, "field TTL")?;
+                    let t = i64::from_le_bytes(b.try_into().expect("8 bytes"));
+                    if !(0..=crate::hash::compact_ex::MAX_TTL).contains(&t) {
+                        return Err(bad(at, format!("impossible field TTL {t}")));
+                    }
+                    t
+                } else {
+                    0
+                };
                 longest = longest.max(fl).max(vl);
-                pairs.push((f, v));
+                pairs.push((f, v, ttl));
+            }
+            let mut ttls = crate::hash::FieldTtls::default();
+            for (f, _, t) in &pairs {
+                if *t != 0 {
+                    ttls.set(f, *t);
+                }
             }
             if fits(opts, n, longest) {
                 let mut buf = Vec::new();
-                for (f, v) in &pairs {
+                for (f, v, _) in &pairs {
                     compact::push_elem(&mut buf, f);
                     compact::push_elem(&mut buf, v);
                 }
                 if compact::check(&buf).is_err() {
                     return Err(bad(count_at, "duplicate field in a dict hash"));
                 }
-                EntryHash::Owned(OwnedHash::Compact(buf))
+                if with_ttls {
+                    let mut ex = crate::hash::compact_ex::from_pairs(&buf);
+                    for (f, t) in ttls.iter() {
+                        crate::hash::compact_ex::set_ttl(&mut ex, f, t);
+                    }
+                    EntryHash::Owned(OwnedHash::CompactEx(ex))
+                } else {
+                    EntryHash::Owned(OwnedHash::Compact(buf))
+                }
             } else {
                 let mut d = ArenaTable::with_capacity(n);
-                for (f, v) in pairs {
+                for (f, v, _) in pairs {
                     if d.set(f, v)
                         .map_err(|_| bad(count_at, "hash too large to load"))?
                     {
@@ -431,7 +491,8 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                     }
                     return Err(bad(count_at, "duplicate field in a dict hash"));
                 }
-                EntryHash::Owned(OwnedHash::Dict(Box::new(d)))
+                let ttls = with_ttls.then(|| Box::new(ttls));
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d), ttls))
             }
         }
         other => return Err(bad(at, format!("unknown entry encoding {other}"))),

@@ -1,0 +1,617 @@
+//! Field expiration commands: HEXPIRE HPEXPIRE HEXPIREAT HPEXPIREAT HTTL
+//! HPTTL HEXPIRETIME HPEXPIRETIME HPERSIST HGETDEL HGETEX HSETEX.
+//!
+//! Parsing follows Redis's order of checks (spec/COMMANDS.md §3-4). A
+//! relative time can only be checked against the limit once the command's
+//! clock is read, which Redis does before looking at `FIELDS`: so the
+//! commands whose time comes first carry the rest of their parse result
+//! (`fields`) as a `Result`, returned only after the time is resolved.
+
+use super::{eq_ic, Command, Ctx, Reply};
+use crate::error::{CommandError, Error};
+use crate::hash::{FieldTtl, HashRef};
+use crate::keyspace::effect::KEEP_TTL;
+use crate::keyspace::Effect;
+use crate::numeric;
+
+/// Largest absolute field expiry Redis accepts: 2^46 - 1 ms (year 4199).
+pub(crate) const FIELD_TTL_MAX: i64 = (1 << 46) - 1;
+
+/// A time argument of a field-TTL command, already in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldTime {
+    ms: i64,
+    relative: bool,
+    /// The command named in "invalid expire time in '...' command".
+    command: &'static str,
+}
+
+impl FieldTime {
+    /// Parses `word` (E_NOTINT, E_EXPNEG, E_EXPTIME as Redis checks them
+    /// before knowing the time).
+    fn parse(
+        word: &[u8],
+        seconds: bool,
+        relative: bool,
+        command: &'static str,
+    ) -> Result<FieldTime, CommandError> {
+        let v = numeric::parse_i64(word).ok_or_else(CommandError::not_integer)?;
+        if v < 0 {
+            return Err(CommandError::err("invalid expire time, must be >= 0"));
+        }
+        let ms = if seconds {
+            if v > FIELD_TTL_MAX / 1000 {
+                return Err(CommandError::invalid_expire(command));
+            }
+            v * 1000
+        } else {
+            v
+        };
+        if !relative && ms > FIELD_TTL_MAX {
+            return Err(CommandError::invalid_expire(command));
+        }
+        Ok(FieldTime {
+            ms,
+            relative,
+            command,
+        })
+    }
+
+    /// The absolute expiry in Unix ms at `now`.
+    fn resolve(self, now: i64) -> Result<i64, CommandError> {
+        let base = if self.relative { now } else { 0 };
+        if self.ms > FIELD_TTL_MAX - base {
+            return Err(CommandError::invalid_expire(self.command));
+        }
+        Ok(self.ms + base)
+    }
+}
+
+/// What HGETEX and HSETEX do to the TTLs of the fields they touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldTtlAction {
+    /// No option: HGETEX leaves TTLs alone, HSETEX clears them.
+    None,
+    /// HGETEX PERSIST.
+    Persist,
+    /// HSETEX KEEPTTL.
+    Keep,
+    /// EX / PX / EXAT / PXAT.
+    Set(FieldTime),
+}
+
+/// The condition of the HEXPIRE family (at most one of NX XX GT LT).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldCond(Option<u8>);
+
+impl FieldCond {
+    /// Whether a field whose TTL is `cur` (0 = none) may get `at`.
+    fn allows(self, cur: i64, at: i64) -> bool {
+        match self.0 {
+            Some(b'n') => cur == 0,
+            Some(b'x') => cur != 0,
+            Some(b'g') => cur != 0 && at > cur,
+            Some(b'l') => cur == 0 || at < cur,
+            _ => true,
+        }
+    }
+}
+
+/// Which view an HTTL-family command reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldTtlKind {
+    /// HTTL: remaining seconds, rounded up.
+    Seconds,
+    /// HPTTL: remaining milliseconds.
+    Millis,
+    /// HEXPIRETIME: absolute Unix seconds, rounded up.
+    AbsSeconds,
+    /// HPEXPIRETIME: absolute Unix milliseconds.
+    AbsMillis,
+}
+
+fn fields_missing() -> CommandError {
+    CommandError::err("Mandatory argument FIELDS is missing or not at the right position")
+}
+
+fn numfields_match() -> CommandError {
+    CommandError::err("The `numfields` parameter must match the number of arguments")
+}
+
+/// `FIELDS numfields field...` starting at `argv[at]`; `bad_count` is the
+/// command's error for a numfields that is not a positive integer.
+fn fields_at<'a>(
+    argv: &[&'a [u8]],
+    at: usize,
+    bad_count: fn() -> CommandError,
+) -> Result<Vec<&'a [u8]>, CommandError> {
+    if !argv.get(at).is_some_and(|w| eq_ic(w, "fields")) {
+        return Err(fields_missing());
+    }
+    let n = argv
+        .get(at + 1)
+        .and_then(|w| numeric::parse_i64(w))
+        .filter(|&n| n > 0)
+        .ok_or_else(bad_count)?;
+    let rest = &argv[(at + 2).min(argv.len())..];
+    if rest.len() as u64 != n as u64 {
+        return Err(numfields_match());
+    }
+    Ok(rest.to_vec())
+}
+
+fn numfields_gt0() -> CommandError {
+    CommandError::err("Parameter `numFields` should be greater than 0")
+}
+
+fn numfields_pos() -> CommandError {
+    CommandError::err("Number of fields must be a positive integer")
+}
+
+pub(super) fn parse<'a>(
+    name: &str,
+    argv: &[&'a [u8]],
+) -> Option<Result<Command<'a>, CommandError>> {
+    let key = argv.get(1).copied().unwrap_or_default();
+    Some(match name {
+        "hexpire" | "hpexpire" | "hexpireat" | "hpexpireat" => parse_hexpire(name, argv),
+        "httl" | "hpttl" | "hexpiretime" | "hpexpiretime" => {
+            let kind = match name {
+                "httl" => FieldTtlKind::Seconds,
+                "hpttl" => FieldTtlKind::Millis,
+                "hexpiretime" => FieldTtlKind::AbsSeconds,
+                _ => FieldTtlKind::AbsMillis,
+            };
+            fields_at(argv, 2, numfields_pos).map(|fields| Command::HTtl { key, kind, fields })
+        }
+        "hpersist" => {
+            fields_at(argv, 2, numfields_pos).map(|fields| Command::HPersist { key, fields })
+        }
+        "hgetdel" => {
+            fields_at(argv, 2, numfields_pos).map(|fields| Command::HGetDel { key, fields })
+        }
+        "hgetex" => parse_hgetex(argv),
+        "hsetex" => parse_hsetex(argv),
+        _ => return None,
+    })
+}
+
+fn parse_hexpire<'a>(name: &str, argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let (seconds, relative, command) = match name {
+        "hexpire" => (true, true, "hexpire"),
+        "hpexpire" => (false, true, "hpexpire"),
+        "hexpireat" => (true, false, "hexpireat"),
+        _ => (false, false, "hpexpireat"),
+    };
+    let time = FieldTime::parse(argv[2], seconds, relative, command)?;
+    let mut at = 3;
+    let mut cond = FieldCond::default();
+    for (word, c) in [("nx", b'n'), ("xx", b'x'), ("gt", b'g'), ("lt", b'l')] {
+        if eq_ic(argv[3], word) {
+            cond = FieldCond(Some(c));
+            at = 4;
+        }
+    }
+    Ok(Command::HExpire {
+        key: argv[1],
+        time,
+        cond,
+        fields: fields_at(argv, at, numfields_gt0),
+    })
+}
+
+fn parse_hgetex<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let word = argv[2];
+    let (action, at) = if eq_ic(word, "persist") {
+        (FieldTtlAction::Persist, 3)
+    } else if let Some((seconds, relative)) = time_option(word) {
+        let t = argv.get(3).ok_or_else(fields_missing)?;
+        let time = FieldTime::parse(t, seconds, relative, "hgetex")?;
+        (FieldTtlAction::Set(time), 4)
+    } else {
+        (FieldTtlAction::None, 2)
+    };
+    Ok(Command::HGetEx {
+        key: argv[1],
+        action,
+        fields: fields_at(argv, at, numfields_pos),
+    })
+}
+
+/// EX PX EXAT PXAT: (in seconds, relative).
+fn time_option(word: &[u8]) -> Option<(bool, bool)> {
+    if eq_ic(word, "ex") {
+        Some((true, true))
+    } else if eq_ic(word, "px") {
+        Some((false, true))
+    } else if eq_ic(word, "exat") {
+        Some((true, false))
+    } else if eq_ic(word, "pxat") {
+        Some((false, false))
+    } else {
+        None
+    }
+}
+
+fn parse_hsetex<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let one_expiry = || {
+        CommandError::err("Only one of EX, PX, EXAT, PXAT or KEEPTTL arguments can be specified")
+    };
+    let mut cond: Option<bool> = None;
+    let mut action = FieldTtlAction::None;
+    let mut i = 2;
+    while i < argv.len() {
+        let w = argv[i];
+        if eq_ic(w, "fields") {
+            if argv.len() - i - 1 < 3 {
+                return Err(CommandError::wrong_arity("hsetex"));
+            }
+            let n = numeric::parse_i64(argv[i + 1])
+                .filter(|n| (1..=i64::from(i32::MAX)).contains(n))
+                .ok_or_else(|| CommandError::err("invalid number of fields"))?;
+            let rest = &argv[i + 2..];
+            if rest.len() as i64 != 2 * n {
+                return Err(CommandError::wrong_arity("hsetex"));
+            }
+            return Ok(Command::HSetEx {
+                key: argv[1],
+                only_new: cond,
+                action,
+                pairs: rest.chunks_exact(2).map(|c| (c[0], c[1])).collect(),
+            });
+        } else if let Some((seconds, relative)) = time_option(w) {
+            if action != FieldTtlAction::None {
+                return Err(one_expiry());
+            }
+            let t = argv
+                .get(i + 1)
+                .ok_or_else(|| CommandError::err("missing expire time"))?;
+            action = FieldTtlAction::Set(FieldTime::parse(t, seconds, relative, "hsetex")?);
+            i += 2;
+        } else if eq_ic(w, "keepttl") {
+            if action != FieldTtlAction::None {
+                return Err(one_expiry());
+            }
+            action = FieldTtlAction::Keep;
+            i += 1;
+        } else if eq_ic(w, "fnx") || eq_ic(w, "fxx") {
+            if cond.is_some() {
+                return Err(CommandError::err(
+                    "Only one of FXX or FNX arguments can be specified",
+                ));
+            }
+            cond = Some(eq_ic(w, "fnx"));
+            i += 1;
+        } else {
+            return Err(CommandError::err(format!(
+                "unknown argument: {}",
+                String::from_utf8_lossy(w)
+            )));
+        }
+    }
+    Err(fields_missing())
+}
+
+/// Switches the compact hash at `key` to the layout with field TTLs (a
+/// no-op for other encodings), as Redis does at the start of a field-TTL
+/// write.
+fn to_listpackex(
+    shard: &mut crate::keyspace::Shard,
+    key: &[u8],
+    opts: &crate::options::Options,
+) -> Result<(), Error> {
+    if shard
+        .hash_ref(key)
+        .is_some_and(|h| matches!(h, HashRef::Compact(_)))
+    {
+        let mut e = shard.edit(key, opts);
+        e.make_ex();
+        e.finish()?;
+    }
+    Ok(())
+}
+
+fn codes(v: Vec<i64>) -> Reply {
+    Reply::Array(v.into_iter().map(Reply::Integer).collect())
+}
+
+/// The distinct fields of `fields`, in first-seen order.
+fn distinct<'a>(fields: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    let mut out: Vec<&[u8]> = Vec::with_capacity(fields.len());
+    for f in fields {
+        if !out.contains(f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
+    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
+    match cmd {
+        Command::HExpire {
+            key,
+            time,
+            cond,
+            fields,
+        } => {
+            let at = time.resolve(now.get())?;
+            let fields = fields?;
+            let (reply, t) = ks.write(key, now, |shard| {
+                if shard.get(key, now).is_none() {
+                    return Ok((vec![-2; fields.len()], None));
+                }
+                // The first field-TTL command turns a compact hash into
+                // `listpackex`, even one that changes nothing (not logged:
+                // Redis does not propagate it either).
+                to_listpackex(shard, key, opts)?;
+                let Some(h) = shard.get(key, now) else {
+                    return Ok((vec![-2; fields.len()], None));
+                };
+                // Redis does not expire fields lazily here: a field past its
+                // TTL but not yet removed still counts, with that TTL.
+                let h = h.raw();
+                let t_now = now.get();
+                let mut seen: Vec<(&[u8], i64)> = Vec::new();
+                let mut out = Vec::with_capacity(fields.len());
+                let (mut set, mut gone): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+                for &f in &fields {
+                    // State after this command's earlier fields (-1: gone).
+                    let cur = match seen.iter().rev().find(|(g, _)| *g == f) {
+                        Some(&(_, c)) => c,
+                        None => match h.field_ttl(f) {
+                            FieldTtl::Missing => -1,
+                            FieldTtl::Persistent => 0,
+                            FieldTtl::At(t) => t,
+                        },
+                    };
+                    if cur < 0 {
+                        out.push(-2);
+                    } else if !cond.allows(cur, at) {
+                        out.push(0);
+                    } else if at <= t_now {
+                        out.push(2);
+                        gone.push(f);
+                        seen.push((f, -1));
+                    } else {
+                        out.push(1);
+                        set.push(f);
+                        seen.push((f, at));
+                    }
+                }
+                let mut ticket = None;
+                if !gone.is_empty() {
+                    let e = Effect::HDel {
+                        key,
+                        fields: distinct(&gone),
+                    };
+                    ticket = ks.commit(shard, &e, opts)?.1;
+                }
+                if !set.is_empty() {
+                    let e = Effect::HPExpireAt {
+                        key,
+                        at_ms: at,
+                        fields: set,
+                    };
+                    ticket = ks.commit(shard, &e, opts)?.1;
+                }
+                Ok((out, ticket))
+            })?;
+            ks.sync(t)?;
+            Ok(codes(reply))
+        }
+        Command::HTtl { key, kind, fields } => Ok(ks.read(key, now, |h| {
+            let Some(h) = h else {
+                return codes(vec![-2; fields.len()]);
+            };
+            let t_now = now.get();
+            let h = match h {
+                HashRef::CompactEx(b, _) => HashRef::CompactEx(b, t_now),
+                HashRef::Dict(d, t, _) => HashRef::Dict(d, t, t_now),
+                c => c,
+            };
+            codes(
+                fields
+                    .iter()
+                    .map(|f| match h.field_ttl(f) {
+                        FieldTtl::Missing => -2,
+                        FieldTtl::Persistent => -1,
+                        // The listpack form already reports a field whose
+                        // expiry is this very millisecond as gone.
+                        FieldTtl::At(at) if at == t_now && matches!(h, HashRef::CompactEx(..)) => {
+                            -2
+                        }
+                        FieldTtl::At(at) => match kind {
+                            FieldTtlKind::Seconds => (at - t_now + 999) / 1000,
+                            FieldTtlKind::Millis => at - t_now,
+                            FieldTtlKind::AbsSeconds => (at + 999) / 1000,
+                            FieldTtlKind::AbsMillis => at,
+                        },
+                    })
+                    .collect(),
+            )
+        })),
+        Command::HPersist { key, fields } => {
+            let (reply, t) = ks.write(key, now, |shard| {
+                let Some(h) = shard.get(key, now) else {
+                    return Ok((vec![-2; fields.len()], None));
+                };
+                let mut cleared: Vec<&[u8]> = Vec::new();
+                let out: Vec<i64> = fields
+                    .iter()
+                    .map(|f| match h.field_ttl(f) {
+                        FieldTtl::Missing => -2,
+                        FieldTtl::At(_) if !cleared.contains(f) => {
+                            cleared.push(f);
+                            1
+                        }
+                        _ => -1,
+                    })
+                    .collect();
+                if cleared.is_empty() {
+                    return Ok((out, None));
+                }
+                let e = Effect::HPersist { key, fields };
+                let (_, t) = ks.commit(shard, &e, opts)?;
+                Ok((out, t))
+            })?;
+            ks.sync(t)?;
+            Ok(codes(reply))
+        }
+        Command::HGetDel { key, fields } => {
+            let (reply, t) = ks.write(key, now, |shard| {
+                ks.expire_fields_locked(shard, key, &fields, now)?;
+                let Some(h) = shard.get(key, now) else {
+                    return Ok((vec![Reply::Nil; fields.len()], None));
+                };
+                let mut taken: Vec<&[u8]> = Vec::new();
+                let out: Vec<Reply> = fields
+                    .iter()
+                    .map(|f| match h.get(f) {
+                        Some(v) if !taken.contains(f) => {
+                            taken.push(f);
+                            Reply::Bulk(v.to_bytes())
+                        }
+                        _ => Reply::Nil,
+                    })
+                    .collect();
+                if taken.is_empty() {
+                    return Ok((out, None));
+                }
+                let e = Effect::HDel { key, fields };
+                let (_, t) = ks.commit(shard, &e, opts)?;
+                Ok((out, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Array(reply))
+        }
+        Command::HGetEx {
+            key,
+            action,
+            fields,
+        } => {
+            let at = match action {
+                FieldTtlAction::Set(time) => Some(time.resolve(now.get())?),
+                _ => None,
+            };
+            let fields = fields?;
+            if action == FieldTtlAction::None {
+                return Ok(ks.read_fields(key, &fields, now, |h| {
+                    Reply::Array(
+                        fields
+                            .iter()
+                            .map(|f| {
+                                h.and_then(|h| h.get(f))
+                                    .map_or(Reply::Nil, |v| Reply::Bulk(v.to_bytes()))
+                            })
+                            .collect(),
+                    )
+                }));
+            }
+            let (reply, t) = ks.write(key, now, |shard| {
+                ks.expire_fields_locked(shard, key, &fields, now)?;
+                if shard.get(key, now).is_none() {
+                    return Ok((vec![Reply::Nil; fields.len()], None));
+                }
+                if at.is_some() {
+                    to_listpackex(shard, key, opts)?;
+                }
+                let Some(h) = shard.get(key, now) else {
+                    return Ok((vec![Reply::Nil; fields.len()], None));
+                };
+                let mut present: Vec<&[u8]> = Vec::new();
+                let mut with_ttl = false;
+                let out: Vec<Reply> = fields
+                    .iter()
+                    .map(|f| match h.get(f) {
+                        Some(v) => {
+                            if !present.contains(f) {
+                                present.push(f);
+                            }
+                            with_ttl |= matches!(h.field_ttl(f), FieldTtl::At(_));
+                            Reply::Bulk(v.to_bytes())
+                        }
+                        None => Reply::Nil,
+                    })
+                    .collect();
+                let effect = match at {
+                    Some(_) if present.is_empty() => None,
+                    Some(at) if at <= now.get() => Some(Effect::HDel {
+                        key,
+                        fields: present,
+                    }),
+                    Some(at) => Some(Effect::HPExpireAt {
+                        key,
+                        at_ms: at,
+                        fields: present,
+                    }),
+                    None if with_ttl => Some(Effect::HPersist { key, fields }),
+                    None => None,
+                };
+                let Some(e) = effect else {
+                    return Ok((out, None));
+                };
+                let (_, t) = ks.commit(shard, &e, opts)?;
+                Ok((out, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Array(reply))
+        }
+        Command::HSetEx {
+            key,
+            only_new,
+            action,
+            pairs,
+        } => {
+            let at = match action {
+                FieldTtlAction::Set(time) => Some(time.resolve(now.get())?),
+                _ => None,
+            };
+            let fields: Vec<&[u8]> = pairs.iter().map(|(f, _)| *f).collect();
+            let (ok, t) = ks.write(key, now, |shard| {
+                ks.expire_fields_locked(shard, key, &fields, now)?;
+                let h = shard.get(key, now);
+                let pass = match only_new {
+                    None => true,
+                    Some(true) => h.is_none_or(|h| fields.iter().all(|f| h.get(f).is_none())),
+                    Some(false) => h.is_some_and(|h| fields.iter().all(|f| h.get(f).is_some())),
+                };
+                if !pass {
+                    return Ok((0, None));
+                }
+                let exists = h.is_some();
+                if exists && at.is_some() {
+                    to_listpackex(shard, key, opts)?;
+                }
+                let e = match at {
+                    // Written and expired at once: only the deletions remain.
+                    Some(at) if at <= now.get() => {
+                        if !exists {
+                            return Ok((1, None));
+                        }
+                        Effect::HDel {
+                            key,
+                            fields: distinct(&fields),
+                        }
+                    }
+                    Some(at) => Effect::HSetEx {
+                        key,
+                        pairs,
+                        ttl: at,
+                    },
+                    None if action == FieldTtlAction::Keep => Effect::HSetEx {
+                        key,
+                        pairs,
+                        ttl: KEEP_TTL,
+                    },
+                    None => Effect::HSet { key, pairs },
+                };
+                let (_, t) = ks.commit(shard, &e, opts)?;
+                Ok((1, t))
+            })?;
+            ks.sync(t)?;
+            Ok(Reply::Integer(ok))
+        }
+        _ => Err(CommandError::err("internal: not a field-TTL command").into()),
+    }
+}
