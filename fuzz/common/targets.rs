@@ -170,7 +170,7 @@ pub fn import(data: &[u8]) {
     let contents = |db: &hashkv::Db| {
         hashkv::fuzzing::dump(db)
             .into_iter()
-            .map(|(k, pairs, ttl, _)| (k, pairs, ttl))
+            .map(|(k, pairs, ttl, _, fttl)| (k, pairs, ttl, fttl))
             .collect::<Vec<_>>()
     };
     assert_eq!(contents(&a), contents(&b));
@@ -206,13 +206,62 @@ enum Op {
     Del(u8),
     Exists(u8),
     Rename(u8, u8),
+    /// Move the clock forward by this many milliseconds.
+    Advance(u8),
+    /// HPEXPIRE key ms [NX|XX|GT|LT] FIELDS n field...
+    HPExpire(u8, u8, u8, Vec<u8>),
+    HPersist(u8, Vec<u8>),
+    HPTtl(u8, Vec<u8>),
+    HGetDel(u8, Vec<u8>),
+    /// HGETEX key [PX ms | PERSIST] FIELDS n field...
+    HGetEx(u8, u8, u8, Vec<u8>),
+    /// HSETEX key [FNX|FXX] [PX ms | KEEPTTL] FIELDS n field value...
+    HSetEx(u8, u8, u8, u8, Vec<(u8, u8)>),
 }
 
 fn pick<'a>(set: &[&'a str], i: u8) -> &'a str {
     set[i as usize % set.len()]
 }
 
-type Model = BTreeMap<String, Vec<(String, String)>>;
+/// The model: each key's fields in no particular order, with a field TTL
+/// (absolute ms, 0 = none), and the clock.
+#[derive(Default)]
+struct Model {
+    keys: BTreeMap<String, Vec<(String, String, i64)>>,
+    now: i64,
+}
+
+/// The fuzzing clock's start (any fixed time works).
+const START_MS: i64 = 1_000_000;
+
+fn expired(t: i64, now: i64) -> bool {
+    t != 0 && t < now
+}
+
+impl Model {
+    fn retain_nonempty(&mut self) {
+        self.keys.retain(|_, h| !h.is_empty());
+    }
+
+    /// Lazy expiry of `fields` of `k` (commands that address fields).
+    fn lazy(&mut self, k: &str, fields: &[&str]) {
+        let now = self.now;
+        if let Some(h) = self.keys.get_mut(k) {
+            h.retain(|(f, _, t)| !(fields.contains(&f.as_str()) && expired(*t, now)));
+            if h.is_empty() {
+                self.keys.remove(k);
+            }
+        }
+    }
+
+    /// The live entry of `f` in `k`.
+    fn live(&self, k: &str, f: &str) -> Option<&(String, String, i64)> {
+        self.keys
+            .get(k)?
+            .iter()
+            .find(|(x, _, t)| x == f && !expired(*t, self.now))
+    }
+}
 
 /// Redis's string2ll: optional '-', digits, no leading zero, no "-0".
 fn int(s: &str) -> Option<i64> {
@@ -230,10 +279,33 @@ fn err(s: &str) -> Result<Reply, String> {
     Err(s.to_owned())
 }
 
-/// The model's reply (Ok) or error text (Err), and the argv.
-fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
+/// Field names for a field-TTL command (never empty).
+fn field_list(fs: &[u8]) -> Vec<&'static str> {
+    let mut out: Vec<&str> = fs.iter().take(6).map(|&f| pick(&FIELDS, f)).collect();
+    if out.is_empty() {
+        out.push(FIELDS[0]);
+    }
+    out
+}
+
+fn with_fields(mut argv: Vec<String>, fields: &[&str]) -> Vec<String> {
+    argv.push("FIELDS".into());
+    argv.push(fields.len().to_string());
+    argv.extend(fields.iter().map(|f| f.to_string()));
+    argv
+}
+
+fn ints(v: Vec<i64>) -> Result<Reply, String> {
+    Ok(Reply::Array(v.into_iter().map(Reply::Integer).collect()))
+}
+
+/// The model's reply (Ok) or error text (Err), and the argv. `listpackex`
+/// says whether `k` is a compact hash with field TTLs (HPTTL reports a
+/// field expiring this very millisecond as gone there).
+fn step(m: &mut Model, op: &Op, listpackex: bool) -> (Vec<String>, Result<Reply, String>) {
     use Op::*;
     let bulk = |s: &str| Reply::Bulk(s.as_bytes().to_vec());
+    let now = m.now;
     match op {
         HSet(k, pairs) => {
             let k = pick(&KEYS, *k);
@@ -244,16 +316,20 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
                     err("ERR wrong number of arguments for 'hset' command"),
                 );
             }
-            let h = m.entry(k.to_owned()).or_default();
+            let h = m.keys.entry(k.to_owned()).or_default();
             let mut new = 0;
             for (f, v) in pairs {
                 let (f, v) = (pick(&FIELDS, *f), pick(&VALUES, *v));
                 argv.push(f.to_owned());
                 argv.push(v.to_owned());
-                match h.iter_mut().find(|(x, _)| x == f) {
-                    Some(p) => p.1 = v.to_owned(),
+                // An expired but stored field is updated (and loses its TTL).
+                match h.iter_mut().find(|(x, _, _)| x == f) {
+                    Some(p) => {
+                        p.1 = v.to_owned();
+                        p.2 = 0;
+                    }
                     None => {
-                        h.push((f.to_owned(), v.to_owned()));
+                        h.push((f.to_owned(), v.to_owned(), 0));
                         new += 1;
                     }
                 }
@@ -263,19 +339,18 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
         HSetNx(k, f, v) => {
             let (k, f, v) = (pick(&KEYS, *k), pick(&FIELDS, *f), pick(&VALUES, *v));
             let argv = vec!["HSETNX".into(), k.into(), f.into(), v.into()];
-            let h = m.entry(k.to_owned()).or_default();
-            if h.iter().any(|(x, _)| x == f) {
+            m.lazy(k, &[f]);
+            let h = m.keys.entry(k.to_owned()).or_default();
+            if h.iter().any(|(x, _, _)| x == f) {
                 return (argv, Ok(Reply::Integer(0)));
             }
-            h.push((f.to_owned(), v.to_owned()));
+            h.push((f.to_owned(), v.to_owned(), 0));
             (argv, Ok(Reply::Integer(1)))
         }
         HGet(k, f) => {
             let (k, f) = (pick(&KEYS, *k), pick(&FIELDS, *f));
-            let r = m
-                .get(k)
-                .and_then(|h| h.iter().find(|(x, _)| x == f))
-                .map_or(Reply::Nil, |(_, v)| bulk(v));
+            m.lazy(k, &[f]);
+            let r = m.live(k, f).map_or(Reply::Nil, |(_, v, _)| bulk(v));
             (vec!["HGET".into(), k.into(), f.into()], Ok(r))
         }
         HDel(k, fs) => {
@@ -291,9 +366,10 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
             for f in fs {
                 let f = pick(&FIELDS, *f);
                 argv.push(f.to_owned());
-                if let Some(h) = m.get_mut(k) {
+                // Expired but stored fields count, as in Redis.
+                if let Some(h) = m.keys.get_mut(k) {
                     let before = h.len();
-                    h.retain(|(x, _)| x != f);
+                    h.retain(|(x, _, _)| x != f);
                     gone += (before - h.len()) as i64;
                 }
             }
@@ -301,12 +377,14 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
         }
         HLen(k) => {
             let k = pick(&KEYS, *k);
-            let n = m.get(k).map_or(0, Vec::len) as i64;
+            // Counts expired fields not yet removed.
+            let n = m.keys.get(k).map_or(0, Vec::len) as i64;
             (vec!["HLEN".into(), k.into()], Ok(Reply::Integer(n)))
         }
         HExists(k, f) => {
             let (k, f) = (pick(&KEYS, *k), pick(&FIELDS, *f));
-            let e = m.get(k).is_some_and(|h| h.iter().any(|(x, _)| x == f));
+            m.lazy(k, &[f]);
+            let e = m.live(k, f).is_some();
             (
                 vec!["HEXISTS".into(), k.into(), f.into()],
                 Ok(Reply::Integer(e.into())),
@@ -315,9 +393,10 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
         HIncrBy(k, f, d) => {
             let (k, f) = (pick(&KEYS, *k), pick(&FIELDS, *f));
             let argv = vec!["HINCRBY".into(), k.into(), f.into(), d.to_string()];
-            let h = m.entry(k.to_owned()).or_default();
-            let cur = match h.iter().find(|(x, _)| x == f) {
-                Some((_, v)) => match int(v) {
+            m.lazy(k, &[f]);
+            let h = m.keys.entry(k.to_owned()).or_default();
+            let cur = match h.iter().find(|(x, _, _)| x == f) {
+                Some((_, v, _)) => match int(v) {
                     Some(n) => n,
                     None => return (argv, err("ERR hash value is not an integer")),
                 },
@@ -326,18 +405,17 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
             let Some(next) = cur.checked_add(i64::from(*d)) else {
                 return (argv, err("ERR increment or decrement would overflow"));
             };
-            match h.iter_mut().find(|(x, _)| x == f) {
+            // The field keeps its TTL.
+            match h.iter_mut().find(|(x, _, _)| x == f) {
                 Some(p) => p.1 = next.to_string(),
-                None => h.push((f.to_owned(), next.to_string())),
+                None => h.push((f.to_owned(), next.to_string(), 0)),
             }
             (argv, Ok(Reply::Integer(next)))
         }
         HStrlen(k, f) => {
             let (k, f) = (pick(&KEYS, *k), pick(&FIELDS, *f));
-            let n = m
-                .get(k)
-                .and_then(|h| h.iter().find(|(x, _)| x == f))
-                .map_or(0, |(_, v)| v.len() as i64);
+            m.lazy(k, &[f]);
+            let n = m.live(k, f).map_or(0, |(_, v, _)| v.len() as i64);
             (
                 vec!["HSTRLEN".into(), k.into(), f.into()],
                 Ok(Reply::Integer(n)),
@@ -345,34 +423,237 @@ fn step(m: &mut Model, op: &Op) -> (Vec<String>, Result<Reply, String>) {
         }
         HGetAll(k) => {
             let k = pick(&KEYS, *k);
-            // Compared sorted (dict order is unspecified).
-            let mut pairs = m.get(k).cloned().unwrap_or_default();
+            // Compared sorted (dict order is unspecified); expired fields
+            // are skipped, not removed.
+            let mut pairs: Vec<(String, String)> = m
+                .keys
+                .get(k)
+                .map(|h| {
+                    h.iter()
+                        .filter(|(_, _, t)| !expired(*t, now))
+                        .map(|(f, v, _)| (f.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
             pairs.sort();
             let r = pairs.iter().flat_map(|(f, v)| [bulk(f), bulk(v)]).collect();
             (vec!["HGETALL".into(), k.into()], Ok(Reply::Array(r)))
         }
         Del(k) => {
             let k = pick(&KEYS, *k);
-            let n = i64::from(m.remove(k).is_some());
+            let n = i64::from(m.keys.remove(k).is_some());
             (vec!["DEL".into(), k.into()], Ok(Reply::Integer(n)))
         }
         Exists(k) => {
             let k = pick(&KEYS, *k);
             (
                 vec!["EXISTS".into(), k.into()],
-                Ok(Reply::Integer(m.contains_key(k).into())),
+                Ok(Reply::Integer(m.keys.contains_key(k).into())),
             )
         }
         Rename(a, b) => {
             let (a, b) = (pick(&KEYS, *a), pick(&KEYS, *b));
             let argv = vec!["RENAME".into(), a.into(), b.into()];
-            match m.remove(a) {
+            match m.keys.remove(a) {
                 None => (argv, err("ERR no such key")),
                 Some(h) => {
-                    m.insert(b.to_owned(), h);
+                    m.keys.insert(b.to_owned(), h);
                     (argv, Ok(Reply::Status("OK".into())))
                 }
             }
+        }
+        Advance(d) => {
+            m.now += i64::from(*d);
+            // The harness moves the engine's clock; PING stands for the step.
+            (vec!["PING".into()], Ok(Reply::Status("PONG".into())))
+        }
+        HPExpire(k, ms, cond, fs) => {
+            let k = pick(&KEYS, *k);
+            let ms = i64::from(*ms % 50);
+            let fields = field_list(fs);
+            let mut argv = vec!["HPEXPIRE".to_owned(), k.to_owned(), ms.to_string()];
+            let c = ["", "NX", "XX", "GT", "LT"][*cond as usize % 5];
+            if !c.is_empty() {
+                argv.push(c.into());
+            }
+            let argv = with_fields(argv, &fields);
+            let at = now + ms;
+            let Some(h) = m.keys.get_mut(k) else {
+                return (argv, ints(vec![-2; fields.len()]));
+            };
+            // No lazy expiry here: an expired field still counts.
+            let mut codes = Vec::new();
+            for f in &fields {
+                let Some(i) = h.iter().position(|(x, _, _)| x == f) else {
+                    codes.push(-2);
+                    continue;
+                };
+                let cur = h[i].2;
+                let ok = match c {
+                    "NX" => cur == 0,
+                    "XX" => cur != 0,
+                    "GT" => cur != 0 && at > cur,
+                    "LT" => cur == 0 || at < cur,
+                    _ => true,
+                };
+                if !ok {
+                    codes.push(0);
+                } else if at <= now {
+                    h.remove(i);
+                    codes.push(2);
+                } else {
+                    h[i].2 = at;
+                    codes.push(1);
+                }
+            }
+            (argv, ints(codes))
+        }
+        HPersist(k, fs) => {
+            let k = pick(&KEYS, *k);
+            let fields = field_list(fs);
+            let argv = with_fields(vec!["HPERSIST".into(), k.into()], &fields);
+            let mut codes = Vec::new();
+            for f in &fields {
+                let code = match m
+                    .keys
+                    .get_mut(k)
+                    .and_then(|h| h.iter_mut().find(|(x, _, t)| x == f && !expired(*t, now)))
+                {
+                    None => -2,
+                    Some(p) if p.2 == 0 => -1,
+                    Some(p) => {
+                        p.2 = 0;
+                        1
+                    }
+                };
+                codes.push(code);
+            }
+            (argv, ints(codes))
+        }
+        HPTtl(k, fs) => {
+            let k = pick(&KEYS, *k);
+            let fields = field_list(fs);
+            let argv = with_fields(vec!["HPTTL".into(), k.into()], &fields);
+            let codes = fields
+                .iter()
+                .map(|f| match m.live(k, f) {
+                    None => -2,
+                    Some((_, _, 0)) => -1,
+                    Some((_, _, t)) if *t == now && listpackex => -2,
+                    Some((_, _, t)) => t - now,
+                })
+                .collect();
+            (argv, ints(codes))
+        }
+        HGetDel(k, fs) => {
+            let k = pick(&KEYS, *k);
+            let fields = field_list(fs);
+            let argv = with_fields(vec!["HGETDEL".into(), k.into()], &fields);
+            m.lazy(k, &fields);
+            let mut out = Vec::new();
+            for f in &fields {
+                let got = m.keys.get_mut(k).and_then(|h| {
+                    let i = h.iter().position(|(x, _, _)| x == f)?;
+                    Some(h.remove(i).1)
+                });
+                out.push(got.map_or(Reply::Nil, |v| bulk(&v)));
+            }
+            (argv, Ok(Reply::Array(out)))
+        }
+        HGetEx(k, mode, ms, fs) => {
+            let k = pick(&KEYS, *k);
+            let fields = field_list(fs);
+            let ms = i64::from(*ms % 50);
+            let mut argv = vec!["HGETEX".to_owned(), k.to_owned()];
+            match mode % 3 {
+                1 => argv.extend(["PX".to_owned(), ms.to_string()]),
+                2 => argv.push("PERSIST".into()),
+                _ => {}
+            }
+            let argv = with_fields(argv, &fields);
+            m.lazy(k, &fields);
+            let out = fields
+                .iter()
+                .map(|f| m.live(k, f).map_or(Reply::Nil, |(_, v, _)| bulk(v)))
+                .collect();
+            if let Some(h) = m.keys.get_mut(k) {
+                match mode % 3 {
+                    1 if now + ms <= now => h.retain(|(x, _, _)| !fields.contains(&x.as_str())),
+                    1 => h
+                        .iter_mut()
+                        .filter(|(x, _, _)| fields.contains(&x.as_str()))
+                        .for_each(|p| p.2 = now + ms),
+                    2 => h
+                        .iter_mut()
+                        .filter(|(x, _, _)| fields.contains(&x.as_str()))
+                        .for_each(|p| p.2 = 0),
+                    _ => {}
+                }
+            }
+            (argv, Ok(Reply::Array(out)))
+        }
+        HSetEx(k, cond, ttl, ms, pairs) => {
+            let k = pick(&KEYS, *k);
+            let ms = i64::from(*ms % 50);
+            let mut pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .take(4)
+                .map(|(f, v)| (pick(&FIELDS, *f), pick(&VALUES, *v)))
+                .collect();
+            if pairs.is_empty() {
+                pairs.push((FIELDS[0], VALUES[0]));
+            }
+            let mut argv = vec!["HSETEX".to_owned(), k.to_owned()];
+            let c = ["", "FNX", "FXX"][*cond as usize % 3];
+            if !c.is_empty() {
+                argv.push(c.into());
+            }
+            match ttl % 3 {
+                1 => argv.extend(["PX".to_owned(), ms.to_string()]),
+                2 => argv.push("KEEPTTL".into()),
+                _ => {}
+            }
+            argv.push("FIELDS".into());
+            argv.push(pairs.len().to_string());
+            for (f, v) in &pairs {
+                argv.push(f.to_string());
+                argv.push(v.to_string());
+            }
+            let fields: Vec<&str> = pairs.iter().map(|(f, _)| *f).collect();
+            m.lazy(k, &fields);
+            let exists = |m: &Model, f: &str| m.live(k, f).is_some();
+            let pass = match c {
+                "FNX" => fields.iter().all(|f| !exists(m, f)),
+                "FXX" => m.keys.contains_key(k) && fields.iter().all(|f| exists(m, f)),
+                _ => true,
+            };
+            if !pass {
+                return (argv, Ok(Reply::Integer(0)));
+            }
+            if ttl % 3 == 1 && now + ms <= now {
+                if let Some(h) = m.keys.get_mut(k) {
+                    h.retain(|(x, _, _)| !fields.contains(&x.as_str()));
+                }
+                return (argv, Ok(Reply::Integer(1)));
+            }
+            let h = m.keys.entry(k.to_owned()).or_default();
+            for (f, v) in &pairs {
+                let t = match ttl % 3 {
+                    1 => Some(now + ms),
+                    2 => None,
+                    _ => Some(0),
+                };
+                match h.iter_mut().find(|(x, _, _)| x == f) {
+                    Some(p) => {
+                        p.1 = v.to_string();
+                        if let Some(t) = t {
+                            p.2 = t;
+                        }
+                    }
+                    None => h.push((f.to_string(), v.to_string(), t.unwrap_or(0))),
+                }
+            }
+            (argv, Ok(Reply::Integer(1)))
         }
     }
 }
@@ -395,12 +676,27 @@ pub fn commands(data: &[u8]) {
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    let (db, log) = hashkv::fuzzing::logged_db();
-    let mut model = Model::new();
+    let clock = hashkv::ManualClock::new(START_MS);
+    let o = || hashkv::fuzzing::opts_with_clock(clock.clone());
+    let (db, log) = hashkv::fuzzing::logged_db_with(o());
+    let mut model = Model {
+        now: START_MS,
+        ..Model::default()
+    };
     for op in ops.iter().take(64) {
-        let (argv, want) = step(&mut model, op);
+        let key_of = |k: &u8| pick(&KEYS, *k);
+        let listpackex = match op {
+            Op::HPTtl(k, _) => {
+                db.object_encoding(key_of(k)).ok().flatten().as_deref() == Some("listpackex")
+            }
+            _ => false,
+        };
+        let (argv, want) = step(&mut model, op, listpackex);
+        if let Op::Advance(d) = op {
+            clock.advance(i64::from(*d));
+        }
         // Keys emptied in the model are gone, as in Redis.
-        model.retain(|_, h| !h.is_empty());
+        model.retain_nonempty();
         let got = match db.execute(&argv) {
             Ok(r) => Ok(if matches!(op, Op::HGetAll(_)) {
                 sorted_pairs(r)
@@ -420,17 +716,19 @@ pub fn commands(data: &[u8]) {
         assert_eq!(got, want, "{argv:?}");
         hashkv::fuzzing::assert_consistent(&db, false);
     }
-    // The log replays, and a snapshot loads, to the same state.
+    // The log replays, and a snapshot loads, to the same state (as seen at
+    // the same time: field TTLs are absolute).
     let live = hashkv::fuzzing::dump(&db);
-    let replayed = hashkv::fuzzing::replay_log(&log.bytes()).expect("the engine's own log replays");
+    let replayed =
+        hashkv::fuzzing::replay_log_with(&log.bytes(), o()).expect("the engine's own log replays");
     let state = |d: &hashkv::fuzzing::Dump| -> Vec<_> {
         d.iter()
-            .map(|(k, p, t, _)| (k.clone(), p.clone(), *t))
+            .map(|(k, p, t, _, f)| (k.clone(), p.clone(), *t, f.clone()))
             .collect()
     };
     assert_eq!(state(&hashkv::fuzzing::dump(&replayed)), state(&live));
     hashkv::fuzzing::assert_consistent(&replayed, true);
     let snap = hashkv::fuzzing::snapshot_bytes(&db);
-    let loaded = hashkv::fuzzing::load_snapshot(&snap).expect("a snapshot loads");
+    let loaded = hashkv::fuzzing::load_snapshot_with(&snap, o()).expect("a snapshot loads");
     assert_eq!(state(&hashkv::fuzzing::dump(&loaded)), state(&live));
 }
