@@ -370,3 +370,157 @@ fn sigkill_never_loses_acknowledged_writes() {
         acked_fields.len()
     );
 }
+
+/// Field TTLs under SIGKILL: a child shell (`--fsync always`, small
+/// listpack limits, so dicts with field TTLs and `listpackex` hashes both
+/// occur; every third reopen takes a snapshot) sets
+/// fields with absolute expiries in the year 2100 and moves them; after
+/// each kill, every field has the expiry of its last acknowledged command
+/// or of one sent after it, and a field whose creation was acknowledged is
+/// never missing.
+#[test]
+fn sigkill_keeps_acknowledged_field_ttls() {
+    const T: i64 = 4_102_444_800_000;
+    struct Field {
+        key: String,
+        name: String,
+        /// Expiry given by the last acknowledged command (None: the
+        /// field's creation was never acknowledged).
+        acked: Option<i64>,
+        /// Expiries sent after it, not acknowledged.
+        pending: Vec<i64>,
+    }
+    let iterations: usize = std::env::var("HASHKV_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = rand::thread_rng().gen();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut created = 0usize;
+    let mut acked_total = 0usize;
+    for it in 0..iterations {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hashkv"))
+            .args(["--fsync", "always", "--listpack-entries", "8"])
+            .arg("shell")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let kill_after = Duration::from_millis(rng.gen_range(10..80));
+        let start = Instant::now();
+        // (index into `fields`, expiry) per command sent, in order.
+        let mut sent: Vec<(usize, i64)> = Vec::new();
+        while start.elapsed() < kill_after {
+            let cmd = if fields.is_empty() || rng.gen_bool(0.6) {
+                let n = created;
+                created += 1;
+                let key = if n % 3 == 0 {
+                    "small".to_string()
+                } else {
+                    format!("k{}", n % 4)
+                };
+                let at = T + n as i64;
+                fields.push(Field {
+                    key: key.clone(),
+                    name: format!("f{n}"),
+                    acked: None,
+                    pending: Vec::new(),
+                });
+                sent.push((fields.len() - 1, at));
+                format!("HSETEX {key} PXAT {at} FIELDS 1 f{n} v\n")
+            } else {
+                let i = rng.gen_range(0..fields.len());
+                let at = T + rng.gen_range(0..1_000_000);
+                sent.push((i, at));
+                format!(
+                    "HPEXPIREAT {} {at} FIELDS 1 {}\n",
+                    fields[i].key, fields[i].name
+                )
+            };
+            if stdin
+                .write_all(cmd.as_bytes())
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..1500)));
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let _ = reader.join();
+        // One reply line per command: the first `replies` were acknowledged.
+        let replies = rx.try_iter().count();
+        acked_total += replies;
+        for (k, &(i, at)) in sent.iter().enumerate() {
+            let f = &mut fields[i];
+            if k < replies {
+                f.acked = Some(at);
+                f.pending.clear();
+            } else {
+                f.pending.push(at);
+            }
+        }
+        let db = Db::open(dir.path())
+            .unwrap_or_else(|e| panic!("seed {seed} iteration {it}: reopen failed: {e}"));
+        for f in &mut fields {
+            let got = match db
+                .execute(&["HPEXPIRETIME", &f.key, "FIELDS", "1", &f.name])
+                .unwrap()
+            {
+                Reply::Array(v) => v[0].as_integer().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            let ok = match f.acked {
+                Some(a) => got == a || f.pending.contains(&got),
+                None => got == -2 || f.pending.contains(&got),
+            };
+            assert!(
+                ok,
+                "seed {seed} iteration {it}: {} {} expires at {got}; acknowledged {:?}, sent after {:?}",
+                f.key, f.name, f.acked, f.pending
+            );
+            // What reopened is the state from here on.
+            f.acked = (got > 0).then_some(got);
+            f.pending.clear();
+        }
+        fields.retain(|f| f.acked.is_some());
+        if it % 3 == 1 {
+            // Later runs start from a snapshot holding field TTLs.
+            db.snapshot().unwrap();
+        }
+    }
+    assert!(
+        acked_total > iterations,
+        "too few acknowledged commands: {acked_total}"
+    );
+    let snapshots = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".hks")
+        })
+        .count();
+    eprintln!(
+        "{iterations} kills, {acked_total} acknowledged field-TTL commands, {} fields checked, {snapshots} snapshot file(s) at the end (seed {seed})",
+        fields.len()
+    );
+}

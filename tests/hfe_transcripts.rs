@@ -3,7 +3,9 @@
 //! must equal what a Redis with field expiration printed for them
 //! (`redis-cli --no-raw`). Replies of HGETALL/HKEYS/HVALS on hashtable
 //! hashes come in table order and are compared as multisets, as the README
-//! of the transcripts says; everything else line for line.
+//! of the transcripts says; everything else line for line. Then the final
+//! state, field TTLs included, must come back the same from the log and
+//! from a snapshot.
 
 use std::path::PathBuf;
 
@@ -45,7 +47,9 @@ fn run_script(n: u32) {
     let script = std::fs::read(dir().join(format!("script-{n}.txt"))).unwrap();
     let expected = std::fs::read_to_string(dir().join(format!("transcript-{n}.txt"))).unwrap();
     let expected: Vec<&str> = expected.lines().collect();
-    let db = Db::in_memory(Options::default().active_expiry(false));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options::default().active_expiry(false);
+    let db = Db::open_with(dir.path(), opts()).unwrap();
     let mut at = 0;
     for (i, line) in script.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -82,6 +86,31 @@ fn run_script(n: u32) {
         at += got.len();
     }
     assert_eq!(at, expected.len(), "script-{n}: transcript has more lines");
+    // The same state, field TTLs included, after reopening from the log,
+    // and from a snapshot.
+    let live = hashkv::fuzzing::dump(&db);
+    drop(db);
+    let db = Db::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(
+        without_encodings(hashkv::fuzzing::dump(&db)),
+        without_encodings(live.clone()),
+        "script-{n}: replayed"
+    );
+    db.snapshot().unwrap();
+    drop(db);
+    let db = Db::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(
+        without_encodings(hashkv::fuzzing::dump(&db)),
+        without_encodings(live),
+        "script-{n}: from a snapshot"
+    );
+}
+
+/// A dump without encodings (reopening picks them again from the contents).
+fn without_encodings(
+    d: hashkv::fuzzing::Dump,
+) -> Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, bool, Vec<(Vec<u8>, i64)>)> {
+    d.into_iter().map(|(k, p, t, _, f)| (k, p, t, f)).collect()
 }
 
 #[test]
