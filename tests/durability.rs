@@ -429,7 +429,7 @@ fn sigkill_keeps_acknowledged_field_ttls() {
             let cmd = if fields.is_empty() || rng.gen_bool(0.6) {
                 let n = created;
                 created += 1;
-                let key = if n % 3 == 0 {
+                let key = if n.is_multiple_of(3) {
                     "small".to_string()
                 } else {
                     format!("k{}", n % 4)
