@@ -106,10 +106,11 @@ fn run_script(n: u32) {
     );
 }
 
+/// One key's contents: name, pairs, has a key TTL, field expiries.
+type Contents = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, bool, Vec<(Vec<u8>, i64)>);
+
 /// A dump without encodings (reopening picks them again from the contents).
-fn without_encodings(
-    d: hashkv::fuzzing::Dump,
-) -> Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, bool, Vec<(Vec<u8>, i64)>)> {
+fn without_encodings(d: hashkv::fuzzing::Dump) -> Vec<Contents> {
     d.into_iter().map(|(k, p, t, _, f)| (k, p, t, f)).collect()
 }
 
