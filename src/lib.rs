@@ -1,7 +1,8 @@
 //! hashkv: Redis hashes in process.
 //!
 //! hashkv gives a Rust program the Redis hash and key commands — `HSET`,
-//! `HGET`, `HINCRBY`, `HGETALL`, `HSCAN`, `EXPIRE` and the rest — with Redis's
+//! `HGET`, `HINCRBY`, `HGETALL`, `HSCAN`, `EXPIRE`, field expiration
+//! (`HEXPIRE`, `HGETEX`, `HSETEX`, ...) and the rest — with Redis's
 //! exact replies and error strings, and no server. Hashes live in memory in a
 //! compact listpack-style encoding or a dict encoding, converting at Redis's
 //! thresholds (512 fields, 64-byte values by default).
@@ -16,6 +17,10 @@
 //! let reply = db.execute(&["HGETALL", "user:1"])?;
 //! assert_eq!(reply.to_cli_string(), "1) \"name\"\n2) \"Alice\"\n3) \"age\"\n4) \"26\"\n");
 //! assert_eq!(db.object_encoding("user:1")?.as_deref(), Some("listpack"));
+//! // Fields can expire on their own (Redis 7.4+):
+//! assert_eq!(db.hpexpire("user:1", 60_000, &["age"])?, vec![1]);
+//! assert_eq!(db.hpttl("user:1", &["age", "name"])?, vec![60_000, -1]);
+//! assert_eq!(db.object_encoding("user:1")?.as_deref(), Some("listpackex"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -35,9 +40,11 @@
 //! - [`db`]: the [`Db`] handle and its typed methods.
 //! - [`command`]: parse -> [`Command`] -> execute -> [`Reply`]; every Redis
 //!   error string lives here.
-//! - `keyspace`: the sharded key table, key TTLs, lazy and active expiry.
-//! - `hash`: the compact encoding (`hash::compact`) and the dict encoding
-//!   (`hash::table`, an arena-backed table with incremental rehash).
+//! - `keyspace`: the sharded key table, key and field TTLs, lazy and active
+//!   expiry.
+//! - `hash`: the compact encoding (`hash::compact`), its variant with field
+//!   TTLs (`hash::compact_ex`) and the dict encoding (`hash::table`, an
+//!   arena-backed table with incremental rehash).
 //! - `numeric`: Redis's integer grammar and `long double` arithmetic.
 //! - `log`: record framing, the writer (fsync policies, group commit) and the
 //!   reader (torn tail versus corruption); `dir`: LOCK and MANIFEST;
