@@ -373,6 +373,8 @@ pub struct Info {
     pub hashtable_hashes: u64,
     /// Keys with a TTL.
     pub volatile_keys: u64,
+    /// Hashes with at least one field TTL.
+    pub field_ttl_hashes: u64,
     /// Bytes held for the data (the sum of MEMORY USAGE).
     pub memory_bytes: u64,
     /// The snapshot, if the directory has one.
@@ -392,6 +394,7 @@ impl Info {
             "fields": self.fields,
             "hashes": {"listpack": self.listpack_hashes, "hashtable": self.hashtable_hashes},
             "volatile_keys": self.volatile_keys,
+            "field_ttl_hashes": self.field_ttl_hashes,
             "memory_bytes": self.memory_bytes,
             "snapshot": self.snapshot.as_ref().map(file),
             "log_segments": self.segments.iter().map(file).collect::<Vec<_>>(),
@@ -497,6 +500,7 @@ impl Db {
             listpack_hashes: st.listpack,
             hashtable_hashes: st.hashtable,
             volatile_keys: st.volatile,
+            field_ttl_hashes: st.field_ttl_hashes,
             memory_bytes: st.memory,
             snapshot,
             segments,

@@ -66,6 +66,12 @@ fn info_reports_keys_encodings_and_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     populate(&dir);
+    {
+        // Field TTLs on a dict and on a compact hash.
+        let db = Db::open_with(&dir, opts()).unwrap();
+        assert_eq!(db.hpexpire("big", 1_000_000, &["f1"]).unwrap(), [1]);
+        assert_eq!(db.hpexpire("user:2", 1_000_000, &["age"]).unwrap(), [1]);
+    }
     let (code, out, err) = run(&["info", "DIR"], Some(&dir));
     assert_eq!(code, 0, "{err}");
     for line in [
@@ -74,6 +80,7 @@ fn info_reports_keys_encodings_and_files() {
         "hashes_listpack:30",
         "hashes_hashtable:1",
         "volatile_keys:1",
+        "field_ttl_hashes:2",
         "snapshot:none",
         "fsync:everysec",
     ] {
@@ -84,6 +91,7 @@ fn info_reports_keys_encodings_and_files() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["keys"], 31);
     assert_eq!(v["hashes"]["hashtable"], 1);
+    assert_eq!(v["field_ttl_hashes"], 2);
     assert!(v["memory_bytes"].as_u64().unwrap() > 600 * 4);
     assert_eq!(v["log_segments"].as_array().unwrap().len(), 1);
     // A missing directory is an error, not created.

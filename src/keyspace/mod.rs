@@ -191,6 +191,7 @@ pub(crate) struct Stats {
     pub(crate) listpack: u64,
     pub(crate) hashtable: u64,
     pub(crate) volatile: u64,
+    pub(crate) field_ttl_hashes: u64,
     pub(crate) memory: u64,
 }
 
@@ -1407,6 +1408,7 @@ impl Keyspace {
         for s in self.shards.iter() {
             let shard = s.read();
             st.volatile += shard.volatile_len() as u64;
+            st.field_ttl_hashes += shard.hfe_len() as u64;
             for (k, p) in shard.keys.iter() {
                 let Some((&tag, data)) = p.split_first() else {
                     continue;

@@ -355,6 +355,7 @@ fn print_info(i: &hashkv::admin::Info) {
     println!("hashes_listpack:{}", i.listpack_hashes);
     println!("hashes_hashtable:{}", i.hashtable_hashes);
     println!("volatile_keys:{}", i.volatile_keys);
+    println!("field_ttl_hashes:{}", i.field_ttl_hashes);
     println!("memory_bytes:{}", i.memory_bytes);
     println!("# Persistence");
     match &i.snapshot {
