@@ -444,6 +444,14 @@ fn hgetdel_hgetex_hsetex() {
     );
     assert_eq!(ints(&db, "HPTTL g FIELDS 3 a b c"), [5000, 5000, -1]);
     assert_eq!(encoding(&db, "g"), "listpackex");
+    // Each listed field sets its TTL again, moving it before the fields
+    // that already have that expiry: b, a, then a again.
+    db.hset("o", &[("a", "1"), ("b", "2"), ("c", "3")]).unwrap();
+    bulks(&db, "HGETEX o PX 1000 FIELDS 3 a b a");
+    assert_eq!(
+        bulks(&db, "HKEYS o"),
+        vec![Some("a".into()), Some("b".into()), Some("c".into())]
+    );
     assert_eq!(
         bulks(&db, "HGETEX g PERSIST FIELDS 1 a"),
         vec![Some("1".into())]

@@ -525,9 +525,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     .iter()
                     .map(|f| match h.get(f) {
                         Some(v) => {
-                            if !present.contains(f) {
-                                present.push(f);
-                            }
+                            // Duplicates stay: each sets the TTL again,
+                            // which moves the field, as in Redis.
+                            present.push(f);
                             with_ttl |= matches!(h.field_ttl(f), FieldTtl::At(_));
                             Reply::Bulk(v.to_bytes())
                         }
@@ -538,7 +538,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     Some(_) if present.is_empty() => None,
                     Some(at) if at <= now.get() => Some(Effect::HDel {
                         key,
-                        fields: present,
+                        fields: distinct(&present),
                     }),
                     Some(at) => Some(Effect::HPExpireAt {
                         key,
