@@ -357,11 +357,8 @@ impl Db {
         ms: i64,
         fields: &[F],
     ) -> Result<Vec<i64>> {
-        let ms = ms.to_string();
-        let n = fields.len().to_string();
-        let mut argv: Vec<&[u8]> = vec![b"HPEXPIRE", key.as_ref(), ms.as_bytes(), b"FIELDS"];
-        argv.push(n.as_bytes());
-        argv.extend(fields.iter().map(AsRef::as_ref));
+        let mut argv = fields_argv("HPEXPIRE", key.as_ref(), fields);
+        argv.insert(2, ms.to_string().into_bytes());
         self.ints(&argv)
     }
 
@@ -371,10 +368,7 @@ impl Db {
     /// # Errors
     /// None in practice.
     pub fn hpttl<F: AsRef<[u8]>>(&self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<Vec<i64>> {
-        let n = fields.len().to_string();
-        let mut argv: Vec<&[u8]> = vec![b"HPTTL", key.as_ref(), b"FIELDS", n.as_bytes()];
-        argv.extend(fields.iter().map(AsRef::as_ref));
-        self.ints(&argv)
+        self.ints(&fields_argv("HPTTL", key.as_ref(), fields))
     }
 
     /// `HPERSIST key FIELDS n field...`: per field 1 when a TTL was
@@ -387,10 +381,7 @@ impl Db {
         key: impl AsRef<[u8]>,
         fields: &[F],
     ) -> Result<Vec<i64>> {
-        let n = fields.len().to_string();
-        let mut argv: Vec<&[u8]> = vec![b"HPERSIST", key.as_ref(), b"FIELDS", n.as_bytes()];
-        argv.extend(fields.iter().map(AsRef::as_ref));
-        self.ints(&argv)
+        self.ints(&fields_argv("HPERSIST", key.as_ref(), fields))
     }
 
     /// `HGETDEL key FIELDS n field...`: the values (None if missing), each
@@ -403,10 +394,7 @@ impl Db {
         key: impl AsRef<[u8]>,
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        let n = fields.len().to_string();
-        let mut argv: Vec<&[u8]> = vec![b"HGETDEL", key.as_ref(), b"FIELDS", n.as_bytes()];
-        argv.extend(fields.iter().map(AsRef::as_ref));
-        match self.execute(&argv)? {
+        match self.execute(&fields_argv("HGETDEL", key.as_ref(), fields))? {
             Reply::Array(items) => Ok(items
                 .into_iter()
                 .map(|r| match r {
@@ -464,7 +452,7 @@ impl Db {
         })
     }
 
-    fn ints(&self, argv: &[&[u8]]) -> Result<Vec<i64>> {
+    fn ints<A: AsRef<[u8]>>(&self, argv: &[A]) -> Result<Vec<i64>> {
         match self.execute(argv)? {
             Reply::Array(items) => items
                 .into_iter()
@@ -731,6 +719,18 @@ impl Db {
             .ks
             .sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
     }
+}
+
+/// `CMD key FIELDS n field...` as owned words.
+fn fields_argv<F: AsRef<[u8]>>(cmd: &str, key: &[u8], fields: &[F]) -> Vec<Vec<u8>> {
+    let mut argv = vec![
+        cmd.as_bytes().to_vec(),
+        key.to_vec(),
+        b"FIELDS".to_vec(),
+        fields.len().to_string().into_bytes(),
+    ];
+    argv.extend(fields.iter().map(|f| f.as_ref().to_vec()));
+    argv
 }
 
 /// How long automatic snapshots wait after a failed one.

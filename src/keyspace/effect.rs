@@ -130,21 +130,7 @@ pub(crate) fn apply_in_shard(
     opts: &Options,
 ) -> Result<i64, CommandError> {
     match e {
-        Effect::HSet { key, pairs } => {
-            let mut h = shard.edit(key, opts);
-            let max_len = pairs
-                .iter()
-                .map(|(f, v)| f.len().max(v.len()))
-                .max()
-                .unwrap_or(0);
-            h.precheck(pairs.len(), max_len)?;
-            let mut created = 0;
-            for (f, v) in pairs {
-                created += i64::from(h.set(f, v)?);
-            }
-            h.finish()?;
-            Ok(created)
-        }
+        Effect::HSet { key, pairs } => set_pairs(shard, key, pairs, 0, opts),
         Effect::HDel { key, fields } => {
             let mut h = shard.edit(key, opts);
             if !h.existed() {
@@ -162,27 +148,7 @@ pub(crate) fn apply_in_shard(
             h.finish()?;
             Ok(deleted)
         }
-        Effect::HSetEx { key, pairs, ttl } => {
-            let mut h = shard.edit(key, opts);
-            let max_len = pairs
-                .iter()
-                .map(|(f, v)| f.len().max(v.len()))
-                .max()
-                .unwrap_or(0);
-            h.precheck(pairs.len(), max_len)?;
-            if *ttl > 0 {
-                h.make_ex();
-            }
-            let mut created = 0;
-            for (f, v) in pairs {
-                created += i64::from(h.set_with(f, v, *ttl != 0)?);
-                if *ttl > 0 {
-                    h.set_field_ttl(f, *ttl);
-                }
-            }
-            h.finish()?;
-            Ok(created)
-        }
+        Effect::HSetEx { key, pairs, ttl } => set_pairs(shard, key, pairs, *ttl, opts),
         Effect::HPExpireAt { key, at_ms, fields } => {
             let mut h = shard.edit(key, opts);
             if !h.existed() {
@@ -217,6 +183,37 @@ pub(crate) fn apply_in_shard(
             "internal: multi-key effect applied to one shard",
         )),
     }
+}
+
+/// HSet (`ttl` 0: existing fields lose their TTL) and HSetEx (`ttl`
+/// [`KEEP_TTL`] or an absolute time for every field): Redis's pre-check
+/// conversion, then each pair in order. Returns the fields created.
+fn set_pairs(
+    shard: &mut Shard,
+    key: &[u8],
+    pairs: &[(&[u8], &[u8])],
+    ttl: i64,
+    opts: &Options,
+) -> Result<i64, CommandError> {
+    let mut h = shard.edit(key, opts);
+    let max_len = pairs
+        .iter()
+        .map(|(f, v)| f.len().max(v.len()))
+        .max()
+        .unwrap_or(0);
+    h.precheck(pairs.len(), max_len)?;
+    if ttl > 0 {
+        h.make_ex();
+    }
+    let mut created = 0;
+    for (f, v) in pairs {
+        created += i64::from(h.set_with(f, v, ttl != 0)?);
+        if ttl > 0 {
+            h.set_field_ttl(f, ttl);
+        }
+    }
+    h.finish()?;
+    Ok(created)
 }
 
 /// Deep copy of a hash for COPY.

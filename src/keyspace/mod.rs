@@ -746,12 +746,6 @@ impl HashEdit<'_> {
         Ok(())
     }
 
-    /// Sets `field` to `value` (an existing field loses its TTL); true when
-    /// the field is new.
-    pub(crate) fn set(&mut self, field: &[u8], value: &[u8]) -> Result<bool, CommandError> {
-        self.set_with(field, value, false)
-    }
-
     /// Sets `field` to `value`, keeping an existing field's TTL when
     /// `keep_ttl`; true when the field is new. Converts to a dict when the
     /// value or field is too long or the hash too big.
@@ -773,26 +767,12 @@ impl HashEdit<'_> {
         let new = match &mut self.work {
             Work::Compact(buf) => {
                 let new = compact::set(buf, field, value);
-                self.dirty = true;
-                if new {
-                    let n = self.count.map_or_else(|| compact::len(buf), |c| c + 1);
-                    self.count = Some(n);
-                    if n > self.opts.hash_max_listpack_entries {
-                        self.convert()?;
-                    }
-                }
+                self.counted(new)?;
                 new
             }
             Work::CompactEx(buf) => {
                 let new = compact_ex::set(buf, field, value, keep_ttl);
-                self.dirty = true;
-                if new {
-                    let n = self.count.map_or_else(|| compact_ex::len(buf), |c| c + 1);
-                    self.count = Some(n);
-                    if n > self.opts.hash_max_listpack_entries {
-                        self.convert()?;
-                    }
-                }
+                self.counted(new)?;
                 new
             }
             Work::Dict(id) => {
@@ -808,6 +788,27 @@ impl HashEdit<'_> {
             }
         };
         Ok(new)
+    }
+
+    /// After a write to the compact buffer: counts a new field (scanning
+    /// only if the count is not known yet) and converts to a dict past the
+    /// entries limit.
+    fn counted(&mut self, new: bool) -> Result<(), CommandError> {
+        self.dirty = true;
+        if !new {
+            return Ok(());
+        }
+        let n = match (self.count, &self.work) {
+            (Some(c), _) => c + 1,
+            (None, Work::Compact(buf)) => compact::len(buf),
+            (None, Work::CompactEx(buf)) => compact_ex::len(buf),
+            (None, Work::Dict(_)) => return Ok(()),
+        };
+        self.count = Some(n);
+        if n > self.opts.hash_max_listpack_entries {
+            self.convert()?;
+        }
+        Ok(())
     }
 
     /// The TTL element of `field` (0 = none), expired or not; None when the
