@@ -111,7 +111,14 @@ pub(crate) struct Capture {
     orphans: Mutex<Vec<Shard>>,
     /// Whether the file's sections are compressed.
     compress: bool,
+    /// Sections still to write without trying LZ4, after one that did not
+    /// compress (data that does not compress rarely starts to).
+    skip_lz4: std::sync::atomic::AtomicU32,
 }
+
+/// Sections written plain after one that did not compress, before LZ4 is
+/// tried again.
+const LZ4_BACKOFF: u32 = 15;
 
 /// Most bytes writers' captures may hold in memory. Past it a writer
 /// writes its capture to the snapshot file itself: memory stays bounded
@@ -122,12 +129,29 @@ impl Capture {
     pub(crate) fn new(file: Option<SnapshotWriter>) -> Capture {
         Capture {
             compress: file.as_ref().is_some_and(SnapshotWriter::compresses),
+            skip_lz4: std::sync::atomic::AtomicU32::new(0),
             pending: Mutex::new((BigBuf::with_capacity(PENDING_CAP), 0)),
             spare: Mutex::new(BigBuf::with_capacity(PENDING_CAP)),
             file: Mutex::new(file),
             err: Mutex::new(None),
             orphans: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The KEYS_LZ4 body for `entries`, unless a recent section did not
+    /// compress (then LZ4 waits [`LZ4_BACKOFF`] sections).
+    fn try_compress(&self, entries: &[u8]) -> Option<Vec<u8>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let skip = self.skip_lz4.load(Relaxed);
+        if skip > 0 {
+            self.skip_lz4.store(skip - 1, Relaxed);
+            return None;
+        }
+        let packed = crate::snapshot::format::compress_section(entries);
+        if packed.is_none() {
+            self.skip_lz4.store(LZ4_BACKOFF, Relaxed);
+        }
+        packed
     }
 
     /// Writes `n` encoded entries as a section (or drops them after an
@@ -139,7 +163,7 @@ impl Capture {
             return;
         }
         let packed = if pack && self.compress {
-            crate::snapshot::format::compress_section(entries)
+            self.try_compress(entries)
         } else {
             None
         };
