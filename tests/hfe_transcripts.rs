@@ -44,8 +44,17 @@ fn elements(lines: &[&str]) -> Vec<String> {
 }
 
 fn run_script(n: u32) {
-    let script = std::fs::read(dir().join(format!("script-{n}.txt"))).unwrap();
-    let expected = std::fs::read_to_string(dir().join(format!("transcript-{n}.txt"))).unwrap();
+    let read = |name: String| {
+        let path = dir().join(&name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the transcripts live in shared/testdata beside the repository)",
+                path.display()
+            )
+        })
+    };
+    let script = read(format!("script-{n}.txt"));
+    let expected = String::from_utf8(read(format!("transcript-{n}.txt"))).unwrap();
     let expected: Vec<&str> = expected.lines().collect();
     let dir = tempfile::tempdir().unwrap();
     let opts = || Options::default().active_expiry(false);
