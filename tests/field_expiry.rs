@@ -634,3 +634,66 @@ fn field_ttls_survive_the_log_and_snapshots_as_absolute_times() {
     );
     assert_eq!(db.hgetall("big").unwrap().len(), 597);
 }
+
+#[test]
+fn key_ttl_and_field_ttls_fire_independently() {
+    // The key's TTL first: the key goes, HTTL answers -2.
+    let (db, clock) = db();
+    db.hset("k", &[("a", "1"), ("b", "2")]).unwrap();
+    ints(&db, "HPEXPIRE k 500 FIELDS 1 a");
+    int(&db, "PEXPIRE k 100");
+    assert_eq!(ints(&db, "HPTTL k FIELDS 1 a"), [500]);
+    assert_eq!(int(&db, "PTTL k"), 100);
+    clock.advance(101);
+    assert_eq!(ints(&db, "HTTL k FIELDS 1 a"), [-2]);
+    assert_eq!(int(&db, "EXISTS k"), 0);
+    // The only field first: the key goes with it, its TTL too.
+    db.hset("j", &[("a", "1")]).unwrap();
+    ints(&db, "HPEXPIRE j 50 FIELDS 1 a");
+    int(&db, "PEXPIRE j 1000");
+    clock.advance(51);
+    assert_eq!(db.hget("j", "a").unwrap(), None);
+    assert_eq!(int(&db, "EXISTS j"), 0);
+    assert_eq!(int(&db, "PTTL j"), -2);
+}
+
+#[test]
+fn hset_discards_a_ttl_set_by_hgetex_and_expired_fields_read_as_nil() {
+    let (db, clock) = db();
+    db.hset("h", &[("f1", "1"), ("f2", "2")]).unwrap();
+    bulks(&db, "HGETEX h PX 100 FIELDS 2 f1 f2");
+    db.hset("h", &[("f1", "new")]).unwrap();
+    assert_eq!(ints(&db, "HPTTL h FIELDS 2 f1 f2"), [-1, 100]);
+    assert_eq!(int(&db, "HSETEX t PX 1 FIELDS 2 a 1 b 2"), 1);
+    clock.advance(2);
+    assert_eq!(bulks(&db, "HGETEX t FIELDS 2 a b"), vec![None, None]);
+    assert_eq!(int(&db, "EXISTS t"), 0, "lazily emptied");
+}
+
+#[test]
+fn a_big_dict_whose_fields_all_expire_goes_away_without_reads() {
+    let (db, clock) = db();
+    for chunk in 0..4 {
+        let pairs: Vec<(String, String)> = (0..1024)
+            .map(|i| (format!("f{}", chunk * 1024 + i), "v".to_string()))
+            .collect();
+        db.hset("big", &pairs).unwrap();
+        let names: Vec<String> = pairs.into_iter().map(|(f, _)| f).collect();
+        assert!(db
+            .hpexpire("big", 10, &names)
+            .unwrap()
+            .iter()
+            .all(|&c| c == 1));
+    }
+    assert_eq!(encoding(&db, "big"), "hashtable");
+    assert_eq!(db.hlen("big").unwrap(), 4096);
+    clock.advance(11);
+    // The sweep removes a bounded number of fields a call.
+    let mut calls = 0;
+    while db.exists(&["big"]).unwrap() == 1 {
+        db.expire_cycle().unwrap();
+        calls += 1;
+        assert!(calls < 1000, "the sweep never finished");
+    }
+    assert!(calls > 1, "4,096 fields took {calls} bounded sweep calls");
+}
