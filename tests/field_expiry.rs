@@ -552,6 +552,24 @@ fn hgetdel_hgetex_hsetex() {
         "ERR invalid expire time, must be >= 0"
     );
     assert_eq!(err(&db, "HSETEX k FIELDS 1 a b EX"), arity);
+    // A relative time valid on its own but past 2^46 ms once the clock is
+    // added is reported where it stands, before the errors after it.
+    let far = (1i64 << 46) - NOW + 100;
+    assert_eq!(
+        err(&db, &format!("HSETEX k PX {far} FNX FNX FIELDS 1 a b")),
+        "ERR invalid expire time in 'hsetex' command"
+    );
+    assert_eq!(
+        err(&db, &format!("HSETEX k FNX FNX PX {far} FIELDS 1 a b")),
+        "ERR Only one of FXX or FNX arguments can be specified"
+    );
+    assert_eq!(
+        err(
+            &db,
+            &format!("HSETEX k PX {} FNX FNX FIELDS 1 a b", far - 1000)
+        ),
+        "ERR Only one of FXX or FNX arguments can be specified"
+    );
 }
 
 #[test]

@@ -3,11 +3,12 @@
 //!
 //! Parsing follows Redis's order of checks (spec/COMMANDS.md §3-4). A
 //! relative time can only be checked against the limit once the command's
-//! clock is read, which Redis does before looking at `FIELDS`: so the
-//! commands whose time comes first carry the rest of their parse result
-//! (`fields`) as a `Result`, returned only after the time is resolved.
+//! clock is read, which Redis does where the time stands: so the commands
+//! carry the rest of their parse result (`fields`, or HSETEX's `pairs`
+//! after a relative time) as a `Result`, returned only after the time is
+//! resolved.
 
-use super::{eq_ic, Command, Ctx, Reply};
+use super::{eq_ic, Command, Ctx, Pairs, Reply};
 use crate::error::{CommandError, Error};
 use crate::hash::{FieldTtl, HashRef};
 use crate::keyspace::effect::KEEP_TTL;
@@ -234,11 +235,38 @@ fn time_option(word: &[u8]) -> Option<(bool, bool)> {
 }
 
 fn parse_hsetex<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let mut cond: Option<bool> = None;
+    let mut action = FieldTtlAction::None;
+    match hsetex_options(argv, &mut cond, &mut action) {
+        Ok(pairs) => Ok(Command::HSetEx {
+            key: argv[1],
+            only_new: cond,
+            action,
+            pairs: Ok(pairs),
+        }),
+        // Redis resolves a relative time where it stands, so a time that
+        // turns out too far once the clock is read wins over the errors
+        // found after it: those wait for the time (see `execute`).
+        Err(e) if matches!(action, FieldTtlAction::Set(t) if t.relative) => Ok(Command::HSetEx {
+            key: argv[1],
+            only_new: cond,
+            action,
+            pairs: Err(e),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// HSETEX's words from the third on, left to right: the options into
+/// `cond` and `action`, then the pairs after `FIELDS numfields`.
+fn hsetex_options<'a>(
+    argv: &[&'a [u8]],
+    cond: &mut Option<bool>,
+    action: &mut FieldTtlAction,
+) -> Result<Pairs<'a>, CommandError> {
     let one_expiry = || {
         CommandError::err("Only one of EX, PX, EXAT, PXAT or KEEPTTL arguments can be specified")
     };
-    let mut cond: Option<bool> = None;
-    let mut action = FieldTtlAction::None;
     let mut i = 2;
     while i < argv.len() {
         let w = argv[i];
@@ -253,26 +281,21 @@ fn parse_hsetex<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
             if rest.len() as i64 != 2 * n {
                 return Err(CommandError::wrong_arity("hsetex"));
             }
-            return Ok(Command::HSetEx {
-                key: argv[1],
-                only_new: cond,
-                action,
-                pairs: rest.chunks_exact(2).map(|c| (c[0], c[1])).collect(),
-            });
+            return Ok(rest.chunks_exact(2).map(|c| (c[0], c[1])).collect());
         } else if let Some((seconds, relative)) = time_option(w) {
-            if action != FieldTtlAction::None {
+            if *action != FieldTtlAction::None {
                 return Err(one_expiry());
             }
             let t = argv
                 .get(i + 1)
                 .ok_or_else(|| CommandError::err("missing expire time"))?;
-            action = FieldTtlAction::Set(FieldTime::parse(t, seconds, relative, "hsetex")?);
+            *action = FieldTtlAction::Set(FieldTime::parse(t, seconds, relative, "hsetex")?);
             i += 2;
         } else if eq_ic(w, "keepttl") {
-            if action != FieldTtlAction::None {
+            if *action != FieldTtlAction::None {
                 return Err(one_expiry());
             }
-            action = FieldTtlAction::Keep;
+            *action = FieldTtlAction::Keep;
             i += 1;
         } else if eq_ic(w, "fnx") || eq_ic(w, "fxx") {
             if cond.is_some() {
@@ -280,7 +303,7 @@ fn parse_hsetex<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
                     "Only one of FXX or FNX arguments can be specified",
                 ));
             }
-            cond = Some(eq_ic(w, "fnx"));
+            *cond = Some(eq_ic(w, "fnx"));
             i += 1;
         } else {
             return Err(CommandError::err(format!(
@@ -567,6 +590,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 FieldTtlAction::Set(time) => Some(time.resolve(now.get())?),
                 _ => None,
             };
+            let pairs = pairs?;
             let fields: Vec<&[u8]> = pairs.iter().map(|(f, _)| *f).collect();
             let (ok, t) = ks.write(key, now, |shard| {
                 ks.expire_fields_locked(shard, key, &fields, now)?;

@@ -20,6 +20,9 @@ pub use field_ttl::{FieldCond, FieldTime, FieldTtlAction, FieldTtlKind};
 pub use keys::{ExpireCond, ExpireKind, TtlKind};
 pub use reply::Reply;
 
+/// Field/value pairs, borrowed from a command's words.
+pub type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// What a command runs against.
 pub(crate) struct Ctx<'a> {
     pub(crate) ks: &'a Keyspace,
@@ -177,11 +180,13 @@ pub enum Command<'a> {
         fields: Result<Vec<&'a [u8]>, CommandError>,
     },
     /// HSETEX; `only_new` is Some(true) for FNX, Some(false) for FXX.
+    /// `pairs` holds an error found after a relative time, reported only
+    /// once the time is known to be valid (as in `HExpire`).
     HSetEx {
         key: &'a [u8],
         only_new: Option<bool>,
         action: FieldTtlAction,
-        pairs: Vec<(&'a [u8], &'a [u8])>,
+        pairs: Result<Pairs<'a>, CommandError>,
     },
 }
 
