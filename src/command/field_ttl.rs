@@ -8,6 +8,8 @@
 //! after a relative time) as a `Result`, returned only after the time is
 //! resolved.
 
+use std::collections::{HashMap, HashSet};
+
 use super::{eq_ic, Command, Ctx, Pairs, Reply};
 use crate::error::{CommandError, Error};
 use crate::hash::{FieldTtl, HashRef};
@@ -338,15 +340,11 @@ fn codes(v: Vec<i64>) -> Reply {
     Reply::Array(v.into_iter().map(Reply::Integer).collect())
 }
 
-/// The distinct fields of `fields`, in first-seen order.
+/// The distinct fields of `fields`, in first-seen order (linear: a
+/// command may list any number of fields).
 fn distinct<'a>(fields: &[&'a [u8]]) -> Vec<&'a [u8]> {
-    let mut out: Vec<&[u8]> = Vec::with_capacity(fields.len());
-    for f in fields {
-        if !out.contains(f) {
-            out.push(f);
-        }
-    }
-    out
+    let mut seen = HashSet::with_capacity(fields.len());
+    fields.iter().copied().filter(|f| seen.insert(*f)).collect()
 }
 
 pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
@@ -375,13 +373,13 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 // TTL but not yet removed still counts, with that TTL.
                 let h = h.raw();
                 let t_now = now.get();
-                let mut seen: Vec<(&[u8], i64)> = Vec::new();
+                // State after this command's earlier fields (-1: gone).
+                let mut seen: HashMap<&[u8], i64> = HashMap::new();
                 let mut out = Vec::with_capacity(fields.len());
                 let (mut set, mut gone): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
                 for &f in &fields {
-                    // State after this command's earlier fields (-1: gone).
-                    let cur = match seen.iter().rev().find(|(g, _)| *g == f) {
-                        Some(&(_, c)) => c,
+                    let cur = match seen.get(f) {
+                        Some(&c) => c,
                         None => match h.field_ttl(f) {
                             FieldTtl::Missing => -1,
                             FieldTtl::Persistent => 0,
@@ -395,11 +393,11 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     } else if at <= t_now {
                         out.push(2);
                         gone.push(f);
-                        seen.push((f, -1));
+                        seen.insert(f, -1);
                     } else {
                         out.push(1);
                         set.push(f);
-                        seen.push((f, at));
+                        seen.insert(f, at);
                     }
                 }
                 let mut ticket = None;
@@ -459,15 +457,12 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![-2; fields.len()], None));
                 };
-                let mut cleared: Vec<&[u8]> = Vec::new();
+                let mut cleared: HashSet<&[u8]> = HashSet::new();
                 let out: Vec<i64> = fields
                     .iter()
                     .map(|f| match h.field_ttl(f) {
                         FieldTtl::Missing => -2,
-                        FieldTtl::At(_) if !cleared.contains(f) => {
-                            cleared.push(f);
-                            1
-                        }
+                        FieldTtl::At(_) if cleared.insert(*f) => 1,
                         _ => -1,
                     })
                     .collect();
@@ -487,14 +482,11 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![Reply::Nil; fields.len()], None));
                 };
-                let mut taken: Vec<&[u8]> = Vec::new();
+                let mut taken: HashSet<&[u8]> = HashSet::new();
                 let out: Vec<Reply> = fields
                     .iter()
                     .map(|f| match h.get(f) {
-                        Some(v) if !taken.contains(f) => {
-                            taken.push(f);
-                            Reply::Bulk(v.to_bytes())
-                        }
+                        Some(v) if taken.insert(*f) => Reply::Bulk(v.to_bytes()),
                         _ => Reply::Nil,
                     })
                     .collect();

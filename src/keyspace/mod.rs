@@ -1581,12 +1581,12 @@ impl Keyspace {
             HashRef::Dict(d, t, _) => HashRef::Dict(d, t, now),
             c => c,
         };
-        let mut gone: Vec<&[u8]> = Vec::new();
-        for f in fields {
-            if h.is_field_expired(f) && !gone.contains(f) {
-                gone.push(f);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let gone: Vec<&[u8]> = fields
+            .iter()
+            .copied()
+            .filter(|f| h.is_field_expired(f) && seen.insert(*f))
+            .collect();
         if gone.is_empty() {
             return Ok(0);
         }
