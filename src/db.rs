@@ -394,16 +394,7 @@ impl Db {
         key: impl AsRef<[u8]>,
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        match self.execute(&fields_argv("HGETDEL", key.as_ref(), fields))? {
-            Reply::Array(items) => Ok(items
-                .into_iter()
-                .map(|r| match r {
-                    Reply::Bulk(b) => Some(b),
-                    _ => None,
-                })
-                .collect()),
-            other => Err(unexpected(&other)),
-        }
+        optional_bulks(self.execute(&fields_argv("HGETDEL", key.as_ref(), fields))?)
     }
 
     /// `HSETEX key PX ms FIELDS n field value...`: sets the pairs, each
@@ -475,19 +466,10 @@ impl Db {
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let fields = fields.iter().map(AsRef::as_ref).collect();
-        match self.run(Command::HMGet {
+        optional_bulks(self.run(Command::HMGet {
             key: key.as_ref(),
             fields,
-        })? {
-            Reply::Array(items) => Ok(items
-                .into_iter()
-                .map(|r| match r {
-                    Reply::Bulk(b) => Some(b),
-                    _ => None,
-                })
-                .collect()),
-            other => Err(unexpected(&other)),
-        }
+        })?)
     }
 
     /// `HGETALL key` as (field, value) pairs.
@@ -718,6 +700,20 @@ impl Db {
         self.shared
             .ks
             .sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
+    }
+}
+
+/// An array of bulk strings and nils as `Option`s.
+fn optional_bulks(reply: Reply) -> Result<Vec<Option<Vec<u8>>>> {
+    match reply {
+        Reply::Array(items) => Ok(items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(b) => Some(b),
+                _ => None,
+            })
+            .collect()),
+        other => Err(unexpected(&other)),
     }
 }
 

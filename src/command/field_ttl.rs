@@ -426,11 +426,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 return codes(vec![-2; fields.len()]);
             };
             let t_now = now.get();
-            let h = match h {
-                HashRef::CompactEx(b, _) => HashRef::CompactEx(b, t_now),
-                HashRef::Dict(d, t, _) => HashRef::Dict(d, t, t_now),
-                c => c,
-            };
+            let h = h.at(t_now);
             codes(
                 fields
                     .iter()

@@ -142,13 +142,18 @@ impl<'a> HashRef<'a> {
         }
     }
 
-    /// The same hash seen with nothing expired.
-    pub(crate) fn raw(self) -> HashRef<'a> {
+    /// The same hash seen at `now`.
+    pub(crate) fn at(self, now: i64) -> HashRef<'a> {
         match self {
-            HashRef::CompactEx(b, _) => HashRef::CompactEx(b, NEVER),
-            HashRef::Dict(d, t, _) => HashRef::Dict(d, t, NEVER),
+            HashRef::CompactEx(b, _) => HashRef::CompactEx(b, now),
+            HashRef::Dict(d, t, _) => HashRef::Dict(d, t, now),
             c => c,
         }
+    }
+
+    /// The same hash seen with nothing expired.
+    pub(crate) fn raw(self) -> HashRef<'a> {
+        self.at(NEVER)
     }
 
     /// The view's time (NEVER for a view that hides nothing).

@@ -313,31 +313,6 @@ impl Shard {
         Some(i64::from_le_bytes(b))
     }
 
-    /// Records `min` as the earliest field expiry of `key` (None: no field
-    /// TTL left), in `hfe` and in the key's tag.
-    fn set_min_field_ttl(&mut self, key: &[u8], min: Option<i64>) -> Result<(), CommandError> {
-        let Some(p) = self.keys.get_mut(key) else {
-            self.hfe.remove(key);
-            return Ok(());
-        };
-        match min {
-            Some(at) => {
-                p[0] |= FLAG_HFE;
-                self.hfe
-                    .set(key, &at.to_le_bytes())
-                    .map_err(|_| CommandError::too_large())?;
-            }
-            None => {
-                let had = p[0] & FLAG_HFE != 0;
-                p[0] &= !FLAG_HFE;
-                if had {
-                    self.hfe.remove(key);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The key's absolute expiry in Unix ms, if it has one.
     pub(crate) fn ttl_of(&self, key: &[u8]) -> Option<i64> {
         let (tag, _) = self.raw(key)?;
@@ -506,7 +481,10 @@ impl Shard {
                 .set(key, &at.to_le_bytes())
                 .map_err(|_| CommandError::too_large())?;
         }
-        self.set_min_field_ttl(key, min)
+        match min {
+            Some(_) => set_side(&mut self.keys, &mut self.hfe, FLAG_HFE, key, min).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn alloc_dict(&mut self, d: ArenaTable) -> u32 {
@@ -523,22 +501,7 @@ impl Shard {
     /// Sets or clears the TTL of an existing key; false if the key is missing.
     pub(crate) fn set_ttl(&mut self, key: &[u8], ttl: Option<i64>) -> Result<bool, CommandError> {
         self.preserve(key);
-        let Some(p) = self.keys.get_mut(key) else {
-            return Ok(false);
-        };
-        match ttl {
-            Some(at) => {
-                p[0] |= FLAG_TTL;
-                self.expires
-                    .set(key, &at.to_le_bytes())
-                    .map_err(|_| CommandError::too_large())?;
-            }
-            None => {
-                p[0] &= !FLAG_TTL;
-                self.expires.remove(key);
-            }
-        }
-        Ok(true)
+        set_side(&mut self.keys, &mut self.expires, FLAG_TTL, key, ttl)
     }
 
     /// Number of keys, expired-but-unreclaimed included (DBSIZE).
@@ -959,9 +922,8 @@ impl HashEdit<'_> {
         if !self.dirty && !self.had_hfe && min.is_none() {
             return Ok(());
         }
-        let hfe = if min.is_some() { FLAG_HFE } else { 0 };
         if self.dirty {
-            let flag = self.flag | self.shard.snap_bit | hfe;
+            let flag = self.flag | self.shard.snap_bit;
             let res = match &self.work {
                 Work::Compact(buf) => self
                     .shard
@@ -980,23 +942,12 @@ impl HashEdit<'_> {
                     .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
             };
             res.map_err(|_| CommandError::too_large())?;
-        } else if let Some(p) = self.shard.keys.get_mut(self.key) {
-            p[0] = (p[0] & !FLAG_HFE) | hfe;
         }
-        match min {
-            Some(at) => self
-                .shard
-                .hfe
-                .set(self.key, &at.to_le_bytes())
-                .map(|_| ())
-                .map_err(|_| CommandError::too_large()),
-            None => {
-                if self.had_hfe {
-                    self.shard.hfe.remove(self.key);
-                }
-                Ok(())
-            }
+        if self.had_hfe || min.is_some() {
+            let Shard { keys, hfe, .. } = &mut *self.shard;
+            set_side(keys, hfe, FLAG_HFE, self.key, min)?;
         }
+        Ok(())
     }
 }
 
@@ -1073,6 +1024,33 @@ fn view_in<'a>(
         }
         _ => None,
     }
+}
+
+/// Sets (`Some`) or clears (`None`) the entry of `key` in a side table of
+/// its shard (`expires`, `hfe`) together with its tag bit `flag`; false
+/// when the key is missing.
+fn set_side(
+    keys: &mut ArenaTable,
+    side: &mut ArenaTable,
+    flag: u8,
+    key: &[u8],
+    value: Option<i64>,
+) -> Result<bool, CommandError> {
+    let Some(p) = keys.get_mut(key) else {
+        return Ok(false);
+    };
+    match value {
+        Some(at) => {
+            p[0] |= flag;
+            side.set(key, &at.to_le_bytes())
+                .map_err(|_| CommandError::too_large())?;
+        }
+        None => {
+            p[0] &= !flag;
+            side.remove(key);
+        }
+    }
+    Ok(true)
 }
 
 /// Options for effects whose application never converts an encoding
@@ -1532,8 +1510,7 @@ impl Keyspace {
     }
 
     /// Removes expired fields of the shard's hashes with field TTLs, at most
-    /// `budget` fields (and keys visited), logging each hash's removals as
-    /// one HDEL first. Returns the fields removed.
+    /// `budget` fields (and keys visited). Returns the fields removed.
     fn sweep_fields(&self, shard: &mut Shard, now: i64, budget: usize) -> Result<usize, Error> {
         let keys = shard.keys_with_expired_fields(now, budget);
         let mut removed = 0;
@@ -1542,18 +1519,33 @@ impl Keyspace {
                 break;
             }
             let fields = shard.expired_fields(&k, now, budget - removed);
-            if fields.is_empty() {
-                continue;
-            }
-            let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-            let e = Effect::HDel {
-                key: &k,
-                fields: refs,
-            };
-            self.log(&e)?;
-            removed += effect::apply_in_shard(shard, &e, no_opts())? as usize;
+            removed += self.remove_fields(shard, &k, fields.iter().map(Vec::as_slice).collect())?;
         }
         Ok(removed)
+    }
+
+    /// Removes `fields` of `key` because their time passed: logged first as
+    /// one HDEL (the key goes with its last field). Returns how many went.
+    fn remove_fields(
+        &self,
+        shard: &mut Shard,
+        key: &[u8],
+        fields: Vec<&[u8]>,
+    ) -> Result<usize, Error> {
+        if fields.is_empty() {
+            return Ok(0);
+        }
+        let e = Effect::HDel { key, fields };
+        self.log(&e)?;
+        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+    }
+
+    /// The time at which `key`'s fields are to be expired now, if any of
+    /// them is (None: no field TTL due, and the clock is not read).
+    fn fields_due(shard: &Shard, key: &[u8], now: &Now<'_>) -> Option<i64> {
+        let min = shard.min_field_ttl(key)?;
+        let now = now.get();
+        is_expired(min, now).then_some(now)
     }
 
     /// Lazy field expiry under the shard's write lock: removes those of
@@ -1566,20 +1558,11 @@ impl Keyspace {
         fields: &[&[u8]],
         now: &Now<'_>,
     ) -> Result<usize, Error> {
-        let Some(min) = shard.min_field_ttl(key) else {
+        let Some(now) = Self::fields_due(shard, key, now) else {
             return Ok(0);
         };
-        let now = now.get();
-        if !is_expired(min, now) {
+        let Some(h) = shard.hash_ref(key).map(|h| h.at(now)) else {
             return Ok(0);
-        }
-        let Some(h) = shard.hash_ref(key) else {
-            return Ok(0);
-        };
-        let h = match h {
-            HashRef::CompactEx(b, _) => HashRef::CompactEx(b, now),
-            HashRef::Dict(d, t, _) => HashRef::Dict(d, t, now),
-            c => c,
         };
         let mut seen = std::collections::HashSet::new();
         let gone: Vec<&[u8]> = fields
@@ -1587,12 +1570,7 @@ impl Keyspace {
             .copied()
             .filter(|f| h.is_field_expired(f) && seen.insert(*f))
             .collect();
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        let e = Effect::HDel { key, fields: gone };
-        self.log(&e)?;
-        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+        self.remove_fields(shard, key, gone)
     }
 
     /// Removes every field of `key` expired at `now` (HRANDFIELD's purge),
@@ -1603,21 +1581,11 @@ impl Keyspace {
         key: &[u8],
         now: &Now<'_>,
     ) -> Result<usize, Error> {
-        let Some(min) = shard.min_field_ttl(key) else {
+        let Some(now) = Self::fields_due(shard, key, now) else {
             return Ok(0);
         };
-        let now = now.get();
-        if !is_expired(min, now) {
-            return Ok(0);
-        }
         let fields = shard.expired_fields(key, now, usize::MAX);
-        if fields.is_empty() {
-            return Ok(0);
-        }
-        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        let e = Effect::HDel { key, fields: refs };
-        self.log(&e)?;
-        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+        self.remove_fields(shard, key, fields.iter().map(Vec::as_slice).collect())
     }
 
     /// [`Keyspace::read`] for commands that address `fields` (HGET, HMGET,
