@@ -2,11 +2,12 @@
 //! every byte, corruption named by file and offset (and salvaged), and
 //! crash tests that SIGKILL a writer at random moments.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ShellChild;
 use hashkv::{Db, Error, FsyncPolicy, Options, RecoveryMode, Reply};
 use rand::{Rng, SeedableRng};
 
@@ -289,47 +290,26 @@ fn sigkill_never_loses_acknowledged_writes() {
     let (mut acked_total, mut sent_total) = (0u64, 0u64);
     let mut acked_fields: Vec<String> = Vec::new();
     for it in 0..iterations {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hashkv"))
-            .args(["--fsync", "always", "--listpack-entries", "8", "shell"])
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = ShellChild::spawn(
+            &["--fsync", "always", "--listpack-entries", "8"],
+            dir.path(),
+        );
         let kill_after = Duration::from_millis(rng.gen_range(5..60));
-        // A reader thread counts replies (acknowledgements) as they arrive.
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let start = Instant::now();
         let mut sent: Vec<String> = Vec::new();
         let mut i = 0;
         while start.elapsed() < kill_after {
             let field = format!("it{it}-{i}");
-            let cmd = format!("HINCRBY counter n 1\nHSET fields {field} x\n");
-            if stdin.write_all(cmd.as_bytes()).is_err() {
+            if !child.send(&format!("HINCRBY counter n 1\nHSET fields {field} x\n")) {
                 break;
             }
-            let _ = stdin.flush();
             sent.push(field);
             i += 1;
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..2000)));
         }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let _ = reader.join();
-        let replies: Vec<String> = rx.try_iter().collect();
-        // Each command pair yields two replies; a pair is acknowledged when
-        // its HSET reply (the second) was printed.
+        let replies = child.kill(); // SIGKILL
+                                    // Each command pair yields two replies; a pair is acknowledged when
+                                    // its HSET reply (the second) was printed.
         let pairs_acked = replies.len() / 2;
         let incr_acked = replies.len().div_ceil(2);
         acked_total += incr_acked as u64;
@@ -401,26 +381,10 @@ fn sigkill_keeps_acknowledged_field_ttls() {
     let mut created = 0usize;
     let mut acked_total = 0usize;
     for it in 0..iterations {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hashkv"))
-            .args(["--fsync", "always", "--listpack-entries", "8"])
-            .arg("shell")
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut child = ShellChild::spawn(
+            &["--fsync", "always", "--listpack-entries", "8"],
+            dir.path(),
+        );
         let kill_after = Duration::from_millis(rng.gen_range(10..80));
         let start = Instant::now();
         // (index into `fields`, expiry) per command sent, in order.
@@ -452,20 +416,13 @@ fn sigkill_keeps_acknowledged_field_ttls() {
                     fields[i].key, fields[i].name
                 )
             };
-            if stdin
-                .write_all(cmd.as_bytes())
-                .and_then(|_| stdin.flush())
-                .is_err()
-            {
+            if !child.send(&cmd) {
                 break;
             }
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..1500)));
         }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let _ = reader.join();
         // One reply line per command: the first `replies` were acknowledged.
-        let replies = rx.try_iter().count();
+        let replies = child.kill().len(); // SIGKILL
         acked_total += replies;
         for (k, &(i, at)) in sent.iter().enumerate() {
             let f = &mut fields[i];

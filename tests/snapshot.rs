@@ -2,13 +2,14 @@
 //! writers running, crashes between every pair of file-system steps and by
 //! SIGKILL during snapshots, and damaged snapshot files.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ShellChild;
 use hashkv::{Db, Error, FsyncPolicy, Options, Reply};
 use rand::{Rng, SeedableRng};
 
@@ -374,33 +375,17 @@ fn sigkill_during_snapshots_never_loses_acknowledged_writes() {
     let mut acked: Vec<String> = Vec::new();
     let mut snapshots_seen = 0;
     for it in 0..iterations {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hashkv"))
-            .args([
+        let mut child = ShellChild::spawn(
+            &[
                 "--fsync",
                 "always",
                 "--listpack-entries",
                 "8",
                 "--compact-log-at",
                 "4096",
-                "shell",
-            ])
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            ],
+            dir.path(),
+        );
         // Kills land anywhere in the first 300 ms; if no snapshot has
         // completed by half way (a loaded machine starts the child slowly),
         // the rest of the runs last long enough for one to.
@@ -414,21 +399,14 @@ fn sigkill_during_snapshots_never_loses_acknowledged_writes() {
         let mut i = 0;
         while start.elapsed() < kill_after {
             let field = format!("it{it}-{i}");
-            if stdin
-                .write_all(format!("HSET fields {field} x\n").as_bytes())
-                .is_err()
-            {
+            if !child.send(&format!("HSET fields {field} x\n")) {
                 break;
             }
-            let _ = stdin.flush();
             sent.push(field);
             i += 1;
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..500)));
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = reader.join();
-        let n_acked = rx.try_iter().count();
+        let n_acked = child.kill().len(); // SIGKILL
         acked.extend(sent[..n_acked.min(sent.len())].iter().cloned());
         let db = Db::open_with(dir.path(), opts())
             .unwrap_or_else(|e| panic!("seed {seed} iteration {it}: reopen failed: {e}"));

@@ -190,3 +190,60 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// A `hashkv ... shell DIR` child fed commands on stdin, whose reply lines
+/// (acknowledgements) are collected as they arrive; for crash tests.
+pub struct ShellChild {
+    child: Child,
+    pub stdin: std::process::ChildStdin,
+    replies: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl ShellChild {
+    /// Starts `hashkv ARGS... shell DIR` (ARGS are the global options).
+    pub fn spawn(args: &[&str], dir: &std::path::Path) -> ShellChild {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hashkv"))
+            .args(args)
+            .arg("shell")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting hashkv shell");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, replies) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ShellChild {
+            child,
+            stdin,
+            replies,
+            reader,
+        }
+    }
+
+    /// Sends one line; false once the child is gone.
+    pub fn send(&mut self, line: &str) -> bool {
+        self.stdin
+            .write_all(line.as_bytes())
+            .and_then(|_| self.stdin.flush())
+            .is_ok()
+    }
+
+    /// SIGKILLs the child and returns every reply line it printed.
+    pub fn kill(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.reader.join();
+        self.replies.try_iter().collect()
+    }
+}
