@@ -538,24 +538,7 @@ impl Shard {
     /// Finds expired keys while walking the TTL index from where the last
     /// sweep stopped, visiting at most `budget` keys.
     pub(crate) fn expired_keys(&mut self, now: i64, budget: usize) -> Vec<Vec<u8>> {
-        let mut expired: Vec<Vec<u8>> = Vec::new();
-        let mut visited = 0;
-        let mut cursor = self.sweep_cursor;
-        loop {
-            cursor = self.expires.scan(cursor, |k, v| {
-                visited += 1;
-                if let Ok(b) = <[u8; 8]>::try_from(v) {
-                    if now > i64::from_le_bytes(b) {
-                        expired.push(k.to_vec());
-                    }
-                }
-            });
-            if cursor == 0 || visited >= budget {
-                break;
-            }
-        }
-        self.sweep_cursor = cursor;
-        expired
+        due_in(&self.expires, &mut self.sweep_cursor, now, budget)
     }
 
     /// Number of keys with a TTL.
@@ -571,24 +554,7 @@ impl Shard {
     /// Keys with fields expired at `now`, walking the field-expiry index
     /// from where the last sweep stopped and visiting at most `budget` keys.
     pub(crate) fn keys_with_expired_fields(&mut self, now: i64, budget: usize) -> Vec<Vec<u8>> {
-        let mut due: Vec<Vec<u8>> = Vec::new();
-        let mut visited = 0;
-        let mut cursor = self.hfe_cursor;
-        loop {
-            cursor = self.hfe.scan(cursor, |k, v| {
-                visited += 1;
-                if let Ok(b) = <[u8; 8]>::try_from(v) {
-                    if is_expired(i64::from_le_bytes(b), now) {
-                        due.push(k.to_vec());
-                    }
-                }
-            });
-            if cursor == 0 || visited >= budget {
-                break;
-            }
-        }
-        self.hfe_cursor = cursor;
-        due
+        due_in(&self.hfe, &mut self.hfe_cursor, now, budget)
     }
 
     /// Up to `limit` fields of `key` expired at `now` (earliest first for
@@ -1023,6 +989,28 @@ fn view_in<'a>(
             Some(HashRef::Dict(d, t, now))
         }
         _ => None,
+    }
+}
+
+/// The keys of a side table of times (`expires`, `hfe`) whose time is
+/// before `now`, walking it from `cursor` (left where the walk stopped)
+/// until its end or `budget` keys visited.
+fn due_in(table: &ArenaTable, cursor: &mut u64, now: i64, budget: usize) -> Vec<Vec<u8>> {
+    let mut due: Vec<Vec<u8>> = Vec::new();
+    let mut visited = 0;
+    loop {
+        *cursor = table.scan(*cursor, |k, v| {
+            visited += 1;
+            if let Ok(b) = <[u8; 8]>::try_from(v) {
+                // Expired when now > the time (Redis, for keys and fields).
+                if now > i64::from_le_bytes(b) {
+                    due.push(k.to_vec());
+                }
+            }
+        });
+        if *cursor == 0 || visited >= budget {
+            return due;
+        }
     }
 }
 
