@@ -296,14 +296,7 @@ impl Arena {
         let plen: usize = parts.iter().map(|p| p.len()).sum();
         let size = entry_size(name.len(), plen);
         let (addr, out) = self.alloc(size)?;
-        let mut i = put_varint(out, name.len());
-        i += put_varint(&mut out[i..], plen);
-        out[i..i + name.len()].copy_from_slice(name);
-        i += name.len();
-        for part in parts {
-            out[i..i + part.len()].copy_from_slice(part);
-            i += part.len();
-        }
+        put_entry(out, name, parts, plen);
         Ok(addr)
     }
 
@@ -324,15 +317,7 @@ impl Arena {
         if off != 0 || size > m.len() || size < m.len() / 2 {
             return false;
         }
-        let out = &mut m[..size];
-        let mut i = put_varint(out, name.len());
-        i += put_varint(&mut out[i..], plen);
-        out[i..i + name.len()].copy_from_slice(name);
-        i += name.len();
-        for part in parts {
-            out[i..i + part.len()].copy_from_slice(part);
-            i += part.len();
-        }
+        put_entry(&mut m[..size], name, parts, plen);
         self.live_bytes = self.live_bytes - *len + size;
         *len = size;
         true
@@ -937,6 +922,19 @@ impl ArenaTable {
         let live = self.arena.live_bytes.max(1);
         let total = self.memory_bytes().max(live);
         (own as u128 * total as u128 / live as u128) as usize
+    }
+}
+
+/// Writes the entry `[name length][payload length][name][parts...]` at the
+/// start of `out` (`plen`: the parts' total length).
+fn put_entry(out: &mut [u8], name: &[u8], parts: &[&[u8]], plen: usize) {
+    let mut i = put_varint(out, name.len());
+    i += put_varint(&mut out[i..], plen);
+    out[i..i + name.len()].copy_from_slice(name);
+    i += name.len();
+    for part in parts {
+        out[i..i + part.len()].copy_from_slice(part);
+        i += part.len();
     }
 }
 
