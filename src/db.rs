@@ -87,6 +87,7 @@ impl Db {
         let ks = Keyspace::default();
         let (report, log, manifest) = crate::recovery::recover(path, &ks, &opts)?;
         let writer = LogWriter::new(log.file, log.len, log.path, opts.fsync)?;
+        writer.set_marked(log.marked);
         ks.set_journal(writer.clone());
         let store = Store::new(path.to_path_buf(), writer, manifest);
         Ok(Db::build(ks, opts, Some(store), report, Some(lock)))
@@ -164,9 +165,38 @@ impl Db {
     }
 
     /// What opening the directory found and did: records replayed, a torn
-    /// tail cut, damaged ranges skipped.
+    /// tail cut (and where its bytes were saved), damaged ranges skipped,
+    /// files removed or moved aside. [`RecoveryReport::lines`] says it in
+    /// words.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.shared.report
+    }
+
+    /// Makes every write acknowledged before the call durable, whatever the
+    /// fsync policy (a no-op for an in-memory database).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the fsync fails (the handle then refuses writes,
+    /// [`Error::Poisoned`]).
+    pub fn sync(&self) -> Result<()> {
+        match &self.shared.store {
+            Some(store) => store.writer.sync_now(),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes this handle: makes everything durable and marks the log as
+    /// synced to its end, reporting the errors that dropping the handle
+    /// would have to swallow. Other clones of the handle stay usable.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Poisoned`] when the log cannot be made
+    /// durable.
+    pub fn close(self) -> Result<()> {
+        match &self.shared.store {
+            Some(store) => store.writer.close(),
+            None => Ok(()),
+        }
     }
 
     fn build(

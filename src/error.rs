@@ -19,7 +19,7 @@ pub enum Error {
     #[error("{0}")]
     Command(#[from] CommandError),
     /// A file failed its checks: what is wrong, in which file, at which byte.
-    #[error("{file}: corrupt at byte {offset}: {reason}; open with RecoveryMode::Salvage to keep every valid record")]
+    #[error("{file}: corrupt at byte {offset}: {reason}")]
     Corrupt {
         /// The file.
         file: String,
@@ -34,10 +34,15 @@ pub enum Error {
         /// The directory.
         path: String,
     },
-    /// An earlier log write failed and could not be undone; the handle now
-    /// refuses writes. Close and re-open the directory.
-    #[error("the log is unusable after an earlier write error; close and re-open the database")]
-    Poisoned,
+    /// An earlier log write or fsync failed and could not be undone; the
+    /// handle now refuses writes. Close and re-open the directory.
+    #[error(
+        "the log is unusable after an earlier error ({cause}); close and re-open the database"
+    )]
+    Poisoned {
+        /// The first error: what failed, on which file.
+        cause: String,
+    },
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
     Io {

@@ -1,7 +1,14 @@
 //! Opening a directory: MANIFEST, then replay of every listed log segment
 //! through the same `apply` the live path uses, then the encodings chosen
 //! again from each hash's contents. Returns a [`RecoveryReport`] that says
-//! what was replayed, cut or skipped; nothing is dropped silently.
+//! what was replayed, cut, skipped, moved aside or removed; nothing is
+//! dropped silently.
+//!
+//! Open never deletes or shortens what it cannot prove is garbage: a
+//! MANIFEST that is damaged, missing beside data files, or names a missing
+//! file is refused before anything is touched; unlisted files follow the
+//! rule of [`dir::classify_unlisted`]; the bytes of a torn tail are saved
+//! to `lost+found/` before the cut (unless they are all zeros).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -20,8 +27,12 @@ pub struct TornTail {
     pub file: String,
     /// Where the cut was made (end of the last whole record).
     pub offset: u64,
-    /// Bytes dropped (one partial record).
+    /// Bytes dropped (one partial record, or the unsynced rest of the log
+    /// after a power cut).
     pub bytes: u64,
+    /// Where the cut bytes were saved (None when they were all zeros or the
+    /// segment was shorter than its header).
+    pub saved_to: Option<String>,
 }
 
 /// A damaged byte range skipped in salvage mode.
@@ -54,6 +65,44 @@ pub struct RecoveryReport {
     pub skipped: Vec<Skipped>,
     /// Whether the log was rewritten from the recovered state (salvage).
     pub rewritten: bool,
+    /// Files removed as provable garbage, one line each saying why.
+    pub removed: Vec<String>,
+    /// Files moved to `lost+found/`, one line each saying why.
+    pub moved_aside: Vec<String>,
+    /// Other changes made on open (a version-1 log or MANIFEST upgraded, a
+    /// segment sealed), one line each.
+    pub notes: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// One line per thing open cut, skipped, saved, moved, removed or
+    /// rewrote (empty for a clean open): what the tool prints to stderr.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.torn_tail {
+            let saved = t
+                .saved_to
+                .as_ref()
+                .map_or(String::new(), |p| format!(" (saved to {p})"));
+            out.push(format!(
+                "cut a torn tail of {} bytes at byte {} of {}{saved}",
+                t.bytes, t.offset, t.file
+            ));
+        }
+        for s in &self.skipped {
+            out.push(format!(
+                "salvage skipped bytes {}..{} of {}: {}",
+                s.start, s.end, s.file, s.reason
+            ));
+        }
+        if self.rewritten {
+            out.push("rewrote the log from every valid record".to_owned());
+        }
+        out.extend(self.removed.iter().cloned());
+        out.extend(self.moved_aside.iter().cloned());
+        out.extend(self.notes.iter().cloned());
+        out
+    }
 }
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -69,6 +118,9 @@ pub(crate) struct OpenLog {
     pub(crate) file: File,
     pub(crate) len: u64,
     pub(crate) path: PathBuf,
+    /// How far a sync mark already vouches for the segment (so a reopen
+    /// that writes nothing adds no mark).
+    pub(crate) marked: u64,
 }
 
 /// Opens `path` to append after its data: at `len` when the scan found the
@@ -90,7 +142,68 @@ fn open_append(path: &Path, len: Option<u64>) -> Result<OpenLog, Error> {
         file,
         len,
         path: path.to_path_buf(),
+        marked: 0,
     })
+}
+
+fn corrupt(file: &Path, offset: u64, reason: String) -> Error {
+    Error::Corrupt {
+        file: file.display().to_string(),
+        offset,
+        reason,
+    }
+}
+
+/// Checks what MANIFEST names is all there and no unlisted file says
+/// MANIFEST lost a line: the unlisted files and what to do with them.
+pub(crate) fn vet(dir: &Path, m: &dir::Manifest) -> Result<Vec<(String, dir::Unlisted)>, Error> {
+    for name in m.snapshot.iter().chain(&m.segments) {
+        if !dir.join(name).is_file() {
+            return Err(corrupt(
+                &dir.join(dir::MANIFEST),
+                0,
+                format!(
+                    "lists {name}, which is missing; `hashkv repair {}` rebuilds MANIFEST from the files present",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let unlisted = dir::classify_unlisted(dir, m)?;
+    if let Some((name, dir::Unlisted::Refuse(why))) = unlisted
+        .iter()
+        .find(|(_, v)| matches!(v, dir::Unlisted::Refuse(_)))
+    {
+        return Err(corrupt(&dir.join(name), 0, why.clone()));
+    }
+    Ok(unlisted)
+}
+
+/// Writes `buf` as the whole of `path` (a segment's header), fsynced.
+fn rewrite_header(path: &Path) -> Result<(), Error> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io("opening", path, e))?;
+    f.set_len(0)
+        .and_then(|()| f.write_all(record::SEGMENT_MAGIC))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("rewriting the header of", path, e))
+}
+
+/// Appends a seal at `at` (the end of the data) of a segment the writer
+/// will not come back to, and makes it durable.
+fn seal(path: &Path, at: u64) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io("opening", path, e))?;
+    let m = record::mark(record::MARK_SEAL, at);
+    f.set_len(at)
+        .and_then(|()| f.write_all_at(&m, at))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("sealing", path, e))
 }
 
 /// Loads `dir`'s snapshot and replays its log into `ks`; returns the report,
@@ -102,19 +215,16 @@ pub(crate) fn recover(
 ) -> Result<(RecoveryReport, OpenLog, dir::Manifest), Error> {
     let mut report = RecoveryReport::default();
     let Some(manifest) = dir::read_manifest(dir)? else {
-        // A fresh directory (or a crash before its MANIFEST existed).
+        // A directory without a MANIFEST and without data files: new.
         let name = dir::segment_name(1);
         let path = dir::create_segment(dir, &name)?;
-        let m = dir::Manifest {
-            snapshot: None,
-            segments: vec![name],
-        };
+        let m = dir::Manifest::new(None, vec![name]);
         dir::write_manifest(dir, &m)?;
         return Ok((report, open_append(&path, None)?, m));
     };
-    // Files a crash left behind (a half-written snapshot, segments a
-    // finished snapshot covers) are not part of the state: remove them.
-    dir::remove_unlisted(dir, &manifest)?;
+    // Nothing is changed until every listed file is known to be there and
+    // no unlisted one suggests MANIFEST lost a line.
+    let unlisted = vet(dir, &manifest)?;
     if let Some(name) = &manifest.snapshot {
         let path = dir.join(name);
         let loaded = crate::snapshot::format::read_file(&path, opts, |e| {
@@ -132,37 +242,73 @@ pub(crate) fn recover(
     }
     let segs = &manifest.segments;
     let salvage = opts.recovery == RecoveryMode::Salvage;
-    let mut last_end = None;
+    let maps = segs
+        .iter()
+        .map(|name| map_segment(&dir.join(name)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let bufs: Vec<&[u8]> = maps.iter().map(|m| m.as_deref().unwrap_or(&[])).collect();
+    // A segment may end torn only if no later one holds data: the writer
+    // moves on only after fsyncing (and sealing) it.
+    let mut tail_allowed = vec![true; bufs.len()];
+    for i in (0..bufs.len().saturating_sub(1)).rev() {
+        tail_allowed[i] = tail_allowed[i + 1] && !reader::holds_data(bufs[i + 1]);
+    }
+    let mut scans = Vec::with_capacity(bufs.len());
     for (i, name) in segs.iter().enumerate() {
         let path = dir.join(name);
-        let map = map_segment(&path)?;
-        let buf: &[u8] = map.as_deref().unwrap_or(&[]);
-        let last = i + 1 == segs.len();
-        let scan = reader::scan(buf, last, salvage, |e| {
+        let scan = reader::scan(bufs[i], tail_allowed[i], salvage, |e| {
             // Errors here are the ones the live command met after logging
             // (a hash outgrowing its limits); replay meets them the same way.
             let _ = ks.apply(&e, opts);
         })
-        .map_err(|bad| Error::Corrupt {
-            file: path.display().to_string(),
-            offset: bad.offset,
-            reason: bad.reason,
-        })?;
-        drop(map);
+        .map_err(|bad| corrupt(&path, bad.offset, bad.reason))?;
         report.segments += 1;
         report.records += scan.records;
-        last_end = Some(scan.valid_end);
-        for (start, end, reason) in scan.skipped {
+        for (start, end, reason) in &scan.skipped {
             report.skipped.push(Skipped {
                 file: path.display().to_string(),
-                start,
-                end,
-                reason,
+                start: *start,
+                end: *end,
+                reason: reason.clone(),
             });
         }
-        if scan.torn_bytes > 0 {
-            // Cut the torn tail so appends continue after the last whole
-            // record, and make the cut durable before going on.
+        if scan.torn_bytes > 0 || scan.torn_header {
+            // Save what is cut (unless it is only zeros), then cut it so
+            // appends continue after the last whole frame.
+            let from = (scan.valid_end as usize).min(bufs[i].len());
+            let cut = if scan.torn_header {
+                &[][..]
+            } else {
+                &bufs[i][from..]
+            };
+            let saved_to = if cut.iter().any(|&b| b != 0) {
+                let why = format!(
+                    "torn tail of {name} from byte {from}: written after the last fsync the log vouches for, so never durable"
+                );
+                Some(
+                    dir::save_aside(dir, name, from as u64, cut, &why)?
+                        .display()
+                        .to_string(),
+                )
+            } else {
+                None
+            };
+            report.torn_tail = Some(TornTail {
+                file: path.display().to_string(),
+                offset: if scan.torn_header { 0 } else { scan.valid_end },
+                bytes: scan.torn_bytes,
+                saved_to,
+            });
+        }
+        scans.push(scan);
+    }
+    drop(bufs);
+    drop(maps);
+    for (i, scan) in scans.iter().enumerate() {
+        let path = dir.join(&segs[i]);
+        if scan.torn_header {
+            rewrite_header(&path)?;
+        } else if scan.torn_bytes > 0 {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -170,30 +316,81 @@ pub(crate) fn recover(
             f.set_len(scan.valid_end)
                 .map_err(|e| io("truncating torn tail of", &path, e))?;
             f.sync_all().map_err(|e| io("syncing", &path, e))?;
-            report.torn_tail = Some(TornTail {
-                file: path.display().to_string(),
-                offset: scan.valid_end,
-                bytes: scan.torn_bytes,
-            });
+        }
+        // A segment left for a later one is sealed, as the writer would
+        // have done, so the later one may receive data.
+        let last = i + 1 == segs.len();
+        if !last && scan.version >= 2 && !scan.sealed && scan.skipped.is_empty() {
+            seal(&path, scan.valid_end)?;
+            report.notes.push(format!(
+                "sealed {} at byte {}",
+                path.display(),
+                scan.valid_end
+            ));
         }
     }
     ks.rebuild_encodings(opts);
     let last = segs.last().cloned().unwrap_or_else(|| dir::segment_name(1));
+    let last_scan = scans.last();
     if !report.skipped.is_empty() {
         // Salvaged: write the recovered state to a fresh segment so the
-        // damaged ranges are gone from the log for good.
-        let name = dir::segment_name(dir::segment_number(&last) + 1);
+        // damaged ranges are gone from the log, and move the damaged files
+        // aside (never delete them).
+        let n = manifest.last() + 1;
+        let name = dir::segment_name(n);
         let path = rewrite(dir, &name, ks)?;
-        let m = dir::Manifest {
-            snapshot: None,
-            segments: vec![name],
-        };
+        let m = dir::Manifest::new(None, vec![name]);
         dir::write_manifest(dir, &m)?;
-        dir::remove_unlisted(dir, &m)?;
+        for old in manifest.snapshot.iter().chain(&manifest.segments) {
+            let to = dir::move_aside(dir, old, "replaced by the log salvage rewrote")?;
+            report.moved_aside.push(format!(
+                "moved {} to {}: salvage rewrote the log",
+                dir.join(old).display(),
+                to.display()
+            ));
+        }
         report.rewritten = true;
+        report.removed = dir::sweep(dir, &unlisted)?;
         return Ok((report, open_append(&path, None)?, m));
     }
-    Ok((report, open_append(&dir.join(last), last_end)?, manifest))
+    let mut m = manifest.clone();
+    let mut append_to = dir.join(&last);
+    let mut append_at = last_scan.map(|s| s.valid_end);
+    if last_scan.is_some_and(|s| s.version == 1) {
+        // Continue in a segment of the current format.
+        let name = dir::segment_name(m.last() + 1);
+        append_to = dir::create_segment(dir, &name)?;
+        append_at = None;
+        m.segments.push(name.clone());
+        report
+            .notes
+            .push(format!("continued the log in {name} (log format 2)"));
+    }
+    for line in dir::sweep(dir, &unlisted)? {
+        if line.starts_with("moved") {
+            report.moved_aside.push(line);
+        } else {
+            report.removed.push(line);
+        }
+    }
+    if m != manifest || !manifest.verified {
+        m.verified = true;
+        dir::write_manifest(dir, &m)?;
+        if !manifest.verified {
+            report
+                .notes
+                .push("rewrote MANIFEST in version 2 (with a checksum)".to_owned());
+        }
+    }
+    let mut log = open_append(&append_to, append_at)?;
+    if let Some(s) = last_scan.filter(|_| append_at.is_some()) {
+        // A segment ending in a mark that vouches for all before it needs
+        // no new mark until something is written.
+        if s.synced_through + record::MARK_FRAME as u64 == s.valid_end {
+            log.marked = s.valid_end;
+        }
+    }
+    Ok((report, log, m))
 }
 
 /// Maps a log segment read-only (`None` for an empty file). Mapping rather

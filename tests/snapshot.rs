@@ -305,6 +305,7 @@ fn listed_and_present(dir: &Path) -> (Vec<String>, Vec<String>) {
     let mut listed: Vec<String> = manifest
         .lines()
         .skip(1)
+        .filter(|l| !l.starts_with("end "))
         .filter_map(|l| l.split_once(' ').map(|(_, n)| n.to_owned()))
         .collect();
     listed.sort();

@@ -137,11 +137,12 @@ impl MappedSegment {
             let want = (end - start).max(WINDOW).div_ceil(ALIGN) * ALIGN;
             let want_end = start + want;
             if want_end > self.reserved {
-                fallocate(&self.file, self.reserved, want_end - self.reserved)?;
-                self.reserved = want_end;
+                self.reserve(end, want_end)?;
             }
-            let len =
-                usize::try_from(want).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+            // The window never reaches past what is allocated.
+            let map_end = want_end.min(self.reserved);
+            let len = usize::try_from(map_end - start)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
             self.win = None;
             let map = MmapOptions::new()
                 .offset(start)
@@ -154,6 +155,37 @@ impl MappedSegment {
             self.prefaulted = start;
         }
         Ok(self.win.as_ref().expect("mapped above"))
+    }
+
+    /// Allocates the file up to `want_end`, or as far as the disk allows
+    /// but at least to `need_end` (the end of the append being made): on a
+    /// nearly full disk the reservation shrinks, halving the extra each
+    /// time, so writes go on while there is room for them.
+    fn reserve(&mut self, need_end: u64, want_end: u64) -> io::Result<()> {
+        let floor = need_end.max(self.reserved);
+        let mut target = want_end;
+        loop {
+            if target <= self.reserved {
+                return Ok(());
+            }
+            match fallocate(&self.file, self.reserved, target - self.reserved) {
+                Ok(()) => {
+                    self.reserved = target;
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && target > floor => {
+                    // Half the extra, in whole pages, never below what the
+                    // append needs, and always less than the last try.
+                    let half = (floor + (target - floor) / 2).div_ceil(4096) * 4096;
+                    target = if half < target {
+                        half.max(floor)
+                    } else {
+                        floor
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Asks the CPU for the cache lines a few records ahead, and the helper

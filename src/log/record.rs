@@ -1,24 +1,45 @@
 //! Log record framing.
 //!
 //! A segment file starts with the 8-byte header `HKVLOG` + format version as
-//! two ASCII digits (`01`), then holds records back to back:
+//! two ASCII digits (`02`; `01` is still read), then holds frames back to
+//! back:
 //!
 //! ```text
 //! +----------------+----------------+----------------------------+
 //! | len: u32 LE    | crc: u32 LE    | payload (len bytes)        |
 //! +----------------+----------------+----------------------------+
-//! payload = [payload version: u8 = 1][bincode 2 (standard config) of Effect]
 //! crc = CRC-32 (IEEE, crc32fast) of the payload
+//! payload of a record = [1][bincode 2 (standard config) of Effect]
+//! payload of a mark   = [2][kind: u8][offset: u64 LE]   (len = 10)
 //! ```
 //!
 //! A record is one effect: a multi-field or multi-key command replays all or
 //! nothing because its record is either whole (length and CRC check out) or
 //! not there.
+//!
+//! Marks (version 2) tell a torn tail from damage without guessing from
+//! record sizes (see [`super::reader`]):
+//! - a *sync mark* (kind 1) is appended after each completed fsync and says
+//!   "every byte of this segment before `offset` was durable";
+//! - a *seal* (kind 2) is the last frame of a segment the writer left for
+//!   the next one; `offset` is its own position.
 
 use crate::keyspace::Effect;
 
-/// Segment header.
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"HKVLOG01";
+/// Segment header written now.
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"HKVLOG02";
+/// Segment header of format version 1 (no marks), still read.
+pub(crate) const SEGMENT_MAGIC_V1: &[u8; 8] = b"HKVLOG01";
+/// First payload byte of a mark.
+pub(crate) const MARK_TAG: u8 = 2;
+/// Payload length of a mark.
+pub(crate) const MARK_PAYLOAD: usize = 10;
+/// A mark's whole frame.
+pub(crate) const MARK_FRAME: usize = FRAME_HEADER + MARK_PAYLOAD;
+/// Mark kind: everything before `offset` was fsynced.
+pub(crate) const MARK_SYNCED: u8 = 1;
+/// Mark kind: the segment ends here (written before moving to the next).
+pub(crate) const MARK_SEAL: u8 = 2;
 /// Frame header: length and CRC.
 pub(crate) const FRAME_HEADER: usize = 8;
 /// Version byte at the start of every payload.
@@ -67,6 +88,48 @@ pub(crate) fn encode(e: &Effect<'_>, buf: &mut Vec<u8>) -> Result<usize, String>
     Ok(len)
 }
 
+/// The frame of a mark of `kind` for `offset`.
+pub(crate) fn mark(kind: u8, offset: u64) -> [u8; MARK_FRAME] {
+    let mut f = [0u8; MARK_FRAME];
+    f[0..4].copy_from_slice(&(MARK_PAYLOAD as u32).to_le_bytes());
+    f[8] = MARK_TAG;
+    f[9] = kind;
+    f[10..18].copy_from_slice(&offset.to_le_bytes());
+    let crc = crc32fast::hash(&f[FRAME_HEADER..]);
+    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    f
+}
+
+/// The mark in a payload whose CRC checked out: `(kind, offset)`, or `None`
+/// if the payload is not a mark.
+pub(crate) fn as_mark(payload: &[u8]) -> Option<(u8, u64)> {
+    if payload.len() != MARK_PAYLOAD || payload[0] != MARK_TAG {
+        return None;
+    }
+    let offset = u64::from_le_bytes(payload[2..10].try_into().ok()?);
+    Some((payload[1], offset))
+}
+
+/// Decodes `body` with an allocation limit proportional to its length: a
+/// count read from the bytes (pairs, keys) can claim at most 32 bytes of
+/// memory per byte present, so a crafted record cannot make replay
+/// allocate more than a small multiple of its own size.
+fn decode_bounded(body: &[u8]) -> Result<(Effect<'_>, usize), bincode::error::DecodeError> {
+    let need = body.len().saturating_mul(32);
+    macro_rules! within {
+        ($($shift:literal)*) => {$(
+            if need <= 1usize << $shift {
+                return bincode::borrow_decode_from_slice::<Effect<'_>, _>(
+                    body,
+                    bincode::config::standard().with_limit::<{ 1usize << $shift }>(),
+                );
+            }
+        )*};
+    }
+    within!(12 14 16 18 20 22 24 26 28 30 32 34 36);
+    bincode::borrow_decode_from_slice::<Effect<'_>, _>(body, config())
+}
+
 /// Decodes a payload whose CRC already checked out.
 pub(crate) fn decode(payload: &[u8]) -> Result<Effect<'_>, String> {
     let Some((&version, body)) = payload.split_first() else {
@@ -77,8 +140,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Effect<'_>, String> {
             "payload version {version}, this build reads version {PAYLOAD_VERSION}"
         ));
     }
-    let (e, used) = bincode::borrow_decode_from_slice::<Effect<'_>, _>(body, config())
-        .map_err(|err| format!("undecodable payload: {err}"))?;
+    let (e, used) = decode_bounded(body).map_err(|err| format!("undecodable payload: {err}"))?;
     if used != body.len() {
         return Err(format!(
             "{} trailing bytes after the effect",
@@ -109,6 +171,34 @@ mod tests {
         let mut bad = buf[8..].to_vec();
         bad[0] = 9;
         assert!(decode(&bad).unwrap_err().contains("version 9"));
+    }
+
+    #[test]
+    fn marks_round_trip_and_are_not_records() {
+        let m = mark(MARK_SYNCED, 12345);
+        assert_eq!(m.len(), MARK_FRAME);
+        let payload = &m[FRAME_HEADER..];
+        assert_eq!(crc32fast::hash(payload).to_le_bytes(), m[4..8]);
+        assert_eq!(as_mark(payload), Some((MARK_SYNCED, 12345)));
+        assert!(decode(payload).is_err());
+    }
+
+    /// A record claiming 20 million pairs in a few bytes fails to decode
+    /// without allocating for them (the limit is 32x its length).
+    #[test]
+    fn a_huge_count_in_a_small_record_is_refused_not_allocated() {
+        let e = Effect::HSet {
+            key: b"k",
+            pairs: vec![(b"f", b"v")],
+        };
+        let mut body = bincode::encode_to_vec(&e, config()).unwrap();
+        // variant 0, key len 1 + 'k', then the pair count (a varint).
+        assert_eq!(body[3], 1);
+        body.splice(3..4, [0xfc, 0x00, 0x2d, 0x31, 0x01]); // 20,000,000 as u32 varint
+        let mut payload = vec![PAYLOAD_VERSION];
+        payload.extend_from_slice(&body);
+        let err = decode(&payload).unwrap_err();
+        assert!(err.contains("undecodable"), "{err}");
     }
 
     /// bincode's serde path and its derive give the same bytes, so the

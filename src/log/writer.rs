@@ -11,9 +11,12 @@
 //!   caller runs `fdatasync` for everything appended so far while the others
 //!   wait for it and share it. `EverySec`: a background thread syncs once a
 //!   second. `No`: the OS decides.
+//! - After each completed fsync a sync mark records how far the segment is
+//!   durable; before moving to the next segment the writer seals this one
+//!   (see [`record`] and [`super::reader`] for how open uses them).
 //! - A failed fsync poisons the writer (the kernel may have dropped the dirty
 //!   pages; retrying cannot be trusted): further writes fail with
-//!   [`Error::Poisoned`], reads keep working.
+//!   [`Error::Poisoned`] naming the first error, reads keep working.
 
 use std::fs::File;
 use std::io::Write;
@@ -66,7 +69,18 @@ struct Inner {
     sync_file: Arc<dyn SegmentSync>,
     path: PathBuf,
     len: u64,
+    /// Records appended (what the snapshot rules count).
     seq: u64,
+    /// Frames that must be durable for a sync to count (records and
+    /// seals; sync marks are not, or every mark would call for a sync).
+    written: u64,
+    /// The offset the last sync mark vouched for.
+    marked: u64,
+    /// The segment is sealed: nothing more is written to it.
+    sealed: bool,
+    /// Counts segment switches, so a sync started on one segment does not
+    /// write its mark into the next.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -81,6 +95,8 @@ pub(crate) struct LogWriter {
     state: Mutex<SyncState>,
     cond: Condvar,
     poisoned: std::sync::atomic::AtomicBool,
+    /// The error that poisoned the writer, for every later refusal.
+    cause: Mutex<String>,
     policy: FsyncPolicy,
 }
 
@@ -123,10 +139,15 @@ impl LogWriter {
                 path: path.clone(),
                 len,
                 seq: 0,
+                written: 0,
+                marked: 0,
+                sealed: false,
+                generation: 0,
             }),
             state: Mutex::new(SyncState::default()),
             cond: Condvar::new(),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            cause: Mutex::new(String::new()),
             policy,
         });
         if policy == FsyncPolicy::EverySec {
@@ -144,6 +165,12 @@ impl LogWriter {
         self.sync_all()
     }
 
+    /// Tells the writer a sync mark already vouches for the segment up to
+    /// `offset` (found by recovery).
+    pub(crate) fn set_marked(&self, offset: u64) {
+        self.inner.lock().marked = offset;
+    }
+
     /// Records appended since the writer started.
     pub(crate) fn appended(&self) -> u64 {
         self.inner.lock().seq
@@ -154,41 +181,84 @@ impl LogWriter {
         self.inner.lock().len
     }
 
-    /// Makes everything in the open segment durable, then continues in
+    /// Seals the open segment and makes it durable, then continues in
     /// `file` (a new segment holding only its header, `len` bytes). Call
     /// with every shard locked, so no append runs meanwhile; a failure
     /// leaves the writer on the old segment (or poisoned, if the fsync
     /// failed).
     pub(crate) fn rotate(&self, file: File, len: u64, path: PathBuf) -> Result<(), Error> {
-        if self.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
+        self.check_poisoned()?;
         let sync_file = file
             .try_clone()
             .map_err(|e| io("cloning log handle", &path, e))?;
         let seg = MappedSegment::new(file, len).map_err(|e| io("reading size of", &path, e))?;
+        {
+            let mut inner = self.inner.lock();
+            let at = inner.len;
+            self.write_frame(&mut inner, &record::mark(record::MARK_SEAL, at), false)?;
+            inner.sealed = true;
+        }
+        // On failure the seal stays and the failed fsync poisons the writer.
         self.sync_all()?;
         let mut inner = self.inner.lock();
         inner.file = Box::new(seg);
         inner.sync_file = Arc::new(sync_file);
         inner.path = path;
         inner.len = len;
+        inner.marked = 0;
+        inner.sealed = false;
+        inner.generation += 1;
         Ok(())
     }
 
+    /// Whether an earlier error poisoned the writer.
     fn is_poisoned(&self) -> bool {
         self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn poison(&self) {
+    /// `Err(Poisoned)` naming the first error, once the writer is poisoned.
+    fn check_poisoned(&self) -> Result<(), Error> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned {
+                cause: self.cause.lock().clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn poison(&self, cause: &Error) {
+        let mut c = self.cause.lock();
+        if c.is_empty() {
+            *c = cause.to_string();
+        }
         self.poisoned
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Syncs everything appended so far; used by `Always` and on close.
     fn sync_all(&self) -> Result<(), Error> {
-        let target = self.inner.lock().seq;
+        let target = self.inner.lock().written;
         self.sync_upto(target)
+    }
+
+    /// Appends a sync mark saying the segment of `generation` is durable up
+    /// to `offset`, unless the segment changed, is sealed, or an equal
+    /// mark exists. The mark itself becomes durable with the next fsync.
+    fn mark_synced(&self, generation: u64, offset: u64) {
+        let mut inner = self.inner.lock();
+        if inner.generation != generation || inner.sealed || offset <= inner.marked {
+            return;
+        }
+        if self
+            .write_frame(
+                &mut inner,
+                &record::mark(record::MARK_SYNCED, offset),
+                false,
+            )
+            .is_ok()
+        {
+            inner.marked = offset;
+        }
     }
 
     fn sync_upto(&self, ticket: u64) -> Result<(), Error> {
@@ -197,9 +267,7 @@ impl LogWriter {
             if st.synced >= ticket {
                 return Ok(());
             }
-            if self.is_poisoned() {
-                return Err(Error::Poisoned);
-            }
+            self.check_poisoned()?;
             if st.syncing {
                 self.cond.wait(&mut st);
                 continue;
@@ -210,11 +278,11 @@ impl LogWriter {
             // Writers woken by the last fsync are appending right now: let
             // them finish (a yield or a few) so one fsync serves them all. A
             // lone writer sees nothing new after one yield and goes on.
-            let mut target = self.inner.lock().seq;
+            let mut target = self.inner.lock().written;
             if self.policy == FsyncPolicy::Always {
                 for _ in 0..GATHER_YIELDS {
                     std::thread::yield_now();
-                    let now = self.inner.lock().seq;
+                    let now = self.inner.lock().written;
                     if now == target {
                         break;
                     }
@@ -224,19 +292,29 @@ impl LogWriter {
             // The target and the handle are read together: a rotation in
             // between would otherwise sync the wrong segment for them (it
             // syncs the old segment itself, under the same lock).
-            let (target, file, path) = {
+            let (target, file, path, generation, len) = {
                 let inner = self.inner.lock();
-                (inner.seq, inner.sync_file.clone(), inner.path.clone())
+                (
+                    inner.written,
+                    inner.sync_file.clone(),
+                    inner.path.clone(),
+                    inner.generation,
+                    inner.len,
+                )
             };
             let res = file.sync_data();
+            if res.is_ok() {
+                self.mark_synced(generation, len);
+            }
             st = self.state.lock();
             st.syncing = false;
             match res {
                 Ok(()) => st.synced = st.synced.max(target),
                 Err(e) => {
-                    self.poison();
+                    let err = io("syncing log", &path, e);
+                    self.poison(&err);
                     self.cond.notify_all();
-                    return Err(io("syncing log", &path, e));
+                    return Err(err);
                 }
             }
             self.cond.notify_all();
@@ -246,9 +324,7 @@ impl LogWriter {
 
 impl Journal for LogWriter {
     fn append(&self, e: &Effect<'_>) -> Result<u64, Error> {
-        if self.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
+        self.check_poisoned()?;
         // Encode before taking the log's lock (each thread has its own
         // buffer), so writers on different shards hold it only for the copy.
         thread_local! {
@@ -271,12 +347,7 @@ impl Journal for LogWriter {
     fn sync(&self, ticket: u64) -> Result<(), Error> {
         match self.policy {
             FsyncPolicy::Always => self.sync_upto(ticket),
-            FsyncPolicy::EverySec | FsyncPolicy::No => {
-                if self.is_poisoned() {
-                    return Err(Error::Poisoned);
-                }
-                Ok(())
-            }
+            FsyncPolicy::EverySec | FsyncPolicy::No => self.check_poisoned(),
         }
     }
 }
@@ -284,31 +355,84 @@ impl Journal for LogWriter {
 impl LogWriter {
     /// Copies one encoded record into the segment.
     fn write_record(&self, rec: &[u8]) -> Result<u64, Error> {
-        let n = rec.len();
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        match inner.file.write_all(rec) {
+        let mut inner = self.inner.lock();
+        self.write_frame(&mut inner, rec, true)?;
+        Ok(inner.written)
+    }
+
+    /// Copies one frame into the segment; a record (not a mark) counts in
+    /// `seq`. A failed write is cut back off, or poisons the writer.
+    fn write_frame(&self, inner: &mut Inner, frame: &[u8], is_record: bool) -> Result<(), Error> {
+        if inner.sealed {
+            return Err(io(
+                "appending to log",
+                &inner.path,
+                std::io::Error::other("segment already sealed"),
+            ));
+        }
+        let n = frame.len();
+        match inner.file.write_all(frame) {
             Ok(()) => {
                 inner.len += n as u64;
-                inner.seq += 1;
-                Ok(inner.seq)
+                if is_record {
+                    inner.seq += 1;
+                }
+                inner.written += 1;
+                Ok(())
             }
             Err(err) => {
+                let err = if err.raw_os_error() == Some(libc::ENOSPC) {
+                    let dir = inner.path.parent().unwrap_or(&inner.path);
+                    std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        format!(
+                            "no space left on the device of {}: {n} bytes needed for this record ({err})",
+                            dir.display()
+                        ),
+                    )
+                } else {
+                    err
+                };
+                let err = io("appending to log", &inner.path, err);
                 // Cut a partial record back off, so the log stays whole and
                 // the next write (once the disk has room) starts clean.
                 if inner.file.set_len(inner.len).is_err() {
-                    self.poison();
+                    self.poison(&err);
                 }
-                Err(io("appending to log", &inner.path, err))
+                Err(err)
             }
         }
+    }
+}
+
+impl LogWriter {
+    /// Makes everything durable and vouches for it with a final sync mark
+    /// (itself fsynced), so damage anywhere in a cleanly closed log reads
+    /// as damage, not as a torn tail.
+    pub(crate) fn close(&self) -> Result<(), Error> {
+        self.check_poisoned()?;
+        self.sync_all()?;
+        let (generation, len) = {
+            let inner = self.inner.lock();
+            (inner.generation, inner.len)
+        };
+        self.mark_synced(generation, len);
+        let (file, path) = {
+            let inner = self.inner.lock();
+            (inner.sync_file.clone(), inner.path.clone())
+        };
+        file.sync_data().map_err(|e| {
+            let err = io("syncing log", &path, e);
+            self.poison(&err);
+            err
+        })
     }
 }
 
 impl Drop for LogWriter {
     fn drop(&mut self) {
         if self.policy != FsyncPolicy::No && !self.is_poisoned() {
-            let _ = self.sync_all();
+            let _ = self.close();
         }
     }
 }
@@ -320,6 +444,8 @@ fn every_second(w: &Weak<LogWriter>) {
         if w.is_poisoned() {
             return;
         }
+        // A failure poisons the writer with its cause; every later write
+        // reports it.
         let _ = w.sync_all();
     }
 }
@@ -461,7 +587,9 @@ mod tests {
         disk.fault.store(3, Ordering::SeqCst);
         assert!(db.hset("h", &[("b", "2")]).is_err());
         disk.fault.store(0, Ordering::SeqCst);
-        assert!(matches!(db.hset("h", &[("c", "3")]), Err(Error::Poisoned)));
+        let err = db.hset("h", &[("c", "3")]).unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        assert!(err.to_string().contains("appending to log"), "{err}");
         assert_eq!(db.hget("h", "a").unwrap().as_deref(), Some(&b"1"[..]));
 
         let disk = Arc::new(Disk::default());
@@ -470,7 +598,8 @@ mod tests {
         let err = db.hset("h", &[("a", "1")]).unwrap_err();
         assert!(err.to_string().contains("syncing log"), "{err}");
         disk.sync_fault.store(0, Ordering::SeqCst);
-        assert!(matches!(db.hset("h", &[("b", "2")]), Err(Error::Poisoned)));
+        let err = db.hset("h", &[("b", "2")]).unwrap_err();
+        assert!(err.to_string().contains("EIO on fsync"), "{err}");
         assert!(db.hget("h", "a").is_ok());
     }
 }

@@ -14,8 +14,13 @@
 //!    about to change a key not captured yet captures it first), fsynced;
 //! 5. rename to `snap-N.hks`, fsync the directory;
 //! 6. MANIFEST = `snap-N.hks` + `log-N.aof`;
-//! 7. the old snapshot and segments are deleted (open deletes any file
-//!    MANIFEST does not list, so a crash here only leaves garbage to clean).
+//! 7. the old snapshot and segments are deleted (open removes files
+//!    numbered below what a checksummed MANIFEST lists, so a crash here
+//!    only leaves garbage to clean).
+//!
+//! A failure before the switch puts MANIFEST back and removes the empty
+//! new segment, so the writer's segment stays the last one listed and the
+//! next attempt reuses the number.
 //!
 //! The file format is in [`format`] and docs/FORMAT.md.
 
@@ -205,44 +210,70 @@ impl Store {
         let _one = ks.capture_lock.lock();
         let started = Instant::now();
         // 1. The next segment.
-        let last = m.segments.last().map_or(0, |s| dir::segment_number(s));
-        let n = last + 1;
+        let before = m.clone();
+        let n = m.last() + 1;
         let seg_name = dir::segment_name(n);
         let seg_path = dir::create_segment(&self.dir, &seg_name)?;
         check(1)?;
+        // Until the switch, a failure undoes steps 1 and 2: MANIFEST lists
+        // the writer's segment last again and the number is free.
+        let undo = |m: &mut Manifest, e: Error| -> Error {
+            if matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
+                return e;
+            }
+            if *m != before && dir::write_manifest(&self.dir, &before).is_ok() {
+                *m = before.clone();
+            }
+            if *m == before {
+                let _ = std::fs::remove_file(&seg_path);
+            }
+            e
+        };
         // 2. Listed before anything is written to it.
         let mut listed = m.clone();
         listed.segments.push(seg_name.clone());
-        dir::write_manifest(&self.dir, &listed)?;
+        dir::write_manifest(&self.dir, &listed).map_err(|e| undo(&mut m, e))?;
         *m = listed;
         check(2)?;
         // 3. The switch. Sync the old segment first so the fsync under the
         // locks has little left to do.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&seg_path)
-            .map_err(|e| io("opening", &seg_path, e))?;
-        self.writer.sync_now()?;
         let snap_name = dir::snapshot_name(n);
         let snap_path = self.dir.join(&snap_name);
         let tmp = tmp_path(&snap_path);
-        let w = File::create(&tmp)
+        let prepared = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&seg_path)
+            .map_err(|e| io("opening", &seg_path, e))
+            .and_then(|file| self.writer.sync_now().map(|()| file))
             .and_then(|file| {
-                SnapshotWriter::new(file, &Header::new(opts, n), opts.snapshot_compression)
-            })
-            .map_err(|e| io("writing snapshot", &tmp, e))?;
+                File::create(&tmp)
+                    .and_then(|f| {
+                        SnapshotWriter::new(f, &Header::new(opts, n), opts.snapshot_compression)
+                    })
+                    .map(|w| (file, w))
+                    .map_err(|e| io("writing snapshot", &tmp, e))
+            });
+        let (file, w) = match prepared {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(undo(&mut m, e));
+            }
+        };
         let cap = Arc::new(Capture::new(Some(w)));
         let switch = Instant::now();
-        let appended_at_switch = ks
-            .begin_capture(&cap, || {
-                self.writer
-                    .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
-                Ok(self.writer.appended())
-            })
-            .inspect_err(|_| {
+        let appended_at_switch = match ks.begin_capture(&cap, || {
+            self.writer
+                .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
+            Ok(self.writer.appended())
+        }) {
+            Ok(v) => v,
+            Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-            })?;
+                return Err(undo(&mut m, e));
+            }
+        };
         let switch = switch.elapsed();
         // 4. The keys as of the switch; the capture always runs to its end
         // (it restores the keys' marks).
@@ -269,15 +300,12 @@ impl Store {
         dir::fsync_dir(&self.dir)?;
         check(6)?;
         // 6. MANIFEST names the new snapshot and only the new segment.
-        let next = Manifest {
-            snapshot: Some(snap_name),
-            segments: vec![seg_name],
-        };
+        let next = Manifest::new(Some(snap_name), vec![seg_name]);
         dir::write_manifest(&self.dir, &next)?;
         *m = next;
         check(7)?;
-        // 7. What it replaced.
-        dir::remove_unlisted(&self.dir, &m)?;
+        // 7. What it replaced: everything numbered below the new snapshot.
+        remove_superseded(&self.dir, &before)?;
         *self.last.lock() = Last {
             at: started,
             appended: appended_at_switch,
@@ -353,12 +381,20 @@ pub(crate) fn restore(file: &Path, dir: &Path, opts: &Options) -> Result<u64, Er
     std::fs::rename(&tmp, &dst).map_err(|e| io("renaming into place", &dst, e))?;
     let seg = dir::segment_name(1);
     dir::create_segment(dir, &seg)?;
-    dir::write_manifest(
-        dir,
-        &Manifest {
-            snapshot: Some(snap_name),
-            segments: vec![seg],
-        },
-    )?;
+    dir::write_manifest(dir, &Manifest::new(Some(snap_name), vec![seg]))?;
     Ok(loaded.keys)
+}
+
+/// Removes the files `old` listed (the snapshot just committed covers
+/// them), then fsyncs the directory.
+fn remove_superseded(dir: &Path, old: &Manifest) -> Result<(), Error> {
+    for name in old.snapshot.iter().chain(&old.segments) {
+        let p = dir.join(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("removing", &p, e)),
+        }
+    }
+    dir::fsync_dir(dir)
 }

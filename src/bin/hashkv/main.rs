@@ -410,15 +410,18 @@ fn check(dir: &std::path::Path, quiet: bool) -> ExitCode {
         };
         println!("{sev}: {} at byte {}: {}", f.file, f.offset, f.what);
     }
-    if r.is_clean() {
-        println!("clean");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "corruption found: run `hashkv repair --salvage {}` to keep every valid record",
-            dir.display()
-        );
-        ExitCode::from(1)
+    if r.live {
+        println!("(a writer has the directory open: the newest segment's tail was not judged)");
+    }
+    match r.advice(dir) {
+        None => {
+            println!("clean");
+            ExitCode::SUCCESS
+        }
+        Some(advice) => {
+            println!("damage found: {advice}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -428,9 +431,19 @@ fn print_repair(dir: &std::path::Path, r: &hashkv::admin::RepairReport) {
         return;
     };
     println!("backup of the files changed: {}", backup.display());
+    for line in &r.manifest {
+        println!("MANIFEST: {line}");
+    }
+    if !r.manifest.is_empty() {
+        println!("rebuilt MANIFEST");
+    }
     if let Some(t) = &r.torn_tail {
+        let saved = t
+            .saved_to
+            .as_ref()
+            .map_or(String::new(), |p| format!(" (saved to {p})"));
         println!(
-            "cut a torn tail: {} bytes at byte {} of {}",
+            "cut a torn tail: {} bytes at byte {} of {}{saved}",
             t.bytes, t.offset, t.file
         );
     }
@@ -442,6 +455,9 @@ fn print_repair(dir: &std::path::Path, r: &hashkv::admin::RepairReport) {
     }
     if r.rewritten {
         println!("rewrote the log from every valid record");
+    }
+    for n in &r.notes {
+        println!("{n}");
     }
 }
 
@@ -524,19 +540,36 @@ fn import(
     }
 }
 
+/// Opens `dir`, printing to stderr what the open cut, skipped, saved,
+/// moved or removed (nothing for a clean open).
 fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
-    Db::open_with(dir, opts).map_err(|e| match e {
-        // The library's message names the Rust option; name the tool's.
+    let db = Db::open_with(dir, opts).map_err(|e| match e {
         hashkv::Error::Corrupt {
             file,
             offset,
             reason,
-        } => format!(
-            "hashkv: cannot open {0}: {file}: corrupt at byte {offset}: {reason}; `hashkv check {0}` lists the damage, `hashkv repair --salvage {0}` keeps every valid record",
-            dir.display()
-        ),
+        } => {
+            let d = dir.display();
+            let fix = if reason.contains("hashkv repair") {
+                String::new()
+            } else if file.ends_with(".aof") {
+                format!("; `hashkv check {d}` lists the damage, `hashkv repair --salvage {d}` keeps every valid record")
+            } else if file.ends_with(".hks") {
+                format!("; no repair can rebuild a damaged snapshot: restore {d} from a backup")
+            } else {
+                format!("; `hashkv check {d}` lists the damage and the fix")
+            };
+            format!(
+                "hashkv: cannot open {}: {file}: corrupt at byte {offset}: {reason}{fix}",
+                dir.display()
+            )
+        }
         e => format!("hashkv: cannot open {}: {e}", dir.display()),
-    })
+    })?;
+    for line in db.recovery_report().lines() {
+        eprintln!("hashkv: open {}: {line}", dir.display());
+    }
+    Ok(db)
 }
 
 fn describe(info: &hashkv::SnapshotInfo) -> String {

@@ -1,7 +1,7 @@
 //! What the `hashkv` tool does beyond commands, as a library: [`check`] a
-//! directory's checksums, [`repair`] it, [`Db::info`], and [`Db::export`] /
-//! [`Db::import`] in RESP (the command stream `redis-cli --pipe` loads) or
-//! JSON lines.
+//! directory's checksums and [`repair`] it ([`check`](mod@check) module),
+//! [`Db::info`], and [`Db::export`] / [`Db::import`] in RESP (the command
+//! stream `redis-cli --pipe` loads) or JSON lines.
 //!
 //! JSON lines: one object per key,
 //! `{"key": K, "ttl_ms": T, "fields": {F: V, ...}}` (plus
@@ -15,7 +15,7 @@
 //! `"fields"` as an array of `[F, V]` pairs instead; import accepts both.
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -23,9 +23,10 @@ use serde_json::{json, Map, Value};
 use crate::command::Reply;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::log::reader;
-use crate::options::{FsyncPolicy, Options, RecoveryMode};
-use crate::recovery::{Skipped, TornTail};
+use crate::options::FsyncPolicy;
+
+mod check;
+pub use check::{check, repair, CheckReport, CheckedFile, Finding, RepairReport, Severity};
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
     Error::Io {
@@ -33,320 +34,6 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
         path: path.display().to_string(),
         source,
     }
-}
-
-/// Fails unless `dir` exists and holds a MANIFEST.
-fn existing(dir: &Path) -> Result<crate::dir::Manifest> {
-    if !dir.is_dir() {
-        return Err(io(
-            "opening directory",
-            dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
-        ));
-    }
-    crate::dir::read_manifest(dir)?.ok_or_else(|| {
-        io(
-            "reading MANIFEST of",
-            dir,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "not a hashkv directory (no MANIFEST)",
-            ),
-        )
-    })
-}
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Opening would fail (or, salvaging, lose data) because of it.
-    Corrupt,
-    /// Harmless or fixed by the next open (a torn tail, a leftover file).
-    Warning,
-}
-
-/// One thing [`check`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The file.
-    pub file: String,
-    /// Byte offset in it.
-    pub offset: u64,
-    /// What is wrong.
-    pub what: String,
-    /// How bad it is.
-    pub severity: Severity,
-}
-
-/// One file [`check`] read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedFile {
-    /// The file.
-    pub file: String,
-    /// "snapshot" or "log".
-    pub kind: &'static str,
-    /// Its size.
-    pub bytes: u64,
-    /// Keys (snapshot) or records (log) that checked out.
-    pub items: u64,
-}
-
-/// What [`check`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Every file read, in MANIFEST order.
-    pub files: Vec<CheckedFile>,
-    /// Problems, in file order.
-    pub findings: Vec<Finding>,
-}
-
-impl CheckReport {
-    /// No corruption (warnings allowed).
-    pub fn is_clean(&self) -> bool {
-        self.findings
-            .iter()
-            .all(|f| f.severity == Severity::Warning)
-    }
-}
-
-/// Verifies every checksum and record of the snapshot and log segments of
-/// `dir` without changing anything, listing every problem with its file and
-/// offset. Compact hashes in the snapshot get the deep check
-/// ([`crate::validate_compact`]: canonical elements, unique fields).
-/// `progress(done, total)` is called with bytes as files are read.
-///
-/// # Errors
-/// [`Error::Io`] when `dir` is missing, is not a hashkv directory or a
-/// file cannot be read; [`Error::Corrupt`] for a damaged MANIFEST.
-pub fn check(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<CheckReport> {
-    let m = existing(dir)?;
-    let mut report = CheckReport::default();
-    let mut listed: Vec<(String, &'static str)> = Vec::new();
-    if let Some(s) = &m.snapshot {
-        listed.push((s.clone(), "snapshot"));
-    }
-    listed.extend(m.segments.iter().map(|s| (s.clone(), "log")));
-    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |md| md.len());
-    let total: u64 = listed.iter().map(|(n, _)| size(n)).sum();
-    let mut done = 0;
-    progress(0, total);
-    let last_seg = m.segments.len();
-    let mut seg_index = 0;
-    for (name, kind) in &listed {
-        let path = dir.join(name);
-        let file = path.display().to_string();
-        if !path.exists() {
-            report.findings.push(Finding {
-                file: file.clone(),
-                offset: 0,
-                what: "listed in MANIFEST but missing".into(),
-                severity: Severity::Corrupt,
-            });
-            continue;
-        }
-        let bytes = size(name);
-        let mut items = 0;
-        if *kind == "snapshot" {
-            let deep = std::sync::Mutex::new(Vec::new());
-            let res = crate::snapshot::format::read_file(&path, &Options::default(), |e| {
-                if let crate::snapshot::format::EntryHash::Compact(buf) = e.hash {
-                    if let Err(err) = crate::hash::compact::validate(buf) {
-                        deep.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
-                            "compact hash of key {:?}: {err}",
-                            String::from_utf8_lossy(e.key)
-                        ));
-                    }
-                }
-                Ok(())
-            });
-            match res {
-                Ok(loaded) => items = loaded.keys,
-                Err(Error::Corrupt { offset, reason, .. }) => report.findings.push(Finding {
-                    file: file.clone(),
-                    offset,
-                    what: reason,
-                    severity: Severity::Corrupt,
-                }),
-                Err(e) => return Err(e),
-            }
-            for what in deep.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                report.findings.push(Finding {
-                    file: file.clone(),
-                    offset: 0,
-                    what,
-                    severity: Severity::Corrupt,
-                });
-            }
-        } else {
-            seg_index += 1;
-            let map = crate::recovery::map_segment(&path)?;
-            let buf: &[u8] = map.as_deref().unwrap_or(&[]);
-            match reader::scan(buf, seg_index == last_seg, true, |_| {}) {
-                Ok(scan) => {
-                    items = scan.records;
-                    for (start, end, reason) in scan.skipped {
-                        report.findings.push(Finding {
-                            file: file.clone(),
-                            offset: start,
-                            what: format!("{reason} ({} bytes unreadable)", end - start),
-                            severity: Severity::Corrupt,
-                        });
-                    }
-                    if scan.torn_bytes > 0 {
-                        report.findings.push(Finding {
-                            file: file.clone(),
-                            offset: scan.valid_end,
-                            what: format!(
-                                "torn tail of {} bytes (a crash while writing; the next open or `hashkv repair` cuts it)",
-                                scan.torn_bytes
-                            ),
-                            severity: Severity::Warning,
-                        });
-                    }
-                }
-                Err(bad) => report.findings.push(Finding {
-                    file: file.clone(),
-                    offset: bad.offset,
-                    what: bad.reason,
-                    severity: Severity::Corrupt,
-                }),
-            }
-        }
-        report.files.push(CheckedFile {
-            file,
-            kind,
-            bytes,
-            items,
-        });
-        done += bytes;
-        progress(done, total);
-    }
-    // Leftovers of a crash: harmless, the next open deletes them.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| {
-                (n.starts_with("log-") && n.ends_with(".aof"))
-                    || (n.starts_with("snap-") && (n.ends_with(".hks") || n.ends_with(".tmp")))
-            })
-            .filter(|n| !listed.iter().any(|(l, _)| l == n))
-            .collect();
-        names.sort();
-        for n in names {
-            report.findings.push(Finding {
-                file: dir.join(&n).display().to_string(),
-                offset: 0,
-                what: "not listed in MANIFEST (left by a crash; the next open deletes it)".into(),
-                severity: Severity::Warning,
-            });
-        }
-    }
-    Ok(report)
-}
-
-/// What [`repair`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RepairReport {
-    /// Where the files it changed were copied first (None if nothing
-    /// needed changing).
-    pub backup: Option<PathBuf>,
-    /// The torn tail it cut.
-    pub torn_tail: Option<TornTail>,
-    /// Damaged ranges it dropped (salvage).
-    pub skipped: Vec<Skipped>,
-    /// Whether the log was rewritten from what was recovered (salvage).
-    pub rewritten: bool,
-}
-
-/// Repairs `dir`: cuts a torn tail and, with `salvage`, rewrites the log
-/// keeping every valid record. Every file it will change is first copied to
-/// `dir/backup-<unix seconds>/`. Without `salvage`, corruption before the
-/// tail is an error that says to use it.
-///
-/// # Errors
-/// [`Error::Corrupt`] for corruption that needs `salvage` (or a damaged
-/// snapshot, which repair cannot rebuild), [`Error::Locked`] when the
-/// directory is open, [`Error::Io`] otherwise.
-pub fn repair(dir: &Path, salvage: bool, opts: &Options) -> Result<RepairReport> {
-    let m = existing(dir)?;
-    // Nothing may change the directory while we look at it.
-    let lock = crate::dir::lock(dir)?;
-    let found = check(dir, &mut |_, _| {})?;
-    if let Some(f) = found.findings.iter().find(|f| {
-        f.severity == Severity::Corrupt
-            && m.snapshot
-                .as_ref()
-                .is_some_and(|s| f.file.ends_with(s.as_str()))
-    }) {
-        return Err(Error::Corrupt {
-            file: f.file.clone(),
-            offset: f.offset,
-            reason: format!(
-                "{}; repair cannot rebuild a damaged snapshot: restore the directory from a backup",
-                f.what
-            ),
-        });
-    }
-    if let (false, Some(f)) = (
-        salvage,
-        found
-            .findings
-            .iter()
-            .find(|f| f.severity == Severity::Corrupt),
-    ) {
-        return Err(Error::Corrupt {
-            file: f.file.clone(),
-            offset: f.offset,
-            reason: format!(
-                "{}; run `hashkv repair --salvage` to keep every valid record and drop the damage",
-                f.what
-            ),
-        });
-    }
-    let needs = found
-        .findings
-        .iter()
-        .any(|f| f.severity == Severity::Corrupt || f.what.starts_with("torn tail"));
-    if !needs {
-        return Ok(RepairReport::default());
-    }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let backup = dir.join(format!("backup-{stamp}"));
-    std::fs::create_dir_all(&backup).map_err(|e| io("creating backup directory", &backup, e))?;
-    let mut files = vec!["MANIFEST".to_owned()];
-    files.extend(m.snapshot.iter().cloned());
-    files.extend(m.segments.iter().cloned());
-    for f in &files {
-        let from = dir.join(f);
-        if from.exists() {
-            let to = backup.join(f);
-            std::fs::copy(&from, &to).map_err(|e| io("backing up", &from, e))?;
-        }
-    }
-    crate::dir::fsync_dir(&backup)?;
-    drop(lock);
-    let mode = if salvage {
-        RecoveryMode::Salvage
-    } else {
-        RecoveryMode::Strict
-    };
-    let db = Db::open_with(
-        dir,
-        opts.clone()
-            .recovery(mode)
-            .active_expiry(false)
-            .no_auto_snapshots(),
-    )?;
-    let r = db.recovery_report().clone();
-    Ok(RepairReport {
-        backup: Some(backup),
-        torn_tail: r.torn_tail,
-        skipped: r.skipped,
-        rewritten: r.rewritten,
-    })
 }
 
 /// A file of the directory, for [`Info`].
@@ -856,6 +543,7 @@ impl RespReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Options;
 
     fn db() -> Db {
         Db::in_memory(Options::default().active_expiry(false))
