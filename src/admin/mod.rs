@@ -365,13 +365,19 @@ impl Db {
                 let mut read = 0u64;
                 loop {
                     line.clear();
-                    let got = input
+                    let got = std::io::Read::take(&mut *input, MAX_JSON_LINE as u64 + 1)
                         .read_line(&mut line)
                         .map_err(|e| io("reading", Path::new("<input>"), e))?;
                     if got == 0 {
                         break;
                     }
                     n += 1;
+                    if got > MAX_JSON_LINE {
+                        return Err(bad(format!(
+                            "line {n}: longer than {} MiB, the limit for one JSON line (split the hash over several lines)",
+                            MAX_JSON_LINE >> 20
+                        )));
+                    }
                     read += got as u64;
                     if line.trim().is_empty() {
                         continue;
@@ -465,10 +471,13 @@ fn parse_json_line(line: &str) -> std::result::Result<JsonKey, String> {
     Ok((key, ttl, pairs, expiries))
 }
 
+/// Most bytes one JSON line may have on import (a line is parsed whole,
+/// and its parsed form takes several times its size).
+pub const MAX_JSON_LINE: usize = 64 << 20;
 /// Most bytes one RESP argument may have (Redis's `proto-max-bulk-len`).
-const MAX_BULK: usize = 512 << 20;
+pub const MAX_BULK: usize = 512 << 20;
 /// Most arguments one RESP command may have.
-const MAX_ARGS: usize = 1 << 24;
+pub const MAX_ARGS: usize = 1 << 24;
 
 /// Reads RESP2 arrays of bulk strings, the format of `redis-cli --pipe`.
 struct RespReader<'a> {
@@ -623,6 +632,14 @@ mod tests {
         let mut r = &b"{\"key\":\"a\",\"fields\":{}}\n"[..];
         let err = d.import(Format::Json, &mut r, &mut |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+        // A line past the limit stops the import with its number, without
+        // reading (or parsing) the whole line.
+        let mut long = b"{\"key\":\"ok\",\"fields\":{\"f\":\"v\"}}\n".to_vec();
+        long.extend(std::iter::repeat_n(b' ', MAX_JSON_LINE + 10));
+        long.push(b'\n');
+        let mut r = &long[..];
+        let err = d.import(Format::Json, &mut r, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("line 2: longer than 64 MiB"), "{err}");
         // A command error is counted, the import goes on.
         let mut out = Vec::new();
         resp_command(&mut out, &[b"HSET", b"a", b"f"]).unwrap();

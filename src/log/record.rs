@@ -198,7 +198,9 @@ mod tests {
         let mut payload = vec![PAYLOAD_VERSION];
         payload.extend_from_slice(&body);
         let err = decode(&payload).unwrap_err();
-        assert!(err.contains("undecodable"), "{err}");
+        // Refused by the limit before allocating (a 1 GiB limit would have
+        // allocated 640 MB and then failed on missing bytes instead).
+        assert!(err.contains("LimitExceeded"), "{err}");
     }
 
     /// bincode's serde path and its derive give the same bytes, so the
