@@ -391,14 +391,24 @@ pub(crate) fn classify_unlisted(
     dir: &Path,
     m: &Manifest,
 ) -> Result<Vec<(String, Unlisted)>, Error> {
+    Ok(classify(dir, m, &list_files(dir)?))
+}
+
+/// The names of the regular files in `dir`, sorted.
+pub(crate) fn list_files(dir: &Path) -> Result<Vec<String>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| io("listing", dir, e))?;
     let mut names: Vec<String> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !m.lists(n))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// [`classify_unlisted`] over a listing of `dir` taken earlier.
+pub(crate) fn classify(dir: &Path, m: &Manifest, names: &[String]) -> Vec<(String, Unlisted)> {
+    let names = names.iter().filter(|n| !m.lists(n)).cloned();
     let mut out = Vec::new();
     for name in names {
         let Some((kind, k)) = parse_name(&name) else {
@@ -433,7 +443,7 @@ pub(crate) fn classify_unlisted(
         };
         out.push((name, verdict));
     }
-    Ok(out)
+    out
 }
 
 /// Moves `name` of `dir` to `dir/lost+found/` (never overwriting), appends

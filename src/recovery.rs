@@ -388,6 +388,13 @@ pub(crate) fn recover(
         // no new mark until something is written.
         if s.synced_through + record::MARK_FRAME as u64 == s.valid_end {
             log.marked = s.valid_end;
+        } else if s.synced_through > 0 && report.torn_tail.is_none() {
+            report.notes.push(format!(
+                "{} does not end with the sync mark a clean close leaves (the last session crashed, or the file was cut): bytes {}..{} were replayed, but no fsync vouched for them",
+                append_to.display(),
+                s.synced_through,
+                s.valid_end
+            ));
         }
     }
     Ok((report, log, m))

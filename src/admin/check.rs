@@ -187,50 +187,92 @@ pub(crate) fn check_pass(
         ..CheckReport::default()
     };
     let manifest_path = dir.join(dir::MANIFEST).display().to_string();
-    let m = match dir::read_manifest(dir) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(not_ours(dir)),
-        Err(Error::Corrupt {
-            file,
-            offset,
-            reason,
-        }) => {
-            report.findings.push(Finding {
+    // The listing comes first: beside a writer it is older than MANIFEST,
+    // so a file the writer just made cannot look like a lost line.
+    let listing = dir::list_files(dir)?;
+    // MANIFEST and a handle on each file it lists, taken together: beside
+    // a writer, again if MANIFEST changed meanwhile (a file then held open
+    // can be removed by the writer without harm).
+    let mut tries = 0;
+    let (m, handles) = loop {
+        let bytes = || std::fs::read(dir.join(dir::MANIFEST)).ok();
+        let before = bytes();
+        let m = match dir::read_manifest(dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(not_ours(dir)),
+            Err(Error::Corrupt {
                 file,
                 offset,
-                what: reason,
-                severity: Severity::Corrupt,
-            });
-            return Ok(report);
+                reason,
+            }) => {
+                report.findings.push(Finding {
+                    file,
+                    offset,
+                    what: reason,
+                    severity: Severity::Corrupt,
+                });
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        let handles: Vec<Option<std::fs::File>> = m
+            .snapshot
+            .iter()
+            .chain(&m.segments)
+            .map(|n| std::fs::File::open(dir.join(n)).ok())
+            .collect();
+        tries += 1;
+        if !live || tries >= 100 || bytes() == before {
+            break (m, handles);
         }
-        Err(e) => return Err(e),
     };
+    let mut contents = Vec::with_capacity(handles.len());
+    for (h, name) in handles
+        .into_iter()
+        .zip(m.snapshot.iter().chain(&m.segments))
+    {
+        contents.push(match h {
+            Some(mut f) => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut buf)
+                    .map_err(|e| io("reading", &dir.join(name), e))?;
+                Some(buf)
+            }
+            None => None,
+        });
+    }
+    let snap_bytes = if m.snapshot.is_some() {
+        Some(contents.remove(0))
+    } else {
+        None
+    };
+    let segs = contents;
     let mut listed: Vec<(String, &'static str)> = Vec::new();
     if let Some(s) = &m.snapshot {
         listed.push((s.clone(), "snapshot"));
     }
     listed.extend(m.segments.iter().map(|s| (s.clone(), "log")));
-    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |md| md.len());
-    let total: u64 = listed.iter().map(|(n, _)| size(n)).sum();
+    let size = |i: usize| {
+        if m.snapshot.is_some() && i == 0 {
+            snap_bytes
+                .as_ref()
+                .and_then(|b| b.as_ref())
+                .map_or(0, |b| b.len() as u64)
+        } else {
+            let j = i - usize::from(m.snapshot.is_some());
+            segs[j].as_ref().map_or(0, |b| b.len() as u64)
+        }
+    };
+    let total: u64 = (0..listed.len()).map(size).sum();
     let mut done = 0;
     progress(0, total);
-    // The segments first, whole, to know which may end torn.
-    let mut segs: Vec<Option<Vec<u8>>> = Vec::new();
-    for name in &m.segments {
-        let path = dir.join(name);
-        match std::fs::read(&path) {
-            Ok(b) => segs.push(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => segs.push(None),
-            Err(e) => return Err(io("reading", &path, e)),
-        }
-    }
     let mut tail_allowed = vec![true; segs.len()];
     for i in (0..segs.len().saturating_sub(1)).rev() {
         tail_allowed[i] =
             tail_allowed[i + 1] && !segs[i + 1].as_deref().is_some_and(reader::holds_data);
     }
     let mut seg_index = 0;
-    for (name, kind) in &listed {
+    for (index, (name, kind)) in listed.iter().enumerate() {
         let path = dir.join(name);
         let file = path.display().to_string();
         let missing = |report: &mut CheckReport| {
@@ -241,15 +283,15 @@ pub(crate) fn check_pass(
                 severity: Severity::Corrupt,
             })
         };
-        let bytes = size(name);
+        let bytes = size(index);
         let mut items = 0;
         if *kind == "snapshot" {
-            if !path.exists() {
+            let Some(Some(buf)) = snap_bytes.as_ref() else {
                 missing(&mut report);
                 continue;
-            }
+            };
             let deep = std::sync::Mutex::new(Vec::new());
-            let res = crate::snapshot::format::read_file(&path, &Options::default(), |e| {
+            let res = crate::snapshot::format::read(buf, &Options::default(), |e| {
                 if let crate::snapshot::format::EntryHash::Compact(buf) = e.hash {
                     if let Err(err) = crate::hash::compact::validate(buf) {
                         deep.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
@@ -262,20 +304,12 @@ pub(crate) fn check_pass(
             });
             match res {
                 Ok(loaded) => items = loaded.keys,
-                Err(Error::Corrupt { offset, reason, .. }) => report.findings.push(Finding {
+                Err(bad) => report.findings.push(Finding {
                     file: file.clone(),
-                    offset,
-                    what: reason,
+                    offset: bad.offset,
+                    what: bad.reason,
                     severity: Severity::Corrupt,
                 }),
-                // Removed by a snapshot between our MANIFEST read and now.
-                Err(Error::Io { source, .. })
-                    if live && source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    missing(&mut report);
-                    continue;
-                }
-                Err(e) => return Err(e),
             }
             for what in deep.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 report.findings.push(Finding {
@@ -340,7 +374,7 @@ pub(crate) fn check_pass(
         done += bytes;
         progress(done, total);
     }
-    for (name, verdict) in dir::classify_unlisted(dir, &m)? {
+    for (name, verdict) in dir::classify(dir, &m, &listing) {
         let (what, severity) = match verdict {
             Unlisted::Remove(why) => (
                 format!("not listed in MANIFEST: {why}; the next open removes it"),
@@ -524,7 +558,25 @@ pub fn repair(dir: &Path, salvage: bool, opts: &Options) -> Result<RepairReport>
     let lock = dir::lock(dir)?;
     let mut report = RepairReport::default();
     let sound = match dir::read_manifest(dir) {
-        Ok(Some(m)) => crate::recovery::vet(dir, &m).is_ok(),
+        Ok(Some(m)) => {
+            let missing: Vec<&String> = m
+                .snapshot
+                .iter()
+                .chain(&m.segments)
+                .filter(|n| !dir.join(n).is_file())
+                .collect();
+            if let (Some(name), false) = (missing.first(), salvage) {
+                return Err(Error::Corrupt {
+                    file: dir.join(dir::MANIFEST).display().to_string(),
+                    offset: 0,
+                    reason: format!(
+                        "lists {name}, which is missing: restore it from a backup, or run `hashkv repair --salvage {}` to rebuild MANIFEST from the files left (losing what {name} held)",
+                        dir.display()
+                    ),
+                });
+            }
+            missing.is_empty() && crate::recovery::vet(dir, &m).is_ok()
+        }
         Ok(None) => return Err(not_ours(dir)),
         Err(Error::Corrupt { .. }) => false,
         Err(e) => return Err(e),

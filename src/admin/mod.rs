@@ -639,7 +639,10 @@ mod tests {
         long.push(b'\n');
         let mut r = &long[..];
         let err = d.import(Format::Json, &mut r, &mut |_, _| {}).unwrap_err();
-        assert!(err.to_string().contains("line 2: longer than 64 MiB"), "{err}");
+        assert!(
+            err.to_string().contains("line 2: longer than 64 MiB"),
+            "{err}"
+        );
         // A command error is counted, the import goes on.
         let mut out = Vec::new();
         resp_command(&mut out, &[b"HSET", b"a", b"f"]).unwrap();

@@ -208,6 +208,9 @@ pub(crate) fn scan(
     let mut sealed = false;
     let tail_end = data_end(buf);
     while off < tail_end {
+        // A frame whose checksum matches but whose contents make no sense
+        // was written whole: no tear produces it, so it is never a tail.
+        let mut whole = false;
         let reason = match frame_at(buf, off) {
             Ok(Some((end, payload))) => match classify(payload, off) {
                 Ok(frame) => {
@@ -224,12 +227,16 @@ pub(crate) fn scan(
                     out.valid_end = off as u64;
                     continue;
                 }
-                Err(reason) => reason,
+                Err(reason) => {
+                    whole = true;
+                    reason
+                }
             },
             Ok(None) => "record cut short".to_owned(),
             Err(reason) => reason,
         };
         let torn = tail_allowed
+            && !whole
             && if out.version == 1 {
                 v1_tail(buf, off, tail_end)
             } else {
@@ -246,7 +253,9 @@ pub(crate) fn scan(
             out.torn_bytes = (extent.max(tail_end) - off) as u64;
             return Ok(out);
         }
-        let why = if !tail_allowed {
+        let why = if whole {
+            "; its checksum matches, so it was written whole (not torn by a crash)".to_owned()
+        } else if !tail_allowed {
             "; later segments hold data, so this one was whole when the writer left it".to_owned()
         } else if out.version == 1 {
             String::new()
@@ -464,6 +473,23 @@ mod tests {
         assert_eq!(count(&cut, true).unwrap().records, 3);
         seal(&mut buf);
         assert_eq!(count(&buf, false).unwrap().records, 5);
+    }
+
+    /// Finding 11: a record with a good checksum that does not decode (here
+    /// a pair count of 20 million in a few bytes) is damage, never a tail.
+    #[test]
+    fn a_whole_frame_that_does_not_decode_is_damage_even_at_the_end() {
+        let mut buf = SEGMENT_MAGIC.to_vec();
+        push(&mut buf, "a", b"1");
+        let at = buf.len();
+        let payload = [1u8, 0, 1, b'k', 0xfc, 0x00, 0x2d, 0x31, 0x01];
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        let bad = count(&buf, true).unwrap_err();
+        assert_eq!(bad.offset, at as u64);
+        assert!(bad.reason.contains("LimitExceeded"), "{}", bad.reason);
+        assert!(bad.reason.contains("written whole"), "{}", bad.reason);
     }
 
     #[test]
