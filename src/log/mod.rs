@@ -7,3 +7,6 @@ pub(crate) mod mapped;
 pub(crate) mod reader;
 pub(crate) mod record;
 pub(crate) mod writer;
+
+#[cfg(test)]
+mod powercut_tests;
