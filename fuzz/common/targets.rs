@@ -20,7 +20,22 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("shell_parse", shell_parse),
     ("import", import),
     ("commands", commands),
+    ("manifest", manifest),
+    ("open_dir", open_dir),
 ];
+
+/// MANIFEST bytes: a parse error, or a list that keeps MANIFEST's rules and
+/// round-trips.
+pub fn manifest(data: &[u8]) {
+    hashkv::fuzzing::manifest_round_trip(data);
+}
+
+/// A whole directory built from commands, then damaged file by file
+/// (MANIFEST, snapshot, segments, an unlisted segment): open fails without
+/// changing a file, or gives a consistent state.
+pub fn open_dir(data: &[u8]) {
+    hashkv::fuzzing::open_damaged_dir(data);
+}
 
 /// Arbitrary bytes into the compact-encoding (listpack-style) validator and
 /// decoder: an error or a pair count, never a panic or a big allocation; a

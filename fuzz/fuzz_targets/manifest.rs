@@ -1,0 +1,8 @@
+//! MANIFEST bytes through the parser. The body is `manifest` in `fuzz/common/targets.rs`
+//! (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../common/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::manifest(data));

@@ -1,0 +1,8 @@
+//! Whole damaged directories through open. The body is `open_dir` in `fuzz/common/targets.rs`
+//! (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+#[path = "../common/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::open_dir(data));
