@@ -1,5 +1,7 @@
 //! Field expiration against a real Redis: the scripts of
-//! `shared/testdata/hfe-transcripts/` run through the shell, whose output
+//! `tests/data/hfe-transcripts/` (copied from the project's shared test
+//! data, `shared/testdata/hfe-transcripts/`; see the README there) run
+//! through the shell, whose output
 //! must equal what a Redis with field expiration printed for them
 //! (`redis-cli --no-raw`). Replies of HGETALL/HKEYS/HVALS on hashtable
 //! hashes come in table order and are compared as multisets, as the README
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use hashkv::{shell, Db, Options};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/hfe-transcripts")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hfe-transcripts")
 }
 
 /// Whether `line` is a command whose reply order follows a hashtable.
@@ -48,7 +50,7 @@ fn run_script(n: u32) {
         let path = dir().join(&name);
         std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (the transcripts live in shared/testdata beside the repository)",
+                "{}: {e} (the transcripts live in tests/data/hfe-transcripts)",
                 path.display()
             )
         })
