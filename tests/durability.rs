@@ -483,3 +483,30 @@ fn sigkill_keeps_acknowledged_field_ttls() {
         fields.len()
     );
 }
+
+/// A clean close leaves the log ending in a sync mark; closing again, or
+/// opening and closing without writing, adds nothing, and a reopen reports
+/// nothing.
+#[test]
+fn clean_closes_and_idle_reopens_leave_the_log_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts();
+    let db = Db::open_with(dir.path(), o.clone()).unwrap();
+    db.hset("k", &[("f", "v")]).unwrap();
+    let other = db.clone();
+    db.close().unwrap();
+    drop(other);
+    let seg = segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    for _ in 0..3 {
+        let db = Db::open_with(dir.path(), o.clone()).unwrap();
+        assert!(
+            db.recovery_report().lines().is_empty(),
+            "{:?}",
+            db.recovery_report().lines()
+        );
+        assert_eq!(db.hget("k", "f").unwrap().as_deref(), Some(&b"v"[..]));
+        db.close().unwrap();
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    }
+}

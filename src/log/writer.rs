@@ -74,7 +74,8 @@ struct Inner {
     /// Frames that must be durable for a sync to count (records and
     /// seals; sync marks are not, or every mark would call for a sync).
     written: u64,
-    /// The offset the last sync mark vouched for.
+    /// The end of the segment when the last sync mark was written (what
+    /// needs no new mark).
     marked: u64,
     /// The segment is sealed: nothing more is written to it.
     sealed: bool,
@@ -257,7 +258,9 @@ impl LogWriter {
             )
             .is_ok()
         {
-            inner.marked = offset;
+            // The mark itself needs no mark: until more is written, the
+            // segment up to its end is vouched for.
+            inner.marked = inner.len;
         }
     }
 
