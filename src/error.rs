@@ -19,6 +19,10 @@ pub enum Error {
     #[error("{0}")]
     Command(#[from] CommandError),
     /// A file failed its checks: what is wrong, in which file, at which byte.
+    /// Nothing was changed. `hashkv check DIR` names the fix: `hashkv
+    /// repair` for MANIFEST trouble, `RecoveryMode::Salvage` (`hashkv
+    /// repair --salvage`) for damaged log records, a backup for a damaged
+    /// snapshot.
     #[error("{file}: corrupt at byte {offset}: {reason}")]
     Corrupt {
         /// The file.

@@ -179,7 +179,7 @@ pub(crate) fn vet(dir: &Path, m: &dir::Manifest) -> Result<Vec<(String, dir::Unl
     Ok(unlisted)
 }
 
-/// Writes `buf` as the whole of `path` (a segment's header), fsynced.
+/// Makes `path` a segment holding only its header, fsynced.
 fn rewrite_header(path: &Path) -> Result<(), Error> {
     let mut f = OpenOptions::new()
         .write(true)
