@@ -450,6 +450,37 @@ fn finding_7_a_snapshot_failing_before_the_switch_leaves_manifest_and_writer_con
     assert!(info.path.ends_with("snap-000002.hks"), "{:?}", info.path);
 }
 
+/// Finding 6, second half: snapshots failing after their switch, retried
+/// with nothing written in between, do not take a number each.
+#[test]
+fn failed_snapshot_retries_do_not_consume_segment_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Db::open_with(&dir, opts()).unwrap();
+    db.hset("k", &[("f", "1")]).unwrap();
+    for _ in 0..5 {
+        // Stopped after the switch, as a failure writing the file would.
+        db.stop_next_snapshot_after(3);
+        db.snapshot().unwrap_err();
+    }
+    let info = db.snapshot().unwrap();
+    assert!(info.path.ends_with("snap-000002.hks"), "{:?}", info.path);
+    let text = manifest(&dir);
+    assert!(
+        text.contains("snapshot snap-000002.hks\nsegment log-000002.aof\nend "),
+        "{text}"
+    );
+    // With a write in between, the next snapshot needs a new segment.
+    db.stop_next_snapshot_after(3);
+    db.snapshot().unwrap_err();
+    db.hset("k", &[("g", "2")]).unwrap();
+    let info = db.snapshot().unwrap();
+    assert!(info.path.ends_with("snap-000004.hks"), "{:?}", info.path);
+    drop(db);
+    let db = Db::open_with(&dir, opts()).unwrap();
+    assert_eq!(db.hlen("k").unwrap(), 2);
+}
+
 /// `check` beside a writer that snapshots every 100 ms: no crash, no
 /// false report. `HASHKV_CHECK_RUNS` sets the number of checks (1,000 in
 /// the long run of docs/DURABILITY.md).

@@ -20,7 +20,9 @@
 //!
 //! A failure before the switch puts MANIFEST back and removes the empty
 //! new segment, so the writer's segment stays the last one listed and the
-//! next attempt reuses the number.
+//! next attempt reuses the number. After a failure past the switch, the
+//! next attempt reuses the segment it switched to if nothing was written
+//! since (a snapshot of that moment needs no new segment).
 //!
 //! The file format is in [`format`] and docs/FORMAT.md.
 
@@ -157,6 +159,9 @@ pub(crate) struct Store {
     pub(crate) writer: Arc<LogWriter>,
     /// Held for a whole snapshot: one at a time.
     manifest: Mutex<Manifest>,
+    /// The segment a snapshot switched to and the records appended then,
+    /// until that snapshot completes (a failed one's successor may reuse it).
+    switched: Mutex<Option<(u64, u64)>>,
     last: Mutex<Last>,
     /// Snapshot steps to run before stopping (tests of crashes between
     /// steps); `usize::MAX` normally.
@@ -183,6 +188,7 @@ impl Store {
             }),
             writer,
             manifest: Mutex::new(manifest),
+            switched: Mutex::new(None),
             stop_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
         }
     }
@@ -210,15 +216,25 @@ impl Store {
         let _one = ks.capture_lock.lock();
         let started = Instant::now();
         // 1. The next segment.
+        // A snapshot that failed after its switch, with nothing written
+        // since, left the writer on a segment that starts where a snapshot
+        // now would: use it again rather than take another number.
+        let reuse = self
+            .switched
+            .lock()
+            .is_some_and(|(n0, a0)| n0 == m.last() && a0 == self.writer.appended());
         let before = m.clone();
-        let n = m.last() + 1;
+        let n = if reuse { m.last() } else { m.last() + 1 };
         let seg_name = dir::segment_name(n);
-        let seg_path = dir::create_segment(&self.dir, &seg_name)?;
+        let seg_path = self.dir.join(&seg_name);
+        if !reuse {
+            dir::create_segment(&self.dir, &seg_name)?;
+        }
         check(1)?;
         // Until the switch, a failure undoes steps 1 and 2: MANIFEST lists
         // the writer's segment last again and the number is free.
         let undo = |m: &mut Manifest, e: Error| -> Error {
-            if matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
+            if reuse || matches!(&e, Error::Io { op, .. } if op.starts_with("snapshot stopped")) {
                 return e;
             }
             if *m != before && dir::write_manifest(&self.dir, &before).is_ok() {
@@ -230,30 +246,37 @@ impl Store {
             e
         };
         // 2. Listed before anything is written to it.
-        let mut listed = m.clone();
-        listed.segments.push(seg_name.clone());
-        dir::write_manifest(&self.dir, &listed).map_err(|e| undo(&mut m, e))?;
-        *m = listed;
+        if !reuse {
+            let mut listed = m.clone();
+            listed.segments.push(seg_name.clone());
+            dir::write_manifest(&self.dir, &listed).map_err(|e| undo(&mut m, e))?;
+            *m = listed;
+        }
         check(2)?;
         // 3. The switch. Sync the old segment first so the fsync under the
         // locks has little left to do.
         let snap_name = dir::snapshot_name(n);
         let snap_path = self.dir.join(&snap_name);
         let tmp = tmp_path(&snap_path);
-        let prepared = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&seg_path)
-            .map_err(|e| io("opening", &seg_path, e))
-            .and_then(|file| self.writer.sync_now().map(|()| file))
-            .and_then(|file| {
-                File::create(&tmp)
-                    .and_then(|f| {
-                        SnapshotWriter::new(f, &Header::new(opts, n), opts.snapshot_compression)
-                    })
-                    .map(|w| (file, w))
-                    .map_err(|e| io("writing snapshot", &tmp, e))
-            });
+        let prepared = if reuse {
+            Ok(None)
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&seg_path)
+                .map(Some)
+                .map_err(|e| io("opening", &seg_path, e))
+        }
+        .and_then(|file| self.writer.sync_now().map(|()| file))
+        .and_then(|file| {
+            File::create(&tmp)
+                .and_then(|f| {
+                    SnapshotWriter::new(f, &Header::new(opts, n), opts.snapshot_compression)
+                })
+                .map(|w| (file, w))
+                .map_err(|e| io("writing snapshot", &tmp, e))
+        });
         let (file, w) = match prepared {
             Ok(v) => v,
             Err(e) => {
@@ -264,8 +287,10 @@ impl Store {
         let cap = Arc::new(Capture::new(Some(w)));
         let switch = Instant::now();
         let appended_at_switch = match ks.begin_capture(&cap, || {
-            self.writer
-                .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
+            if let Some(file) = file {
+                self.writer
+                    .rotate(file, SEGMENT_MAGIC.len() as u64, seg_path.clone())?;
+            }
             Ok(self.writer.appended())
         }) {
             Ok(v) => v,
@@ -274,6 +299,7 @@ impl Store {
                 return Err(undo(&mut m, e));
             }
         };
+        *self.switched.lock() = Some((n, appended_at_switch));
         let switch = switch.elapsed();
         // 4. The keys as of the switch; the capture always runs to its end
         // (it restores the keys' marks).
@@ -306,6 +332,7 @@ impl Store {
         check(7)?;
         // 7. What it replaced: everything numbered below the new snapshot.
         remove_superseded(&self.dir, &before)?;
+        *self.switched.lock() = None;
         *self.last.lock() = Last {
             at: started,
             appended: appended_at_switch,
