@@ -140,21 +140,20 @@ fn repair_hint(dir: &Path) -> String {
     )
 }
 
-/// Whether `dir` holds any file a database writes (so a missing MANIFEST
-/// means damage, not a new directory).
+/// A file in `dir` that holds data (any snapshot, a segment with a record),
+/// so that a missing MANIFEST means damage, not a new directory. A segment
+/// holding no record is what a crash leaves between creating the first
+/// segment and the first MANIFEST: nothing was ever acknowledged there.
 fn has_data_files(dir: &Path) -> Result<Option<String>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io("listing", dir, e))?;
-    let mut found: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| parse_name(n).is_some())
-        .collect();
-    found.sort();
-    Ok(found.into_iter().next())
+    Ok(list_files(dir)?.into_iter().find(|n| match parse_name(n) {
+        Some((Kind::Snapshot, _)) => true,
+        Some((Kind::Segment, _)) => !holds_no_record(&dir.join(n)),
+        _ => false,
+    }))
 }
 
 /// The MANIFEST of `dir`, or `None` for a directory never initialised (no
-/// MANIFEST and no data file). A MANIFEST that does not parse, fails its
+/// MANIFEST and no file holding data). A MANIFEST that does not parse, fails its
 /// checksum, repeats or skips a file, or is missing beside data files is
 /// [`Error::Corrupt`].
 pub(crate) fn read_manifest(dir: &Path) -> Result<Option<Manifest>, Error> {

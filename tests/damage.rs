@@ -299,6 +299,17 @@ fn finding_3_a_missing_manifest_beside_data_files_is_refused() {
     assert!(!out.contains("deletes"), "{out}");
     assert!(out.contains("hashkv repair"), "{out}");
     repaired(&dir, &fx.state, "MANIFEST missing");
+    // A crash while a new directory was created (its first segment holds
+    // no record yet, MANIFEST not written or only as .tmp) is a new
+    // directory: nothing was ever acknowledged there.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("log-000001.aof"), b"HKVLOG02").unwrap();
+    std::fs::write(tmp.path().join("MANIFEST.tmp"), b"hashkv-manif").unwrap();
+    let db = Db::open_with(tmp.path(), opts()).unwrap();
+    db.hset("k", &[("f", "v")]).unwrap();
+    drop(db);
+    let db = Db::open_with(tmp.path(), opts()).unwrap();
+    assert_eq!(db.hget("k", "f").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
 #[test]
