@@ -398,6 +398,17 @@ pub fn open_damaged_dir(data: &[u8]) {
     let before = files_under(&dir);
     match Db::open_with(&dir, o) {
         Ok(db) => assert_consistent(&db, true),
-        Err(_) => assert!(files_under(&dir) == before, "a failed open changed files"),
+        Err(e) => {
+            let after = files_under(&dir);
+            let changed: Vec<_> = before
+                .keys()
+                .chain(after.keys())
+                .filter(|p| before.get(*p) != after.get(*p))
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "a failed open ({e}) changed {changed:?}"
+            );
+        }
     }
 }

@@ -254,6 +254,7 @@ pub(crate) fn recover(
         tail_allowed[i] = tail_allowed[i + 1] && !reader::holds_data(bufs[i + 1]);
     }
     let mut scans = Vec::with_capacity(bufs.len());
+    let mut torn_cuts: Vec<Option<Vec<u8>>> = Vec::with_capacity(bufs.len());
     for (i, name) in segs.iter().enumerate() {
         let path = dir.join(name);
         let scan = reader::scan(bufs[i], tail_allowed[i], salvage, |e| {
@@ -272,26 +273,39 @@ pub(crate) fn recover(
                 reason: reason.clone(),
             });
         }
+        // What a torn tail cuts is kept until every segment has checked
+        // out: nothing is written while the open may still fail.
+        let cut = if scan.torn_bytes > 0 && !scan.torn_header {
+            let from = (scan.valid_end as usize).min(bufs[i].len());
+            let bytes = &bufs[i][from..];
+            bytes.iter().any(|&b| b != 0).then(|| bytes.to_vec())
+        } else {
+            None
+        };
+        torn_cuts.push(cut);
+        scans.push(scan);
+    }
+    drop(bufs);
+    drop(maps);
+    for (i, scan) in scans.iter().enumerate() {
+        let name = &segs[i];
+        let path = dir.join(name);
         if scan.torn_bytes > 0 || scan.torn_header {
             // Save what is cut (unless it is only zeros), then cut it so
             // appends continue after the last whole frame.
-            let from = (scan.valid_end as usize).min(bufs[i].len());
-            let cut = if scan.torn_header {
-                &[][..]
-            } else {
-                &bufs[i][from..]
-            };
-            let saved_to = if cut.iter().any(|&b| b != 0) {
-                let why = format!(
-                    "torn tail of {name} from byte {from}: written after the last fsync the log vouches for, so never durable"
-                );
-                Some(
-                    dir::save_aside(dir, name, from as u64, cut, &why)?
-                        .display()
-                        .to_string(),
-                )
-            } else {
-                None
+            let saved_to = match &torn_cuts[i] {
+                Some(bytes) => {
+                    let why = format!(
+                        "torn tail of {name} from byte {}: written after the last fsync the log vouches for, so never durable",
+                        scan.valid_end
+                    );
+                    Some(
+                        dir::save_aside(dir, name, scan.valid_end, bytes, &why)?
+                            .display()
+                            .to_string(),
+                    )
+                }
+                None => None,
             };
             report.torn_tail = Some(TornTail {
                 file: path.display().to_string(),
@@ -300,12 +314,6 @@ pub(crate) fn recover(
                 saved_to,
             });
         }
-        scans.push(scan);
-    }
-    drop(bufs);
-    drop(maps);
-    for (i, scan) in scans.iter().enumerate() {
-        let path = dir.join(&segs[i]);
         if scan.torn_header {
             rewrite_header(&path)?;
         } else if scan.torn_bytes > 0 {
