@@ -199,7 +199,8 @@ fn main() -> ExitCode {
             } else {
                 hashkv::shell::run(&db, stdin.lock(), io::stdout().lock(), None)
                     .map_err(|e| format!("hashkv: shell: {e}"))
-            }
+            }?;
+            close(db, &dir)
         }),
         Cmd::Exec { dir, words } => open(&dir, opts).and_then(|db| {
             let mut out = Vec::new();
@@ -213,7 +214,8 @@ fn main() -> ExitCode {
             }
             io::stdout()
                 .write_all(&out)
-                .map_err(|e| format!("hashkv: {e}"))
+                .map_err(|e| format!("hashkv: {e}"))?;
+            close(db, &dir)
         }),
         Cmd::Snapshot { dir, output } => open(&dir, opts).and_then(|db| {
             let info = match &output {
@@ -284,9 +286,10 @@ fn main() -> ExitCode {
         } => existing(&dir)
             .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
             .and_then(|db| export(&db, format, output.as_deref(), quiet)),
-        Cmd::Import { dir, format, file } => {
-            open(&dir, opts).and_then(|db| import(&db, format, file.as_deref(), quiet))
-        }
+        Cmd::Import { dir, format, file } => open(&dir, opts).and_then(|db| {
+            import(&db, format, file.as_deref(), quiet)?;
+            close(db, &dir)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -570,6 +573,12 @@ fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
         eprintln!("hashkv: open {}: {line}", dir.display());
     }
     Ok(db)
+}
+
+/// Closes `db`, reporting what a drop would swallow (a failed last fsync).
+fn close(db: Db, dir: &std::path::Path) -> Result<(), String> {
+    db.close()
+        .map_err(|e| format!("hashkv: closing {}: {e}", dir.display()))
 }
 
 fn describe(info: &hashkv::SnapshotInfo) -> String {
