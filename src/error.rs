@@ -64,18 +64,25 @@ pub enum Error {
 /// `ERR value is not an integer or out of range`.
 ///
 /// Clients match on these strings, so they are reproduced byte for byte; see
-/// `spec/COMMANDS.md` for the catalogue.
+/// Redis's command documentation and docs/COMPATIBILITY.md.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CommandError {
     message: String,
 }
 
 impl CommandError {
-    /// An error whose full text (prefix included) is `message`.
+    /// An error whose full text (prefix included) is `message`. As Redis
+    /// does for every error reply, CR and LF at either end are trimmed and
+    /// any others (from user bytes quoted in the text) become spaces, so an
+    /// error is always one line.
     pub fn new(message: impl Into<String>) -> Self {
-        CommandError {
-            message: message.into(),
+        let mut message = message.into();
+        if message.contains(['\r', '\n']) {
+            message = message
+                .trim_matches(['\r', '\n'])
+                .replace(['\r', '\n'], " ");
         }
+        CommandError { message }
     }
 
     /// `ERR <text>`.

@@ -8,9 +8,9 @@
 //! (per phase, default 20000). Without redis-server the test is skipped
 //! with a printed reason, except under CI where it fails.
 //!
-//! Commands are limited to what Redis 7.0 (Debian's) and the spec agree on:
-//! HSCAN NOVALUES and negative cursors (7.0 differs, see spec §2) are left
-//! out and covered by unit tests instead.
+//! Commands are limited to what Redis 7.0 (Debian's) and hashkv agree on:
+//! HSCAN NOVALUES (7.0 lacks it) is left out and covered by unit tests;
+//! cursor grammar and other fixed edge cases are in `tests/redis_exact.rs`.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Field expiration with an injected clock: the cases of spec/COMMANDS.md
-//! §12.2-12.3 ("test cases worth stealing"), lazy and active expiry, the
+//! Field expiration with an injected clock: the cases of Redis's
+//! HEXPIRE-family documentation, lazy and active expiry, the
 //! encodings, and durability of field TTLs through the log and snapshots.
 
 use std::sync::Arc;

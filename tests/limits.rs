@@ -27,13 +27,20 @@ fn huge_hrandfield_counts_are_refused_not_allocated() {
 }
 
 #[test]
-fn novalues_and_cursor_rules_of_redis_7_4() {
+fn novalues_of_redis_7_4_and_cursor_rules_of_redis_7_0() {
     let db = Db::in_memory(Options::default());
     db.hset("h", &[("a", "1"), ("b", "2")]).unwrap();
     let r = db.execute(&["HSCAN", "h", "0", "NOVALUES"]).unwrap();
     assert_eq!(r.to_cli_string(), "1) \"0\"\n2) 1) \"a\"\n   2) \"b\"\n");
+    // The cursor is parsed as Redis 7.0's strtoul does: -1 wraps (a compact
+    // hash answers whole whatever the cursor), a space is refused.
+    let r = db.execute(&["HSCAN", "h", "-1"]).unwrap();
     assert_eq!(
-        db.execute(&["HSCAN", "h", "-1"]).unwrap_err().to_string(),
+        r.to_cli_string(),
+        "1) \"0\"\n2) 1) \"a\"\n   2) \"1\"\n   3) \"b\"\n   4) \"2\"\n"
+    );
+    assert_eq!(
+        db.execute(&["HSCAN", "h", " 1"]).unwrap_err().to_string(),
         "ERR invalid cursor"
     );
     assert_eq!(

@@ -428,3 +428,28 @@ fn export_loads_into_real_redis_and_a_redis_dataset_imports_unchanged() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(hashkv_dump(&Db::open_with(&copy, opts()).unwrap()), theirs);
 }
+
+/// Bad command lines: one line on stderr naming what and the help to read,
+/// exit code 2; help itself still prints in full with exit code 0.
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    for (args, want) in [
+        (&["export"][..], "hashkv export --help"),
+        (&["export", "d", "--format", "xml"], "hashkv export --help"),
+        (&["frobnicate"], "hashkv --help"),
+        (&["check", "--bogus", "d"], "hashkv check --help"),
+        (&["exec"], "hashkv exec --help"),
+    ] {
+        let out = hashkv().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("hashkv: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    let out = hashkv().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"));
+}

@@ -4,10 +4,13 @@
 //! stream `redis-cli --pipe` loads) or JSON lines.
 //!
 //! JSON lines: one object per key,
-//! `{"key": K, "ttl_ms": T, "fields": {F: V, ...}}` (plus
-//! `"field_expire_at_ms": [[F, unix_ms], ...]` for a hash with field TTLs), where `ttl_ms` is the
-//! key's remaining time to live in milliseconds (as PTTL says at export
-//! time) or `null`. Keys, fields and values that are valid UTF-8 are JSON
+//! `{"key": K, "expire_at_ms": T, "fields": {F: V, ...}}` (plus
+//! `"field_expire_at_ms": [[F, unix_ms], ...]` for a hash with field TTLs),
+//! where `expire_at_ms` is the key's absolute expiry in Unix milliseconds
+//! (as PEXPIRETIME says) or `null`, so two exports of the same data are the
+//! same and a restore later keeps the original expiry. Import also accepts
+//! `"ttl_ms"` (time left when exported, applied relative to the import), as
+//! earlier hashkv versions wrote it. Keys, fields and values that are valid UTF-8 are JSON
 //! strings (JSON's own escapes for quotes, backslashes and control
 //! characters); any other byte string is written as `{"base64": "..."}`
 //! (standard alphabet, padded), so every byte comes back. A field name that
@@ -258,7 +261,7 @@ impl Db {
                     }
                 }
                 Format::Json => {
-                    let ttl = int(&self.execute(&[b"PTTL".as_slice(), key])?);
+                    let at = int(&self.execute(&[b"PEXPIRETIME".as_slice(), key])?);
                     let text_fields = pairs.iter().all(|(f, _)| std::str::from_utf8(f).is_ok());
                     let fields = if text_fields {
                         let mut m = Map::new();
@@ -276,7 +279,7 @@ impl Db {
                     };
                     let mut line = json!({
                         "key": json_bytes(key),
-                        "ttl_ms": if ttl >= 0 { Value::from(ttl) } else { Value::Null },
+                        "expire_at_ms": if at >= 0 { Value::from(at) } else { Value::Null },
                         "fields": fields,
                     });
                     let expiries = self.field_expiries(key);
@@ -406,11 +409,16 @@ impl Db {
                             ],
                         )?;
                     }
-                    if let Some(ms) = ttl {
-                        run(
+                    match ttl {
+                        Some(KeyExpiry::At(ms)) => run(
+                            &mut t,
+                            &[b"PEXPIREAT".to_vec(), key, ms.to_string().into_bytes()],
+                        )?,
+                        Some(KeyExpiry::In(ms)) => run(
                             &mut t,
                             &[b"PEXPIRE".to_vec(), key, ms.to_string().into_bytes()],
-                        )?;
+                        )?,
+                        None => {}
                     }
                     progress(read, 0);
                 }
@@ -420,10 +428,18 @@ impl Db {
     }
 }
 
-/// A JSON line: (key, ttl_ms, pairs, field expiries).
+/// A key's expiry in a JSON line.
+enum KeyExpiry {
+    /// `expire_at_ms`: absolute Unix ms.
+    At(i64),
+    /// `ttl_ms` (older files): ms left at export time.
+    In(i64),
+}
+
+/// A JSON line: (key, expiry, pairs, field expiries).
 type JsonKey = (
     Vec<u8>,
-    Option<i64>,
+    Option<KeyExpiry>,
     Vec<(Vec<u8>, Vec<u8>)>,
     Vec<(Vec<u8>, i64)>,
 );
@@ -432,9 +448,20 @@ fn parse_json_line(line: &str) -> std::result::Result<JsonKey, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let o = v.as_object().ok_or("expected an object")?;
     let key = bytes_of_json(o.get("key").ok_or("no \"key\"")?, "key")?;
-    let ttl = match o.get("ttl_ms") {
-        None | Some(Value::Null) => None,
-        Some(t) => Some(t.as_i64().ok_or("\"ttl_ms\" must be an integer or null")?),
+    let ms = |name: &str| -> std::result::Result<Option<i64>, String> {
+        match o.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(t) => t
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("\"{name}\" must be an integer or null")),
+        }
+    };
+    let ttl = match (ms("expire_at_ms")?, ms("ttl_ms")?) {
+        (Some(_), Some(_)) => return Err("both \"expire_at_ms\" and \"ttl_ms\"".into()),
+        (Some(at), None) => Some(KeyExpiry::At(at)),
+        (None, Some(left)) => Some(KeyExpiry::In(left)),
+        (None, None) => None,
     };
     let pairs = match o.get("fields").ok_or("no \"fields\"")? {
         Value::Object(m) => m
@@ -590,10 +617,47 @@ mod tests {
                 b.sort();
                 assert_eq!(a, b, "{format:?}");
             }
-            let ttl = int(&dst.execute(&["PTTL", "plain"]).unwrap());
-            assert!(ttl > 0, "{format:?}: TTL kept");
+            // The key's expiry comes back as the same absolute time.
+            let at = int(&dst.execute(&["PEXPIRETIME", "plain"]).unwrap());
+            assert_eq!(at, 4_000_000_000_000, "{format:?}: expiry kept exactly");
             assert_eq!(int(&dst.execute(&["PTTL", "big"]).unwrap()), -1);
         }
+    }
+
+    /// Two JSON exports of the same data, an hour apart, are the same, and
+    /// a restore later keeps the original expiry; files with the older
+    /// relative `ttl_ms` still import.
+    #[test]
+    fn json_export_writes_absolute_key_expiry_and_import_takes_both_forms() {
+        let clock = crate::options::ManualClock::new(1_700_000_000_000);
+        let src = Db::in_memory(Options::default().active_expiry(false).clock(clock.clone()));
+        src.hset("k", &[("f", "v")]).unwrap();
+        src.execute(&["PEXPIRE", "k", "7200000"]).unwrap();
+        let export = |db: &Db| {
+            let mut out = Vec::new();
+            db.export(Format::Json, &mut out, &mut |_, _| {}).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let first = export(&src);
+        clock.advance(3_600_000);
+        assert_eq!(export(&src), first, "an hour later, the same export");
+        assert!(first.contains(r#""expire_at_ms":1700007200000"#), "{first}");
+        let dst = Db::in_memory(Options::default().active_expiry(false).clock(clock.clone()));
+        dst.import(Format::Json, &mut first.as_bytes(), &mut |_, _| {})
+            .unwrap();
+        assert_eq!(
+            int(&dst.execute(&["PEXPIRETIME", "k"]).unwrap()),
+            1_700_007_200_000
+        );
+        let legacy = r#"{"key":"old","ttl_ms":5000,"fields":{"f":"v"}}"#;
+        dst.import(Format::Json, &mut legacy.as_bytes(), &mut |_, _| {})
+            .unwrap();
+        assert_eq!(int(&dst.execute(&["PTTL", "old"]).unwrap()), 5000);
+        let both = r#"{"key":"x","ttl_ms":5,"expire_at_ms":5,"fields":{"f":"v"}}"#;
+        let err = dst
+            .import(Format::Json, &mut both.as_bytes(), &mut |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("both"), "{err}");
     }
 
     #[test]
@@ -611,7 +675,7 @@ mod tests {
         src.export(Format::Json, &mut out, &mut |_, _| {}).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains(r#"{"fields":{"f":"v"},"key":{"base64":"/w=="},"ttl_ms":null}"#),
+            text.contains(r#"{"expire_at_ms":null,"fields":{"f":"v"},"key":{"base64":"/w=="}}"#),
             "{text}"
         );
     }

@@ -1,7 +1,7 @@
 //! Field expiration commands: HEXPIRE HPEXPIRE HEXPIREAT HPEXPIREAT HTTL
 //! HPTTL HEXPIRETIME HPEXPIRETIME HPERSIST HGETDEL HGETEX HSETEX.
 //!
-//! Parsing follows Redis's order of checks (spec/COMMANDS.md §3-4). A
+//! Parsing follows Redis's order of checks (Redis's t_hash.c and the HEXPIRE family's documentation). A
 //! relative time can only be checked against the limit once the command's
 //! clock is read, which Redis does where the time stands: so the commands
 //! carry the rest of their parse result (`fields`, or HSETEX's `pairs`

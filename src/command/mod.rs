@@ -240,11 +240,7 @@ fn unknown_command(argv: &[&[u8]]) -> CommandError {
     text.extend_from_slice(&name);
     text.extend_from_slice(b"', with args beginning with: ");
     text.extend_from_slice(&args);
-    for c in &mut text {
-        if *c == b'\r' || *c == b'\n' {
-            *c = b' ';
-        }
-    }
+    // CommandError::new makes CR and LF spaces, as for every error.
     CommandError::new(String::from_utf8_lossy(&text).into_owned())
 }
 
@@ -271,7 +267,7 @@ pub(crate) struct ScanOptions<'a> {
     pub(crate) pattern: Option<&'a [u8]>,
     /// SCAN's TYPE: Some(true) for `hash`, Some(false) for any other name
     /// (an unknown name matches nothing, as on Redis 7.0, which the
-    /// differential test runs against; spec/COMMANDS.md describes the later
+    /// differential test runs against; Redis 7.2+ answers the later
     /// "unknown type name" error, and the real server wins).
     pub(crate) type_hash: Option<bool>,
     /// HSCAN's NOVALUES.

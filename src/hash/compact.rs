@@ -13,7 +13,7 @@
 //! | `F0` + u32           | string, length >= 4096          | 5 + len       |
 //! | `F1` / `F2` / `F3` / `F4` | integer in 16/24/32/64 bits | 3 / 4 / 5 / 9 |
 //!
-//! These are listpack's entry encodings (spec/FORMATS.md §1.2). What is left
+//! These are listpack's entry encodings (Redis's listpack.c; the listpack specification, github.com/antirez/listpack). What is left
 //! out: the per-entry back-length (hashes only scan forward), the 6-byte
 //! header (the owner knows the buffer length, and counting pairs is a scan
 //! of at most `hash_max_listpack_entries` fields), and the `0xFF` terminator.
@@ -661,7 +661,7 @@ mod tests {
 
     #[test]
     fn integer_encodings_at_every_boundary() {
-        // Same first bytes as listpack (spec/FORMATS.md §1.4), minus backlen.
+        // Same first bytes as listpack (listpack.c's integer encodings), minus backlen.
         assert_eq!(enc(b"1"), [0x01]);
         assert_eq!(enc(b"127"), [0x7f]);
         assert_eq!(enc(b"128"), [0xc0, 0x80]);

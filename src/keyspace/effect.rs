@@ -201,7 +201,12 @@ fn set_pairs(
         .map(|(f, v)| f.len().max(v.len()))
         .max()
         .unwrap_or(0);
-    h.precheck(pairs.len(), max_len)?;
+    // Redis 7.0 (HSET, HMSET) converts up front only for a long argument,
+    // and then by the real field count as the pairs go in, so repeated
+    // fields never count twice; HSETEX (Redis 8) also converts up front
+    // when the pairs given pass the entries limit.
+    let given = if ttl == 0 { 0 } else { pairs.len() };
+    h.precheck(given, max_len)?;
     if ttl > 0 {
         h.make_ex();
     }

@@ -686,9 +686,10 @@ impl HashEdit<'_> {
         }
     }
 
-    /// Redis's pre-check before a write of `pairs` field/value pairs whose
-    /// longest argument is `max_len` bytes: converts first if either passes
-    /// the thresholds, even if the pairs repeat or already exist.
+    /// Redis's pre-check before a write of field/value pairs whose longest
+    /// argument is `max_len` bytes: converts first if it passes the value
+    /// limit, or if `pairs` (0 to skip this part) passes the entries limit
+    /// even if the pairs repeat or already exist.
     pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
         if matches!(self.work, Work::Compact(_) | Work::CompactEx(_))
             && (pairs > self.opts.hash_max_listpack_entries

@@ -93,7 +93,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn digits_match_redis_on_x86_64() {
-        // Vectors observed on a live Redis 7.0 (spec/COMMANDS.md §1.3).
+        // Vectors observed on a live Redis 7.0 (HINCRBYFLOAT).
         assert_eq!(add("10.5", "0.1"), "10.6");
         assert_eq!(add("10.6", "1e3"), "1010.59999999999999998");
         assert_eq!(add("3", "1e-17"), "3.00000000000000001");

@@ -38,42 +38,30 @@ pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parses an unsigned 64-bit cursor as Redis 7.4+ does for SCAN/HSCAN: the
-/// integer grammar first (negative values rejected), then `strtoull`'s
-/// laxer grammar (leading whitespace, `+`, leading zeros).
+/// Parses a SCAN/HSCAN cursor as Redis 7.0 does (`strtoul` on the C
+/// string, so bytes after a NUL are ignored): no leading whitespace, an
+/// optional sign, decimal digits to the end; `""` is 0; a negative value
+/// wraps (`-1` is 18446744073709551615); a magnitude past `u64::MAX` is an
+/// error.
 pub(crate) fn parse_cursor(s: &[u8]) -> Option<u64> {
-    if let Some(v) = parse_i64(s) {
-        return u64::try_from(v).ok();
+    let s = s.split(|&b| b == 0).next().unwrap_or(&[]);
+    if s.is_empty() {
+        // strtoul consumed nothing and stopped at the terminator.
+        return Some(0);
     }
-    // strtoull: optional whitespace, optional sign, digits; all bytes consumed.
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
-    if i >= s.len() {
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let mut v: u64 = 0;
-    for &c in &s[i..] {
-        if !c.is_ascii_digit() {
-            return None;
-        }
+    for &c in digits {
         v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
-    if neg {
-        // strtoull negates; the i64 path already rejected "-N" forms that fit,
-        // so what remains ("-0", "- 1", "-00") wraps like C does.
-        if v == 0 {
-            return Some(0);
-        }
-        return None;
-    }
-    Some(v)
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Appends the decimal text of `v` to `out`.
@@ -163,12 +151,16 @@ mod tests {
         assert_eq!(parse_cursor(b"0"), Some(0));
         assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_cursor(b"18446744073709551616"), None);
-        assert_eq!(parse_cursor(b"-1"), None);
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"-18446744073709551615"), Some(1));
         assert_eq!(parse_cursor(b"+5"), Some(5));
         assert_eq!(parse_cursor(b"007"), Some(7));
-        assert_eq!(parse_cursor(b" 7"), Some(7));
+        assert_eq!(parse_cursor(b" 7"), None);
+        assert_eq!(parse_cursor(b"7 "), None);
         assert_eq!(parse_cursor(b"abc"), None);
-        assert_eq!(parse_cursor(b""), None);
+        assert_eq!(parse_cursor(b"-"), None);
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"3\0junk"), Some(3));
     }
 
     #[test]

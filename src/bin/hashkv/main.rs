@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod interactive;
 use hashkv::{Db, FsyncPolicy, Options};
@@ -175,7 +175,10 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let quiet = cli.quiet;
     let opts = Options::default()
         .hash_max_listpack_entries(cli.listpack_entries)
@@ -298,6 +301,50 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A bad command line as one line on stderr with exit code 2 (help and
+/// version are printed as clap prints them).
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's first paragraph, on one line ("the following required
+    // arguments were not provided: <DIR>").
+    let text = e.render().to_string();
+    let what = text
+        .trim_start()
+        .split("\n\n")
+        .next()
+        .unwrap_or("bad arguments")
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let what = what.trim_start_matches("error: ");
+    // The subcommand, when clap got that far: its help is the useful one.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sub = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| Cli::command().find_subcommand(a.as_str()).is_some());
+    let help = match sub {
+        Some(sub) => format!("hashkv {sub} --help"),
+        None => "hashkv --help".to_owned(),
+    };
+    eprintln!("hashkv: {what}; try '{help}'");
+    ExitCode::from(2)
 }
 
 fn format_of(f: Format) -> hashkv::admin::Format {
