@@ -7,7 +7,7 @@
 //! Open never deletes or shortens what it cannot prove is garbage: a
 //! MANIFEST that is damaged, missing beside data files, or names a missing
 //! file is refused before anything is touched; unlisted files follow the
-//! rule of [`dir::classify_unlisted`]; the bytes of a torn tail are saved
+//! rule of `dir::classify_unlisted` (docs/FORMAT.md); the bytes of a torn tail are saved
 //! to `lost+found/` before the cut (unless they are all zeros).
 
 use std::fs::{File, OpenOptions};

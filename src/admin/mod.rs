@@ -1,5 +1,5 @@
 //! What the `hashkv` tool does beyond commands, as a library: [`check`] a
-//! directory's checksums and [`repair`] it ([`check`](mod@check) module),
+//! directory's checksums and [`repair`] it (the `check` module),
 //! [`Db::info`], and [`Db::export`] / [`Db::import`] in RESP (the command
 //! stream `redis-cli --pipe` loads) or JSON lines.
 //!
