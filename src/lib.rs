@@ -76,6 +76,7 @@ pub mod options;
 pub mod recovery;
 pub mod shell;
 mod snapshot;
+mod transaction;
 
 pub use command::{Command, Reply};
 pub use db::Db;
@@ -84,3 +85,4 @@ pub use hash::compact::{validate as validate_compact, DecodeError};
 pub use options::{Clock, FsyncPolicy, ManualClock, Options, RecoveryMode, SystemClock};
 pub use recovery::RecoveryReport;
 pub use snapshot::SnapshotInfo;
+pub use transaction::Transaction;

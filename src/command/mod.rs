@@ -254,6 +254,54 @@ fn unknown_subcommand(container: &[u8], sub: &[u8]) -> CommandError {
     ))
 }
 
+/// The keys a command reads or writes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeySet<'a> {
+    /// These keys (possibly none: PING, ECHO).
+    Keys(Vec<&'a [u8]>),
+    /// Every key (KEYS, SCAN, DBSIZE, FLUSHDB).
+    All,
+}
+
+impl<'a> Command<'a> {
+    /// The keys the command touches, to lock or check them beforehand.
+    pub(crate) fn keys(&self) -> KeySet<'a> {
+        use Command as C;
+        KeySet::Keys(match self {
+            C::HSet { key, .. }
+            | C::HSetNx { key, .. }
+            | C::HGet { key, .. }
+            | C::HMGet { key, .. }
+            | C::HGetAll { key, .. }
+            | C::HDel { key, .. }
+            | C::HExists { key, .. }
+            | C::HLen { key }
+            | C::HStrLen { key, .. }
+            | C::HIncrBy { key, .. }
+            | C::HIncrByFloat { key, .. }
+            | C::HRandField { key, .. }
+            | C::HScan { key, .. }
+            | C::Type { key }
+            | C::Expire { key, .. }
+            | C::Ttl { key, .. }
+            | C::Persist { key }
+            | C::ObjectEncoding { key }
+            | C::MemoryUsage { key }
+            | C::HExpire { key, .. }
+            | C::HTtl { key, .. }
+            | C::HPersist { key, .. }
+            | C::HGetDel { key, .. }
+            | C::HGetEx { key, .. }
+            | C::HSetEx { key, .. } => vec![*key],
+            C::Del { keys } | C::Exists { keys } => keys.clone(),
+            C::Rename { key, new_key, .. } => vec![*key, *new_key],
+            C::Copy { src, dst, .. } => vec![*src, *dst],
+            C::Ping { .. } | C::Echo { .. } => vec![],
+            C::Keys { .. } | C::Scan { .. } | C::DbSize | C::FlushDb => return KeySet::All,
+        })
+    }
+}
+
 pub(crate) fn eq_ic(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }

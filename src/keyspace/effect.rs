@@ -95,6 +95,12 @@ pub(crate) enum Effect<'a> {
         #[serde(borrow)]
         fields: Vec<&'a [u8]>,
     },
+    /// A transaction's effects, applied in order, all or nothing (one log
+    /// record, so a crash or salvage keeps or drops it whole).
+    Batch {
+        #[serde(borrow)]
+        effects: Vec<Effect<'a>>,
+    },
 }
 
 /// [`Effect::HSetEx`]'s `ttl` that keeps existing fields' TTLs.
@@ -117,6 +123,17 @@ impl Effect<'_> {
             Effect::Rename { from, to } => vec![from, to],
             Effect::Copy { src, dst } => vec![src, dst],
             Effect::FlushDb => vec![],
+            Effect::Batch { effects } => effects.iter().flat_map(Effect::keys).collect(),
+        }
+    }
+
+    /// Whether applying the effect needs every shard (FLUSHDB, alone or in
+    /// a batch).
+    pub(crate) fn touches_all(&self) -> bool {
+        match self {
+            Effect::FlushDb => true,
+            Effect::Batch { effects } => effects.iter().any(Effect::touches_all),
+            _ => false,
         }
     }
 }
@@ -179,9 +196,11 @@ pub(crate) fn apply_in_shard(
         Effect::PExpireAt { key, at_ms } => Ok(i64::from(shard.set_ttl(key, Some(*at_ms))?)),
         Effect::Persist { key } => Ok(i64::from(shard.set_ttl(key, None)?)),
         Effect::Del { keys } => Ok(keys.iter().filter(|k| shard.delete(k)).count() as i64),
-        Effect::Rename { .. } | Effect::Copy { .. } | Effect::FlushDb => Err(CommandError::err(
-            "internal: multi-key effect applied to one shard",
-        )),
+        Effect::Rename { .. } | Effect::Copy { .. } | Effect::FlushDb | Effect::Batch { .. } => {
+            Err(CommandError::err(
+                "internal: multi-key effect applied to one shard",
+            ))
+        }
     }
 }
 
@@ -267,9 +286,19 @@ pub(crate) fn apply_locked(
             g.shard(dst).put(dst, copy, ttl)?;
             Ok(1)
         }
+        Effect::FlushDb if g.holds_all() => {
+            g.clear_all();
+            Ok(1)
+        }
         Effect::FlushDb => Err(CommandError::err(
             "internal: FLUSHDB is applied by the keyspace",
         )),
+        Effect::Batch { effects } => {
+            for e in effects {
+                apply_locked(g, e, opts)?;
+            }
+            Ok(effects.len() as i64)
+        }
         single => {
             let key = single.keys()[0];
             apply_in_shard(g.shard(key), single, opts)
@@ -323,8 +352,11 @@ impl Keyspace {
             }
             _ => {}
         }
-        let keys = e.keys();
-        let mut g = self.lock_many(&keys);
+        let mut g = if e.touches_all() {
+            self.lock_all()
+        } else {
+            self.lock_many(&e.keys())
+        };
         apply_locked(&mut g, e, opts)
     }
 }

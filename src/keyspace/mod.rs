@@ -957,6 +957,25 @@ pub(crate) struct MultiGuard<'a> {
 }
 
 impl MultiGuard<'_> {
+    /// Whether every shard is locked.
+    pub(crate) fn holds_all(&self) -> bool {
+        self.guards.len() == SHARDS
+    }
+
+    /// FLUSHDB under a guard holding every shard: each shard emptied, what
+    /// it held handed to a running snapshot (as [`Keyspace::flush`] does).
+    pub(crate) fn clear_all(&mut self) {
+        let old: Vec<Option<Shard>> = self
+            .guards
+            .iter_mut()
+            .map(|(_, g)| {
+                let fresh = g.emptied();
+                retire(std::mem::replace(&mut **g, fresh))
+            })
+            .collect();
+        drop(old);
+    }
+
     /// The shard holding `key` (which must be one of the locked keys).
     pub(crate) fn shard(&mut self, key: &[u8]) -> &mut Shard {
         let idx = shard_index(key);
@@ -1295,6 +1314,13 @@ impl Keyspace {
                 .into_iter()
                 .map(|i| (i, self.shards[i].write()))
                 .collect(),
+        }
+    }
+
+    /// Locks every shard for writing, in order.
+    pub(crate) fn lock_all(&self) -> MultiGuard<'_> {
+        MultiGuard {
+            guards: self.shards.iter().map(|s| s.write()).enumerate().collect(),
         }
     }
 

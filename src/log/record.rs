@@ -111,11 +111,14 @@ pub(crate) fn as_mark(payload: &[u8]) -> Option<(u8, u64)> {
 }
 
 /// Decodes `body` with an allocation limit proportional to its length: a
-/// count read from the bytes (pairs, keys) can claim at most 32 bytes of
+/// count read from the bytes (pairs, keys, a batch's effects) can claim at
+/// most 64 bytes of
 /// memory per byte present, so a crafted record cannot make replay
 /// allocate more than a small multiple of its own size.
 fn decode_bounded(body: &[u8]) -> Result<(Effect<'_>, usize), bincode::error::DecodeError> {
-    let need = body.len().saturating_mul(32);
+    // An effect takes at most 64 bytes in memory and at least 1 encoded.
+    const _: () = assert!(std::mem::size_of::<Effect<'static>>() <= 64);
+    let need = body.len().saturating_mul(64);
     macro_rules! within {
         ($($shift:literal)*) => {$(
             if need <= 1usize << $shift {

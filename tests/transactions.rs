@@ -1,0 +1,207 @@
+//! Closure transactions (`Db::transaction`): atomic for other threads, no
+//! oversell, all or nothing on error, failed command and panic, own writes
+//! visible, undeclared keys refused, one log record replayed whole.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hashkv::{Db, Error, FsyncPolicy, Options};
+
+fn opts() -> Options {
+    Options::default().active_expiry(false).no_auto_snapshots()
+}
+
+fn int(v: Option<Vec<u8>>) -> i64 {
+    v.map_or(0, |b| String::from_utf8(b).unwrap().parse().unwrap())
+}
+
+#[test]
+fn many_buyers_never_oversell_and_readers_never_see_negative_stock() {
+    let db = Db::in_memory(opts());
+    db.hset("stock", &[("units", "200")]).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (db, done) = (db.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let units = int(db.hget("stock", "units").unwrap());
+                assert!(units >= 0, "a reader saw {units} units");
+                // Read together, the two keys always add up: a sale is
+                // never seen half done.
+                let (units, sold) = db
+                    .transaction(&["stock", "sales"], |tx| {
+                        Ok((
+                            int(tx.hget("stock", "units")?),
+                            int(tx.hget("sales", "count")?),
+                        ))
+                    })
+                    .unwrap();
+                assert_eq!(units + sold, 200);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let buyers: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut bought = 0;
+                loop {
+                    let ok = db
+                        .transaction(&["stock", "sales"], |tx| {
+                            let units = int(tx.hget("stock", "units")?);
+                            if units == 0 {
+                                return Ok(false);
+                            }
+                            tx.hincrby("stock", "units", -1)?;
+                            tx.hincrby("sales", "count", 1)?;
+                            Ok(true)
+                        })
+                        .unwrap();
+                    if !ok {
+                        return bought;
+                    }
+                    bought += 1;
+                }
+            })
+        })
+        .collect();
+    let bought: i64 = buyers.into_iter().map(|b| b.join().unwrap()).sum();
+    done.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(bought, 200);
+    assert_eq!(int(db.hget("stock", "units").unwrap()), 0);
+    assert_eq!(int(db.hget("sales", "count").unwrap()), 200);
+}
+
+#[test]
+fn errors_failed_commands_and_panics_apply_nothing() {
+    let db = Db::in_memory(opts());
+    db.hset("a", &[("n", "1"), ("s", "text")]).unwrap();
+    let before = db.hgetall("a").unwrap();
+    // The closure returns Err.
+    let r: Result<(), Error> = db.transaction(&["a", "b"], |tx| {
+        tx.hset("a", &[("n", "2")])?;
+        tx.hset("b", &[("x", "y")])?;
+        Err(Error::Command(hashkv::CommandError::new(
+            "ERR changed my mind",
+        )))
+    });
+    assert_eq!(r.unwrap_err().to_string(), "ERR changed my mind");
+    // A command fails and the closure swallows the error.
+    let r = db.transaction(&["a", "b"], |tx| {
+        tx.hset("b", &[("x", "y")])?;
+        let _ = tx.hincrby("a", "s", 1);
+        Ok(())
+    });
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "ERR hash value is not an integer"
+    );
+    // The closure panics.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = db.transaction(&["a"], |tx| -> Result<(), Error> {
+            tx.hset("a", &[("n", "3")])?;
+            panic!("boom");
+        });
+    }));
+    assert!(caught.is_err());
+    assert_eq!(db.hgetall("a").unwrap(), before);
+    assert_eq!(db.exists(&["b"]).unwrap(), 0);
+    // The locks were released: the keys work as usual.
+    db.hset("a", &[("n", "4")]).unwrap();
+}
+
+#[test]
+fn reads_see_own_writes_and_undeclared_keys_are_refused() {
+    let db = Db::in_memory(opts());
+    db.hset("k", &[("f", "1")]).unwrap();
+    db.transaction(&["k"], |tx| {
+        tx.hset("k", &[("g", "2")])?;
+        assert_eq!(tx.hlen("k")?, 2);
+        assert_eq!(tx.hincrby("k", "f", 10)?, 11);
+        assert_eq!(tx.hget("k", "f")?.as_deref(), Some(&b"11"[..]));
+        // Not visible outside before the end (checked from another thread,
+        // which waits for the lock: it sees the state after).
+        let err = tx.hget("other", "f").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ERR key 'other' was not declared for this transaction"
+        );
+        Ok(())
+    })
+    .unwrap_err();
+    // The refused access failed the transaction: nothing applied.
+    assert_eq!(db.hlen("k").unwrap(), 1);
+    db.transaction(&["k"], |tx| {
+        tx.execute(&["HSET", "k", "g", "2"])?;
+        assert!(tx.execute(&["KEYS", "*"]).is_err());
+        Ok(())
+    })
+    .unwrap_err();
+    db.transaction(&["k"], |tx| {
+        tx.execute(&["HSET", "k", "g", "2"])?;
+        tx.execute(&["HINCRBY", "k", "f", "1"])?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(db.hget("k", "f").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.hget("k", "g").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+/// A transaction is one log record: a crash keeps it whole or drops it
+/// whole, and its TTLs are logged as absolute times.
+#[test]
+fn a_transaction_is_one_record_replayed_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let clock = hashkv::ManualClock::new(1_800_000_000_000);
+    let o = opts().fsync(FsyncPolicy::Always).clock(clock.clone());
+    let seg = dir.join("log-000001.aof");
+    let before;
+    {
+        let db = Db::open_with(&dir, o.clone()).unwrap();
+        db.hset("from", &[("balance", "100")]).unwrap();
+        db.hset("to", &[("balance", "0")]).unwrap();
+        db.close().unwrap();
+    }
+    before = std::fs::read(&seg).unwrap();
+    {
+        let db = Db::open_with(&dir, o.clone()).unwrap();
+        db.transaction(&["from", "to"], |tx| {
+            tx.hincrby("from", "balance", -30)?;
+            tx.hincrby("to", "balance", 30)?;
+            tx.pexpire("to", 60_000)?;
+            Ok(())
+        })
+        .unwrap();
+        db.close().unwrap();
+    }
+    let after = std::fs::read(&seg).unwrap();
+    // One record (plus sync marks of 18 bytes) holds all three effects.
+    let mut at = before.len();
+    let mut records = 0;
+    while at < after.len() {
+        let len = u32::from_le_bytes(after[at..at + 4].try_into().unwrap()) as usize;
+        if len != 10 {
+            records += 1;
+        }
+        at += 8 + len;
+    }
+    assert_eq!(records, 1);
+    clock.advance(10_000);
+    let db = Db::open_with(&dir, o.clone()).unwrap();
+    assert_eq!(int(db.hget("from", "balance").unwrap()), 70);
+    assert_eq!(int(db.hget("to", "balance").unwrap()), 30);
+    assert_eq!(db.pttl("to").unwrap(), 50_000, "the TTL is absolute");
+    drop(db);
+    // Cut inside the record: neither half comes back.
+    let rec = before.len() + (after.len() - before.len()) / 3;
+    std::fs::write(&seg, &after[..rec]).unwrap();
+    let db = Db::open_with(&dir, o).unwrap();
+    assert!(db.recovery_report().torn_tail.is_some());
+    assert_eq!(int(db.hget("from", "balance").unwrap()), 100);
+    assert_eq!(int(db.hget("to", "balance").unwrap()), 0);
+}
