@@ -160,14 +160,13 @@ fn a_transaction_is_one_record_replayed_all_or_nothing() {
     let clock = hashkv::ManualClock::new(1_800_000_000_000);
     let o = opts().fsync(FsyncPolicy::Always).clock(clock.clone());
     let seg = dir.join("log-000001.aof");
-    let before;
     {
         let db = Db::open_with(&dir, o.clone()).unwrap();
         db.hset("from", &[("balance", "100")]).unwrap();
         db.hset("to", &[("balance", "0")]).unwrap();
         db.close().unwrap();
     }
-    before = std::fs::read(&seg).unwrap();
+    let before = std::fs::read(&seg).unwrap();
     {
         let db = Db::open_with(&dir, o.clone()).unwrap();
         db.transaction(&["from", "to"], |tx| {
