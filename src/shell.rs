@@ -7,6 +7,7 @@ use std::io::{BufRead, Write};
 use crate::command::reply::format_cli_error;
 use crate::db::Db;
 use crate::error::Error;
+use crate::session::Session;
 
 /// A line that redis-cli's parser rejects (unbalanced quotes, or a closing
 /// quote followed by something other than a space).
@@ -104,8 +105,23 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, InvalidArguments> {
 }
 
 /// Runs one line against `db` and appends what redis-cli would print.
-/// Returns false when the line asks to quit.
+/// Returns false when the line asks to quit. Stateless: MULTI and WATCH
+/// need [`run_session_line`].
 pub fn run_line(db: &Db, line: &[u8], out: &mut Vec<u8>) -> bool {
+    run_with(line, out, |words| db.execute(words))
+}
+
+/// [`run_line`] in a [`Session`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH
+/// work across lines, as in redis-cli.
+pub fn run_session_line(session: &mut Session, line: &[u8], out: &mut Vec<u8>) -> bool {
+    run_with(line, out, |words| session.execute(words))
+}
+
+fn run_with(
+    line: &[u8],
+    out: &mut Vec<u8>,
+    mut exec: impl FnMut(&[Vec<u8>]) -> Result<crate::Reply, Error>,
+) -> bool {
     let words = match split_args(line) {
         Ok(w) => w,
         Err(e) => {
@@ -119,7 +135,7 @@ pub fn run_line(db: &Db, line: &[u8], out: &mut Vec<u8>) -> bool {
     if first.eq_ignore_ascii_case(b"quit") || first.eq_ignore_ascii_case(b"exit") {
         return false;
     }
-    match db.execute(&words) {
+    match exec(&words) {
         Ok(reply) => reply.write_cli(out),
         Err(Error::Command(e)) => format_cli_error(&e, out),
         Err(e) => out.extend_from_slice(format!("(error) ERR {e}\n").as_bytes()),
@@ -138,6 +154,7 @@ pub fn run<R: BufRead, W: Write>(
     mut output: W,
     prompt: Option<&str>,
 ) -> std::io::Result<()> {
+    let mut session = db.session();
     let mut line = Vec::new();
     let mut out = Vec::new();
     loop {
@@ -153,7 +170,7 @@ pub fn run<R: BufRead, W: Write>(
             line.pop();
         }
         out.clear();
-        let go_on = run_line(db, &line, &mut out);
+        let go_on = run_session_line(&mut session, &line, &mut out);
         output.write_all(&out)?;
         output.flush()?;
         if !go_on {

@@ -18,13 +18,13 @@ use crate::command::{Command, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::keyspace::effect::clone_hash;
-use crate::keyspace::{Effect, Journal, Keyspace};
+use crate::keyspace::{Effect, Journal, Keyspace, MultiGuard};
 use crate::log::record;
-use crate::options::Now;
+use crate::options::{Now, Options};
 
 /// Collects the encoded effects of a transaction's commands.
 #[derive(Default)]
-struct StageLog {
+pub(crate) struct StageLog {
     frames: Mutex<Vec<u8>>,
 }
 
@@ -130,24 +130,9 @@ impl Db {
         let declared: HashSet<Vec<u8>> = keys.iter().map(|k| k.as_ref().to_vec()).collect();
         let names: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
         let mut g = ks.lock_many(&names);
-        // The copy: each declared key as it is now (an expired key is
-        // deleted first, as any write would).
-        let now = Now::lazy(&*opts.clock);
-        let stage_ks = Keyspace::default();
-        for k in &names {
-            let shard = g.shard(k);
-            ks.expire_locked(shard, k, &now)?;
-            if let Some(h) = shard.hash_ref(k) {
-                let copy = clone_hash(h)?;
-                let ttl = shard.ttl_of(k);
-                stage_ks.shard(k).write().put(k, copy, ttl)?;
-            }
-        }
-        let log = Arc::new(StageLog::default());
-        stage_ks.set_journal(log.clone());
-        let stage_opts = opts.clone().active_expiry(false).no_auto_snapshots();
+        let (stage, log) = stage(ks, &mut g, names.iter().copied(), opts)?;
         let mut tx = Transaction {
-            stage: Db::with_keyspace(stage_ks, stage_opts),
+            stage,
             declared,
             failed: None,
             _db: std::marker::PhantomData,
@@ -156,23 +141,64 @@ impl Db {
         if let Some(e) = tx.failed {
             return Err(Error::Command(CommandError::new(e)));
         }
-        let frames = std::mem::take(&mut *log.frames.lock());
-        let mut effects = decode_frames(&frames)?;
-        let ticket = match effects.len() {
-            0 => None,
-            1 => {
-                let e = effects.pop().ok_or_else(|| internal("no effect"))?;
-                ks.commit_locked(&mut g, &e, opts)?.1
-            }
-            _ => {
-                ks.commit_locked(&mut g, &Effect::Batch { effects }, opts)?
-                    .1
-            }
-        };
+        let ticket = commit(ks, &mut g, &log, opts)?;
         drop(g);
         ks.sync(ticket)?;
         Ok(r)
     }
+}
+
+/// A private copy of `keys` (locked in `g`) to run a transaction's
+/// commands on: each key as it is now (an expired key is deleted first, as
+/// any write would), with its key and field TTLs; the copy's journal
+/// collects the effects.
+pub(crate) fn stage<'k>(
+    ks: &Keyspace,
+    g: &mut MultiGuard<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+    opts: &Options,
+) -> Result<(Db, Arc<StageLog>)> {
+    let now = Now::lazy(&*opts.clock);
+    let stage_ks = Keyspace::default();
+    for k in keys {
+        let shard = g.shard(k);
+        ks.expire_locked(shard, k, &now)?;
+        if let Some(h) = shard.hash_ref(k) {
+            let copy = clone_hash(h)?;
+            let ttl = shard.ttl_of(k);
+            stage_ks.shard(k).write().put(k, copy, ttl)?;
+        }
+    }
+    let log = Arc::new(StageLog::default());
+    stage_ks.set_journal(log.clone());
+    let stage_opts = opts.clone().active_expiry(false).no_auto_snapshots();
+    Ok((Db::with_keyspace(stage_ks, stage_opts), log))
+}
+
+/// Logs what the copy's commands did as one record (a [`Effect::Batch`]
+/// when there is more than one effect) and applies it under `g`. Returns
+/// the ticket to wait for durability with, once the locks are released.
+pub(crate) fn commit(
+    ks: &Keyspace,
+    g: &mut MultiGuard<'_>,
+    log: &StageLog,
+    opts: &Options,
+) -> Result<Option<u64>> {
+    let frames = std::mem::take(&mut *log.frames.lock());
+    let mut effects = decode_frames(&frames)?;
+    if effects.iter().any(Effect::touches_all) {
+        // FLUSHDB marks only watched keys that exist (before it runs).
+        ks.watches
+            .touch_existing(&mut |k| g.holds_all() && g.shard(k).hash_ref(k).is_some());
+    }
+    Ok(match effects.len() {
+        0 => None,
+        1 => {
+            let e = effects.pop().ok_or_else(|| internal("no effect"))?;
+            ks.commit_locked(g, &e, opts)?.1
+        }
+        _ => ks.commit_locked(g, &Effect::Batch { effects }, opts)?.1,
+    })
 }
 
 impl Transaction<'_> {

@@ -376,30 +376,9 @@ impl<'a> Command<'a> {
     /// Redis's error for an unknown command, a wrong argument count or bad
     /// arguments that Redis rejects before looking at the key.
     pub fn parse(argv: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
-        let Some(first) = argv.first() else {
-            return Err(CommandError::err("empty command"));
-        };
-        let name = lower(first);
-        let Some(ar) = arity(&name) else {
-            return Err(unknown_command(argv));
-        };
-        let n = argv.len() as i64;
-        let ar = i64::from(ar);
-        if (ar > 0 && n != ar) || n < -ar {
-            return Err(CommandError::wrong_arity(&name));
-        }
+        let name = Self::lookup(argv)?;
         match name.as_str() {
             "object" | "memory" => {
-                let sub = lower(argv[1]);
-                let full = match (name.as_str(), sub.as_str()) {
-                    ("object", "encoding") => ("object|encoding", 3),
-                    ("memory", "usage") => ("memory|usage", -3),
-                    _ => return Err(unknown_subcommand(argv[0], argv[1])),
-                };
-                let (fname, ar) = full;
-                if (ar > 0 && n != ar) || n < -ar {
-                    return Err(CommandError::wrong_arity(fname));
-                }
                 if name == "object" {
                     Ok(Command::ObjectEncoding { key: argv[2] })
                 } else {
@@ -414,6 +393,49 @@ impl<'a> Command<'a> {
                     Err(unknown_command(argv))
                 }),
         }
+    }
+
+    /// The checks Redis makes before running (or queueing, inside MULTI) a
+    /// command: a known name, the table's argument count, a known
+    /// subcommand with its own count. Returns the lower-case name.
+    ///
+    /// # Errors
+    /// Redis's error for an unknown command or subcommand or a wrong
+    /// argument count (inside MULTI these abort the transaction).
+    pub(crate) fn lookup(argv: &[&[u8]]) -> Result<String, CommandError> {
+        let Some(first) = argv.first() else {
+            return Err(CommandError::err("empty command"));
+        };
+        let name = lower(first);
+        if matches!(
+            name.as_str(),
+            "multi" | "exec" | "discard" | "watch" | "unwatch"
+        ) {
+            return Err(CommandError::err(format!(
+                "{} needs a session: Db::execute is stateless; use Db::session() (hashkv shell runs one)",
+                name.to_ascii_uppercase()
+            )));
+        }
+        let Some(ar) = arity(&name) else {
+            return Err(unknown_command(argv));
+        };
+        let n = argv.len() as i64;
+        let ar = i64::from(ar);
+        if (ar > 0 && n != ar) || n < -ar {
+            return Err(CommandError::wrong_arity(&name));
+        }
+        if name == "object" || name == "memory" {
+            let sub = lower(argv[1]);
+            let (fname, ar) = match (name.as_str(), sub.as_str()) {
+                ("object", "encoding") => ("object|encoding", 3),
+                ("memory", "usage") => ("memory|usage", -3),
+                _ => return Err(unknown_subcommand(argv[0], argv[1])),
+            };
+            if (ar > 0 && n != ar) || n < -ar {
+                return Err(CommandError::wrong_arity(fname));
+            }
+        }
+        Ok(name)
     }
 
     /// Runs the command.

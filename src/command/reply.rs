@@ -16,6 +16,10 @@ pub enum Reply {
     Nil,
     /// An array (HGETALL's map is flattened to field, value, ... as in RESP2).
     Array(Vec<Reply>),
+    /// An error inside an array: EXEC's reply for a queued command that
+    /// failed (the text with its `ERR ` prefix). A command that fails on
+    /// its own is an `Err`, never this.
+    Error(String),
 }
 
 impl Reply {
@@ -108,6 +112,11 @@ fn format_tty(r: &Reply, prefix: &str, out: &mut Vec<u8>) {
             out.push(b'\n');
         }
         Reply::Nil => out.extend_from_slice(b"(nil)\n"),
+        Reply::Error(e) => {
+            out.extend_from_slice(b"(error) ");
+            out.extend_from_slice(e.as_bytes());
+            out.push(b'\n');
+        }
         Reply::Array(items) if items.is_empty() => out.extend_from_slice(b"(empty array)\n"),
         Reply::Array(items) => {
             let idxlen = items.len().to_string().len();

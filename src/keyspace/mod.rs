@@ -27,6 +27,7 @@
 //! ascending shard index ([`Keyspace::lock_many`]).
 
 pub(crate) mod effect;
+pub(crate) mod watch;
 
 use std::sync::{Arc, OnceLock};
 
@@ -939,6 +940,8 @@ pub(crate) struct Keyspace {
     journal: OnceLock<Arc<dyn Journal>>,
     /// Held for the whole of a snapshot: one capture at a time.
     pub(crate) capture_lock: Mutex<()>,
+    /// The keys sessions WATCH.
+    pub(crate) watches: watch::Watches,
 }
 
 impl Default for Keyspace {
@@ -947,6 +950,7 @@ impl Default for Keyspace {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             journal: OnceLock::new(),
             capture_lock: Mutex::new(()),
+            watches: watch::Watches::default(),
         }
     }
 }
@@ -974,6 +978,15 @@ impl MultiGuard<'_> {
             })
             .collect();
         drop(old);
+    }
+
+    /// Shard `i` (which must be locked).
+    pub(crate) fn shard_at(&mut self, i: usize) -> &mut Shard {
+        let pos = self
+            .guards
+            .binary_search_by_key(&i, |(j, _)| *j)
+            .unwrap_or_else(|_| unreachable_shard());
+        &mut self.guards[pos].1
     }
 
     /// The shard holding `key` (which must be one of the locked keys).
@@ -1266,10 +1279,12 @@ impl Keyspace {
     /// Logs `e` (when there is a journal); call with the effect's shard
     /// locks held, before applying it.
     pub(crate) fn log(&self, e: &Effect<'_>) -> Result<Option<u64>, Error> {
-        match self.journal.get() {
-            Some(j) => j.append(e).map(Some),
-            None => Ok(None),
-        }
+        let t = match self.journal.get() {
+            Some(j) => j.append(e).map(Some)?,
+            None => None,
+        };
+        self.watches.touch(e);
+        Ok(t)
     }
 
     /// Waits for the durability of a logged effect; call without locks.
@@ -1405,6 +1420,8 @@ impl Keyspace {
     pub(crate) fn flush(&self) -> Result<Option<u64>, Error> {
         let mut guards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
         let t = self.log(&Effect::FlushDb)?;
+        self.watches
+            .touch_existing(&mut |k| guards[shard_index(k)].hash_ref(k).is_some());
         // Handed to a running snapshot before the locks go, so it cannot
         // finish without them; dropped (the slow part) after.
         let old: Vec<Option<Shard>> = guards

@@ -170,9 +170,10 @@ impl RespClient {
                 } else {
                     let mut items = Vec::with_capacity(n as usize);
                     for _ in 0..n {
+                        // An error inside an array (EXEC) is an element.
                         match self.read_reply()? {
                             Ok(r) => items.push(r),
-                            Err(e) => return Ok(Err(e)),
+                            Err(e) => items.push(Reply::Error(e)),
                         }
                     }
                     Ok(Reply::Array(items))

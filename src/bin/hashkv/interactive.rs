@@ -84,6 +84,7 @@ pub fn run(db: &Db, prompt: &str) -> Result<(), String> {
         let _ = rl.load_history(h);
     }
     let mut out = Vec::new();
+    let mut session = db.session();
     loop {
         match rl.readline(prompt) {
             Ok(line) => {
@@ -96,7 +97,8 @@ pub fn run(db: &Db, prompt: &str) -> Result<(), String> {
                     let _ = rl.save_history(h);
                 }
                 out.clear();
-                let go_on = hashkv::shell::run_line(db, line.as_bytes(), &mut out);
+                let go_on =
+                    hashkv::shell::run_session_line(&mut session, line.as_bytes(), &mut out);
                 let mut stdout = std::io::stdout().lock();
                 stdout
                     .write_all(&out)
