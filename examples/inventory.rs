@@ -1,8 +1,8 @@
 //! Product inventory: many buyers at once, and never more sold than in
-//! stock. The check-then-decrement race (read the stock, see 1, both buyers
-//! decrement) is avoided by letting the engine decrement atomically:
-//! HINCRBY returns the new value, and a buyer who takes it below zero puts
-//! the unit back and is told it is sold out.
+//! stock. Each purchase is a transaction over the product's key: check the
+//! stock, then decrement it and count the sale, with no other buyer in
+//! between; a reader never sees negative stock, and a crash keeps a sale
+//! whole or not at all (one log record).
 //!
 //! Run: `cargo run --example inventory`
 
@@ -14,14 +14,18 @@ use hashkv::Db;
 /// Buys `n` units of `sku`; true when they were in stock.
 fn buy(db: &Db, sku: &str, n: i64) -> hashkv::Result<bool> {
     let key = format!("product:{sku}");
-    let left = db.hincrby(&key, "stock", -n)?;
-    if left < 0 {
-        // Too late: give the units back (another atomic step).
-        db.hincrby(&key, "stock", n)?;
-        return Ok(false);
-    }
-    db.hincrby(&key, "sold", n)?;
-    Ok(true)
+    db.transaction(&[&key], |tx| {
+        let stock: i64 = tx
+            .hget(&key, "stock")?
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+            .unwrap_or(0);
+        if stock < n {
+            return Ok(false);
+        }
+        tx.hincrby(&key, "stock", -n)?;
+        tx.hincrby(&key, "sold", n)?;
+        Ok(true)
+    })
 }
 
 fn run() -> hashkv::Result<()> {

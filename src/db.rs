@@ -32,6 +32,8 @@ struct Shared {
     _lock: Option<std::fs::File>,
     /// Dropped with the last handle, which wakes and ends the sweeper.
     _stop: mpsc::Sender<()>,
+    /// Private keyspaces transactions run on, kept for reuse.
+    stages: crate::transaction::StagePool,
 }
 
 /// An open hashkv database.
@@ -217,6 +219,7 @@ impl Db {
             report,
             _lock: lock,
             _stop: tx,
+            stages: crate::transaction::StagePool::default(),
         });
         // One background thread for active expiry and the snapshot rules;
         // it ends when the last handle drops the sender.
@@ -245,6 +248,11 @@ impl Db {
     /// The options this database was opened with.
     pub fn options(&self) -> &Options {
         &self.shared.opts
+    }
+
+    /// The pool of transaction stages of this database.
+    pub(crate) fn stages(&self) -> &crate::transaction::StagePool {
+        &self.shared.stages
     }
 
     fn ctx(&self) -> Ctx<'_> {

@@ -225,13 +225,13 @@ impl Session {
         } else {
             keys
         };
-        let (stage_db, log) = stage(ks, &mut g, staged.iter().map(Vec::as_slice), opts)?;
+        let st = stage(&db, &mut g, staged.iter().map(Vec::as_slice))?;
         let mut replies = Vec::with_capacity(queue.len());
         for argv in &queue {
             let reply = if argv[0].eq_ignore_ascii_case(b"unwatch") {
                 Ok(Reply::ok())
             } else {
-                stage_db.execute(argv)
+                st.db.execute(argv)
             };
             replies.push(match reply {
                 Ok(r) => r,
@@ -239,9 +239,13 @@ impl Session {
                 Err(e) => return Err(e),
             });
         }
-        let ticket = commit(ks, &mut g, &log, opts)?;
+        let ticket = commit(ks, &mut g, &st.log, opts);
         drop(g);
-        ks.sync(ticket)?;
+        if !all {
+            // (A stage holding every key is not worth keeping.)
+            db.stages().recycle(st, staged.iter().map(Vec::as_slice));
+        }
+        ks.sync(ticket?)?;
         Ok(Reply::Array(replies))
     }
 }

@@ -26,11 +26,13 @@ use crate::options::{Now, Options};
 #[derive(Default)]
 pub(crate) struct StageLog {
     frames: Mutex<Vec<u8>>,
+    /// Encoding space, kept across records and transactions.
+    scratch: Mutex<Vec<u8>>,
 }
 
 impl Journal for StageLog {
     fn append(&self, e: &Effect<'_>) -> Result<u64, Error> {
-        let mut scratch = Vec::new();
+        let mut scratch = self.scratch.lock();
         let n = record::encode(e, &mut scratch).map_err(|m| {
             Error::Command(CommandError::err(format!(
                 "transaction too large for one log record: {m}"
@@ -70,7 +72,7 @@ fn internal(what: &str) -> Error {
 /// A transaction in progress: the typed commands of [`Db`] on the declared
 /// keys, reading the transaction's own writes. Made by [`Db::transaction`].
 pub struct Transaction<'t> {
-    stage: Db,
+    stage: Stage,
     declared: HashSet<Vec<u8>>,
     /// The first command that failed: the transaction then applies nothing.
     failed: Option<String>,
@@ -130,21 +132,60 @@ impl Db {
         let declared: HashSet<Vec<u8>> = keys.iter().map(|k| k.as_ref().to_vec()).collect();
         let names: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
         let mut g = ks.lock_many(&names);
-        let (stage, log) = stage(ks, &mut g, names.iter().copied(), opts)?;
+        let staged = stage(self, &mut g, names.iter().copied())?;
         let mut tx = Transaction {
-            stage,
+            stage: staged,
             declared,
             failed: None,
             _db: std::marker::PhantomData,
         };
-        let r = f(&mut tx)?;
-        if let Some(e) = tx.failed {
-            return Err(Error::Command(CommandError::new(e)));
-        }
-        let ticket = commit(ks, &mut g, &log, opts)?;
+        let outcome = f(&mut tx).and_then(|r| match tx.failed.take() {
+            Some(e) => Err(Error::Command(CommandError::new(e))),
+            None => Ok(r),
+        });
+        let committed = outcome.and_then(|r| Ok((r, commit(ks, &mut g, &tx.stage.log, opts)?)));
         drop(g);
+        let Transaction {
+            stage: staged,
+            declared,
+            ..
+        } = tx;
+        self.stages()
+            .recycle(staged, declared.iter().map(Vec::as_slice));
+        let (r, ticket) = committed?;
         ks.sync(ticket)?;
         Ok(r)
+    }
+}
+
+/// A private keyspace a transaction's commands run on, with the journal
+/// that collects their effects.
+pub(crate) struct Stage {
+    pub(crate) db: Db,
+    pub(crate) log: Arc<StageLog>,
+}
+
+/// Stages kept for reuse (creating one costs more than a small
+/// transaction).
+#[derive(Default)]
+pub(crate) struct StagePool(Mutex<Vec<Stage>>);
+
+/// Stages kept at most.
+const POOL: usize = 32;
+
+impl StagePool {
+    /// Gives `stage` back, emptied of `keys` (every key the transaction
+    /// could touch).
+    pub(crate) fn recycle<'k>(&self, stage: Stage, keys: impl Iterator<Item = &'k [u8]>) {
+        let ks = stage.db.keyspace();
+        for k in keys {
+            ks.shard(k).write().delete(k);
+        }
+        stage.log.frames.lock().clear();
+        let mut pool = self.0.lock();
+        if pool.len() < POOL {
+            pool.push(stage);
+        }
     }
 }
 
@@ -153,13 +194,27 @@ impl Db {
 /// any write would), with its key and field TTLs; the copy's journal
 /// collects the effects.
 pub(crate) fn stage<'k>(
-    ks: &Keyspace,
+    db: &Db,
     g: &mut MultiGuard<'_>,
     keys: impl Iterator<Item = &'k [u8]>,
-    opts: &Options,
-) -> Result<(Db, Arc<StageLog>)> {
+) -> Result<Stage> {
+    let (ks, opts) = (db.keyspace(), db.options());
+    let stage = db.stages().0.lock().pop();
+    let stage = match stage {
+        Some(s) => s,
+        None => {
+            let stage_ks = Keyspace::default();
+            let log = Arc::new(StageLog::default());
+            stage_ks.set_journal(log.clone());
+            let stage_opts = opts.clone().active_expiry(false).no_auto_snapshots();
+            Stage {
+                db: Db::with_keyspace(stage_ks, stage_opts),
+                log,
+            }
+        }
+    };
     let now = Now::lazy(&*opts.clock);
-    let stage_ks = Keyspace::default();
+    let stage_ks = stage.db.keyspace();
     for k in keys {
         let shard = g.shard(k);
         ks.expire_locked(shard, k, &now)?;
@@ -169,10 +224,7 @@ pub(crate) fn stage<'k>(
             stage_ks.shard(k).write().put(k, copy, ttl)?;
         }
     }
-    let log = Arc::new(StageLog::default());
-    stage_ks.set_journal(log.clone());
-    let stage_opts = opts.clone().active_expiry(false).no_auto_snapshots();
-    Ok((Db::with_keyspace(stage_ks, stage_opts), log))
+    Ok(stage)
 }
 
 /// Logs what the copy's commands did as one record (a [`Effect::Batch`]
@@ -184,7 +236,7 @@ pub(crate) fn commit(
     log: &StageLog,
     opts: &Options,
 ) -> Result<Option<u64>> {
-    let frames = std::mem::take(&mut *log.frames.lock());
+    let frames = log.frames.lock();
     let mut effects = decode_frames(&frames)?;
     if effects.iter().any(Effect::touches_all) {
         // FLUSHDB marks only watched keys that exist (before it runs).
@@ -224,7 +276,7 @@ impl Transaction<'_> {
     }
 
     fn on<T>(&mut self, key: &[u8], f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        let r = self.check(key).and_then(|()| f(&self.stage));
+        let r = self.check(key).and_then(|()| f(&self.stage.db));
         self.track(r)
     }
 
@@ -246,7 +298,7 @@ impl Transaction<'_> {
                     for k in keys {
                         self.check(k)?;
                     }
-                    self.stage.execute(&words)
+                    self.stage.db.execute(&words)
                 }
             });
         self.track(r)
@@ -337,7 +389,7 @@ impl Transaction<'_> {
             let r = self.check(k.as_ref());
             self.track(r)?;
         }
-        let r = self.stage.del(keys);
+        let r = self.stage.db.del(keys);
         self.track(r)
     }
 
@@ -347,7 +399,7 @@ impl Transaction<'_> {
             let r = self.check(k.as_ref());
             self.track(r)?;
         }
-        let r = self.stage.exists(keys);
+        let r = self.stage.db.exists(keys);
         self.track(r)
     }
 

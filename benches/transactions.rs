@@ -1,0 +1,117 @@
+//! What a transaction costs: two HINCRBYs as two calls, as one closure
+//! transaction, and as MULTI/EXEC in a session, on a logged directory
+//! (`EverySec`); and transactions on disjoint keys from 1 and 2 threads.
+//!
+//! Run: `cargo bench --bench transactions`. Under `cargo test --all-targets`
+//! (no `--bench` argument) it runs as a quick smoke test.
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use hashkv::{Db, Options};
+
+/// Operations per second of `op(i)` for `dur`.
+fn rate(dur: Duration, mut op: impl FnMut(u64)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..64 {
+            op(n);
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Transactions (or, with `plain`, pairs of single calls) per second from
+/// `threads` threads on their own keys.
+fn scaling(db: &Db, threads: usize, dur: Duration, plain: bool) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while start.elapsed() < dur {
+                    let k = format!("t{t}:{}", n % 1000);
+                    if plain {
+                        db.hincrby(&k, "a", 1).unwrap();
+                        db.hincrby(&k, "b", -1).unwrap();
+                    } else {
+                        db.transaction(&[&k], |tx| {
+                            tx.hincrby(&k, "a", 1)?;
+                            tx.hincrby(&k, "b", -1)?;
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let dur = if full {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_millis(50)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open_with(
+        tmp.path(),
+        Options::default().active_expiry(false).no_auto_snapshots(),
+    )
+    .unwrap();
+    let key = |n: u64| format!("acct:{}", n % 10_000);
+    let plain = rate(dur, |n| {
+        let k = key(n);
+        db.hincrby(&k, "a", 1).unwrap();
+        db.hincrby(&k, "b", -1).unwrap();
+    });
+    let closure = rate(dur, |n| {
+        let k = key(n);
+        db.transaction(&[&k], |tx| {
+            tx.hincrby(&k, "a", 1)?;
+            tx.hincrby(&k, "b", -1)?;
+            Ok(())
+        })
+        .unwrap();
+    });
+    let mut s = db.session();
+    let multi = rate(dur, |n| {
+        let k = key(n);
+        s.execute(&["MULTI"]).unwrap();
+        s.execute(&["HINCRBY", &k, "a", "1"]).unwrap();
+        s.execute(&["HINCRBY", &k, "b", "-1"]).unwrap();
+        s.execute(&["EXEC"]).unwrap();
+    });
+    println!("two HINCRBYs on one key, EverySec log, one thread (pairs per second):");
+    println!("  two calls          {:>10.0}", plain);
+    println!(
+        "  closure transaction {:>9.0}  ({:.2}x the time of two calls)",
+        closure,
+        plain / closure
+    );
+    println!(
+        "  MULTI/EXEC session {:>10.0}  ({:.2}x the time of two calls)",
+        multi,
+        plain / multi
+    );
+    for (what, plain) in [
+        ("closure transactions", false),
+        ("pairs of single calls", true),
+    ] {
+        let one = scaling(&db, 1, dur, plain);
+        let two = scaling(&db, 2, dur, plain);
+        println!(
+            "{what} on disjoint keys: 1 thread {one:.0}/s, 2 threads {two:.0}/s ({:.2}x)",
+            two / one
+        );
+    }
+}
