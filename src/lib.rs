@@ -24,14 +24,45 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Transactions: a closure over declared keys ([`Db::transaction`]), or
+//! Redis's MULTI/EXEC/WATCH in a [`Session`] (what `hashkv shell` runs);
+//! either is applied all at once and logged as one record.
+//!
+//! ```
+//! use hashkv::Reply;
+//! let db = hashkv::Db::in_memory(hashkv::Options::default());
+//! db.hset("acct:a", &[("balance", "100")])?;
+//! // Move 30 only if it is there; nobody sees the money in between.
+//! let moved = db.transaction(&["acct:a", "acct:b"], |tx| {
+//!     let a: i64 = tx.hget("acct:a", "balance")?
+//!         .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap_or(0));
+//!     if a < 30 {
+//!         return Ok(false);
+//!     }
+//!     tx.hincrby("acct:a", "balance", -30)?;
+//!     tx.hincrby("acct:b", "balance", 30)?;
+//!     Ok(true)
+//! })?;
+//! assert!(moved);
+//! // The same in Redis's words, in a session:
+//! let mut s = db.session();
+//! s.execute(&["WATCH", "acct:a"])?;
+//! s.execute(&["MULTI"])?;
+//! s.execute(&["HINCRBY", "acct:a", "balance", "-10"])?;
+//! s.execute(&["HINCRBY", "acct:b", "balance", "10"])?;
+//! assert_eq!(s.execute(&["EXEC"])?, Reply::Array(vec![Reply::Integer(60), Reply::Integer(40)]));
+//! # Ok::<(), hashkv::Error>(())
+//! ```
+//!
 //! What it is not: a server (no network protocol), a cache with eviction, or
 //! a store of Redis's other types (strings, lists, sets, ...). One process
 //! owns a database.
 //!
 //! Durability: a [`Db`] opened on a directory logs every write to an
 //! append-only log (CRC-framed records, fsync policy like Redis's
-//! `appendfsync`) and replays it on open, cutting a torn tail and naming the
-//! file and offset of any other damage. Snapshots ([`Db::snapshot`], also
+//! `appendfsync`) and replays it on open, cutting a torn tail (saved to
+//! `lost+found/` first) and refusing any other damage with its file and
+//! offset; open never deletes what it cannot prove is garbage. Snapshots ([`Db::snapshot`], also
 //! taken automatically) capture the keyspace as of one instant while writers
 //! keep going, and let the log they cover be dropped; see docs/DURABILITY.md
 //! and docs/FORMAT.md.
@@ -52,6 +83,9 @@
 //! - `snapshot`: the snapshot file format, the point-in-time capture driver
 //!   and restore ([`SnapshotInfo`]).
 //! - [`shell`]: redis-cli quoting in, `redis-cli --no-raw` output out.
+//! - [`session`]: [`Session`], one client's MULTI queue and WATCHed keys;
+//!   `transaction`: [`Db::transaction`] and [`Transaction`], and the
+//!   private keyspaces both run their commands on.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
 //! - [`error`]: [`Error`] and [`CommandError`].
 //!
