@@ -276,9 +276,12 @@ pub(crate) fn recover(
         // What a torn tail cuts is kept until every segment has checked
         // out: nothing is written while the open may still fail.
         let cut = if scan.torn_bytes > 0 && !scan.torn_header {
+            // Up to the last non-zero byte: the reserved space after it is
+            // not data.
             let from = (scan.valid_end as usize).min(bufs[i].len());
-            let bytes = &bufs[i][from..];
-            bytes.iter().any(|&b| b != 0).then(|| bytes.to_vec())
+            let rest = &bufs[i][from..];
+            let end = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            (end > 0).then(|| rest[..end].to_vec())
         } else {
             None
         };

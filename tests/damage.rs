@@ -802,3 +802,32 @@ fn each_file_cut_at_every_sixteenth_is_refused_or_reported() {
         }
     }
 }
+
+/// A crash image of a live log (space reserved ahead, a record torn in it):
+/// open saves only the torn bytes to lost+found, not the reserved zeros.
+#[test]
+fn a_torn_tail_in_reserved_space_saves_only_its_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Db::open_with(&dir, opts()).unwrap();
+    db.hset("k", &[("f", "v")]).unwrap();
+    // The files as a crash would leave them (the log has space reserved).
+    let crash = tmp.path().join("crash");
+    copy_dir(&dir, &crash);
+    drop(db);
+    let seg = crash.join("log-000001.aof");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    assert!(bytes.len() > 1 << 20, "space reserved ahead");
+    // The end of the frames (a sync mark may end in zero bytes).
+    let mut end = 8;
+    while u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap()) != 0 {
+        end += 8 + u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap()) as usize;
+    }
+    bytes[end..end + 7].copy_from_slice(&[30, 0, 0, 0, 9, 9, 9]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let db = Db::open_with(&crash, opts()).unwrap();
+    let t = db.recovery_report().torn_tail.clone().expect("a torn tail");
+    let saved = std::fs::read(t.saved_to.expect("saved")).unwrap();
+    assert_eq!(saved, [30, 0, 0, 0, 9, 9, 9]);
+    assert_eq!(db.hget("k", "f").unwrap().as_deref(), Some(&b"v"[..]));
+}
