@@ -9,7 +9,6 @@
 //! keys (with their key and field TTLs); its journal collects the effects
 //! the closure's commands produce, exactly as the live path would log them.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,6 +16,7 @@ use parking_lot::Mutex;
 use crate::command::{Command, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
+use crate::hash::HashRef;
 use crate::keyspace::effect::clone_hash;
 use crate::keyspace::{Effect, Journal, Keyspace, MultiGuard};
 use crate::log::record;
@@ -73,10 +73,10 @@ fn internal(what: &str) -> Error {
 /// keys, reading the transaction's own writes. Made by [`Db::transaction`].
 pub struct Transaction<'t> {
     stage: Stage,
-    declared: HashSet<Vec<u8>>,
+    /// The declared keys (a handful: looked up by a linear scan).
+    declared: Vec<&'t [u8]>,
     /// The first command that failed: the transaction then applies nothing.
     failed: Option<String>,
-    _db: std::marker::PhantomData<&'t Db>,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -129,15 +129,15 @@ impl Db {
     ) -> Result<R> {
         let ks = self.keyspace();
         let opts = self.options();
-        let declared: HashSet<Vec<u8>> = keys.iter().map(|k| k.as_ref().to_vec()).collect();
-        let names: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
-        let mut g = ks.lock_many(&names);
-        let staged = stage(self, &mut g, names.iter().copied())?;
+        let mut declared: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        declared.sort_unstable();
+        declared.dedup();
+        let mut g = ks.lock_many(&declared);
+        let staged = stage(self, &mut g, declared.iter().copied())?;
         let mut tx = Transaction {
             stage: staged,
             declared,
             failed: None,
-            _db: std::marker::PhantomData,
         };
         let outcome = f(&mut tx).and_then(|r| match tx.failed.take() {
             Some(e) => Err(Error::Command(CommandError::new(e))),
@@ -150,8 +150,7 @@ impl Db {
             declared,
             ..
         } = tx;
-        self.stages()
-            .recycle(staged, declared.iter().map(Vec::as_slice));
+        self.stages().recycle(staged, declared.iter().copied());
         let (r, ticket) = committed?;
         ks.sync(ticket)?;
         Ok(r)
@@ -218,10 +217,15 @@ pub(crate) fn stage<'k>(
     for k in keys {
         let shard = g.shard(k);
         ks.expire_locked(shard, k, &now)?;
-        if let Some(h) = shard.hash_ref(k) {
-            let copy = clone_hash(h)?;
-            let ttl = shard.ttl_of(k);
-            stage_ks.shard(k).write().put(k, copy, ttl)?;
+        let ttl = shard.ttl_of(k);
+        match shard.hash_ref(k) {
+            // A compact hash is copied straight into the stage's table.
+            Some(HashRef::Compact(buf)) => stage_ks.shard(k).write().put_compact(k, buf, ttl)?,
+            Some(h) => {
+                let copy = clone_hash(h)?;
+                stage_ks.shard(k).write().put(k, copy, ttl)?;
+            }
+            None => {}
         }
     }
     Ok(stage)
@@ -255,7 +259,7 @@ pub(crate) fn commit(
 
 impl Transaction<'_> {
     fn check(&self, key: &[u8]) -> Result<()> {
-        if self.declared.contains(key) {
+        if self.declared.contains(&key) {
             Ok(())
         } else {
             Err(Error::Command(CommandError::err(format!(
