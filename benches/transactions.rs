@@ -55,7 +55,52 @@ fn scaling(db: &Db, threads: usize, dur: Duration, plain: bool) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `HASHKV_TX_PROFILE=plain|closure|multi` with `HASHKV_TX_ITERS=N`: runs
+/// only that variant N times (for instruction counts under callgrind).
+fn profile(db: &Db, which: &str, iters: u64) {
+    let mut s = db.session();
+    for n in 0..iters {
+        let k = format!("acct:{}", n % 10_000);
+        match which {
+            "plain" => {
+                db.hincrby(&k, "a", 1).unwrap();
+                db.hincrby(&k, "b", -1).unwrap();
+            }
+            "closure" => db
+                .transaction(&[&k], |tx| {
+                    tx.hincrby(&k, "a", 1)?;
+                    tx.hincrby(&k, "b", -1)?;
+                    Ok(())
+                })
+                .unwrap(),
+            _ => {
+                s.execute(&["MULTI"]).unwrap();
+                s.execute(&["HINCRBY", &k, "a", "1"]).unwrap();
+                s.execute(&["HINCRBY", &k, "b", "-1"]).unwrap();
+                s.execute(&["EXEC"]).unwrap();
+            }
+        }
+    }
+}
+
 fn main() {
+    if let (Ok(which), Ok(iters)) = (
+        std::env::var("HASHKV_TX_PROFILE"),
+        std::env::var("HASHKV_TX_ITERS"),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open_with(
+            tmp.path(),
+            Options::default()
+                .active_expiry(false)
+                .no_auto_snapshots()
+                .fsync(hashkv::FsyncPolicy::No),
+        )
+        .unwrap();
+        profile(&db, &which, 20_000); // warm: every key exists
+        profile(&db, &which, iters.parse().unwrap_or(100_000));
+        return;
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let dur = if full {
         Duration::from_secs(3)

@@ -165,6 +165,10 @@ impl Journal for MemLog {
         self.bytes.lock().extend_from_slice(&scratch[..n]);
         Ok(0)
     }
+    fn append_frame(&self, frame: &[u8]) -> Result<u64, Error> {
+        self.bytes.lock().extend_from_slice(frame);
+        Ok(0)
+    }
     fn sync(&self, _ticket: u64) -> Result<(), Error> {
         Ok(())
     }

@@ -28,6 +28,17 @@ pub(crate) struct StageLog {
     frames: Mutex<Vec<u8>>,
     /// Encoding space, kept across records and transactions.
     scratch: Mutex<Vec<u8>>,
+    /// The keys the staged effects change, back to back, with their ends.
+    touched: Mutex<(Vec<u8>, Vec<usize>)>,
+}
+
+impl StageLog {
+    fn clear(&self) {
+        self.frames.lock().clear();
+        let mut t = self.touched.lock();
+        t.0.clear();
+        t.1.clear();
+    }
 }
 
 impl Journal for StageLog {
@@ -39,7 +50,26 @@ impl Journal for StageLog {
             )))
         })?;
         self.frames.lock().extend_from_slice(&scratch[..n]);
+        let mut t = self.touched.lock();
+        let (bytes, ends) = &mut *t;
+        for k in e.keys() {
+            let seen = ends.iter().enumerate().any(|(i, &end)| {
+                let start = if i == 0 { 0 } else { ends[i - 1] };
+                &bytes[start..end] == k
+            });
+            if !seen {
+                bytes.extend_from_slice(k);
+                ends.push(bytes.len());
+            }
+        }
         Ok(0)
+    }
+    fn append_frame(&self, frame: &[u8]) -> Result<u64, Error> {
+        // Stages only see their own commands' effects.
+        Err(internal(&format!(
+            "a framed record of {} bytes sent to a stage",
+            frame.len()
+        )))
     }
     fn sync(&self, _ticket: u64) -> Result<(), Error> {
         Ok(())
@@ -128,7 +158,7 @@ impl Db {
         f: impl FnOnce(&mut Transaction<'_>) -> Result<R>,
     ) -> Result<R> {
         let ks = self.keyspace();
-        let opts = self.options();
+
         let mut declared: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
         declared.sort_unstable();
         declared.dedup();
@@ -143,7 +173,7 @@ impl Db {
             Some(e) => Err(Error::Command(CommandError::new(e))),
             None => Ok(r),
         });
-        let committed = outcome.and_then(|r| Ok((r, commit(ks, &mut g, &tx.stage.log, opts)?)));
+        let committed = outcome.and_then(|r| Ok((r, commit_copy(ks, &mut g, &tx.stage)?)));
         drop(g);
         let Transaction {
             stage: staged,
@@ -180,7 +210,7 @@ impl StagePool {
         for k in keys {
             ks.shard(k).write().delete(k);
         }
-        stage.log.frames.lock().clear();
+        stage.log.clear();
         let mut pool = self.0.lock();
         if pool.len() < POOL {
             pool.push(stage);
@@ -229,6 +259,55 @@ pub(crate) fn stage<'k>(
         }
     }
     Ok(stage)
+}
+
+/// A closure transaction's commit: logs what the stage's commands did as
+/// one record (framed from the staged records, not encoded again), then
+/// gives each changed key the state it has in the stage (which is what
+/// applying that record gives). Returns the ticket to wait for.
+fn commit_copy(ks: &Keyspace, g: &mut MultiGuard<'_>, stage: &Stage) -> Result<Option<u64>> {
+    let frames = stage.log.frames.lock();
+    if frames.is_empty() {
+        return Ok(None);
+    }
+    let touched = stage.log.touched.lock();
+    let (bytes, ends) = &*touched;
+    let keys: Vec<&[u8]> = ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| &bytes[if i == 0 { 0 } else { ends[i - 1] }..end])
+        .collect();
+    let first_len = u32::from_le_bytes(
+        frames[0..4]
+            .try_into()
+            .map_err(|_| internal("short frame"))?,
+    ) as usize;
+    let ticket = if record::FRAME_HEADER + first_len == frames.len() {
+        // One effect: its record as it is.
+        ks.log_frame(&frames, &keys)?
+    } else {
+        let mut scratch = stage.log.scratch.lock();
+        record::batch_frame(&frames, &mut scratch).map_err(|m| {
+            Error::Command(CommandError::err(format!(
+                "transaction too large for one log record: {m}"
+            )))
+        })?;
+        ks.log_frame(&scratch, &keys)?
+    };
+    let stage_ks = stage.db.keyspace();
+    for k in keys {
+        let staged = stage_ks.shard(k).read();
+        let real = g.shard(k);
+        let ttl = staged.ttl_of(k);
+        match staged.hash_ref(k) {
+            Some(HashRef::Compact(buf)) => real.put_compact(k, buf, ttl)?,
+            Some(h) => real.put(k, clone_hash(h)?, ttl)?,
+            None => {
+                real.delete(k);
+            }
+        }
+    }
+    Ok(ticket)
 }
 
 /// Logs what the copy's commands did as one record (a [`Effect::Batch`]

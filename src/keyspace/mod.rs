@@ -374,9 +374,34 @@ impl Shard {
         }
     }
 
-    /// Removes `key` with its hash and TTL; true when it existed.
+    /// Removes `key` with its hash and TTL; true when it existed. Unlike
+    /// [`Shard::take`] it copies nothing out of the table.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
-        self.take(key).is_some()
+        self.preserve(key);
+        let Some((tag, data)) = self.raw(key) else {
+            return false;
+        };
+        if tag & ENC_MASK == TAG_DICT {
+            if let Ok(id) = <[u8; 4]>::try_from(data).map(u32::from_le_bytes) {
+                // Dropped after the table entry goes (the dict may be big).
+                let d = self.dicts.get_mut(id as usize).and_then(Option::take);
+                if d.is_some() {
+                    self.free_dicts.push(id);
+                }
+                self.dict_ttls.remove(&id);
+                self.keys.remove(key);
+                drop(d);
+            }
+        } else {
+            self.keys.remove(key);
+        }
+        if tag & FLAG_TTL != 0 {
+            self.expires.remove(key);
+        }
+        if tag & FLAG_HFE != 0 {
+            self.hfe.remove(key);
+        }
+        true
     }
 
     /// Removes `key` and returns its hash and TTL.
@@ -927,6 +952,9 @@ impl HashEdit<'_> {
 pub(crate) trait Journal: Send + Sync {
     /// Appends `e`; returns a ticket for [`Journal::sync`].
     fn append(&self, e: &Effect<'_>) -> Result<u64, Error>;
+    /// Appends a record already framed (see `log::record`); returns a
+    /// ticket for [`Journal::sync`].
+    fn append_frame(&self, frame: &[u8]) -> Result<u64, Error>;
     /// Returns once the record with `ticket` is as durable as the fsync
     /// policy promises.
     fn sync(&self, ticket: u64) -> Result<(), Error>;
@@ -1284,6 +1312,18 @@ impl Keyspace {
             None => None,
         };
         self.watches.touch(e);
+        Ok(t)
+    }
+
+    /// Logs a framed record whose effects change `keys` (a transaction's
+    /// batch, framed from its staged records); call with the keys' shard
+    /// locks held, before applying it.
+    pub(crate) fn log_frame(&self, frame: &[u8], keys: &[&[u8]]) -> Result<Option<u64>, Error> {
+        let t = match self.journal.get() {
+            Some(j) => j.append_frame(frame).map(Some)?,
+            None => None,
+        };
+        self.watches.touch_keys(keys);
         Ok(t)
     }
 

@@ -75,6 +75,20 @@ impl Watches {
         touch_in(&map, e);
     }
 
+    /// Marks the watchers of `keys` (changed by a transaction).
+    pub(crate) fn touch_keys(&self, keys: &[&[u8]]) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let map = self.by_key.lock();
+        for k in keys {
+            for w in map.get(*k).into_iter().flatten() {
+                w.expired_at_watch.store(false, Ordering::SeqCst);
+                w.dirty.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// FLUSHDB: marks the watchers of every watched key that `exists`.
     pub(crate) fn touch_existing(&self, exists: &mut dyn FnMut(&[u8]) -> bool) {
         if self.count.load(Ordering::Relaxed) == 0 {

@@ -133,6 +133,50 @@ fn decode_bounded(body: &[u8]) -> Result<(Effect<'_>, usize), bincode::error::De
     bincode::borrow_decode_from_slice::<Effect<'_>, _>(body, config())
 }
 
+/// Frames one record holding `Effect::Batch` of the effects whose records
+/// are `frames` (records as [`encode`] writes them, back to back), without
+/// decoding them: the batch's bincode is the variant index, the count and
+/// the effects' own bincode one after another. Writes the frame into `out`
+/// (cleared first).
+pub(crate) fn batch_frame(frames: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    /// `Effect::Batch`'s variant index.
+    const BATCH_VARIANT: u8 = 11;
+    let mut bodies = Vec::new();
+    let mut at = 0;
+    while at < frames.len() {
+        let len = frames
+            .get(at..at + 4)
+            .map(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize)
+            .ok_or("short frame")?;
+        let payload = frames
+            .get(at + FRAME_HEADER..at + FRAME_HEADER + len)
+            .ok_or("short frame")?;
+        bodies.push(payload.get(1..).ok_or("empty payload")?);
+        at += FRAME_HEADER + len;
+    }
+    out.clear();
+    out.resize(FRAME_HEADER, 0);
+    out.push(PAYLOAD_VERSION);
+    out.push(BATCH_VARIANT);
+    let mut count = [0u8; 9];
+    let n = bincode::encode_into_slice(bodies.len() as u64, &mut count, config())
+        .map_err(|e| e.to_string())?;
+    out.extend_from_slice(&count[..n]);
+    for b in &bodies {
+        out.extend_from_slice(b);
+    }
+    let payload_len = out.len() - FRAME_HEADER;
+    if payload_len > MAX_PAYLOAD {
+        return Err(format!(
+            "log record of {payload_len} bytes exceeds the {MAX_PAYLOAD}-byte limit"
+        ));
+    }
+    let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+    out[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
 /// Decodes a payload whose CRC already checked out.
 pub(crate) fn decode(payload: &[u8]) -> Result<Effect<'_>, String> {
     let Some((&version, body)) = payload.split_first() else {
@@ -184,6 +228,44 @@ mod tests {
         assert_eq!(crc32fast::hash(payload).to_le_bytes(), m[4..8]);
         assert_eq!(as_mark(payload), Some((MARK_SYNCED, 12345)));
         assert!(decode(payload).is_err());
+    }
+
+    /// A batch framed from its effects' records is byte for byte the
+    /// record of the batch encoded whole.
+    #[test]
+    fn a_batch_framed_from_records_equals_the_batch_encoded() {
+        for n in [2usize, 3, 300] {
+            let keys: Vec<String> = (0..n).map(|i| format!("key:{i}")).collect();
+            let effects: Vec<Effect<'_>> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match i % 3 {
+                    0 => Effect::HSet {
+                        key: k.as_bytes(),
+                        pairs: vec![(b"f", b"v")],
+                    },
+                    1 => Effect::PExpireAt {
+                        key: k.as_bytes(),
+                        at_ms: 1_800_000_000_000,
+                    },
+                    _ => Effect::Del {
+                        keys: vec![k.as_bytes()],
+                    },
+                })
+                .collect();
+            let mut frames = Vec::new();
+            let mut scratch = Vec::new();
+            for e in &effects {
+                let len = encode(e, &mut scratch).unwrap();
+                frames.extend_from_slice(&scratch[..len]);
+            }
+            let mut framed = Vec::new();
+            batch_frame(&frames, &mut framed).unwrap();
+            let whole = Effect::Batch { effects };
+            let len = encode(&whole, &mut scratch).unwrap();
+            assert_eq!(framed, scratch[..len], "{n} effects");
+            assert_eq!(decode(&framed[FRAME_HEADER..]).unwrap(), whole);
+        }
     }
 
     /// A record claiming 20 million pairs in a few bytes fails to decode

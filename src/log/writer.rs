@@ -347,6 +347,11 @@ impl Journal for LogWriter {
         })
     }
 
+    fn append_frame(&self, frame: &[u8]) -> Result<u64, Error> {
+        self.check_poisoned()?;
+        self.write_record(frame)
+    }
+
     fn sync(&self, ticket: u64) -> Result<(), Error> {
         match self.policy {
             FsyncPolicy::Always => self.sync_upto(ticket),
