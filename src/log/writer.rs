@@ -587,6 +587,35 @@ mod tests {
         }
     }
 
+    /// The every-second thread's failed fsync is kept: every later write
+    /// reports it (cause and file), not a bare "poisoned".
+    #[test]
+    fn a_failed_background_fsync_is_reported_by_every_later_write() {
+        let disk = Arc::new(Disk::default());
+        let db = db_on(&disk, FsyncPolicy::EverySec);
+        disk.sync_fault.store(1, Ordering::SeqCst);
+        db.hset("h", &[("a", "1")]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match db.hset("h", &[("b", "2")]) {
+                Err(e) => break e,
+                Ok(_) => {
+                    assert!(std::time::Instant::now() < deadline, "never reported");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        for e in [err, db.hset("h", &[("c", "3")]).unwrap_err()] {
+            let text = e.to_string();
+            assert!(matches!(e, Error::Poisoned { .. }), "{text}");
+            assert!(
+                text.contains("EIO on fsync") && text.contains("fake/log-000001.aof"),
+                "{text}"
+            );
+        }
+        assert_eq!(db.hget("h", "a").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+
     #[test]
     fn a_write_that_cannot_be_undone_or_a_failed_fsync_poisons_writes_not_reads() {
         let disk = Arc::new(Disk::default());
