@@ -362,6 +362,7 @@ impl Journal for LogWriter {
 
 impl LogWriter {
     /// Copies one encoded record into the segment.
+    #[inline]
     fn write_record(&self, rec: &[u8]) -> Result<u64, Error> {
         let mut inner = self.inner.lock();
         self.write_frame(&mut inner, rec, true)?;
@@ -370,13 +371,10 @@ impl LogWriter {
 
     /// Copies one frame into the segment; a record (not a mark) counts in
     /// `seq`. A failed write is cut back off, or poisons the writer.
+    #[inline]
     fn write_frame(&self, inner: &mut Inner, frame: &[u8], is_record: bool) -> Result<(), Error> {
         if inner.sealed {
-            return Err(io(
-                "appending to log",
-                &inner.path,
-                std::io::Error::other("segment already sealed"),
-            ));
+            return Err(self.sealed_error(inner));
         }
         let n = frame.len();
         match inner.file.write_all(frame) {
@@ -388,28 +386,42 @@ impl LogWriter {
                 inner.written += 1;
                 Ok(())
             }
-            Err(err) => {
-                let err = if err.raw_os_error() == Some(libc::ENOSPC) {
-                    let dir = inner.path.parent().unwrap_or(&inner.path);
-                    std::io::Error::new(
-                        std::io::ErrorKind::StorageFull,
-                        format!(
-                            "no space left on the device of {}: {n} bytes needed for this record ({err})",
-                            dir.display()
-                        ),
-                    )
-                } else {
-                    err
-                };
-                let err = io("appending to log", &inner.path, err);
-                // Cut a partial record back off, so the log stays whole and
-                // the next write (once the disk has room) starts clean.
-                if inner.file.set_len(inner.len).is_err() {
-                    self.poison(&err);
-                }
-                Err(err)
-            }
+            Err(err) => Err(self.write_failed(inner, n, err)),
         }
+    }
+
+    #[cold]
+    fn sealed_error(&self, inner: &Inner) -> Error {
+        io(
+            "appending to log",
+            &inner.path,
+            std::io::Error::other("segment already sealed"),
+        )
+    }
+
+    /// A failed append: the error to report, after cutting the partial
+    /// record back off (or poisoning the writer when that fails too).
+    #[cold]
+    fn write_failed(&self, inner: &mut Inner, n: usize, err: std::io::Error) -> Error {
+        let err = if err.raw_os_error() == Some(libc::ENOSPC) {
+            let dir = inner.path.parent().unwrap_or(&inner.path);
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "no space left on the device of {}: {n} bytes needed for this record ({err})",
+                    dir.display()
+                ),
+            )
+        } else {
+            err
+        };
+        let err = io("appending to log", &inner.path, err);
+        // Cut a partial record back off, so the log stays whole and the
+        // next write (once the disk has room) starts clean.
+        if inner.file.set_len(inner.len).is_err() {
+            self.poison(&err);
+        }
+        err
     }
 }
 
