@@ -263,7 +263,7 @@ impl Db {
         }
     }
 
-    fn run(&self, cmd: Command<'_>) -> Result<Reply> {
+    pub(crate) fn run(&self, cmd: Command<'_>) -> Result<Reply> {
         cmd.execute(&self.ctx())
     }
 

@@ -185,11 +185,20 @@ impl Session {
         let opts = db.options();
         // The keys of every queued command (a command that does not parse
         // fails when it runs and touches nothing).
+        let words: Vec<Vec<&[u8]>> = queue
+            .iter()
+            .map(|argv| argv.iter().map(Vec::as_slice).collect())
+            .collect();
+        // Each queued command parsed once: for its keys now, to run later
+        // (UNWATCH is the session's; a parse error is that command's reply).
+        let parsed: Vec<Option<std::result::Result<Command<'_>, CommandError>>> = words
+            .iter()
+            .map(|w| (!w[0].eq_ignore_ascii_case(b"unwatch")).then(|| Command::parse(w)))
+            .collect();
         let mut all = false;
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        for argv in &queue {
-            let words: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-            match Command::parse(&words).map(|c| c.keys()) {
+        for p in parsed.iter().flatten() {
+            match p.as_ref().map(Command::keys) {
                 Ok(KeySet::All) => all = true,
                 Ok(KeySet::Keys(ks)) => keys.extend(ks.into_iter().map(<[u8]>::to_vec)),
                 Err(_) => {}
@@ -227,11 +236,11 @@ impl Session {
         };
         let st = stage(&db, &mut g, staged.iter().map(Vec::as_slice))?;
         let mut replies = Vec::with_capacity(queue.len());
-        for argv in &queue {
-            let reply = if argv[0].eq_ignore_ascii_case(b"unwatch") {
-                Ok(Reply::ok())
-            } else {
-                st.db.execute(argv)
+        for p in parsed {
+            let reply = match p {
+                None => Ok(Reply::ok()),
+                Some(Ok(cmd)) => st.db.run(cmd),
+                Some(Err(e)) => Err(e.into()),
             };
             replies.push(match reply {
                 Ok(r) => r,
