@@ -226,11 +226,22 @@ pub(crate) fn check_pass(
             break (m, handles);
         }
     };
-    let mut contents = Vec::with_capacity(handles.len());
-    for (h, name) in handles
-        .into_iter()
-        .zip(m.snapshot.iter().chain(&m.segments))
-    {
+    let mut handles = handles.into_iter();
+    // The snapshot is mapped (snapshots are never changed once in place,
+    // only removed, which leaves a mapping whole); segments are read, as a
+    // writer may cut the one it closes.
+    let snap_bytes = match &m.snapshot {
+        Some(name) => Some(match handles.next().flatten() {
+            Some(f) => Some(
+                crate::snapshot::format::map_file(&f)
+                    .map_err(|e| io("mapping", &dir.join(name), e))?,
+            ),
+            None => None,
+        }),
+        None => None,
+    };
+    let mut contents = Vec::with_capacity(m.segments.len());
+    for (h, name) in handles.zip(&m.segments) {
         contents.push(match h {
             Some(mut f) => {
                 let mut buf = Vec::new();
@@ -241,11 +252,6 @@ pub(crate) fn check_pass(
             None => None,
         });
     }
-    let snap_bytes = if m.snapshot.is_some() {
-        Some(contents.remove(0))
-    } else {
-        None
-    };
     let segs = contents;
     let mut listed: Vec<(String, &'static str)> = Vec::new();
     if let Some(s) = &m.snapshot {
@@ -257,7 +263,7 @@ pub(crate) fn check_pass(
             snap_bytes
                 .as_ref()
                 .and_then(|b| b.as_ref())
-                .map_or(0, |b| b.len() as u64)
+                .map_or(0, |b| b.as_deref().map_or(0, <[u8]>::len) as u64)
         } else {
             let j = i - usize::from(m.snapshot.is_some());
             segs[j].as_ref().map_or(0, |b| b.len() as u64)
@@ -286,10 +292,11 @@ pub(crate) fn check_pass(
         let bytes = size(index);
         let mut items = 0;
         if *kind == "snapshot" {
-            let Some(Some(buf)) = snap_bytes.as_ref() else {
+            let Some(Some(map)) = snap_bytes.as_ref() else {
                 missing(&mut report);
                 continue;
             };
+            let buf: &[u8] = map.as_deref().unwrap_or(&[]);
             let deep = std::sync::Mutex::new(Vec::new());
             let res = crate::snapshot::format::read(buf, &Options::default(), |e| {
                 if let crate::snapshot::format::EntryHash::Compact(buf) = e.hash {

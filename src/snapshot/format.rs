@@ -735,6 +735,20 @@ fn entries(
     Ok(n)
 }
 
+/// Maps an open snapshot file read-only (`None` when it is empty).
+pub(crate) fn map_file(file: &File) -> std::io::Result<Option<memmap2::Mmap>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the file is a snapshot in a data directory or a file given
+    // to `restore`; snapshots are never modified or shortened once renamed
+    // into place (only removed, which leaves a mapping whole). The mapping
+    // is read-only and every read of it is bounds-checked.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(file)? };
+    Ok(Some(map))
+}
+
 /// Maps the snapshot at `path` read-only and [`read`]s it.
 pub(crate) fn read_file(
     path: &Path,
@@ -747,28 +761,10 @@ pub(crate) fn read_file(
         source: e,
     };
     let file = File::open(path).map_err(|e| io("opening snapshot", e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| io("reading size of snapshot", e))?
-        .len();
-    let corrupt = |b: Bad| Error::Corrupt {
+    let map = map_file(&file).map_err(|e| io("mapping snapshot", e))?;
+    read(map.as_deref().unwrap_or(&[]), opts, put).map_err(|b| Error::Corrupt {
         file: path.display().to_string(),
         offset: b.offset,
         reason: b.reason,
-    };
-    if len == 0 {
-        return read(&[], opts, put).map_err(corrupt);
-    }
-    // SAFETY: the file is a snapshot in a directory this process holds the
-    // LOCK of (or a file given to `restore`); snapshots are never modified
-    // after they are renamed into place, only replaced by new files. The
-    // mapping is read-only and every read of it is bounds-checked.
-    #[allow(unsafe_code)]
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .populate()
-            .map(&file)
-            .map_err(|e| io("mapping snapshot", e))?
-    };
-    read(&map, opts, put).map_err(corrupt)
+    })
 }
