@@ -141,8 +141,10 @@ impl CheckReport {
 /// elements, unique fields). `progress(done, total)` is called with bytes
 /// as files are read.
 ///
-/// Safe beside a writer: files are read with `read(2)`, never mapped (a
-/// writer cutting a file cannot kill the check), and when the directory is
+/// Safe beside a writer: log segments are read with `read(2)`, never
+/// mapped (a writer cutting a segment cannot kill the check), the snapshot
+/// is mapped from the handle taken with MANIFEST (snapshots are never
+/// shortened), and when the directory is
 /// open elsewhere the check runs again until two passes agree, so a file
 /// the writer just replaced is not reported as missing and the tail being
 /// written is not reported as torn.
