@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::command::{Command, Ctx, Reply};
+use crate::command::{convert, Command, Ctx, Reply};
 use crate::error::{CommandError, Error, Result};
 use crate::hash::compact::Elem;
 use crate::keyspace::Keyspace;
@@ -33,7 +33,7 @@ struct Shared {
     /// Dropped with the last handle, which wakes and ends the sweeper.
     _stop: mpsc::Sender<()>,
     /// Private keyspaces transactions run on, kept for reuse.
-    stages: crate::transaction::StagePool,
+    tx_logs: crate::transaction::TxLogPool,
 }
 
 /// An open hashkv database.
@@ -52,12 +52,6 @@ impl std::fmt::Debug for Db {
             .field("options", &self.shared.opts)
             .finish()
     }
-}
-
-fn unexpected(reply: &Reply) -> Error {
-    Error::Command(CommandError::err(format!(
-        "internal: unexpected reply {reply:?}"
-    )))
 }
 
 impl Db {
@@ -219,7 +213,7 @@ impl Db {
             report,
             _lock: lock,
             _stop: tx,
-            stages: crate::transaction::StagePool::default(),
+            tx_logs: crate::transaction::TxLogPool::default(),
         });
         // One background thread for active expiry and the snapshot rules;
         // it ends when the last handle drops the sender.
@@ -250,17 +244,13 @@ impl Db {
         &self.shared.opts
     }
 
-    /// The pool of transaction stages of this database.
-    pub(crate) fn stages(&self) -> &crate::transaction::StagePool {
-        &self.shared.stages
+    /// The transaction logs kept for reuse by this database.
+    pub(crate) fn tx_logs(&self) -> &crate::transaction::TxLogPool {
+        &self.shared.tx_logs
     }
 
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            ks: &self.shared.ks,
-            opts: &self.shared.opts,
-            now: Now::lazy(&*self.shared.opts.clock),
-        }
+    fn ctx(&self) -> Ctx<'_, '_> {
+        Ctx::new(&self.shared.ks, &self.shared.opts)
     }
 
     pub(crate) fn run(&self, cmd: Command<'_>) -> Result<Reply> {
@@ -290,31 +280,15 @@ impl Db {
     }
 
     fn int(&self, cmd: Command<'_>) -> Result<i64> {
-        match self.run(cmd)? {
-            Reply::Integer(i) => Ok(i),
-            other => Err(unexpected(&other)),
-        }
+        convert::int(self.run(cmd)?)
     }
 
     fn bulk(&self, cmd: Command<'_>) -> Result<Option<Vec<u8>>> {
-        match self.run(cmd)? {
-            Reply::Bulk(b) => Ok(Some(b)),
-            Reply::Nil => Ok(None),
-            other => Err(unexpected(&other)),
-        }
+        convert::bulk(self.run(cmd)?)
     }
 
     fn bulks(&self, cmd: Command<'_>) -> Result<Vec<Vec<u8>>> {
-        match self.run(cmd)? {
-            Reply::Array(items) => Ok(items
-                .into_iter()
-                .filter_map(|r| match r {
-                    Reply::Bulk(b) => Some(b),
-                    _ => None,
-                })
-                .collect()),
-            other => Err(unexpected(&other)),
-        }
+        convert::bulks(self.run(cmd)?)
     }
 
     /// `HSET key field value [field value ...]`: sets fields, returns how
@@ -432,7 +406,7 @@ impl Db {
         key: impl AsRef<[u8]>,
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        optional_bulks(self.execute(&fields_argv("HGETDEL", key.as_ref(), fields))?)
+        convert::optional_bulks(self.execute(&fields_argv("HGETDEL", key.as_ref(), fields))?)
     }
 
     /// `HSETEX key PX ms FIELDS n field value...`: sets the pairs, each
@@ -487,10 +461,10 @@ impl Db {
                 .into_iter()
                 .map(|r| match r {
                     Reply::Integer(n) => Ok(n),
-                    other => Err(unexpected(&other)),
+                    other => Err(convert::unexpected(&other)),
                 })
                 .collect(),
-            other => Err(unexpected(&other)),
+            other => Err(convert::unexpected(&other)),
         }
     }
 
@@ -504,7 +478,7 @@ impl Db {
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let fields = fields.iter().map(AsRef::as_ref).collect();
-        optional_bulks(self.run(Command::HMGet {
+        convert::optional_bulks(self.run(Command::HMGet {
             key: key.as_ref(),
             fields,
         })?)
@@ -738,20 +712,6 @@ impl Db {
         self.shared
             .ks
             .sweep(self.shared.opts.clock.now_ms(), SWEEP_BUDGET)
-    }
-}
-
-/// An array of bulk strings and nils as `Option`s.
-fn optional_bulks(reply: Reply) -> Result<Vec<Option<Vec<u8>>>> {
-    match reply {
-        Reply::Array(items) => Ok(items
-            .into_iter()
-            .map(|r| match r {
-                Reply::Bulk(b) => Some(b),
-                _ => None,
-            })
-            .collect()),
-        other => Err(unexpected(&other)),
     }
 }
 

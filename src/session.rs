@@ -21,7 +21,7 @@ use crate::error::{CommandError, Error, Result};
 use crate::keyspace::watch::Watch;
 use crate::keyspace::Lookup;
 use crate::options::Now;
-use crate::transaction::{commit, stage};
+use crate::transaction::{begin, end, run_in};
 
 /// One client's state over a [`Db`]: MULTI/EXEC/DISCARD/WATCH/UNWATCH work
 /// here as on a Redis connection. Made by [`Db::session`].
@@ -225,21 +225,14 @@ impl Session {
         if dirty {
             return Ok(Reply::Nil);
         }
-        let staged: Vec<Vec<u8>> = if all {
-            let mut every = Vec::new();
-            for i in 0..crate::keyspace::SHARDS {
-                every.extend(g.shard_at(i).key_names().map(<[u8]>::to_vec));
-            }
-            every
-        } else {
-            keys
-        };
-        let st = stage(&db, &mut g, staged.iter().map(Vec::as_slice))?;
+        // The queue runs directly on the locked shards; its changes are
+        // logged as one record at the end.
+        let locked = begin(&db, g);
         let mut replies = Vec::with_capacity(queue.len());
         for p in parsed {
             let reply = match p {
                 None => Ok(Reply::ok()),
-                Some(Ok(cmd)) => st.db.run(cmd),
+                Some(Ok(cmd)) => run_in(&db, &locked, cmd),
                 Some(Err(e)) => Err(e.into()),
             };
             replies.push(match reply {
@@ -248,13 +241,8 @@ impl Session {
                 Err(e) => return Err(e),
             });
         }
-        let ticket = commit(ks, &mut g, &st.log, opts);
-        drop(g);
-        if !all {
-            // (A stage holding every key is not worth keeping.)
-            db.stages().recycle(st, staged.iter().map(Vec::as_slice));
-        }
-        ks.sync(ticket?)?;
+        let ticket = end(&db, ks, locked)?;
+        ks.sync(ticket)?;
         Ok(Reply::Array(replies))
     }
 }

@@ -1,108 +1,26 @@
 //! Closure transactions ([`Db::transaction`]): the keys are declared up
-//! front and their shards locked for the whole closure; the closure works
-//! on a private copy of those keys (so it reads its own writes and nothing
-//! it does is visible before the end); on `Ok` every change is logged as one
-//! [`Effect::Batch`] record and applied under the same locks, on `Err`, on
-//! a failed command or on a panic nothing is applied.
-//!
-//! The copy is a small in-memory keyspace holding clones of the declared
-//! keys (with their key and field TTLs); its journal collects the effects
-//! the closure's commands produce, exactly as the live path would log them.
-
-use std::sync::Arc;
+//! front and their shards locked for the whole closure; the closure's
+//! commands run directly on the locked shards (so it reads its own writes,
+//! and no other thread sees anything before the end), each change's old
+//! state kept; on `Ok` every change is logged as one record (an
+//! [`Effect::Batch`](crate::keyspace::Effect) when there is more than one),
+//! on `Err`, on a failed command or on a panic the old states are put back
+//! and nothing is logged. EXEC ([`crate::Session`]) runs its queue the same
+//! way. The bookkeeping is [`TxLog`]'s.
 
 use parking_lot::Mutex;
 
-use crate::command::{Command, KeySet, Reply};
+use crate::command::{convert, Command, Ctx, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
-use crate::hash::HashRef;
-use crate::keyspace::effect::clone_hash;
-use crate::keyspace::{Effect, Journal, Keyspace, MultiGuard};
-use crate::log::record;
-use crate::options::{Now, Options};
-
-/// Collects the encoded effects of a transaction's commands.
-#[derive(Default)]
-pub(crate) struct StageLog {
-    frames: Mutex<Vec<u8>>,
-    /// Encoding space, kept across records and transactions.
-    scratch: Mutex<Vec<u8>>,
-    /// The keys the staged effects change, back to back, with their ends.
-    touched: Mutex<(Vec<u8>, Vec<usize>)>,
-}
-
-impl StageLog {
-    fn clear(&self) {
-        self.frames.lock().clear();
-        let mut t = self.touched.lock();
-        t.0.clear();
-        t.1.clear();
-    }
-}
-
-impl Journal for StageLog {
-    fn append(&self, e: &Effect<'_>) -> Result<u64, Error> {
-        let mut scratch = self.scratch.lock();
-        let n = record::encode(e, &mut scratch).map_err(|m| {
-            Error::Command(CommandError::err(format!(
-                "transaction too large for one log record: {m}"
-            )))
-        })?;
-        self.frames.lock().extend_from_slice(&scratch[..n]);
-        let mut t = self.touched.lock();
-        let (bytes, ends) = &mut *t;
-        for k in e.keys() {
-            let seen = ends.iter().enumerate().any(|(i, &end)| {
-                let start = if i == 0 { 0 } else { ends[i - 1] };
-                &bytes[start..end] == k
-            });
-            if !seen {
-                bytes.extend_from_slice(k);
-                ends.push(bytes.len());
-            }
-        }
-        Ok(0)
-    }
-    fn append_frame(&self, frame: &[u8]) -> Result<u64, Error> {
-        // Stages only see their own commands' effects.
-        Err(internal(&format!(
-            "a framed record of {} bytes sent to a stage",
-            frame.len()
-        )))
-    }
-    fn sync(&self, _ticket: u64) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-/// The effects in `frames` (records written by [`StageLog`]), in order.
-fn decode_frames(frames: &[u8]) -> Result<Vec<Effect<'_>>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < frames.len() {
-        let len = u32::from_le_bytes(
-            frames[at..at + 4]
-                .try_into()
-                .map_err(|_| internal("short frame"))?,
-        ) as usize;
-        let payload = frames
-            .get(at + record::FRAME_HEADER..at + record::FRAME_HEADER + len)
-            .ok_or_else(|| internal("short frame"))?;
-        out.push(record::decode(payload).map_err(|e| internal(&e))?);
-        at += record::FRAME_HEADER + len;
-    }
-    Ok(out)
-}
-
-fn internal(what: &str) -> Error {
-    Error::Command(CommandError::err(format!("internal: transaction: {what}")))
-}
+use crate::keyspace::tx::Locked;
+use crate::keyspace::{Keyspace, MultiGuard, TxLog};
 
 /// A transaction in progress: the typed commands of [`Db`] on the declared
 /// keys, reading the transaction's own writes. Made by [`Db::transaction`].
 pub struct Transaction<'t> {
-    stage: Stage,
+    db: &'t Db,
+    locked: Locked<'t>,
     /// The declared keys (a handful: looked up by a linear scan).
     declared: Vec<&'t [u8]>,
     /// The first command that failed: the transaction then applies nothing.
@@ -127,7 +45,8 @@ impl Db {
     /// panics, nothing is applied. Touching a key not in `keys` is an error
     /// that names it. Keys are locked in a fixed order, so transactions on
     /// overlapping keys cannot deadlock; `f` must not call this `Db` itself
-    /// on the declared keys (use the [`Transaction`]).
+    /// on the declared keys, or on other keys of the shards they lock (use
+    /// the [`Transaction`]).
     ///
     /// # Errors
     /// What `f` returns, the first command error inside it, or the log's
@@ -158,182 +77,69 @@ impl Db {
         f: impl FnOnce(&mut Transaction<'_>) -> Result<R>,
     ) -> Result<R> {
         let ks = self.keyspace();
-
         let mut declared: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
         declared.sort_unstable();
         declared.dedup();
-        let mut g = ks.lock_many(&declared);
-        let staged = stage(self, &mut g, declared.iter().copied())?;
+        let g = ks.lock_many(&declared);
         let mut tx = Transaction {
-            stage: staged,
+            db: self,
+            locked: Locked::new(g, self.tx_logs().take()),
             declared,
             failed: None,
         };
+        // A panic in `f` drops `tx`, which puts everything back.
         let outcome = f(&mut tx).and_then(|r| match tx.failed.take() {
             Some(e) => Err(Error::Command(CommandError::new(e))),
             None => Ok(r),
         });
-        let committed = outcome.and_then(|r| Ok((r, commit_copy(ks, &mut g, &tx.stage)?)));
-        drop(g);
-        let Transaction {
-            stage: staged,
-            declared,
-            ..
-        } = tx;
-        self.stages().recycle(staged, declared.iter().copied());
+        let committed = match outcome {
+            Ok(r) => tx.locked.commit(ks).map(|t| (r, t)),
+            Err(e) => Err(e),
+        };
+        self.tx_logs().give(tx.locked.finish());
         let (r, ticket) = committed?;
         ks.sync(ticket)?;
         Ok(r)
     }
 }
 
-/// A private keyspace a transaction's commands run on, with the journal
-/// that collects their effects.
-pub(crate) struct Stage {
-    pub(crate) db: Db,
-    pub(crate) log: Arc<StageLog>,
-}
-
-/// Stages kept for reuse (creating one costs more than a small
-/// transaction).
+/// Transaction logs kept for reuse (their buffers keep their capacity).
 #[derive(Default)]
-pub(crate) struct StagePool(Mutex<Vec<Stage>>);
+pub(crate) struct TxLogPool(Mutex<Vec<TxLog>>);
 
-/// Stages kept at most.
+/// Logs kept at most.
 const POOL: usize = 32;
 
-impl StagePool {
-    /// Gives `stage` back, emptied of `keys` (every key the transaction
-    /// could touch).
-    pub(crate) fn recycle<'k>(&self, stage: Stage, keys: impl Iterator<Item = &'k [u8]>) {
-        let ks = stage.db.keyspace();
-        for k in keys {
-            ks.shard(k).write().delete(k);
-        }
-        stage.log.clear();
+impl TxLogPool {
+    pub(crate) fn take(&self) -> TxLog {
+        self.0.lock().pop().unwrap_or_default()
+    }
+
+    pub(crate) fn give(&self, log: TxLog) {
         let mut pool = self.0.lock();
         if pool.len() < POOL {
-            pool.push(stage);
+            pool.push(log);
         }
     }
 }
 
-/// A private copy of `keys` (locked in `g`) to run a transaction's
-/// commands on: each key as it is now (an expired key is deleted first, as
-/// any write would), with its key and field TTLs; the copy's journal
-/// collects the effects.
-pub(crate) fn stage<'k>(
-    db: &Db,
-    g: &mut MultiGuard<'_>,
-    keys: impl Iterator<Item = &'k [u8]>,
-) -> Result<Stage> {
-    let (ks, opts) = (db.keyspace(), db.options());
-    let stage = db.stages().0.lock().pop();
-    let stage = match stage {
-        Some(s) => s,
-        None => {
-            let stage_ks = Keyspace::default();
-            let log = Arc::new(StageLog::default());
-            stage_ks.set_journal(log.clone());
-            let stage_opts = opts.clone().active_expiry(false).no_auto_snapshots();
-            Stage {
-                db: Db::with_keyspace(stage_ks, stage_opts),
-                log,
-            }
-        }
-    };
-    let now = Now::lazy(&*opts.clock);
-    let stage_ks = stage.db.keyspace();
-    for k in keys {
-        let shard = g.shard(k);
-        ks.expire_locked(shard, k, &now)?;
-        let ttl = shard.ttl_of(k);
-        match shard.hash_ref(k) {
-            // A compact hash is copied straight into the stage's table.
-            Some(HashRef::Compact(buf)) => stage_ks.shard(k).write().put_compact(k, buf, ttl)?,
-            Some(h) => {
-                let copy = clone_hash(h)?;
-                stage_ks.shard(k).write().put(k, copy, ttl)?;
-            }
-            None => {}
-        }
-    }
-    Ok(stage)
+/// Runs one command of a transaction on its locked shards.
+pub(crate) fn run_in<'k>(db: &'k Db, locked: &Locked<'k>, cmd: Command<'_>) -> Result<Reply> {
+    cmd.execute(&Ctx::in_tx(db.keyspace(), db.options(), locked))
 }
 
-/// A closure transaction's commit: logs what the stage's commands did as
-/// one record (framed from the staged records, not encoded again), then
-/// gives each changed key the state it has in the stage (which is what
-/// applying that record gives). Returns the ticket to wait for.
-fn commit_copy(ks: &Keyspace, g: &mut MultiGuard<'_>, stage: &Stage) -> Result<Option<u64>> {
-    let frames = stage.log.frames.lock();
-    if frames.is_empty() {
-        return Ok(None);
-    }
-    let touched = stage.log.touched.lock();
-    let (bytes, ends) = &*touched;
-    let keys: Vec<&[u8]> = ends
-        .iter()
-        .enumerate()
-        .map(|(i, &end)| &bytes[if i == 0 { 0 } else { ends[i - 1] }..end])
-        .collect();
-    let first_len = u32::from_le_bytes(
-        frames[0..4]
-            .try_into()
-            .map_err(|_| internal("short frame"))?,
-    ) as usize;
-    let ticket = if record::FRAME_HEADER + first_len == frames.len() {
-        // One effect: its record as it is.
-        ks.log_frame(&frames, &keys)?
-    } else {
-        let mut scratch = stage.log.scratch.lock();
-        record::batch_frame(&frames, &mut scratch).map_err(|m| {
-            Error::Command(CommandError::err(format!(
-                "transaction too large for one log record: {m}"
-            )))
-        })?;
-        ks.log_frame(&scratch, &keys)?
-    };
-    let stage_ks = stage.db.keyspace();
-    for k in keys {
-        let staged = stage_ks.shard(k).read();
-        let real = g.shard(k);
-        let ttl = staged.ttl_of(k);
-        match staged.hash_ref(k) {
-            Some(HashRef::Compact(buf)) => real.put_compact(k, buf, ttl)?,
-            Some(h) => real.put(k, clone_hash(h)?, ttl)?,
-            None => {
-                real.delete(k);
-            }
-        }
-    }
-    Ok(ticket)
+/// Starts a transaction on the shards `g` holds (EXEC).
+pub(crate) fn begin<'k>(db: &Db, g: MultiGuard<'k>) -> Locked<'k> {
+    Locked::new(g, db.tx_logs().take())
 }
 
-/// Logs what the copy's commands did as one record (a [`Effect::Batch`]
-/// when there is more than one effect) and applies it under `g`. Returns
-/// the ticket to wait for durability with, once the locks are released.
-pub(crate) fn commit(
-    ks: &Keyspace,
-    g: &mut MultiGuard<'_>,
-    log: &StageLog,
-    opts: &Options,
-) -> Result<Option<u64>> {
-    let frames = log.frames.lock();
-    let mut effects = decode_frames(&frames)?;
-    if effects.iter().any(Effect::touches_all) {
-        // FLUSHDB marks only watched keys that exist (before it runs).
-        ks.watches
-            .touch_existing(&mut |k| g.holds_all() && g.shard(k).hash_ref(k).is_some());
-    }
-    Ok(match effects.len() {
-        0 => None,
-        1 => {
-            let e = effects.pop().ok_or_else(|| internal("no effect"))?;
-            ks.commit_locked(g, &e, opts)?.1
-        }
-        _ => ks.commit_locked(g, &Effect::Batch { effects }, opts)?.1,
-    })
+/// Ends a transaction begun with [`begin`]: logs it as one record (or, on
+/// failure, puts everything back), releases the locks, and returns the
+/// ticket to wait for.
+pub(crate) fn end(db: &Db, ks: &Keyspace, locked: Locked<'_>) -> Result<Option<u64>> {
+    let t = locked.commit(ks);
+    db.tx_logs().give(locked.finish());
+    t
 }
 
 impl Transaction<'_> {
@@ -358,8 +164,12 @@ impl Transaction<'_> {
         r
     }
 
-    fn on<T>(&mut self, key: &[u8], f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        let r = self.check(key).and_then(|()| f(&self.stage.db));
+    /// Runs `cmd` (on the declared `keys`) inside the transaction.
+    fn run(&mut self, keys: &[&[u8]], cmd: Command<'_>) -> Result<Reply> {
+        let r = keys
+            .iter()
+            .try_for_each(|k| self.check(k))
+            .and_then(|()| run_in(self.db, &self.locked, cmd));
         self.track(r)
     }
 
@@ -370,21 +180,17 @@ impl Transaction<'_> {
     /// Redis's error for the command, or an error naming an undeclared key.
     pub fn execute<A: AsRef<[u8]>>(&mut self, argv: &[A]) -> Result<Reply> {
         let words: Vec<&[u8]> = argv.iter().map(AsRef::as_ref).collect();
-        let r = Command::parse(&words)
-            .map_err(Error::from)
-            .and_then(|cmd| match cmd.keys() {
-                KeySet::All => Err(Error::Command(CommandError::err(format!(
-                    "{} touches every key; it cannot run in a transaction over declared keys",
-                    String::from_utf8_lossy(words[0]).to_ascii_uppercase()
-                )))),
-                KeySet::Keys(keys) => {
-                    for k in keys {
-                        self.check(k)?;
-                    }
-                    self.stage.db.execute(&words)
-                }
-            });
-        self.track(r)
+        let cmd = match Command::parse(&words) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.track(Err(e.into())),
+        };
+        match cmd.keys() {
+            KeySet::All => self.track(Err(Error::Command(CommandError::err(format!(
+                "{} touches every key; it cannot run in a transaction over declared keys",
+                String::from_utf8_lossy(words[0]).to_ascii_uppercase()
+            ))))),
+            KeySet::Keys(keys) => self.run(&keys, cmd),
+        }
     }
 
     /// `HGET key field`.
@@ -393,7 +199,8 @@ impl Transaction<'_> {
         key: impl AsRef<[u8]>,
         field: impl AsRef<[u8]>,
     ) -> Result<Option<Vec<u8>>> {
-        self.on(key.as_ref(), |db| db.hget(key.as_ref(), field))
+        let (key, field) = (key.as_ref(), field.as_ref());
+        convert::bulk(self.run(&[key], Command::HGet { key, field })?)
     }
 
     /// `HMGET key field [field ...]`.
@@ -402,12 +209,20 @@ impl Transaction<'_> {
         key: impl AsRef<[u8]>,
         fields: &[F],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        self.on(key.as_ref(), |db| db.hmget(key.as_ref(), fields))
+        let key = key.as_ref();
+        let fields = fields.iter().map(AsRef::as_ref).collect();
+        convert::optional_bulks(self.run(&[key], Command::HMGet { key, fields })?)
     }
 
-    /// `HGETALL key`.
+    /// `HGETALL key`, as (field, value) pairs.
     pub fn hgetall(&mut self, key: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.on(key.as_ref(), |db| db.hgetall(key.as_ref()))
+        let key = key.as_ref();
+        let cmd = Command::HGetAll {
+            key,
+            keys: true,
+            values: true,
+        };
+        convert::pairs(self.run(&[key], cmd)?)
     }
 
     /// `HSET key field value [field value ...]`: fields created.
@@ -416,7 +231,17 @@ impl Transaction<'_> {
         key: impl AsRef<[u8]>,
         pairs: &[(F, V)],
     ) -> Result<i64> {
-        self.on(key.as_ref(), |db| db.hset(key.as_ref(), pairs))
+        let key = key.as_ref();
+        let pairs = pairs
+            .iter()
+            .map(|(f, v)| (f.as_ref(), v.as_ref()))
+            .collect();
+        let cmd = Command::HSet {
+            key,
+            pairs,
+            ok_reply: false,
+        };
+        convert::int(self.run(&[key], cmd)?)
     }
 
     /// `HSETNX key field value`.
@@ -426,12 +251,16 @@ impl Transaction<'_> {
         field: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<bool> {
-        self.on(key.as_ref(), |db| db.hsetnx(key.as_ref(), field, value))
+        let (key, field, value) = (key.as_ref(), field.as_ref(), value.as_ref());
+        let cmd = Command::HSetNx { key, field, value };
+        Ok(convert::int(self.run(&[key], cmd)?)? == 1)
     }
 
     /// `HDEL key field [field ...]`: fields removed.
     pub fn hdel<F: AsRef<[u8]>>(&mut self, key: impl AsRef<[u8]>, fields: &[F]) -> Result<i64> {
-        self.on(key.as_ref(), |db| db.hdel(key.as_ref(), fields))
+        let key = key.as_ref();
+        let fields = fields.iter().map(AsRef::as_ref).collect();
+        convert::int(self.run(&[key], Command::HDel { key, fields })?)
     }
 
     /// `HINCRBY key field delta`: the new value.
@@ -441,7 +270,8 @@ impl Transaction<'_> {
         field: impl AsRef<[u8]>,
         delta: i64,
     ) -> Result<i64> {
-        self.on(key.as_ref(), |db| db.hincrby(key.as_ref(), field, delta))
+        let (key, field) = (key.as_ref(), field.as_ref());
+        convert::int(self.run(&[key], Command::HIncrBy { key, field, delta })?)
     }
 
     /// `HINCRBYFLOAT key field delta`: the stored text.
@@ -451,53 +281,167 @@ impl Transaction<'_> {
         field: impl AsRef<[u8]>,
         delta: impl AsRef<[u8]>,
     ) -> Result<Vec<u8>> {
-        self.on(key.as_ref(), |db| {
-            db.hincrbyfloat(key.as_ref(), field, delta)
-        })
+        let (key, field, delta) = (key.as_ref(), field.as_ref(), delta.as_ref());
+        let cmd = Command::HIncrByFloat { key, field, delta };
+        Ok(convert::bulk(self.run(&[key], cmd)?)?.unwrap_or_default())
     }
 
     /// `HLEN key`.
     pub fn hlen(&mut self, key: impl AsRef<[u8]>) -> Result<i64> {
-        self.on(key.as_ref(), |db| db.hlen(key.as_ref()))
+        let key = key.as_ref();
+        convert::int(self.run(&[key], Command::HLen { key })?)
     }
 
     /// `HEXISTS key field`.
     pub fn hexists(&mut self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> Result<bool> {
-        self.on(key.as_ref(), |db| db.hexists(key.as_ref(), field))
+        let (key, field) = (key.as_ref(), field.as_ref());
+        Ok(convert::int(self.run(&[key], Command::HExists { key, field })?)? == 1)
     }
 
     /// `DEL key [key ...]`: keys removed.
     pub fn del<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<i64> {
-        for k in keys {
-            let r = self.check(k.as_ref());
-            self.track(r)?;
-        }
-        let r = self.stage.db.del(keys);
-        self.track(r)
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        let cmd = Command::Del { keys: keys.clone() };
+        convert::int(self.run(&keys, cmd)?)
     }
 
     /// `EXISTS key [key ...]`.
     pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<i64> {
-        for k in keys {
-            let r = self.check(k.as_ref());
-            self.track(r)?;
-        }
-        let r = self.stage.db.exists(keys);
-        self.track(r)
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        let cmd = Command::Exists { keys: keys.clone() };
+        convert::int(self.run(&keys, cmd)?)
     }
 
     /// `PEXPIRE key ms`: whether a TTL was set.
     pub fn pexpire(&mut self, key: impl AsRef<[u8]>, ms: i64) -> Result<bool> {
-        self.on(key.as_ref(), |db| db.pexpire(key.as_ref(), ms))
+        let ms = ms.to_string();
+        let r = self.execute(&[b"PEXPIRE".as_slice(), key.as_ref(), ms.as_bytes()])?;
+        Ok(convert::int(r)? == 1)
     }
 
     /// `PTTL key`.
     pub fn pttl(&mut self, key: impl AsRef<[u8]>) -> Result<i64> {
-        self.on(key.as_ref(), |db| db.pttl(key.as_ref()))
+        let key = key.as_ref();
+        let kind = crate::command::TtlKind::Millis;
+        convert::int(self.run(&[key], Command::Ttl { key, kind })?)
     }
 
     /// `PERSIST key`: whether a TTL was removed.
     pub fn persist(&mut self, key: impl AsRef<[u8]>) -> Result<bool> {
-        self.on(key.as_ref(), |db| db.persist(key.as_ref()))
+        let key = key.as_ref();
+        Ok(convert::int(self.run(&[key], Command::Persist { key })?)? == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use crate::keyspace::{Effect, Journal, Keyspace};
+    use crate::{Db, Error, Options, Reply};
+
+    /// A journal that refuses every write while `fail` is set.
+    #[derive(Default)]
+    struct Refusing {
+        fail: AtomicBool,
+    }
+
+    impl Refusing {
+        fn check(&self) -> Result<u64, Error> {
+            if self.fail.load(Ordering::SeqCst) {
+                Err(Error::Io {
+                    op: "appending to",
+                    path: "test-log".into(),
+                    source: std::io::Error::other("disk full"),
+                })
+            } else {
+                Ok(0)
+            }
+        }
+    }
+
+    impl Journal for Refusing {
+        fn append(&self, _e: &Effect<'_>) -> Result<u64, Error> {
+            self.check()
+        }
+        fn append_frame(&self, _frame: &[u8]) -> Result<u64, Error> {
+            self.check()
+        }
+        fn sync(&self, _ticket: u64) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn dump(db: &Db) -> Vec<String> {
+        let Reply::Array(mut keys) = db.execute(&["KEYS", "*"]).unwrap() else {
+            panic!("KEYS answers an array");
+        };
+        keys.sort_by_key(|k| format!("{k:?}"));
+        keys.iter()
+            .map(|k| {
+                let k = k.as_bytes().unwrap();
+                let mut pairs = db.hgetall(k).unwrap();
+                pairs.sort();
+                format!(
+                    "{} {pairs:?} {:?} {:?}",
+                    String::from_utf8_lossy(k),
+                    db.object_encoding(k).unwrap(),
+                    db.execute(&[b"PEXPIRETIME".as_slice(), k]).unwrap()
+                )
+            })
+            .collect()
+    }
+
+    /// When the log refuses a transaction's record, everything it changed
+    /// in memory is put back, FLUSHDB included, and the error returned.
+    #[test]
+    fn a_transaction_the_log_refuses_is_put_back() {
+        let ks = Keyspace::default();
+        let journal = Arc::new(Refusing::default());
+        ks.set_journal(journal.clone());
+        let db = Db::with_keyspace(ks, Options::default().hash_max_listpack_entries(4));
+        db.hset("small", &[("a", "1"), ("b", "2")]).unwrap();
+        db.hset(
+            "big",
+            &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5")],
+        )
+        .unwrap();
+        db.pexpire("small", 1_000_000).unwrap();
+        db.execute(&["HPEXPIRE", "big", "1000000", "FIELDS", "1", "a"])
+            .unwrap();
+        let before = dump(&db);
+        journal.fail.store(true, Ordering::SeqCst);
+
+        let r = db.transaction(&["small", "big", "new"], |tx| {
+            tx.hset("small", &[("c", "3"), ("d", "4"), ("e", "5")])?;
+            tx.del(&["big"])?;
+            tx.hset("new", &[("x", "y")])?;
+            tx.persist("small")?;
+            Ok(())
+        });
+        assert!(r.unwrap_err().to_string().contains("disk full"));
+        assert_eq!(dump(&db), before);
+
+        let mut s = db.session();
+        s.execute(&["MULTI"]).unwrap();
+        s.execute(&["HSET", "small", "z", "26"]).unwrap();
+        s.execute(&["FLUSHDB"]).unwrap();
+        s.execute(&["HSET", "small", "after", "flush"]).unwrap();
+        s.execute(&["RENAME", "small", "moved"]).unwrap();
+        let r = s.execute(&["EXEC"]);
+        assert!(r.unwrap_err().to_string().contains("disk full"));
+        assert_eq!(dump(&db), before);
+
+        // Once the log takes writes again, the same EXEC applies.
+        journal.fail.store(false, Ordering::SeqCst);
+        s.execute(&["MULTI"]).unwrap();
+        s.execute(&["FLUSHDB"]).unwrap();
+        s.execute(&["HSET", "small", "after", "flush"]).unwrap();
+        assert_eq!(
+            s.execute(&["EXEC"]).unwrap(),
+            Reply::Array(vec![Reply::ok(), Reply::Integer(1)])
+        );
+        assert_eq!(db.dbsize().unwrap(), 1);
     }
 }

@@ -321,15 +321,16 @@ fn hsetex_options<'a>(
 /// no-op for other encodings), as Redis does at the start of a field-TTL
 /// write.
 fn to_listpackex(
+    ctx: &Ctx<'_, '_>,
     shard: &mut crate::keyspace::Shard,
     key: &[u8],
-    opts: &crate::options::Options,
 ) -> Result<(), Error> {
     if shard
         .hash_ref(key)
         .is_some_and(|h| matches!(h, HashRef::Compact(_)))
     {
-        let mut e = shard.edit(key, opts);
+        ctx.before_unlogged_change(shard, key)?;
+        let mut e = shard.edit(key, ctx.opts);
         e.make_ex();
         e.finish()?;
     }
@@ -347,8 +348,8 @@ fn distinct<'a>(fields: &[&'a [u8]]) -> Vec<&'a [u8]> {
     fields.iter().copied().filter(|f| seen.insert(*f)).collect()
 }
 
-pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
-    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Error> {
+    let now = &ctx.now;
     match cmd {
         Command::HExpire {
             key,
@@ -358,14 +359,14 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
         } => {
             let at = time.resolve(now.get())?;
             let fields = fields?;
-            let (reply, t) = ks.write(key, now, |shard| {
+            let (reply, t) = ctx.write(key, |shard| {
                 if shard.get(key, now).is_none() {
                     return Ok((vec![-2; fields.len()], None));
                 }
                 // The first field-TTL command turns a compact hash into
                 // `listpackex`, even one that changes nothing (not logged:
                 // Redis does not propagate it either).
-                to_listpackex(shard, key, opts)?;
+                to_listpackex(ctx, shard, key)?;
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![-2; fields.len()], None));
                 };
@@ -406,7 +407,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                         key,
                         fields: distinct(&gone),
                     };
-                    ticket = ks.commit(shard, &e, opts)?.1;
+                    ticket = ctx.commit(shard, &e)?.1;
                 }
                 if !set.is_empty() {
                     let e = Effect::HPExpireAt {
@@ -414,14 +415,14 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                         at_ms: at,
                         fields: set,
                     };
-                    ticket = ks.commit(shard, &e, opts)?.1;
+                    ticket = ctx.commit(shard, &e)?.1;
                 }
                 Ok((out, ticket))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(codes(reply))
         }
-        Command::HTtl { key, kind, fields } => Ok(ks.read(key, now, |h| {
+        Command::HTtl { key, kind, fields } => ctx.read(key, |h| {
             let Some(h) = h else {
                 return codes(vec![-2; fields.len()]);
             };
@@ -447,9 +448,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     })
                     .collect(),
             )
-        })),
+        }),
         Command::HPersist { key, fields } => {
-            let (reply, t) = ks.write(key, now, |shard| {
+            let (reply, t) = ctx.write(key, |shard| {
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![-2; fields.len()], None));
                 };
@@ -466,15 +467,15 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     return Ok((out, None));
                 }
                 let e = Effect::HPersist { key, fields };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((out, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(codes(reply))
         }
         Command::HGetDel { key, fields } => {
-            let (reply, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &fields, now)?;
+            let (reply, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &fields)?;
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![Reply::Nil; fields.len()], None));
                 };
@@ -490,10 +491,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     return Ok((out, None));
                 }
                 let e = Effect::HDel { key, fields };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((out, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Array(reply))
         }
         Command::HGetEx {
@@ -507,7 +508,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             };
             let fields = fields?;
             if action == FieldTtlAction::None {
-                return Ok(ks.read_fields(key, &fields, now, |h| {
+                return ctx.read_fields(key, &fields, |h| {
                     Reply::Array(
                         fields
                             .iter()
@@ -517,15 +518,15 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                             })
                             .collect(),
                     )
-                }));
+                });
             }
-            let (reply, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &fields, now)?;
+            let (reply, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &fields)?;
                 if shard.get(key, now).is_none() {
                     return Ok((vec![Reply::Nil; fields.len()], None));
                 }
                 if at.is_some() {
-                    to_listpackex(shard, key, opts)?;
+                    to_listpackex(ctx, shard, key)?;
                 }
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![Reply::Nil; fields.len()], None));
@@ -562,10 +563,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 let Some(e) = effect else {
                     return Ok((out, None));
                 };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((out, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Array(reply))
         }
         Command::HSetEx {
@@ -580,8 +581,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             };
             let pairs = pairs?;
             let fields: Vec<&[u8]> = pairs.iter().map(|(f, _)| *f).collect();
-            let (ok, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &fields, now)?;
+            let (ok, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &fields)?;
                 let h = shard.get(key, now);
                 let pass = match only_new {
                     None => true,
@@ -593,7 +594,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 }
                 let exists = h.is_some();
                 if exists && at.is_some() {
-                    to_listpackex(shard, key, opts)?;
+                    to_listpackex(ctx, shard, key)?;
                 }
                 let e = match at {
                     // Written and expired at once: only the deletions remain.
@@ -618,10 +619,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     },
                     None => Effect::HSet { key, pairs },
                 };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((1, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(ok))
         }
         _ => Err(CommandError::err("internal: not a field-TTL command").into()),

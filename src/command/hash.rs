@@ -127,19 +127,19 @@ fn bulk(e: Elem<'_>) -> Reply {
     Reply::Bulk(e.to_bytes())
 }
 
-pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
-    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Error> {
+    let now = &ctx.now;
     match cmd {
         Command::HSet {
             key,
             pairs,
             ok_reply,
         } => {
-            let (created, t) = ks.write(key, now, |shard| {
+            let (created, t) = ctx.write(key, |shard| {
                 let e = Effect::HSet { key, pairs };
-                ks.commit(shard, &e, opts)
+                ctx.commit(shard, &e)
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(if ok_reply {
                 Reply::ok()
             } else {
@@ -147,8 +147,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             })
         }
         Command::HSetNx { key, field, value } => {
-            let (set, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &[field], now)?;
+            let (set, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &[field])?;
                 if shard.get(key, now).is_some_and(|h| h.get(field).is_some()) {
                     return Ok((0, None));
                 }
@@ -156,24 +156,24 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     key,
                     pairs: vec![(field, value)],
                 };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((1, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(set))
         }
-        Command::HGet { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
+        Command::HGet { key, field } => ctx.read_fields(key, &[field], |h| {
             Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
-        })),
-        Command::HMGet { key, fields } => Ok(ks.read_fields(key, &fields, now, |h| {
+        }),
+        Command::HMGet { key, fields } => ctx.read_fields(key, &fields, |h| {
             Reply::Array(
                 fields
                     .iter()
                     .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
                     .collect(),
             )
-        })),
-        Command::HGetAll { key, keys, values } => Ok(ks.read(key, now, |h| {
+        }),
+        Command::HGetAll { key, keys, values } => ctx.read(key, |h| {
             let mut out = Vec::new();
             if let Some(h) = h {
                 out.reserve(h.len() * (usize::from(keys) + usize::from(values)));
@@ -187,9 +187,9 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 });
             }
             Reply::Array(out)
-        })),
+        }),
         Command::HDel { key, fields } => {
-            let (deleted, t) = ks.write(key, now, |shard| {
+            let (deleted, t) = ctx.write(key, |shard| {
                 // Only log a deletion that removes something. Expired but
                 // unreclaimed fields count, as in Redis.
                 let Some(h) = shard.get(key, now).map(HashRef::raw) else {
@@ -199,23 +199,21 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     return Ok((0, None));
                 }
                 let e = Effect::HDel { key, fields };
-                ks.commit(shard, &e, opts)
+                ctx.commit(shard, &e)
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(deleted))
         }
-        Command::HExists { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
+        Command::HExists { key, field } => ctx.read_fields(key, &[field], |h| {
             Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
-        })),
-        Command::HLen { key } => Ok(ks.read(key, now, |h| {
-            Reply::Integer(h.map_or(0, |h| h.len() as i64))
-        })),
-        Command::HStrLen { key, field } => Ok(ks.read_fields(key, &[field], now, |h| {
+        }),
+        Command::HLen { key } => ctx.read(key, |h| Reply::Integer(h.map_or(0, |h| h.len() as i64))),
+        Command::HStrLen { key, field } => ctx.read_fields(key, &[field], |h| {
             Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
-        })),
+        }),
         Command::HIncrBy { key, field, delta } => {
-            let (new, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &[field], now)?;
+            let (new, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &[field])?;
                 let h = shard.get(key, now);
                 let keep = h.is_some_and(|h| h.has_field_ttls());
                 let old = match h.and_then(|h| h.get(field)) {
@@ -229,10 +227,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                     .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
                 let text = numeric::i64_bytes(new);
                 let e = set_keeping_ttl(key, field, &text, keep);
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((new, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(new))
         }
         Command::HIncrByFloat { key, field, delta } => {
@@ -240,8 +238,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             if incr.is_nan_or_inf() {
                 return Err(CommandError::err("value is NaN or Infinity").into());
             }
-            let (text, t) = ks.write(key, now, |shard| {
-                ks.expire_fields_locked(shard, key, &[field], now)?;
+            let (text, t) = ctx.write(key, |shard| {
+                ctx.expire_fields(shard, key, &[field])?;
                 let h = shard.get(key, now);
                 let keep = h.is_some_and(|h| h.has_field_ttls());
                 let old = match h.and_then(|h| h.get(field)) {
@@ -256,10 +254,10 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 // The log gets the formatted result, not the increment.
                 let text = sum.format();
                 let e = set_keeping_ttl(key, field, &text, keep);
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((text, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Bulk(text))
         }
         Command::HRandField {
@@ -268,24 +266,22 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             with_values,
         } => {
             // Redis purges a hash's expired fields before picking.
-            if ks.read(key, now, |h| h.is_some_and(|h| h.min_field_ttl().is_some())) {
-                ks.write(key, now, |shard| {
-                    ks.expire_all_fields_locked(shard, key, now)
-                })?;
+            if ctx.read(key, |h| h.is_some_and(|h| h.min_field_ttl().is_some()))? {
+                ctx.write(key, |shard| ctx.expire_all_fields(shard, key))?;
             }
-            Ok(ks.read(key, now, |h| hrandfield(h, count, with_values))?)
+            Ok(ctx.read(key, |h| hrandfield(h, count, with_values))??)
         }
         Command::HScan {
             key,
             cursor,
             options,
-        } => Ok(ks.read(key, now, |h| match h {
+        } => Ok(ctx.read(key, |h| match h {
             None => Ok(Reply::Array(vec![
                 Reply::Bulk(b"0".to_vec()),
                 Reply::Array(vec![]),
             ])),
             Some(h) => hscan(h, cursor, &options),
-        })?),
+        })??),
         _ => Err(CommandError::err("internal: not a hash command").into()),
     }
 }

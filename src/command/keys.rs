@@ -248,35 +248,37 @@ pub(super) fn parse_memory_usage<'a>(argv: &[&'a [u8]]) -> Result<Command<'a>, C
     Ok(Command::MemoryUsage { key: argv[2] })
 }
 
-pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
-    let (ks, now, opts) = (ctx.ks, &ctx.now, ctx.opts);
+pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Error> {
+    let now = &ctx.now;
     match cmd {
         Command::Del { keys } => {
-            let mut g = ks.lock_many(&keys);
-            let mut existing: Vec<&[u8]> = Vec::new();
-            for k in &keys {
-                let shard = g.shard(k);
-                ks.expire_locked(shard, k, now)?;
-                if shard.get(k, now).is_some() && !existing.contains(k) {
-                    existing.push(k);
+            let (n, t) = ctx.locked(&keys, |g| {
+                let mut existing: Vec<&[u8]> = Vec::new();
+                for k in &keys {
+                    let shard = g.shard(k);
+                    ctx.expire_key(shard, k)?;
+                    if shard.get(k, now).is_some() && !existing.contains(k) {
+                        existing.push(k);
+                    }
                 }
-            }
-            if existing.is_empty() {
-                return Ok(Reply::Integer(0));
-            }
-            let e = Effect::Del { keys: existing };
-            let (n, t) = ks.commit_locked(&mut g, &e, opts)?;
-            drop(g);
-            ks.sync(t)?;
+                if existing.is_empty() {
+                    return Ok((0, None));
+                }
+                let e = Effect::Del { keys: existing };
+                ctx.commit_locked(g, &e)
+            })?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(n))
         }
-        Command::Exists { keys } => Ok(Reply::Integer(
-            keys.iter()
-                .map(|k| i64::from(ks.read(k, now, |h| h.is_some())))
-                .sum(),
-        )),
+        Command::Exists { keys } => {
+            let mut n = 0;
+            for k in &keys {
+                n += i64::from(ctx.read(k, |h| h.is_some())?);
+            }
+            Ok(Reply::Integer(n))
+        }
         Command::Type { key } => Ok(Reply::Status(
-            if ks.read(key, now, |h| h.is_some()) {
+            if ctx.read(key, |h| h.is_some())? {
                 "hash"
             } else {
                 "none"
@@ -284,42 +286,44 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             .to_owned(),
         )),
         Command::Rename { key, new_key, nx } => {
-            let mut g = ks.lock_many(&[key, new_key]);
-            ks.expire_locked(g.shard(key), key, now)?;
-            ks.expire_locked(g.shard(new_key), new_key, now)?;
-            if g.shard(key).get(key, now).is_none() {
-                return Err(CommandError::no_such_key().into());
-            }
-            if key == new_key {
-                return Ok(if nx { Reply::Integer(0) } else { Reply::ok() });
-            }
-            if nx && g.shard(new_key).get(new_key, now).is_some() {
-                return Ok(Reply::Integer(0));
-            }
-            let e = Effect::Rename {
-                from: key,
-                to: new_key,
-            };
-            let (_, t) = ks.commit_locked(&mut g, &e, opts)?;
-            drop(g);
-            ks.sync(t)?;
-            Ok(if nx { Reply::Integer(1) } else { Reply::ok() })
+            let (reply, t) = ctx.locked(&[key, new_key], |g| {
+                ctx.expire_key(g.shard(key), key)?;
+                ctx.expire_key(g.shard(new_key), new_key)?;
+                if g.shard(key).get(key, now).is_none() {
+                    return Err(CommandError::no_such_key().into());
+                }
+                if key == new_key {
+                    return Ok((if nx { Reply::Integer(0) } else { Reply::ok() }, None));
+                }
+                if nx && g.shard(new_key).get(new_key, now).is_some() {
+                    return Ok((Reply::Integer(0), None));
+                }
+                let e = Effect::Rename {
+                    from: key,
+                    to: new_key,
+                };
+                let (_, t) = ctx.commit_locked(g, &e)?;
+                Ok((if nx { Reply::Integer(1) } else { Reply::ok() }, t))
+            })?;
+            ctx.sync(t)?;
+            Ok(reply)
         }
         Command::Copy { src, dst, replace } => {
-            let mut g = ks.lock_many(&[src, dst]);
-            ks.expire_locked(g.shard(src), src, now)?;
-            ks.expire_locked(g.shard(dst), dst, now)?;
-            if g.shard(src).get(src, now).is_none() {
-                return Ok(Reply::Integer(0));
-            }
-            if g.shard(dst).get(dst, now).is_some() && !replace {
-                return Ok(Reply::Integer(0));
-            }
-            let e = Effect::Copy { src, dst };
-            let (_, t) = ks.commit_locked(&mut g, &e, opts)?;
-            drop(g);
-            ks.sync(t)?;
-            Ok(Reply::Integer(1))
+            let (n, t) = ctx.locked(&[src, dst], |g| {
+                ctx.expire_key(g.shard(src), src)?;
+                ctx.expire_key(g.shard(dst), dst)?;
+                if g.shard(src).get(src, now).is_none() {
+                    return Ok((0, None));
+                }
+                if g.shard(dst).get(dst, now).is_some() && !replace {
+                    return Ok((0, None));
+                }
+                let e = Effect::Copy { src, dst };
+                let (_, t) = ctx.commit_locked(g, &e)?;
+                Ok((1, t))
+            })?;
+            ctx.sync(t)?;
+            Ok(Reply::Integer(n))
         }
         Command::Expire {
             key,
@@ -328,7 +332,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             cond,
         } => {
             let at_ms = kind.resolve(when, now.get())?;
-            let (r, t) = ks.write(key, now, |shard| {
+            let (r, t) = ctx.write(key, |shard| {
                 if shard.get(key, now).is_none() {
                     return Ok((0, None));
                 }
@@ -347,13 +351,13 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 } else {
                     Effect::PExpireAt { key, at_ms }
                 };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((1, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(r))
         }
-        Command::Ttl { key, kind } => Ok(ks.read_shard(key, now, |shard| {
+        Command::Ttl { key, kind } => ctx.read_shard(key, |shard| {
             if shard.get(key, now).is_none() {
                 return Reply::Integer(-2);
             }
@@ -370,29 +374,30 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
                 // when v + 500 passes i64::MAX (PEXPIREAT k i64::MAX).
                 TtlKind::Seconds | TtlKind::AbsSeconds => ((v as u64 + 500) / 1000) as i64,
             })
-        })),
+        }),
         Command::Persist { key } => {
-            let (r, t) = ks.write(key, now, |shard| {
+            let (r, t) = ctx.write(key, |shard| {
                 if shard.get(key, now).is_none() || shard.ttl_of(key).is_none() {
                     return Ok((0, None));
                 }
                 let e = Effect::Persist { key };
-                let (_, t) = ks.commit(shard, &e, opts)?;
+                let (_, t) = ctx.commit(shard, &e)?;
                 Ok((1, t))
             })?;
-            ks.sync(t)?;
+            ctx.sync(t)?;
             Ok(Reply::Integer(r))
         }
         Command::Keys { pattern } => {
             let all = pattern == b"*";
             let mut out = Vec::new();
             for i in 0..SHARDS {
-                let shard = ks.shard_at(i).read();
-                for k in shard.key_names() {
-                    if (all || glob::matches(pattern, k)) && shard.get(k, now).is_some() {
-                        out.push(Reply::Bulk(k.to_vec()));
+                ctx.with_shard_at(i, |shard| {
+                    for k in shard.key_names() {
+                        if (all || glob::matches(pattern, k)) && shard.get(k, now).is_some() {
+                            out.push(Reply::Bulk(k.to_vec()));
+                        }
                     }
-                }
+                })?;
             }
             Ok(Reply::Array(out))
         }
@@ -401,23 +406,23 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
             pattern,
             count,
             type_hash,
-        } => Ok(scan(ctx, cursor, pattern, count, type_hash)),
-        Command::DbSize => Ok(Reply::Integer(ks.len() as i64)),
+        } => scan(ctx, cursor, pattern, count, type_hash),
+        Command::DbSize => Ok(Reply::Integer(ctx.len()? as i64)),
         Command::FlushDb => {
-            let t = ks.flush()?;
-            ks.sync(t)?;
+            let t = ctx.flush()?;
+            ctx.sync(t)?;
             Ok(Reply::ok())
         }
-        Command::ObjectEncoding { key } => Ok(ks.read(key, now, |h| {
+        Command::ObjectEncoding { key } => ctx.read(key, |h| {
             h.map_or(Reply::Nil, |h| {
                 Reply::Bulk(h.encoding().as_bytes().to_vec())
             })
-        })),
-        Command::MemoryUsage { key } => Ok(ks.read_shard(key, now, |shard| {
+        }),
+        Command::MemoryUsage { key } => ctx.read_shard(key, |shard| {
             shard
                 .memory_usage(key)
                 .map_or(Reply::Nil, |n| Reply::Integer(n as i64))
-        })),
+        }),
         Command::Ping { message } => Ok(match message {
             None => Reply::Status("PONG".to_owned()),
             Some(m) => Reply::Bulk(m.to_vec()),
@@ -430,22 +435,21 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_>) -> Result<Reply, Error> {
 /// SCAN over all shards: the cursor's low bits name the shard, the rest is
 /// that shard's table cursor.
 fn scan(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx<'_, '_>,
     cursor: u64,
     pattern: Option<&[u8]>,
     count: usize,
     type_hash: Option<bool>,
-) -> Reply {
+) -> Result<Reply, Error> {
     let shard_bits = SHARDS.trailing_zeros();
     let mut shard_idx = (cursor & (SHARDS as u64 - 1)) as usize;
     let mut table_cursor = cursor >> shard_bits;
     let mut found: Vec<Vec<u8>> = Vec::new();
     let mut budget = count.saturating_mul(10);
     loop {
-        {
-            let shard = ctx.ks.shard_at(shard_idx).read();
-            table_cursor = shard.scan_keys(table_cursor, |k, _| found.push(k.to_vec()));
-        }
+        table_cursor = ctx.with_shard_at(shard_idx, |shard| {
+            shard.scan_keys(table_cursor, |k, _| found.push(k.to_vec()))
+        })?;
         if table_cursor == 0 {
             shard_idx += 1;
         }
@@ -465,11 +469,14 @@ fn scan(
             continue;
         }
         // Keys found expired are deleted and left out of the page.
-        let live = ctx.ks.read(&k, &ctx.now, |h| h.is_some());
+        let live = ctx.read(&k, |h| h.is_some())?;
         if !live || type_hash == Some(false) {
             continue;
         }
         items.push(Reply::Bulk(k));
     }
-    Reply::Array(vec![Reply::Bulk(numeric_u64(next)), Reply::Array(items)])
+    Ok(Reply::Array(vec![
+        Reply::Bulk(numeric_u64(next)),
+        Reply::Array(items),
+    ]))
 }

@@ -6,15 +6,17 @@
 //! Order of checks follows Redis: arity first (from the table below), then
 //! each command's own argument parsing, then the key lookup.
 
+pub(crate) mod convert;
+mod ctx;
 mod field_ttl;
 mod glob;
 mod hash;
 mod keys;
 pub(crate) mod reply;
 
+pub(crate) use ctx::Ctx;
+
 use crate::error::CommandError;
-use crate::keyspace::Keyspace;
-use crate::options::{Now, Options};
 
 pub use field_ttl::{FieldCond, FieldTime, FieldTtlAction, FieldTtlKind};
 pub use keys::{ExpireCond, ExpireKind, TtlKind};
@@ -22,14 +24,6 @@ pub use reply::Reply;
 
 /// Field/value pairs, borrowed from a command's words.
 pub type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
-
-/// What a command runs against.
-pub(crate) struct Ctx<'a> {
-    pub(crate) ks: &'a Keyspace,
-    pub(crate) opts: &'a Options,
-    /// One time sample per command, used for every TTL decision in it.
-    pub(crate) now: Now<'a>,
-}
 
 /// A parsed command, borrowing its arguments. Field names follow the Redis
 /// documentation of each command's arguments.
@@ -439,7 +433,7 @@ impl<'a> Command<'a> {
     }
 
     /// Runs the command.
-    pub(crate) fn execute(self, ctx: &Ctx<'_>) -> Result<Reply, crate::error::Error> {
+    pub(crate) fn execute(self, ctx: &Ctx<'_, '_>) -> Result<Reply, crate::error::Error> {
         match self {
             Command::Del { .. }
             | Command::Exists { .. }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Keyspace, MultiGuard, OwnedHash, Shard};
+use super::{Keyspace, MultiGuard, OwnedHash, Shard, Sink};
 use crate::error::{CommandError, Error};
 use crate::hash::table::ArenaTable;
 use crate::hash::HashRef;
@@ -124,6 +124,30 @@ impl Effect<'_> {
             Effect::Copy { src, dst } => vec![src, dst],
             Effect::FlushDb => vec![],
             Effect::Batch { effects } => effects.iter().flat_map(Effect::keys).collect(),
+        }
+    }
+
+    /// Calls `f` with each key the effect touches (no allocation).
+    pub(crate) fn for_each_key<'s>(&'s self, f: &mut impl FnMut(&'s [u8])) {
+        match self {
+            Effect::HSet { key, .. }
+            | Effect::HDel { key, .. }
+            | Effect::PExpireAt { key, .. }
+            | Effect::Persist { key }
+            | Effect::HSetEx { key, .. }
+            | Effect::HPExpireAt { key, .. }
+            | Effect::HPersist { key, .. } => f(key),
+            Effect::Del { keys } => keys.iter().for_each(|k| f(k)),
+            Effect::Rename { from, to } => {
+                f(from);
+                f(to);
+            }
+            Effect::Copy { src, dst } => {
+                f(src);
+                f(dst);
+            }
+            Effect::FlushDb => {}
+            Effect::Batch { effects } => effects.iter().for_each(|e| e.for_each_key(f)),
         }
     }
 
@@ -312,11 +336,12 @@ impl Keyspace {
     /// count and the ticket to pass to [`Keyspace::sync`] once unlocked.
     pub(crate) fn commit(
         &self,
+        sink: Sink<'_>,
         shard: &mut Shard,
         e: &Effect<'_>,
         opts: &Options,
     ) -> Result<(i64, Option<u64>), Error> {
-        let t = self.log(e)?;
+        let t = self.log_in(sink, shard, e)?;
         Ok((apply_in_shard(shard, e, opts)?, t))
     }
 
@@ -324,11 +349,18 @@ impl Keyspace {
     /// locked in `g`.
     pub(crate) fn commit_locked(
         &self,
+        sink: Sink<'_>,
         g: &mut MultiGuard<'_>,
         e: &Effect<'_>,
         opts: &Options,
     ) -> Result<(i64, Option<u64>), Error> {
-        let t = self.log(e)?;
+        let t = match sink {
+            Sink::Journal => self.log(e)?,
+            Sink::Tx(tx) => {
+                tx.borrow_mut().before_locked(g, e)?;
+                None
+            }
+        };
         Ok((apply_locked(g, e, opts)?, t))
     }
 

@@ -27,8 +27,10 @@
 //! ascending shard index ([`Keyspace::lock_many`]).
 
 pub(crate) mod effect;
+pub(crate) mod tx;
 pub(crate) mod watch;
 
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
@@ -45,6 +47,16 @@ use crate::options::{Now, Options};
 use crate::snapshot::buf::BigBuf;
 use crate::snapshot::format::SnapshotWriter;
 pub(crate) use effect::Effect;
+pub(crate) use tx::TxLog;
+
+/// Where a command's effects go: to the journal, each logged before it is
+/// applied; or to a transaction's [`TxLog`], logged together when it
+/// commits (the transaction holds the shard locks until then).
+#[derive(Clone, Copy)]
+pub(crate) enum Sink<'a> {
+    Journal,
+    Tx(&'a RefCell<TxLog>),
+}
 
 const SHARD_BITS: u32 = 6;
 /// Number of shards.
@@ -1017,6 +1029,17 @@ impl MultiGuard<'_> {
         &mut self.guards[pos].1
     }
 
+    /// Shard `i`, if it is locked.
+    pub(crate) fn try_shard_at(&mut self, i: usize) -> Option<&mut Shard> {
+        let pos = self.guards.binary_search_by_key(&i, |(j, _)| *j).ok()?;
+        Some(&mut self.guards[pos].1)
+    }
+
+    /// The shard holding `key`, if it is locked.
+    pub(crate) fn try_shard(&mut self, key: &[u8]) -> Option<&mut Shard> {
+        self.try_shard_at(shard_index(key))
+    }
+
     /// The shard holding `key` (which must be one of the locked keys).
     pub(crate) fn shard(&mut self, key: &[u8]) -> &mut Shard {
         let idx = shard_index(key);
@@ -1315,16 +1338,31 @@ impl Keyspace {
         Ok(t)
     }
 
-    /// Logs a framed record whose effects change `keys` (a transaction's
-    /// batch, framed from its staged records); call with the keys' shard
-    /// locks held, before applying it.
-    pub(crate) fn log_frame(&self, frame: &[u8], keys: &[&[u8]]) -> Result<Option<u64>, Error> {
-        let t = match self.journal.get() {
-            Some(j) => j.append_frame(frame).map(Some)?,
+    /// Logs `e` where `sink` says, before it is applied to `shard` (which
+    /// holds all its keys).
+    #[inline]
+    pub(crate) fn log_in(
+        &self,
+        sink: Sink<'_>,
+        shard: &Shard,
+        e: &Effect<'_>,
+    ) -> Result<Option<u64>, Error> {
+        match sink {
+            Sink::Journal => self.log(e),
+            Sink::Tx(tx) => {
+                tx.borrow_mut().before_in_shard(shard, e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends a framed record (a transaction's; the caller marks the
+    /// watchers); call with the locks of the keys it changes held.
+    pub(crate) fn append_frame(&self, frame: &[u8]) -> Result<Option<u64>, Error> {
+        Ok(match self.journal.get() {
+            Some(j) => Some(j.append_frame(frame)?),
             None => None,
-        };
-        self.watches.touch_keys(keys);
-        Ok(t)
+        })
     }
 
     /// Waits for the durability of a logged effect; call without locks.
@@ -1339,6 +1377,7 @@ impl Keyspace {
     /// deletion first. True when it was deleted.
     pub(crate) fn expire_locked(
         &self,
+        sink: Sink<'_>,
         shard: &mut Shard,
         key: &[u8],
         now: &Now<'_>,
@@ -1346,7 +1385,7 @@ impl Keyspace {
         if !matches!(shard.lookup(key, now), Lookup::Expired) {
             return Ok(false);
         }
-        self.log(&Effect::Del { keys: vec![key] })?;
+        self.log_in(sink, shard, &Effect::Del { keys: vec![key] })?;
         shard.delete(key);
         Ok(true)
     }
@@ -1401,7 +1440,7 @@ impl Keyspace {
         if expired {
             // Lazy expiry; if the deletion cannot be logged the key stays
             // (still invisible) and a later access or sweep retries.
-            let _ = self.expire_locked(&mut lock.write(), key, now);
+            let _ = self.expire_locked(Sink::Journal, &mut lock.write(), key, now);
         }
         r
     }
@@ -1421,7 +1460,7 @@ impl Keyspace {
         let r = f(&shard);
         drop(shard);
         if expired {
-            let _ = self.expire_locked(&mut lock.write(), key, now);
+            let _ = self.expire_locked(Sink::Journal, &mut lock.write(), key, now);
         }
         r
     }
@@ -1436,13 +1475,8 @@ impl Keyspace {
         f: impl FnOnce(&mut Shard) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut shard = self.shard(key).write();
-        self.expire_locked(&mut shard, key, now)?;
+        self.expire_locked(Sink::Journal, &mut shard, key, now)?;
         f(&mut shard)
-    }
-
-    /// Total keys (DBSIZE).
-    pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Removes every key (no logging; see [`Keyspace::flush`]).
@@ -1591,7 +1625,8 @@ impl Keyspace {
                 break;
             }
             let fields = shard.expired_fields(&k, now, budget - removed);
-            removed += self.remove_fields(shard, &k, fields.iter().map(Vec::as_slice).collect())?;
+            let fields = fields.iter().map(Vec::as_slice).collect();
+            removed += self.remove_fields(Sink::Journal, shard, &k, fields)?;
         }
         Ok(removed)
     }
@@ -1600,6 +1635,7 @@ impl Keyspace {
     /// one HDEL (the key goes with its last field). Returns how many went.
     fn remove_fields(
         &self,
+        sink: Sink<'_>,
         shard: &mut Shard,
         key: &[u8],
         fields: Vec<&[u8]>,
@@ -1608,7 +1644,7 @@ impl Keyspace {
             return Ok(0);
         }
         let e = Effect::HDel { key, fields };
-        self.log(&e)?;
+        self.log_in(sink, shard, &e)?;
         Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
     }
 
@@ -1625,6 +1661,7 @@ impl Keyspace {
     /// first; the key goes if it empties). Returns how many went.
     pub(crate) fn expire_fields_locked(
         &self,
+        sink: Sink<'_>,
         shard: &mut Shard,
         key: &[u8],
         fields: &[&[u8]],
@@ -1642,13 +1679,14 @@ impl Keyspace {
             .copied()
             .filter(|f| h.is_field_expired(f) && seen.insert(*f))
             .collect();
-        self.remove_fields(shard, key, gone)
+        self.remove_fields(sink, shard, key, gone)
     }
 
     /// Removes every field of `key` expired at `now` (HRANDFIELD's purge),
     /// logged as one HDEL.
     pub(crate) fn expire_all_fields_locked(
         &self,
+        sink: Sink<'_>,
         shard: &mut Shard,
         key: &[u8],
         now: &Now<'_>,
@@ -1657,7 +1695,7 @@ impl Keyspace {
             return Ok(0);
         };
         let fields = shard.expired_fields(key, now, usize::MAX);
-        self.remove_fields(shard, key, fields.iter().map(Vec::as_slice).collect())
+        self.remove_fields(sink, shard, key, fields.iter().map(Vec::as_slice).collect())
     }
 
     /// [`Keyspace::read`] for commands that address `fields` (HGET, HMGET,
@@ -1681,7 +1719,8 @@ impl Keyspace {
         if due {
             // If the removal cannot be logged the fields stay (still
             // invisible) and a later access or the sweep retries.
-            let _ = self.expire_fields_locked(&mut self.shard(key).write(), key, fields, now);
+            let mut shard = self.shard(key).write();
+            let _ = self.expire_fields_locked(Sink::Journal, &mut shard, key, fields, now);
         }
         r
     }

@@ -75,16 +75,16 @@ impl Watches {
         touch_in(&map, e);
     }
 
-    /// Marks the watchers of `keys` (changed by a transaction).
-    pub(crate) fn touch_keys(&self, keys: &[&[u8]]) {
+    /// Marks the watchers of the keys a transaction changed, given with
+    /// whether the change was a deletion, in order.
+    pub(crate) fn touch_changed<'k>(&self, changed: impl Iterator<Item = (&'k [u8], bool)>) {
         if self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
         let map = self.by_key.lock();
-        for k in keys {
-            for w in map.get(*k).into_iter().flatten() {
-                w.expired_at_watch.store(false, Ordering::SeqCst);
-                w.dirty.store(true, Ordering::SeqCst);
+        for (k, del) in changed {
+            for w in map.get(k).into_iter().flatten() {
+                mark(w, del);
             }
         }
     }
@@ -113,21 +113,30 @@ fn touch_in(map: &HashMap<Vec<u8>, Vec<Arc<Watch>>>, e: &Effect<'_>) {
         Effect::Del { keys } => {
             for k in keys {
                 for w in map.get(*k).into_iter().flatten() {
-                    // Deleting a key that was already expired when watched
-                    // changes nothing logically (Redis 7.0).
-                    if !w.expired_at_watch.swap(false, Ordering::SeqCst) {
-                        w.dirty.store(true, Ordering::SeqCst);
-                    }
+                    mark(w, true);
                 }
             }
         }
         other => {
             for k in other.keys() {
                 for w in map.get(k).into_iter().flatten() {
-                    w.expired_at_watch.store(false, Ordering::SeqCst);
-                    w.dirty.store(true, Ordering::SeqCst);
+                    mark(w, false);
                 }
             }
         }
+    }
+}
+
+/// Marks `w` touched by a change (`del`: a deletion).
+fn mark(w: &Watch, del: bool) {
+    if del {
+        // Deleting a key that was already expired when watched changes
+        // nothing logically (Redis 7.0).
+        if !w.expired_at_watch.swap(false, Ordering::SeqCst) {
+            w.dirty.store(true, Ordering::SeqCst);
+        }
+    } else {
+        w.expired_at_watch.store(false, Ordering::SeqCst);
+        w.dirty.store(true, Ordering::SeqCst);
     }
 }

@@ -141,29 +141,41 @@ fn decode_bounded(body: &[u8]) -> Result<(Effect<'_>, usize), bincode::error::De
 pub(crate) fn batch_frame(frames: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     /// `Effect::Batch`'s variant index.
     const BATCH_VARIANT: u8 = 11;
-    let mut bodies = Vec::new();
-    let mut at = 0;
-    while at < frames.len() {
-        let len = frames
-            .get(at..at + 4)
-            .map(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize)
-            .ok_or("short frame")?;
-        let payload = frames
-            .get(at + FRAME_HEADER..at + FRAME_HEADER + len)
-            .ok_or("short frame")?;
-        bodies.push(payload.get(1..).ok_or("empty payload")?);
-        at += FRAME_HEADER + len;
+    // Each record's payload after its version byte, in order.
+    let bodies = || {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= frames.len() {
+                return None;
+            }
+            let len = frames
+                .get(at..at + 4)
+                .map(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize);
+            let body = len.and_then(|len| {
+                let payload = frames.get(at + FRAME_HEADER..at + FRAME_HEADER + len)?;
+                at += FRAME_HEADER + len;
+                payload.get(1..)
+            });
+            if body.is_none() {
+                at = frames.len();
+            }
+            Some(body.ok_or("short frame"))
+        })
+    };
+    let mut count = 0u64;
+    for b in bodies() {
+        b?;
+        count += 1;
     }
     out.clear();
     out.resize(FRAME_HEADER, 0);
     out.push(PAYLOAD_VERSION);
     out.push(BATCH_VARIANT);
-    let mut count = [0u8; 9];
-    let n = bincode::encode_into_slice(bodies.len() as u64, &mut count, config())
-        .map_err(|e| e.to_string())?;
-    out.extend_from_slice(&count[..n]);
-    for b in &bodies {
-        out.extend_from_slice(b);
+    let mut varint = [0u8; 9];
+    let n = bincode::encode_into_slice(count, &mut varint, config()).map_err(|e| e.to_string())?;
+    out.extend_from_slice(&varint[..n]);
+    for b in bodies() {
+        out.extend_from_slice(b?);
     }
     let payload_len = out.len() - FRAME_HEADER;
     if payload_len > MAX_PAYLOAD {
