@@ -454,3 +454,80 @@ fn random_transactions_replay_to_the_live_state() {
         );
     }
 }
+
+/// Transactions, a fifth of them rolled back, while snapshots run: the
+/// snapshot takes each key as it was at its switch (a rollback's restore
+/// included), so reopening gives exactly the live state.
+#[test]
+fn rollbacks_during_snapshots_reopen_to_the_live_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let o = opts().hash_max_listpack_entries(8);
+    let db = Db::open_with(&dir, o.clone()).unwrap();
+    for k in 0..500 {
+        db.hset(format!("k{k}"), &[("n", "0"), ("pad", "x")])
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(t);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let a = format!("k{}", rng.gen_range(0..500));
+                    let b = format!("k{}", rng.gen_range(0..500));
+                    let fail = rng.gen_bool(0.2);
+                    let wide = rng.gen_bool(0.1);
+                    let _ = db.transaction(&[&a, &b], |tx| {
+                        tx.hincrby(&a, "n", 1)?;
+                        tx.hincrby(&b, "n", -1)?;
+                        if wide {
+                            // Past 8 fields: the hash becomes a dict.
+                            let pairs: Vec<(String, String)> =
+                                (0..9).map(|i| (format!("w{i}"), format!("{n}"))).collect();
+                            tx.hset(&a, &pairs)?;
+                        }
+                        if fail {
+                            return Err(Error::Command(hashkv::CommandError::new("ERR no")));
+                        }
+                        Ok(())
+                    });
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut snapshots = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        db.snapshot().unwrap();
+        snapshots += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let txs: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let dump = |db: &Db| -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+        (0..500)
+            .map(|k| {
+                let key = format!("k{k}");
+                let mut pairs = db.hgetall(&key).unwrap();
+                pairs.sort();
+                (key, pairs)
+            })
+            .collect()
+    };
+    let live = dump(&db);
+    // Every committed transaction moved one unit: the sum stays 0.
+    let sum: i64 = live
+        .iter()
+        .flat_map(|(_, p)| p.iter().filter(|(f, _)| f == b"n"))
+        .map(|(_, v)| String::from_utf8_lossy(v).parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(sum, 0);
+    db.close().unwrap();
+    let reopened = Db::open_with(&dir, o).unwrap();
+    assert!(live == dump(&reopened), "reopened state differs");
+    eprintln!("{txs} transactions during {snapshots} snapshots");
+}
