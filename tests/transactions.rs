@@ -508,7 +508,8 @@ fn rollbacks_during_snapshots_reopen_to_the_live_state() {
     }
     stop.store(true, Ordering::Relaxed);
     let txs: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
-    let dump = |db: &Db| -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+    let dump = |db: &Db| -> Vec<(String, Pairs)> {
         (0..500)
             .map(|k| {
                 let key = format!("k{k}");

@@ -1,0 +1,348 @@
+//! [`HashEdit`]: a hash opened for writing in its shard ([`Shard::edit`]),
+//! which sets and removes fields and their TTLs, converts the encoding at
+//! the thresholds, and writes the result back with the side tables (key
+//! TTL, earliest field expiry) kept in step.
+
+use super::*;
+
+impl Shard {
+    /// Opens the hash at `key` for writing, creating it (empty, not yet
+    /// stored) if missing. Call [`HashEdit::finish`] to store the result.
+    pub(crate) fn edit<'s>(&'s mut self, key: &'s [u8], opts: &'s Options) -> HashEdit<'s> {
+        self.preserve(key);
+        let raw = self.raw(key);
+        let had_hfe = raw.is_some_and(|(t, _)| t & FLAG_HFE != 0);
+        let (work, flag, existed, count) = match raw {
+            Some((tag, data)) => match tag & ENC_MASK {
+                TAG_DICT => {
+                    let id = data.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
+                    (Work::Dict(id), tag & FLAG_TTL, true, None)
+                }
+                TAG_COMPACT_EX => (Work::CompactEx(data.to_vec()), tag & FLAG_TTL, true, None),
+                // Counting a big compact hash is a scan: done only if a
+                // field is added (for the conversion check).
+                _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, None),
+            },
+            None => (Work::Compact(Vec::new()), 0, false, Some(0)),
+        };
+        HashEdit {
+            shard: self,
+            key,
+            opts,
+            work,
+            flag,
+            existed,
+            dirty: false,
+            count,
+            had_hfe,
+        }
+    }
+}
+
+pub(super) enum Work {
+    Compact(Vec<u8>),
+    /// Field/value/TTL triples.
+    CompactEx(Vec<u8>),
+    Dict(u32),
+}
+
+/// A hash opened for writing; see [`Shard::edit`].
+pub(crate) struct HashEdit<'s> {
+    pub(super) shard: &'s mut Shard,
+    pub(super) key: &'s [u8],
+    pub(super) opts: &'s Options,
+    pub(super) work: Work,
+    pub(super) flag: u8,
+    pub(super) existed: bool,
+    pub(super) dirty: bool,
+    /// Pair count of a compact working buffer, once known.
+    pub(super) count: Option<usize>,
+    /// The hash had field TTLs before the edit.
+    pub(super) had_hfe: bool,
+}
+
+impl HashEdit<'_> {
+    pub(super) fn dict(&self, id: u32) -> Option<&ArenaTable> {
+        self.shard.dicts.get(id as usize)?.as_ref()
+    }
+
+    pub(super) fn dict_mut(&mut self, id: u32) -> Option<&mut ArenaTable> {
+        self.shard.dicts.get_mut(id as usize)?.as_mut()
+    }
+
+    /// Whether the key existed before this edit.
+    pub(crate) fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// Whether the hash has no field (no scan of a compact buffer).
+    pub(crate) fn is_empty(&self) -> bool {
+        match &self.work {
+            Work::Compact(buf) | Work::CompactEx(buf) => buf.is_empty(),
+            Work::Dict(id) => self.dict(*id).is_none_or(|d| d.len() == 0),
+        }
+    }
+
+    /// Converts to a dict now (field TTLs carried over).
+    pub(super) fn convert(&mut self) -> Result<(), CommandError> {
+        match &self.work {
+            Work::Compact(buf) => {
+                let d = dict_from_compact(buf).map_err(|_| CommandError::too_large())?;
+                let id = self.shard.alloc_dict(d);
+                self.work = Work::Dict(id);
+                self.dirty = true;
+            }
+            Work::CompactEx(buf) => {
+                let (d, t) = dict_from_triples(buf).map_err(|_| CommandError::too_large())?;
+                let id = self.shard.alloc_dict(d);
+                if !t.is_empty() {
+                    self.shard.dict_ttls.insert(id, t);
+                }
+                self.work = Work::Dict(id);
+                self.dirty = true;
+            }
+            Work::Dict(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Switches a compact hash to the layout with field TTLs, as Redis does
+    /// on the first field-TTL command (even one that changes nothing).
+    pub(crate) fn make_ex(&mut self) {
+        if let Work::Compact(buf) = &self.work {
+            self.work = Work::CompactEx(compact_ex::from_pairs(buf));
+            self.dirty = true;
+        }
+    }
+
+    /// Redis's pre-check before a write of field/value pairs whose longest
+    /// argument is `max_len` bytes: converts first if it passes the value
+    /// limit, or if `pairs` (0 to skip this part) passes the entries limit
+    /// even if the pairs repeat or already exist.
+    pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
+        if matches!(self.work, Work::Compact(_) | Work::CompactEx(_))
+            && (pairs > self.opts.hash_max_listpack_entries
+                || max_len > self.opts.hash_max_listpack_value)
+        {
+            self.convert()?;
+        }
+        Ok(())
+    }
+
+    /// Sets `field` to `value`, keeping an existing field's TTL when
+    /// `keep_ttl`; true when the field is new. Converts to a dict when the
+    /// value or field is too long or the hash too big.
+    pub(crate) fn set_with(
+        &mut self,
+        field: &[u8],
+        value: &[u8],
+        keep_ttl: bool,
+    ) -> Result<bool, CommandError> {
+        if let Work::Compact(buf) | Work::CompactEx(buf) = &self.work {
+            let limit = self.opts.hash_max_listpack_value;
+            if field.len() > limit
+                || value.len() > limit
+                || buf.len() + field.len() + value.len() + 20 > COMPACT_MAX_BYTES
+            {
+                self.convert()?;
+            }
+        }
+        let new = match &mut self.work {
+            Work::Compact(buf) => {
+                let new = compact::set(buf, field, value);
+                self.counted(new)?;
+                new
+            }
+            Work::CompactEx(buf) => {
+                let new = compact_ex::set(buf, field, value, keep_ttl);
+                self.counted(new)?;
+                new
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                let d = self.dict_mut(id).ok_or_else(CommandError::too_large)?;
+                let new = d.set(field, value).map_err(|_| CommandError::too_large())?;
+                if !new && !keep_ttl {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                }
+                new
+            }
+        };
+        Ok(new)
+    }
+
+    /// After a write to the compact buffer: counts a new field (scanning
+    /// only if the count is not known yet) and converts to a dict past the
+    /// entries limit.
+    pub(super) fn counted(&mut self, new: bool) -> Result<(), CommandError> {
+        self.dirty = true;
+        if !new {
+            return Ok(());
+        }
+        let n = match (self.count, &self.work) {
+            (Some(c), _) => c + 1,
+            (None, Work::Compact(buf)) => compact::len(buf),
+            (None, Work::CompactEx(buf)) => compact_ex::len(buf),
+            (None, Work::Dict(_)) => return Ok(()),
+        };
+        self.count = Some(n);
+        if n > self.opts.hash_max_listpack_entries {
+            self.convert()?;
+        }
+        Ok(())
+    }
+
+    /// The TTL element of `field` (0 = none), expired or not; None when the
+    /// field is missing.
+    pub(crate) fn field_ttl(&self, field: &[u8]) -> Option<i64> {
+        match &self.work {
+            Work::Compact(buf) => compact::find(buf, &compact::Probe::new(field)).map(|_| 0),
+            Work::CompactEx(buf) => {
+                compact_ex::find(buf, &compact::Probe::new(field)).map(|f| f.ttl)
+            }
+            Work::Dict(id) => {
+                self.dict(*id)?.get(field)?;
+                Some(
+                    self.shard
+                        .dict_ttls
+                        .get(id)
+                        .and_then(|t| t.get(field))
+                        .unwrap_or(0),
+                )
+            }
+        }
+    }
+
+    /// Sets the TTL of an existing `field` to `at` (Unix ms), or removes it
+    /// when `at` is 0; false when the field is missing.
+    pub(crate) fn set_field_ttl(&mut self, field: &[u8], at: i64) -> bool {
+        match self.field_ttl(field) {
+            None => return false,
+            // Setting a TTL again still moves the triple (Redis re-inserts
+            // it before the others with that expiry); removing none is a
+            // no-op.
+            Some(cur) if cur == at && at == compact_ex::NO_TTL => return true,
+            Some(_) => {}
+        }
+        self.make_ex();
+        match &mut self.work {
+            Work::Compact(_) => false,
+            Work::CompactEx(buf) => {
+                self.dirty = true;
+                compact_ex::set_ttl(buf, field, at)
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                if at == compact_ex::NO_TTL {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                } else {
+                    self.shard.dict_ttls.entry(id).or_default().set(field, at);
+                }
+                true
+            }
+        }
+    }
+
+    /// Removes `field`; true when it was present.
+    pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.work {
+            Work::Compact(buf) => {
+                let gone = compact::remove(buf, field);
+                if gone {
+                    self.count = self.count.map(|c| c - 1);
+                    self.dirty = true;
+                }
+                gone
+            }
+            Work::CompactEx(buf) => {
+                let gone = compact_ex::remove(buf, field);
+                if gone {
+                    self.count = self.count.map(|c| c - 1);
+                    self.dirty = true;
+                }
+                gone
+            }
+            Work::Dict(id) => {
+                let id = *id;
+                let gone = self.dict_mut(id).is_some_and(|d| d.remove(field));
+                if gone {
+                    if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
+                        t.remove(field);
+                    }
+                }
+                gone
+            }
+        }
+    }
+
+    /// Stores the result: writes the compact buffer back, records a new
+    /// dict, or deletes the key when the hash is empty; then brings the
+    /// field-expiry index up to date.
+    pub(crate) fn finish(self) -> Result<(), CommandError> {
+        if self.is_empty() {
+            if let Work::Dict(id) = self.work {
+                if !self.existed {
+                    // A dict created by this edit and emptied again.
+                    if let Some(slot) = self.shard.dicts.get_mut(id as usize) {
+                        *slot = None;
+                        self.shard.free_dicts.push(id);
+                        self.shard.dict_ttls.remove(&id);
+                    }
+                }
+            }
+            if self.existed {
+                self.shard.delete(self.key);
+            }
+            return Ok(());
+        }
+        let min = match &self.work {
+            Work::Compact(_) => None,
+            Work::CompactEx(buf) => compact_ex::min_ttl(buf),
+            Work::Dict(id) => {
+                let id = *id;
+                if self
+                    .shard
+                    .dict_ttls
+                    .get(&id)
+                    .is_some_and(FieldTtls::is_empty)
+                {
+                    self.shard.dict_ttls.remove(&id);
+                }
+                self.shard.dict_ttls.get(&id).and_then(FieldTtls::min)
+            }
+        };
+        if !self.dirty && !self.had_hfe && min.is_none() {
+            return Ok(());
+        }
+        if self.dirty {
+            let flag = self.flag | self.shard.snap_bit;
+            let res = match &self.work {
+                Work::Compact(buf) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_COMPACT | flag], buf]),
+                Work::CompactEx(buf) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_COMPACT_EX | flag], buf]),
+                // Written for a new dict too: the key may still point at its
+                // old compact payload (or at nothing). A new key has no TTL
+                // flag.
+                Work::Dict(id) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
+            };
+            res.map_err(|_| CommandError::too_large())?;
+        }
+        if self.had_hfe || min.is_some() {
+            let Shard { keys, hfe, .. } = &mut *self.shard;
+            set_side(keys, hfe, FLAG_HFE, self.key, min)?;
+        }
+        Ok(())
+    }
+}
