@@ -47,6 +47,21 @@ pub enum Error {
         /// The first error: what failed, on which file.
         cause: String,
     },
+    /// A Rust value could not be stored as a hash's fields, or a hash's
+    /// fields could not be read as one ([`crate::Db::hset_struct`],
+    /// [`crate::Db::hget_struct`]): which key, which field and value (when
+    /// one field was at fault), and why. Nothing was written.
+    #[error("{}", mapping_text(key, field.as_deref(), value.as_deref(), reason))]
+    Mapping {
+        /// The key.
+        key: String,
+        /// The field at fault, if one was.
+        field: Option<String>,
+        /// Its stored value (reading only).
+        value: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -58,6 +73,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn mapping_text(key: &str, field: Option<&str>, value: Option<&str>, reason: &str) -> String {
+    match (field, value) {
+        (Some(f), Some(v)) => format!("key '{key}', field '{f}', value '{v}': {reason}"),
+        (Some(f), None) => format!("key '{key}', field '{f}': {reason}"),
+        _ => format!("key '{key}': {reason}"),
+    }
 }
 
 /// A command error with Redis's exact reply text, e.g.

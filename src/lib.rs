@@ -113,6 +113,7 @@ pub mod session;
 pub mod shell;
 mod snapshot;
 mod transaction;
+pub mod typed;
 
 pub use command::{Command, Reply};
 pub use db::Db;
