@@ -7,6 +7,36 @@
 //! compact listpack-style encoding or a dict encoding, converting at Redis's
 //! thresholds (512 fields, 64-byte values by default).
 //!
+//! A Rust struct is a hash, one field per struct field, through serde
+//! ([`Db::hset_struct`], [`Db::hget_struct`]; the value forms are in
+//! [`typed`]); iterators walk keys and fields in batches; [`Db::sync`]
+//! makes every write so far durable, whatever the fsync policy:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct User {
+//!     name: String,
+//!     age: u32,
+//!     bio: Option<String>, // None: no field
+//! }
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = hashkv::Db::open(dir.path())?;
+//! db.hset_struct("user:1", &User { name: "Alice".into(), age: 25, bio: None })?;
+//! db.hincrby("user:1", "age", 1)?; // fields are plain Redis values
+//! let alice: User = db.hget_struct("user:1")?.expect("stored above");
+//! assert_eq!(alice.age, 26);
+//! for key in db.iter_keys_matching("user:*") {
+//!     assert_eq!(key, b"user:1");
+//! }
+//! db.sync()?; // on disk now
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every command, with Redis's replies and errors:
+//!
 //! ```
 //! let dir = tempfile::tempdir()?;
 //! let db = hashkv::Db::open(dir.path())?;
@@ -85,8 +115,11 @@
 //!   and restore ([`SnapshotInfo`]).
 //! - [`shell`]: redis-cli quoting in, `redis-cli --no-raw` output out.
 //! - [`session`]: [`Session`], one client's MULTI queue and WATCHed keys;
-//!   `transaction`: [`Db::transaction`] and [`Transaction`], and the
-//!   private keyspaces both run their commands on.
+//!   `transaction`: [`Db::transaction`] and [`Transaction`]; both run
+//!   their commands directly on the shards they lock (`command::Ctx`),
+//!   keeping each key's old state for a rollback.
+//! - [`typed`]: structs through serde ([`Db::hset_struct`],
+//!   [`Db::hget_struct`]) and the key and field iterators.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
 //! - [`error`]: [`Error`] and [`CommandError`].
 //!

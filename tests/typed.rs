@@ -47,14 +47,20 @@ fn iter_fields_walks_compact_and_dict_hashes_and_skips_expired_fields() {
         .map(|i| (format!("f{i}"), format!("v{i}")))
         .collect();
     db.hset("big", &big).unwrap();
-    assert_eq!(db.object_encoding("big").unwrap().as_deref(), Some("hashtable"));
+    assert_eq!(
+        db.object_encoding("big").unwrap().as_deref(),
+        Some("hashtable")
+    );
     db.hpexpire("big", 10, &["f0", "f1"]).unwrap();
     clock.advance(20);
     let mut small: Vec<_> = db.iter_fields("small").collect();
     small.sort();
     assert_eq!(
         small,
-        vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]
+        vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
     );
     let got: Vec<(Vec<u8>, Vec<u8>)> = db.iter_fields("big").collect();
     let distinct: HashSet<&Vec<u8>> = got.iter().map(|(f, _)| f).collect();
@@ -102,11 +108,17 @@ fn iterators_beside_writers_miss_nothing_present_throughout() {
     for _ in 0..5 {
         let seen: HashSet<Vec<u8>> = db.iter_keys().collect();
         for i in 0..5_000 {
-            assert!(seen.contains(format!("stable:{i}").as_bytes()), "stable:{i} missed");
+            assert!(
+                seen.contains(format!("stable:{i}").as_bytes()),
+                "stable:{i} missed"
+            );
         }
         let fields: HashSet<Vec<u8>> = db.iter_fields("wide").map(|(f, _)| f).collect();
         for i in 0..2_000 {
-            assert!(fields.contains(format!("stable{i}").as_bytes()), "stable{i} missed");
+            assert!(
+                fields.contains(format!("stable{i}").as_bytes()),
+                "stable{i} missed"
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -33,8 +33,8 @@ impl de::Error for DeError {
 }
 
 /// A hash's pairs as a map (a struct's fields by name).
-pub(crate) struct Top {
-    pub(crate) pairs: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+pub(crate) struct Top<I> {
+    pub(crate) pairs: I,
 }
 
 macro_rules! as_map {
@@ -45,7 +45,7 @@ macro_rules! as_map {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for Top {
+impl<'de, 'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> de::Deserializer<'de> for Top<I> {
     type Error = DeError;
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -78,13 +78,13 @@ impl<'de> de::Deserializer<'de> for Top {
     }
 }
 
-struct Pairs {
-    pairs: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+struct Pairs<'a, I> {
+    pairs: I,
     /// The value of the key just given (with that key, for errors).
-    value: Option<(Vec<u8>, Vec<u8>)>,
+    value: Option<(&'a [u8], &'a [u8])>,
 }
 
-impl<'de> MapAccess<'de> for Pairs {
+impl<'de, 'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> MapAccess<'de> for Pairs<'a, I> {
     type Error = DeError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -94,9 +94,9 @@ impl<'de> MapAccess<'de> for Pairs {
         let Some((field, value)) = self.pairs.next() else {
             return Ok(None);
         };
-        let key = match std::str::from_utf8(&field) {
+        let key = match std::str::from_utf8(field) {
             Ok(s) => seed.deserialize(de::value::StrDeserializer::<DeError>::new(s)),
-            Err(_) => seed.deserialize(de::value::BytesDeserializer::<DeError>::new(&field)),
+            Err(_) => seed.deserialize(de::value::BytesDeserializer::<DeError>::new(field)),
         }?;
         self.value = Some((field, value));
         Ok(Some(key))
@@ -107,27 +107,28 @@ impl<'de> MapAccess<'de> for Pairs {
             field: None,
             message: "a value asked for before its field".into(),
         })?;
-        // Kept for the error: the value is moved into the deserializer.
-        let shown = String::from_utf8_lossy(&value).into_owned();
         seed.deserialize(Value(value)).map_err(|mut e| {
             if e.field.is_none() {
-                e.field = Some((String::from_utf8_lossy(&field).into_owned(), shown));
+                e.field = Some((
+                    String::from_utf8_lossy(field).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
             }
             e
         })
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.pairs.len())
+        self.pairs.size_hint().1
     }
 }
 
 /// One field's value.
-struct Value(Vec<u8>);
+struct Value<'a>(&'a [u8]);
 
-impl Value {
+impl Value<'_> {
     fn text(&self) -> Result<&str, DeError> {
-        std::str::from_utf8(&self.0).map_err(|_| de::Error::custom("not valid UTF-8"))
+        std::str::from_utf8(self.0).map_err(|_| de::Error::custom("not valid UTF-8"))
     }
 
     fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, DeError>
@@ -152,20 +153,20 @@ macro_rules! parse_as {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for Value {
+impl<'de> de::Deserializer<'de> for Value<'_> {
     type Error = DeError;
 
     /// Self-describing reads (untagged enums, flattened fields, `serde`'s
     /// buffering): the text, or the bytes when they are not UTF-8.
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match String::from_utf8(self.0) {
-            Ok(s) => visitor.visit_string(s),
-            Err(e) => visitor.visit_byte_buf(e.into_bytes()),
+        match std::str::from_utf8(self.0) {
+            Ok(s) => visitor.visit_str(s),
+            Err(_) => visitor.visit_bytes(self.0),
         }
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match self.0.as_slice() {
+        match self.0 {
             b"1" | b"true" => visitor.visit_bool(true),
             b"0" | b"false" => visitor.visit_bool(false),
             _ => Err(de::Error::custom("not a bool (1, 0, true or false)")),
@@ -200,18 +201,15 @@ impl<'de> de::Deserializer<'de> for Value {
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match String::from_utf8(self.0) {
-            Ok(s) => visitor.visit_string(s),
-            Err(_) => Err(de::Error::custom("not valid UTF-8")),
-        }
+        visitor.visit_str(self.text()?)
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_byte_buf(self.0)
+        visitor.visit_bytes(self.0)
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_byte_buf(self.0)
+        visitor.visit_bytes(self.0)
     }
 
     /// A field that is there is `Some` (a missing one is `None`).
@@ -276,8 +274,7 @@ impl<'de> de::Deserializer<'de> for Value {
         _: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        let name = String::from_utf8(self.0).map_err(|_| de::Error::custom("not valid UTF-8"))?;
-        visitor.visit_enum(name.into_deserializer())
+        visitor.visit_enum(self.text()?.into_deserializer())
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {

@@ -39,11 +39,15 @@ pub use iter::{FieldIter, KeyIter};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::options::Now;
 use crate::transaction::Transaction;
 
 /// `value`'s fields, or the error naming `key` and the field at fault.
 fn to_fields<T: Serialize + ?Sized>(key: &[u8], value: &T) -> Result<ser::Fields> {
-    let mut fields = ser::Fields::default();
+    let mut fields = ser::Fields {
+        bytes: Vec::with_capacity(256),
+        spans: Vec::with_capacity(16),
+    };
     value
         .serialize(ser::Top { out: &mut fields })
         .map_err(|e| Error::Mapping {
@@ -57,11 +61,11 @@ fn to_fields<T: Serialize + ?Sized>(key: &[u8], value: &T) -> Result<ser::Fields
 
 /// A value read from `pairs`, or the error naming `key` (and the field and
 /// value at fault).
-fn from_pairs<T: DeserializeOwned>(key: &[u8], pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<T> {
-    T::deserialize(de::Top {
-        pairs: pairs.into_iter(),
-    })
-    .map_err(|e| {
+fn from_pairs<'a, T: DeserializeOwned>(
+    key: &[u8],
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<T> {
+    T::deserialize(de::Top { pairs }).map_err(|e| {
         let (field, value) = e.field.map_or((None, None), |(f, v)| (Some(f), Some(v)));
         Error::Mapping {
             key: String::from_utf8_lossy(key).into_owned(),
@@ -108,7 +112,13 @@ impl Db {
         let removals: Vec<&[u8]> = fields.removals().collect();
         match (sets.is_empty(), removals.is_empty()) {
             (true, true) => Ok(()),
-            (false, true) => self.hset(key, &sets).map(drop),
+            (false, true) => self
+                .run(crate::command::Command::HSet {
+                    key,
+                    pairs: sets,
+                    ok_reply: false,
+                })
+                .map(drop),
             (true, false) => self.hdel(key, &removals).map(drop),
             (false, false) => self.transaction(&[key], |tx| {
                 tx.hset(key, &sets)?;
@@ -128,10 +138,27 @@ impl Db {
     /// one does not parse as its type.
     pub fn hget_struct<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
         let key = key.as_ref();
-        let pairs = self.hgetall(key)?;
-        if pairs.is_empty() {
+        // The pairs copied into one buffer under the lock (the value is
+        // built after it is released).
+        let now = Now::lazy(&*self.options().clock);
+        let flat = self.keyspace().read(key, &now, |h| {
+            h.map(|h| {
+                let mut bytes = Vec::with_capacity(256);
+                let mut spans = Vec::with_capacity(h.len());
+                h.for_each(|f, v| {
+                    let start = bytes.len();
+                    f.push_to(&mut bytes);
+                    let mid = bytes.len();
+                    v.push_to(&mut bytes);
+                    spans.push((start, mid, bytes.len()));
+                });
+                (bytes, spans)
+            })
+        });
+        let Some((bytes, spans)) = flat else {
             return Ok(None);
-        }
+        };
+        let pairs = spans.iter().map(|&(s, m, e)| (&bytes[s..m], &bytes[m..e]));
         from_pairs(key, pairs).map(Some)
     }
 }
@@ -163,15 +190,13 @@ impl Transaction<'_> {
     ///
     /// # Errors
     /// As [`Db::hget_struct`], or an error naming an undeclared key.
-    pub fn hget_struct<T: DeserializeOwned>(
-        &mut self,
-        key: impl AsRef<[u8]>,
-    ) -> Result<Option<T>> {
+    pub fn hget_struct<T: DeserializeOwned>(&mut self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
         let key = key.as_ref();
         let pairs = self.hgetall(key)?;
         if pairs.is_empty() {
             return Ok(None);
         }
+        let pairs = pairs.iter().map(|(f, v)| (f.as_slice(), v.as_slice()));
         from_pairs(key, pairs).map(Some)
     }
 }

@@ -304,28 +304,35 @@ impl ser::Serializer for Value<'_> {
         Ok(true)
     }
     fn serialize_i8(self, v: i8) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_i16(self, v: i16) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_i32(self, v: i32) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_i64(self, v: i64) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, v);
+        Ok(true)
     }
     fn serialize_i128(self, v: i128) -> Result<bool, SerError> {
         write_display(self.out, v)
     }
     fn serialize_u8(self, v: u8) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_u16(self, v: u16) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_u32(self, v: u32) -> Result<bool, SerError> {
-        write_display(self.out, v)
+        crate::numeric::push_i64(self.out, i64::from(v));
+        Ok(true)
     }
     fn serialize_u64(self, v: u64) -> Result<bool, SerError> {
         write_display(self.out, v)

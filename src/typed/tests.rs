@@ -71,7 +71,10 @@ fn every_strategy() -> impl Strategy<Value = Every> {
         ),
     )
         .prop_map(
-            |((i8, i16, i32, i64, i128, u8, u16, u32, u64, u128), (f32, f64, b, c, s, bytes, role, maybe, renamed))| Every {
+            |(
+                (i8, i16, i32, i64, i128, u8, u16, u32, u64, u128),
+                (f32, f64, b, c, s, bytes, role, maybe, renamed),
+            )| Every {
                 i8,
                 i16,
                 i32,
@@ -176,7 +179,8 @@ fn a_value_that_does_not_parse_names_key_field_and_value() {
     db.hset("user:2", &[("name", "Bo")]).unwrap();
     let err = db.hget_struct::<User>("user:2").unwrap_err();
     assert_eq!(err.to_string(), "key 'user:2': missing field `age`");
-    db.hset("user:3", &[("name", "Cy"), ("age", "1.5")]).unwrap();
+    db.hset("user:3", &[("name", "Cy"), ("age", "1.5")])
+        .unwrap();
     assert!(db.hget_struct::<User>("user:3").is_err());
     db.hset("user:4", &[(&b"name"[..], &b"\xff"[..]), (b"age", b"4")])
         .unwrap();
@@ -232,7 +236,10 @@ fn values_with_no_field_encoding_are_refused_by_name_and_write_nothing() {
             },
         )
         .unwrap_err();
-    assert!(err.to_string().contains("field 'tags': a sequence"), "{err}");
+    assert!(
+        err.to_string().contains("field 'tags': a sequence"),
+        "{err}"
+    );
     let err = db
         .hset_struct(
             "k",
@@ -297,7 +304,10 @@ fn sets_and_removals_are_one_record() {
         added.len(),
         "one record"
     );
-    assert_eq!(db.hgetall("k").unwrap(), vec![(b"a".to_vec(), b"5".to_vec())]);
+    assert_eq!(
+        db.hgetall("k").unwrap(),
+        vec![(b"a".to_vec(), b"5".to_vec())]
+    );
 }
 
 #[test]
