@@ -141,6 +141,8 @@ mod keyspace;
 mod log;
 mod numeric;
 pub mod options;
+pub mod pipeline;
+mod prefetch;
 pub mod recovery;
 pub mod session;
 pub mod shell;

@@ -594,6 +594,28 @@ impl ArenaTable {
         }
     }
 
+    /// Prefetches the home slot of `hash` (first stage of a batched
+    /// lookup).
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, hash: u64) {
+        let i = hash as usize & self.cur.mask;
+        crate::prefetch::prefetch(&self.cur.slots[i]);
+    }
+
+    /// Prefetches the entry the home slot of `hash` points to, if its tag
+    /// matches (second stage; the slot should be in cache by now).
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, hash: u64) {
+        let i = hash as usize & self.cur.mask;
+        let slot = self.cur.slots[i];
+        if slot.tag == tag_of(hash) {
+            let (p, off) = split_addr(slot.addr);
+            if let Some(page) = self.arena.pages.get(p) {
+                crate::prefetch::prefetch(page.bytes().as_ptr().wrapping_add(off));
+            }
+        }
+    }
+
     /// The payload stored under `name`.
     #[inline]
     pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {

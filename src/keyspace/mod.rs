@@ -192,6 +192,18 @@ impl Shard {
         self.lookup_hashed(key, hash_name(key), now)
     }
 
+    /// Prefetches the key table's home slot for a key hashed to `hash`.
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, hash: u64) {
+        self.keys.prefetch_slot(hash);
+    }
+
+    /// Prefetches the key's entry (its compact hash, for a small one).
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, hash: u64) {
+        self.keys.prefetch_entry(hash);
+    }
+
     /// [`Shard::lookup`] with the key's [`hash_name`] already computed.
     #[inline]
     pub(crate) fn lookup_hashed(&self, key: &[u8], hash: u64, now: &Now<'_>) -> Lookup<'_> {
@@ -641,7 +653,7 @@ pub(crate) fn shard_index(key: &[u8]) -> usize {
 /// tables inside a shard use the low bits and bits 32..39, so the same hash
 /// serves both).
 #[inline]
-fn shard_of_hash(hash: u64) -> usize {
+pub(crate) fn shard_of_hash(hash: u64) -> usize {
     (hash >> (64 - SHARD_BITS)) as usize
 }
 

@@ -218,12 +218,24 @@ impl TxLog {
         ks: &Keyspace,
         g: &mut MultiGuard<'_>,
     ) -> Result<Option<u64>, Error> {
+        self.commit_as(ks, g, true)
+    }
+
+    /// [`TxLog::commit`] with the effects as one record (`whole`: a
+    /// transaction) or as a record each, appended together (a pipeline:
+    /// a crash may keep a prefix of them, as of separate calls).
+    pub(crate) fn commit_as(
+        &mut self,
+        ks: &Keyspace,
+        g: &mut MultiGuard<'_>,
+        whole: bool,
+    ) -> Result<Option<u64>, Error> {
         if self.effects == 0 {
             // Only unlogged changes (which stay, as outside transactions).
             self.clear();
             return Ok(None);
         }
-        let logged = if self.effects == 1 {
+        let logged = if self.effects == 1 || !whole {
             ks.append_frame(&self.frames)
         } else {
             record::batch_frame(&self.frames, &mut self.scratch)
@@ -331,6 +343,14 @@ impl<'k> Locked<'k> {
         self.log
             .borrow_mut()
             .commit(ks, &mut self.guard.borrow_mut())
+    }
+
+    /// Logs what a pipeline segment did, a record per change, in one
+    /// append ([`TxLog::commit_as`]).
+    pub(crate) fn commit_records(&self, ks: &Keyspace) -> Result<Option<u64>, Error> {
+        self.log
+            .borrow_mut()
+            .commit_as(ks, &mut self.guard.borrow_mut(), false)
     }
 
     /// Puts back everything the transaction changed.

@@ -1,0 +1,404 @@
+//! [`Pipeline`]: many commands in one call ([`Db::pipeline`]), each with
+//! exactly the semantics and reply of the single call, executed so that
+//! their memory accesses overlap and locks and log appends are shared.
+//!
+//! Not a transaction: other threads may run between its commands, and a
+//! crash may keep a prefix of its writes. How a batch runs:
+//!
+//! - Commands are parsed, then cut into segments at commands over every
+//!   key (KEYS, SCAN, DBSIZE, FLUSHDB), which run on their own, in order.
+//! - A segment of plain reads (HGET, HMGET, HGETALL, HEXISTS, HLEN,
+//!   HSTRLEN, EXISTS of one key) hashes every key first, read-locks each
+//!   shard it touches once (in shard order), prefetches every key's table
+//!   slot, then every entry, then answers each command: the cache misses of
+//!   the whole batch overlap instead of following one another. A key that
+//!   turns out expired, or a hash with field TTLs, is answered afterwards
+//!   by the single call (which expires lazily).
+//! - Any other segment write-locks the shards of all its keys once (in
+//!   shard order), prefetches the same way, runs its commands in order on
+//!   the locked shards (as a transaction does), and appends all their log
+//!   records at once.
+
+use crate::command::{Command, KeySet, Reply};
+use crate::db::Db;
+use crate::error::{CommandError, Error, Result};
+use crate::hash::compact::Elem;
+use crate::hash::table::hash_name;
+use crate::keyspace::{shard_of_hash, Lookup};
+use crate::options::Now;
+use crate::transaction;
+
+/// Commands queued to run together; made by [`Db::pipeline`].
+///
+/// # Examples
+/// ```
+/// let db = hashkv::Db::in_memory(hashkv::Options::default());
+/// let mut p = db.pipeline();
+/// for i in 0..100 {
+///     p.hset(format!("user:{i}"), &[("name", format!("n{i}"))]);
+/// }
+/// p.hget("user:7", "name").hincrby("user:7", "visits", 1).cmd(&["HLEN", "user:7"]);
+/// let replies = p.run();
+/// assert_eq!(replies.len(), 103);
+/// assert_eq!(replies[100].as_ref().unwrap(), &hashkv::Reply::Bulk(b"n7".to_vec()));
+/// assert_eq!(replies[102].as_ref().unwrap(), &hashkv::Reply::Integer(2));
+/// ```
+pub struct Pipeline<'a> {
+    db: &'a Db,
+    /// Every word of every command, back to back.
+    bytes: Vec<u8>,
+    /// End of each word in `bytes`.
+    word_ends: Vec<usize>,
+    /// End of each command in `word_ends`.
+    cmd_ends: Vec<usize>,
+}
+
+impl std::fmt::Debug for Pipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("commands", &self.cmd_ends.len())
+            .finish()
+    }
+}
+
+impl Db {
+    /// An empty pipeline over this database.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            db: self,
+            bytes: Vec::new(),
+            word_ends: Vec::new(),
+            cmd_ends: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    fn word(&mut self, w: &[u8]) {
+        self.bytes.extend_from_slice(w);
+        self.word_ends.push(self.bytes.len());
+    }
+
+    fn end(&mut self) -> &mut Self {
+        self.cmd_ends.push(self.word_ends.len());
+        self
+    }
+
+    /// Queues any command, as its words.
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, argv: &[A]) -> &mut Self {
+        for w in argv {
+            self.word(w.as_ref());
+        }
+        self.end()
+    }
+
+    /// Queues `HGET key field`.
+    pub fn hget(&mut self, key: impl AsRef<[u8]>, field: impl AsRef<[u8]>) -> &mut Self {
+        self.word(b"HGET");
+        self.word(key.as_ref());
+        self.word(field.as_ref());
+        self.end()
+    }
+
+    /// Queues `HMGET key field [field ...]`.
+    pub fn hmget<F: AsRef<[u8]>>(&mut self, key: impl AsRef<[u8]>, fields: &[F]) -> &mut Self {
+        self.word(b"HMGET");
+        self.word(key.as_ref());
+        for f in fields {
+            self.word(f.as_ref());
+        }
+        self.end()
+    }
+
+    /// Queues `HGETALL key`.
+    pub fn hgetall(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        self.word(b"HGETALL");
+        self.word(key.as_ref());
+        self.end()
+    }
+
+    /// Queues `HSET key field value [field value ...]`.
+    pub fn hset<F: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        pairs: &[(F, V)],
+    ) -> &mut Self {
+        self.word(b"HSET");
+        self.word(key.as_ref());
+        for (f, v) in pairs {
+            self.word(f.as_ref());
+            self.word(v.as_ref());
+        }
+        self.end()
+    }
+
+    /// Queues `HINCRBY key field delta`.
+    pub fn hincrby(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        field: impl AsRef<[u8]>,
+        delta: i64,
+    ) -> &mut Self {
+        self.word(b"HINCRBY");
+        self.word(key.as_ref());
+        self.word(field.as_ref());
+        let mut d = Vec::with_capacity(20);
+        crate::numeric::push_i64(&mut d, delta);
+        self.word(&d);
+        self.end()
+    }
+
+    /// Queues `HDEL key field [field ...]`.
+    pub fn hdel<F: AsRef<[u8]>>(&mut self, key: impl AsRef<[u8]>, fields: &[F]) -> &mut Self {
+        self.word(b"HDEL");
+        self.word(key.as_ref());
+        for f in fields {
+            self.word(f.as_ref());
+        }
+        self.end()
+    }
+
+    /// Queues `EXISTS key [key ...]`.
+    pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> &mut Self {
+        self.word(b"EXISTS");
+        for k in keys {
+            self.word(k.as_ref());
+        }
+        self.end()
+    }
+
+    /// Queues `DEL key [key ...]`.
+    pub fn del<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> &mut Self {
+        self.word(b"DEL");
+        for k in keys {
+            self.word(k.as_ref());
+        }
+        self.end()
+    }
+
+    /// Commands queued so far.
+    pub fn len(&self) -> usize {
+        self.cmd_ends.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.cmd_ends.is_empty()
+    }
+
+    /// Runs the queued commands in order and returns each one's reply (or
+    /// error) as the single call would.
+    pub fn run(self) -> Vec<Result<Reply>> {
+        let words: Vec<&[u8]> = self
+            .word_ends
+            .iter()
+            .enumerate()
+            .map(|(i, &end)| &self.bytes[if i == 0 { 0 } else { self.word_ends[i - 1] }..end])
+            .collect();
+        let mut cmds: Vec<std::result::Result<Command<'_>, CommandError>> =
+            Vec::with_capacity(self.cmd_ends.len());
+        let mut start = 0;
+        for &end in &self.cmd_ends {
+            let argv = &words[start..end];
+            cmds.push(if argv.is_empty() {
+                Err(CommandError::err("empty command"))
+            } else {
+                Command::parse(argv)
+            });
+            start = end;
+        }
+        let mut out: Vec<Option<Result<Reply>>> = (0..cmds.len()).map(|_| None).collect();
+        let mut segment: Vec<(usize, Command<'_>)> = Vec::new();
+        for (i, c) in cmds.into_iter().enumerate() {
+            match c {
+                Err(e) => out[i] = Some(Err(e.into())),
+                Ok(cmd) => {
+                    if matches!(cmd.keys(), KeySet::All) {
+                        run_segment(self.db, std::mem::take(&mut segment), &mut out);
+                        out[i] = Some(self.db.run(cmd));
+                    } else {
+                        segment.push((i, cmd));
+                    }
+                }
+            }
+        }
+        run_segment(self.db, segment, &mut out);
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(internal("a command was not run"))))
+            .collect()
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::Command(CommandError::err(format!("internal: pipeline: {what}")))
+}
+
+/// The key of a command the read path answers, if it is one.
+fn fast_read_key<'c>(cmd: &Command<'c>) -> Option<&'c [u8]> {
+    match cmd {
+        Command::HGet { key, .. }
+        | Command::HMGet { key, .. }
+        | Command::HGetAll { key, .. }
+        | Command::HExists { key, .. }
+        | Command::HLen { key }
+        | Command::HStrLen { key, .. } => Some(key),
+        Command::Exists { keys } if keys.len() == 1 => Some(keys[0]),
+        _ => None,
+    }
+}
+
+fn run_segment<'c>(db: &Db, segment: Vec<(usize, Command<'c>)>, out: &mut [Option<Result<Reply>>]) {
+    if segment.is_empty() {
+        return;
+    }
+    if segment.iter().all(|(_, c)| fast_read_key(c).is_some()) {
+        read_segment(db, segment, out);
+    } else {
+        write_segment(db, segment, out);
+    }
+}
+
+fn bulk(e: Elem<'_>) -> Reply {
+    Reply::Bulk(e.to_bytes())
+}
+
+/// The reply of a fast read on the live hash `h` (None: missing), exactly
+/// as the command layer builds it.
+fn answer(cmd: &Command<'_>, h: Option<crate::hash::HashRef<'_>>) -> Reply {
+    match cmd {
+        Command::HGet { field, .. } => {
+            Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
+        }
+        Command::HMGet { fields, .. } => Reply::Array(
+            fields
+                .iter()
+                .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
+                .collect(),
+        ),
+        Command::HGetAll { keys, values, .. } => {
+            let mut out = Vec::new();
+            if let Some(h) = h {
+                out.reserve(h.len() * (usize::from(*keys) + usize::from(*values)));
+                h.for_each(|f, v| {
+                    if *keys {
+                        out.push(bulk(f));
+                    }
+                    if *values {
+                        out.push(bulk(v));
+                    }
+                });
+            }
+            Reply::Array(out)
+        }
+        Command::HExists { field, .. } => {
+            Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
+        }
+        Command::HLen { .. } => Reply::Integer(h.map_or(0, |h| h.len() as i64)),
+        Command::HStrLen { field, .. } => {
+            Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
+        }
+        Command::Exists { .. } => Reply::Integer(i64::from(h.is_some())),
+        _ => Reply::Nil,
+    }
+}
+
+/// Plain reads: every shard read-locked once, lookups prefetched in two
+/// stages across the whole segment, then answered.
+fn read_segment<'c>(
+    db: &Db,
+    segment: Vec<(usize, Command<'c>)>,
+    out: &mut [Option<Result<Reply>>],
+) {
+    let ks = db.keyspace();
+    let now = Now::lazy(&*db.options().clock);
+    let hashed: Vec<(u64, usize)> = segment
+        .iter()
+        .map(|(_, c)| {
+            let h = hash_name(fast_read_key(c).unwrap_or_default());
+            (h, shard_of_hash(h))
+        })
+        .collect();
+    let mut shards: Vec<usize> = hashed.iter().map(|&(_, s)| s).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    // Ascending shard order, as every multi-shard lock is taken.
+    let guards: Vec<_> = shards.iter().map(|&s| ks.shard_at(s).read()).collect();
+    let guard = |s: usize| &guards[shards.binary_search(&s).unwrap_or(0)];
+    for &(h, s) in &hashed {
+        guard(s).prefetch_slot(h);
+    }
+    for &(h, s) in &hashed {
+        guard(s).prefetch_entry(h);
+    }
+    let mut later = Vec::new();
+    for ((i, cmd), &(h, s)) in segment.into_iter().zip(&hashed) {
+        let key = fast_read_key(&cmd).unwrap_or_default();
+        match guard(s).lookup_hashed(key, h, &now) {
+            Lookup::Missing => out[i] = Some(Ok(answer(&cmd, None))),
+            Lookup::Live(hr) if !hr.has_field_ttls() => out[i] = Some(Ok(answer(&cmd, Some(hr)))),
+            // Expired key, or fields that may be: the single call expires
+            // them lazily (it needs the write lock).
+            _ => later.push((i, cmd)),
+        }
+    }
+    drop(guards);
+    for (i, cmd) in later {
+        out[i] = Some(db.run(cmd));
+    }
+}
+
+/// Anything else: the shards of every key write-locked once, the
+/// commands run in order on them, their records appended together.
+fn write_segment<'c>(
+    db: &Db,
+    segment: Vec<(usize, Command<'c>)>,
+    out: &mut [Option<Result<Reply>>],
+) {
+    let ks = db.keyspace();
+    let mut keys: Vec<&[u8]> = Vec::with_capacity(segment.len());
+    for (_, c) in &segment {
+        if let KeySet::Keys(k) = c.keys() {
+            keys.extend(k);
+        }
+    }
+    let mut g = ks.lock_many(&keys);
+    let hashes: Vec<u64> = keys.iter().map(|k| hash_name(k)).collect();
+    for &h in &hashes {
+        if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
+            s.prefetch_slot(h);
+        }
+    }
+    for &h in &hashes {
+        if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
+            s.prefetch_entry(h);
+        }
+    }
+    let locked = transaction::begin(db, g);
+    let indices: Vec<usize> = segment.iter().map(|(i, _)| *i).collect();
+    for (i, cmd) in segment {
+        out[i] = Some(transaction::run_in(db, &locked, cmd));
+    }
+    let committed = locked.commit_records(ks);
+    db.tx_logs().give(locked.finish());
+    match committed {
+        Ok(ticket) => {
+            if let Err(e) = ks.sync(ticket) {
+                let text = e.to_string();
+                for i in indices {
+                    out[i] = Some(Err(Error::Command(CommandError::err(format!(
+                        "the pipeline's writes were logged but not made durable: {text}"
+                    )))));
+                }
+            }
+        }
+        Err(e) => {
+            // Everything the segment changed was put back.
+            let text = e.to_string();
+            for i in indices {
+                out[i] = Some(Err(Error::Command(CommandError::err(format!(
+                    "not applied: the log refused the pipeline's writes: {text}"
+                )))));
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `Db::pipeline`: every command's reply is exactly what the single call
+//! returns, and the database ends in the same state (a property test over
+//! random mixes of reads, writes, expiry, errors and whole-keyspace
+//! commands), and a pipeline's writes survive a reopen.
+
+use std::sync::Arc;
+
+use hashkv::{Db, ManualClock, Options};
+use proptest::prelude::*;
+
+fn opts(clock: Arc<ManualClock>) -> Options {
+    Options::default()
+        .active_expiry(false)
+        .no_auto_snapshots()
+        .hash_max_listpack_entries(4)
+        .hash_max_listpack_value(8)
+        .clock(clock)
+}
+
+fn command() -> impl Strategy<Value = Vec<String>> {
+    let key = prop_oneof![Just("a"), Just("b"), Just("c"), Just("d"), Just("e")];
+    let field = prop_oneof![
+        Just("f0"),
+        Just("f1"),
+        Just("f2"),
+        Just("f3"),
+        Just("f4"),
+        Just("n")
+    ];
+    let value = prop_oneof![
+        Just("1".to_owned()),
+        Just("-7".to_owned()),
+        Just("x".to_owned()),
+        Just("a-long-value-over-eight".to_owned()),
+    ];
+    (0..18u8, key.clone(), key, field.clone(), field, value).prop_map(|(op, k, k2, f, f2, v)| {
+        let s = |x: &[&str]| x.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        match op {
+            0 | 1 => s(&["HGET", k, f]),
+            2 => s(&["HMGET", k, f, f2]),
+            3 => s(&["HGETALL", k]),
+            4 | 5 => s(&["HSET", k, f, &v]),
+            6 => s(&["HINCRBY", k, f, "3"]),
+            7 => s(&["HDEL", k, f]),
+            8 => s(&["EXISTS", k]),
+            9 => s(&["DEL", k, k2]),
+            10 => s(&["PEXPIRE", k, "5"]),
+            11 => s(&["HPEXPIRE", k, "5", "FIELDS", "1", f]),
+            12 => s(&["HLEN", k]),
+            13 => s(&["RENAME", k, k2]),
+            14 => s(&["DBSIZE"]),
+            15 => s(&["HEXISTS", k, f]),
+            16 => s(&["HGET", k]), // wrong arity
+            _ => s(&["NOSUCH", k]),
+        }
+    })
+}
+
+type Replies = Vec<Result<hashkv::Reply, String>>;
+
+fn dump(db: &Db) -> Vec<String> {
+    ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|k| {
+            let mut pairs = db.hgetall(k).unwrap();
+            pairs.sort();
+            format!(
+                "{k} {pairs:?} {:?} {:?}",
+                db.object_encoding(k).unwrap(),
+                db.pttl(k).unwrap()
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn a_pipeline_answers_as_the_single_calls_do(
+        batches in proptest::collection::vec(proptest::collection::vec(command(), 1..40), 1..6)
+    ) {
+        let (ca, cb) = (ManualClock::new(1_000_000), ManualClock::new(1_000_000));
+        let a = Db::in_memory(opts(ca.clone()));
+        let b = Db::in_memory(opts(cb.clone()));
+        for batch in &batches {
+            let mut p = a.pipeline();
+            for c in batch {
+                p.cmd(c);
+            }
+            let piped: Replies = p.run().into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+            let single: Replies = batch.iter().map(|c| b.execute(c).map_err(|e| e.to_string())).collect();
+            prop_assert_eq!(piped, single, "batch {:?}", batch);
+            prop_assert_eq!(dump(&a), dump(&b));
+            // Let TTLs set in this batch pass before the next.
+            ca.advance(10);
+            cb.advance(10);
+        }
+    }
+}
+
+#[test]
+fn typed_queueing_methods_and_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let db = Db::open(&dir).unwrap();
+        let mut p = db.pipeline();
+        for i in 0..500 {
+            p.hset(
+                format!("k{i}"),
+                &[("n", i.to_string()), ("m", "x".to_owned())],
+            );
+        }
+        p.hincrby("k1", "n", 10)
+            .hdel("k2", &["m"])
+            .del(&["k3"])
+            .exists(&["k3", "k4"])
+            .hmget("k1", &["n", "m", "zz"])
+            .hgetall("k2")
+            .hget("k5", "n");
+        let r = p.run();
+        assert_eq!(r.len(), 507);
+        assert!(r[..500]
+            .iter()
+            .all(|x| x.as_ref().unwrap() == &hashkv::Reply::Integer(2)));
+        use hashkv::Reply::*;
+        assert_eq!(r[500].as_ref().unwrap(), &Integer(11));
+        assert_eq!(r[501].as_ref().unwrap(), &Integer(1));
+        assert_eq!(r[502].as_ref().unwrap(), &Integer(1));
+        assert_eq!(r[503].as_ref().unwrap(), &Integer(1));
+        assert_eq!(
+            r[504].as_ref().unwrap(),
+            &Array(vec![Bulk(b"11".to_vec()), Bulk(b"x".to_vec()), Nil])
+        );
+        assert_eq!(
+            r[505].as_ref().unwrap(),
+            &Array(vec![Bulk(b"n".to_vec()), Bulk(b"2".to_vec())])
+        );
+        assert_eq!(r[506].as_ref().unwrap(), &Bulk(b"5".to_vec()));
+        assert!(db.pipeline().run().is_empty());
+        db.close().unwrap();
+    }
+    let db = Db::open(&dir).unwrap();
+    assert_eq!(db.dbsize().unwrap(), 499);
+    assert_eq!(db.hget("k1", "n").unwrap().unwrap(), b"11");
+    assert_eq!(db.hlen("k2").unwrap(), 1);
+}
