@@ -15,15 +15,17 @@
 //!   turns out expired, or a hash with field TTLs, is answered afterwards
 //!   by the single call (which expires lazily).
 //! - Any other segment write-locks the shards of all its keys once (in
-//!   shard order), prefetches the same way, runs its commands in order on
-//!   the locked shards (as a transaction does), and appends all their log
-//!   records at once.
+//!   shard order), prefetches the same way, and runs its commands in order
+//!   on the locked shards, each logging its change before applying it as
+//!   the single call does; the segment then waits once for durability (one
+//!   group fsync under `FsyncPolicy::Always`), with the locks released.
 
 use crate::command::{Command, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::compact::Elem;
 use crate::hash::table::hash_name;
+use crate::keyspace::tx::Locked;
 use crate::keyspace::{shard_of_hash, Lookup};
 use crate::options::Now;
 use crate::transaction;
@@ -373,30 +375,20 @@ fn write_segment<'c>(
             s.prefetch_entry(h);
         }
     }
-    let locked = transaction::begin(db, g);
+    let locked = Locked::for_pipeline(g);
     let indices: Vec<usize> = segment.iter().map(|(i, _)| *i).collect();
     for (i, cmd) in segment {
         out[i] = Some(transaction::run_in(db, &locked, cmd));
     }
-    let committed = locked.commit_records(ks);
-    db.tx_logs().give(locked.finish());
-    match committed {
-        Ok(ticket) => {
-            if let Err(e) = ks.sync(ticket) {
-                let text = e.to_string();
-                for i in indices {
-                    out[i] = Some(Err(Error::Command(CommandError::err(format!(
-                        "the pipeline's writes were logged but not made durable: {text}"
-                    )))));
-                }
-            }
-        }
-        Err(e) => {
-            // Everything the segment changed was put back.
-            let text = e.to_string();
-            for i in indices {
+    let ticket = locked.pipeline_ticket();
+    drop(locked);
+    if let Err(e) = ks.sync(ticket) {
+        // As a single call, a write whose durability failed reports it.
+        let text = e.to_string();
+        for i in indices {
+            if matches!(out[i], Some(Ok(_))) {
                 out[i] = Some(Err(Error::Command(CommandError::err(format!(
-                    "not applied: the log refused the pipeline's writes: {text}"
+                    "the pipeline's writes were logged but not made durable: {text}"
                 )))));
             }
         }

@@ -51,8 +51,8 @@ impl<'a, 'k> Ctx<'a, 'k> {
     #[inline]
     fn sink(&self) -> Sink<'a> {
         match self.tx {
-            None => Sink::Journal,
-            Some(tx) => Sink::Tx(&tx.log),
+            Some(tx) if tx.pipeline.is_none() => Sink::Tx(&tx.log),
+            _ => Sink::Journal,
         }
     }
 
@@ -154,8 +154,8 @@ impl<'a, 'k> Ctx<'a, 'k> {
     /// layout switched, as Redis does without propagating it): inside a
     /// transaction, keeps the key's state so a rollback restores it.
     pub(crate) fn before_unlogged_change(&self, shard: &Shard, key: &[u8]) -> Result<(), Error> {
-        if let Some(tx) = self.tx {
-            tx.log.borrow_mut().keep(shard, key)?;
+        if let Sink::Tx(log) = self.sink() {
+            log.borrow_mut().keep(shard, key)?;
         }
         Ok(())
     }
@@ -213,7 +213,16 @@ impl<'a, 'k> Ctx<'a, 'k> {
     /// released; a transaction's changes have no ticket of their own).
     #[inline]
     pub(crate) fn sync(&self, ticket: Option<u64>) -> Result<(), Error> {
-        self.ks.sync(ticket)
+        match self.tx.and_then(|tx| tx.pipeline.as_ref()) {
+            // A pipeline waits once, for its highest ticket, unlocked.
+            Some(max) => {
+                if ticket > max.get() {
+                    max.set(ticket);
+                }
+                Ok(())
+            }
+            None => self.ks.sync(ticket),
+        }
     }
 
     /// Runs `f` on shard `i` (read-locked outside a transaction).

@@ -218,24 +218,12 @@ impl TxLog {
         ks: &Keyspace,
         g: &mut MultiGuard<'_>,
     ) -> Result<Option<u64>, Error> {
-        self.commit_as(ks, g, true)
-    }
-
-    /// [`TxLog::commit`] with the effects as one record (`whole`: a
-    /// transaction) or as a record each, appended together (a pipeline:
-    /// a crash may keep a prefix of them, as of separate calls).
-    pub(crate) fn commit_as(
-        &mut self,
-        ks: &Keyspace,
-        g: &mut MultiGuard<'_>,
-        whole: bool,
-    ) -> Result<Option<u64>, Error> {
         if self.effects == 0 {
             // Only unlogged changes (which stay, as outside transactions).
             self.clear();
             return Ok(None);
         }
-        let logged = if self.effects == 1 || !whole {
+        let logged = if self.effects == 1 {
             ks.append_frame(&self.frames)
         } else {
             record::batch_frame(&self.frames, &mut self.scratch)
@@ -325,6 +313,10 @@ pub(crate) fn locked_shard<'g>(
 pub(crate) struct Locked<'k> {
     pub(crate) guard: std::cell::RefCell<MultiGuard<'k>>,
     pub(crate) log: std::cell::RefCell<TxLog>,
+    /// A pipeline's shards, not a transaction: each effect goes to the
+    /// journal as a single call's would (nothing to undo), and the highest
+    /// ticket is kept for one sync after the locks are released.
+    pub(crate) pipeline: Option<std::cell::Cell<Option<u64>>>,
 }
 
 impl<'k> Locked<'k> {
@@ -335,7 +327,22 @@ impl<'k> Locked<'k> {
         Locked {
             guard: std::cell::RefCell::new(guard),
             log: std::cell::RefCell::new(log),
+            pipeline: None,
         }
+    }
+
+    /// A pipeline segment over the shards `guard` holds.
+    pub(crate) fn for_pipeline(guard: MultiGuard<'k>) -> Self {
+        Locked {
+            guard: std::cell::RefCell::new(guard),
+            log: std::cell::RefCell::new(TxLog::default()),
+            pipeline: Some(std::cell::Cell::new(None)),
+        }
+    }
+
+    /// The highest log ticket a pipeline segment's commands got.
+    pub(crate) fn pipeline_ticket(&self) -> Option<u64> {
+        self.pipeline.as_ref().and_then(std::cell::Cell::get)
     }
 
     /// Logs what the transaction did as one record ([`TxLog::commit`]).
@@ -345,13 +352,6 @@ impl<'k> Locked<'k> {
             .commit(ks, &mut self.guard.borrow_mut())
     }
 
-    /// Logs what a pipeline segment did, a record per change, in one
-    /// append ([`TxLog::commit_as`]).
-    pub(crate) fn commit_records(&self, ks: &Keyspace) -> Result<Option<u64>, Error> {
-        self.log
-            .borrow_mut()
-            .commit_as(ks, &mut self.guard.borrow_mut(), false)
-    }
 
     /// Puts back everything the transaction changed.
     pub(crate) fn rollback(&self) {

@@ -1,0 +1,371 @@
+//! hashkv against Redis at its best, on the same data and key distribution:
+//! N W1 profiles (8 fields) under keys `user:%012d`, random keys drawn
+//! uniformly from all N (as `redis-benchmark -r N` draws `__rand_int__`).
+//!
+//! - Redis 7.0 (`appendonly yes`, `appendfsync everysec`) driven by
+//!   `redis-benchmark -c 50 -P 64` (50 connections, 64 commands per round
+//!   trip) for `HGET user:__rand_int__ username` and `HSET
+//!   user:__rand_int__ username x`; its RDB load time ("DB loaded from
+//!   disk" in its log, after SAVE and a restart); `redis-cli --pipe` of the
+//!   dataset as RESP into an empty server.
+//! - hashkv (`FsyncPolicy::EverySec`, in process, one thread): HGET and
+//!   HSET one call at a time and in pipelines of 64; HGET from 2 threads;
+//!   open of the directory (a snapshot of the dataset); `Db::import` of the
+//!   same RESP file.
+//!
+//! Run: `cargo bench --bench redis_best [-- --keys N --runs R]` (default
+//! 1,000,000 keys, 3 runs; medians printed). Under `cargo test
+//! --all-targets` it runs one small round, hashkv side only.
+#![allow(missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common/datasets.rs"]
+mod datasets;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{start_redis, RespClient};
+use datasets::profile;
+use hashkv::{Db, FsyncPolicy, Options};
+use rand::{Rng, SeedableRng};
+
+fn key(i: u64) -> String {
+    format!("user:{i:012}")
+}
+
+/// `user:%012d` of `i` in a stack buffer: made per operation as
+/// redis-benchmark makes `__rand_int__`, so the harness adds no cache miss
+/// (a table of a million key strings would add two per operation).
+#[inline]
+fn key_buf(i: usize) -> [u8; 17] {
+    let mut b = *b"user:000000000000";
+    let mut v = i;
+    for d in b[5..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    b
+}
+
+fn arg(name: &str) -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The dataset as RESP HSET commands.
+fn resp_file(path: &std::path::Path, n: u64) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = Vec::new();
+    for i in 0..n {
+        let k = key(i);
+        let p = profile(i);
+        let mut argv: Vec<&[u8]> = vec![b"HSET", k.as_bytes()];
+        for (f, v) in &p {
+            argv.push(f.as_bytes());
+            argv.push(v.as_bytes());
+        }
+        buf.clear();
+        RespClient::encode(&argv, &mut buf);
+        out.write_all(&buf).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Requests per second `redis-benchmark -c 50 -P 64` reports for `cmd`.
+fn redis_benchmark(port: u16, keys: u64, requests: u64, cmd: &[&str]) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", "50", "-P", "64", "-r", &keys.to_string()])
+        .args(["-n", &requests.to_string(), "--csv"])
+        .args(cmd)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps",...: the second line's second field.
+    let line = text.lines().nth(1)?;
+    line.split(',').nth(1)?.trim_matches('"').parse().ok()
+}
+
+/// Redis's side: (HGET rps, HSET rps, RDB load s, --pipe s).
+fn redis_side(n: u64, resp: &std::path::Path) -> Option<[f64; 4]> {
+    let dir = tempfile::tempdir().ok()?;
+    let d = dir.path().display().to_string();
+    let log1 = format!("{d}/first.log");
+    let server = start_redis(&[
+        "--dir",
+        &d,
+        "--logfile",
+        &log1,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ])
+    .ok()?;
+    let mut c = RespClient::connect(server.port).ok()?;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let mut argv = vec![b"HSET".to_vec(), key(i).into_bytes()];
+        for (f, v) in profile(i) {
+            argv.push(f.into_bytes());
+            argv.push(v.into_bytes());
+        }
+        batch.push(argv);
+        if batch.len() == 1000 || i + 1 == n {
+            c.pipeline(&batch).ok()?;
+            batch.clear();
+        }
+    }
+    let requests = (n * 2).max(200_000);
+    let hget = redis_benchmark(server.port, n, requests, &["HGET", "user:__rand_int__", "username"]);
+    let Some(hget) = hget else {
+        eprintln!("redis: redis-benchmark gave no figure");
+        return None;
+    };
+    let hset = redis_benchmark(
+        server.port,
+        n,
+        requests,
+        &["HSET", "user:__rand_int__", "username", "x"],
+    )?;
+    if !matches!(c.call(&[b"SAVE".as_slice()]), Ok(Ok(_))) {
+        eprintln!("redis: SAVE failed");
+        return None;
+    }
+    drop(c);
+    drop(server);
+    // A restart with the RDB only: Redis logs how long the load took.
+    let log2 = format!("{d}/second.log");
+    let second = start_redis(&["--dir", &d, "--logfile", &log2, "--appendonly", "no"]).ok()?;
+    // PING answers (LOADING) before the load ends: wait for the log line.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let load = loop {
+        let found = std::fs::read_to_string(&log2).ok().and_then(|text| {
+            text.lines().find_map(|l| {
+                let rest = l.split("DB loaded from disk: ").nth(1)?;
+                rest.split_whitespace().next()?.parse::<f64>().ok()
+            })
+        });
+        match found {
+            Some(s) => break s,
+            None if Instant::now() > deadline => {
+                eprintln!("redis: no \"DB loaded from disk\" line in {log2}");
+                return None;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    drop(second);
+    // --pipe into an empty server with the same durability.
+    let third = start_redis(&["--appendonly", "yes", "--appendfsync", "everysec"]).ok()?;
+    let start = Instant::now();
+    let status = Command::new("redis-cli")
+        .args(["-p", &third.port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(resp).ok()?)
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    let pipe = start.elapsed().as_secs_f64();
+    if !status.success() {
+        return None;
+    }
+    Some([hget, hset, load, pipe])
+}
+
+fn rate(ops: usize, f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+/// hashkv's side: (HGET 1, HSET 1, HGET x64, HSET x64, HGET 2 threads,
+/// open s, import s).
+fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 7] {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options::default().fsync(FsyncPolicy::EverySec);
+    let keys: Vec<String> = (0..n).map(key).collect();
+    let db = Db::open_with(&dir, opts.clone()).unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+        let mut p = db.pipeline();
+        for &i in chunk {
+            p.hset(&keys[i as usize], &profile(i));
+        }
+        for r in p.run() {
+            r.unwrap();
+        }
+    }
+    db.snapshot().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let ops = (n as usize * 2).max(200_000);
+    let picks: Vec<usize> = (0..ops).map(|_| rng.gen_range(0..n as usize)).collect();
+    let hget1 = rate(ops, || {
+        for &i in &picks {
+            std::hint::black_box(db.hget(key_buf(i), "username").unwrap());
+        }
+    });
+    let hset1 = rate(ops, || {
+        for &i in &picks {
+            db.hset(key_buf(i), &[("username", "x")]).unwrap();
+        }
+    });
+    let hget64 = rate(ops, || {
+        for chunk in picks.chunks(64) {
+            let mut p = db.pipeline();
+            for &i in chunk {
+                p.hget(key_buf(i), "username");
+            }
+            std::hint::black_box(p.run());
+        }
+    });
+    let hset64 = rate(ops, || {
+        for chunk in picks.chunks(64) {
+            let mut p = db.pipeline();
+            for &i in chunk {
+                p.hset(key_buf(i), &[("username", "x")]);
+            }
+            std::hint::black_box(p.run());
+        }
+    });
+    let hget2 = rate(ops, || {
+        std::thread::scope(|s| {
+            for half in picks.chunks(ops.div_ceil(2)) {
+                let db = &db;
+                s.spawn(move || {
+                    for &i in half {
+                        std::hint::black_box(db.hget(key_buf(i), "username").unwrap());
+                    }
+                });
+            }
+        });
+    });
+    db.snapshot().unwrap();
+    db.close().unwrap();
+    let start = Instant::now();
+    let db = Db::open_with(&dir, opts.clone()).unwrap();
+    let open = start.elapsed().as_secs_f64();
+    assert_eq!(db.dbsize().unwrap(), n as i64);
+    drop(db);
+    let dir2 = tmp.path().join("imported");
+    let start = Instant::now();
+    let db = Db::open_with(&dir2, opts).unwrap();
+    let mut input = std::io::BufReader::new(std::fs::File::open(resp).unwrap());
+    db.import(hashkv::admin::Format::Resp, &mut input, &mut |_, _| {})
+        .unwrap();
+    db.close().unwrap();
+    let import = start.elapsed().as_secs_f64();
+    [hget1, hset1, hget64, hset64, hget2, open, import]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `HASHKV_BEST_PROFILE=hget1|hget64|hset1|hset64`: only that loop, on
+/// `--keys` keys in memory, for perf or callgrind.
+fn profile_loop(which: &str, n: u64) {
+    let db = Db::in_memory(Options::default());
+    let keys: Vec<String> = (0..n).map(key).collect();
+    for i in 0..n {
+        db.hset(&keys[i as usize], &profile(i)).unwrap();
+    }
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let count = std::env::var("HASHKV_BEST_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let picks: Vec<usize> = (0..count).map(|_| rng.gen_range(0..n as usize)).collect();
+    let start = Instant::now();
+    match which {
+        "hget1" => picks.iter().for_each(|&i| {
+            std::hint::black_box(db.hget(key_buf(i), "username").unwrap());
+        }),
+        "hset1" => picks.iter().for_each(|&i| {
+            db.hset(key_buf(i), &[("username", "x")]).unwrap();
+        }),
+        "hget64" | "hset64" => {
+            for chunk in picks.chunks(64) {
+                let mut p = db.pipeline();
+                for &i in chunk {
+                    if which == "hget64" {
+                        p.hget(key_buf(i), "username");
+                    } else {
+                        p.hset(key_buf(i), &[("username", "x")]);
+                    }
+                }
+                std::hint::black_box(p.run());
+            }
+        }
+        _ => {}
+    }
+    let ns = start.elapsed().as_nanos() as f64 / picks.len() as f64;
+    eprintln!("{which}: {ns:.0} ns per command");
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("HASHKV_BEST_PROFILE") {
+        profile_loop(&which, arg("--keys").unwrap_or(1_000_000));
+        return;
+    }
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = arg("--keys").unwrap_or(if full { 1_000_000 } else { 5_000 });
+    let runs = arg("--runs").unwrap_or(if full { 3 } else { 1 }) as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let resp = tmp.path().join("profiles.resp");
+    resp_file(&resp, n);
+    let mut ours: Vec<[f64; 7]> = Vec::new();
+    let mut theirs: Vec<[f64; 4]> = Vec::new();
+    for run in 0..runs {
+        ours.push(hashkv_side(n, &resp));
+        if full {
+            match redis_side(n, &resp) {
+                Some(r) => theirs.push(r),
+                None => eprintln!("run {run}: redis-server or redis-benchmark unavailable"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = |i: usize| median(ours.iter().map(|r| r[i]).collect());
+    let t = |i: usize| (!theirs.is_empty()).then(|| median(theirs.iter().map(|r| r[i]).collect()));
+    let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.2}x", a / b));
+    let fmt_rate = |x: f64| format!("{:.2}M/s", x / 1e6);
+    let fmt_opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_owned(), f);
+    println!("{n} W1 profiles, keys user:%012d, uniform random keys; medians of {runs} run(s)");
+    println!("| | Redis 7.0 (-c 50 -P 64) | hashkv | ratio |");
+    println!("|---|---|---|---|");
+    for (label, ours_i, theirs_i) in [
+        ("HGET random, one call at a time", 0, 0),
+        ("HSET random, one call at a time", 1, 1),
+        ("HGET random, pipelines of 64", 2, 0),
+        ("HSET random, pipelines of 64", 3, 1),
+    ] {
+        println!(
+            "| {label} | {} | {} | {} |",
+            fmt_opt(t(theirs_i), &fmt_rate),
+            fmt_rate(o(ours_i)),
+            ratio(o(ours_i), t(theirs_i))
+        );
+    }
+    println!(
+        "| HGET random, 2 threads | - | {} | {:.2}x one thread |",
+        fmt_rate(o(4)),
+        o(4) / o(0)
+    );
+    let secs = |x: f64| format!("{x:.3} s");
+    println!(
+        "| open (snapshot) vs RDB load | {} | {} | {} faster |",
+        fmt_opt(t(2), &secs),
+        secs(o(5)),
+        ratio(t(2).unwrap_or(f64::NAN), Some(o(5)))
+    );
+    println!(
+        "| import vs redis-cli --pipe (same RESP file) | {} | {} | {} faster |",
+        fmt_opt(t(3), &secs),
+        secs(o(6)),
+        ratio(t(3).unwrap_or(f64::NAN), Some(o(6)))
+    );
+}
