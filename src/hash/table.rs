@@ -600,6 +600,10 @@ impl ArenaTable {
     pub(crate) fn prefetch_slot(&self, hash: u64) {
         let i = hash as usize & self.cur.mask;
         crate::prefetch::prefetch(&self.cur.slots[i]);
+        if let Some(old) = &self.old {
+            // Mid-migration a lookup may go on to the old array.
+            crate::prefetch::prefetch(&old.slots[hash as usize & old.mask]);
+        }
     }
 
     /// Prefetches the entry the home slot of `hash` points to, if its tag
@@ -607,11 +611,21 @@ impl ArenaTable {
     #[inline]
     pub(crate) fn prefetch_entry(&self, hash: u64) {
         let i = hash as usize & self.cur.mask;
-        let slot = self.cur.slots[i];
+        let mut slot = self.cur.slots[i];
+        if slot.tag != tag_of(hash) {
+            if let Some(old) = &self.old {
+                slot = old.slots[hash as usize & old.mask];
+            }
+        }
         if slot.tag == tag_of(hash) {
             let (p, off) = split_addr(slot.addr);
             if let Some(page) = self.arena.pages.get(p) {
-                crate::prefetch::prefetch(page.bytes().as_ptr().wrapping_add(off));
+                // The name, then a small payload (a compact hash of a few
+                // fields fits in four lines).
+                let at = page.bytes().as_ptr().wrapping_add(off);
+                for line in 0..4 {
+                    crate::prefetch::prefetch(at.wrapping_add(line * 64));
+                }
             }
         }
     }
