@@ -123,7 +123,12 @@ fn redis_side(n: u64, resp: &std::path::Path) -> Option<[f64; 4]> {
         }
     }
     let requests = (n * 2).max(200_000);
-    let hget = redis_benchmark(server.port, n, requests, &["HGET", "user:__rand_int__", "username"]);
+    let hget = redis_benchmark(
+        server.port,
+        n,
+        requests,
+        &["HGET", "user:__rand_int__", "username"],
+    );
     let Some(hget) = hget else {
         eprintln!("redis: redis-benchmark gave no figure");
         return None;
@@ -277,7 +282,10 @@ fn profile_loop(which: &str, n: u64) {
         db.hset(&keys[i as usize], &profile(i)).unwrap();
     }
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    let count = std::env::var("HASHKV_BEST_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let count = std::env::var("HASHKV_BEST_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
     let picks: Vec<usize> = (0..count).map(|_| rng.gen_range(0..n as usize)).collect();
     let start = Instant::now();
     match which {
@@ -307,6 +315,14 @@ fn profile_loop(which: &str, n: u64) {
 }
 
 fn main() {
+    if let Ok(path) = std::env::var("HASHKV_BEST_RESP") {
+        // Only write the dataset as RESP (for timing `hashkv import`).
+        resp_file(
+            std::path::Path::new(&path),
+            arg("--keys").unwrap_or(1_000_000),
+        );
+        return;
+    }
     if let Ok(which) = std::env::var("HASHKV_BEST_PROFILE") {
         profile_loop(&which, arg("--keys").unwrap_or(1_000_000));
         return;

@@ -310,7 +310,10 @@ impl Db {
     /// fields (HSET, merging into an existing hash) and TTL. A command that
     /// fails is counted in [`Transfer::errors`] and the import goes on;
     /// input that cannot be parsed stops it with an error naming the byte
-    /// offset or line. `progress(bytes, 0)` reports bytes read.
+    /// offset or line (the commands before it stay applied).
+    /// `progress(bytes, 0)` reports bytes read. A database on a directory
+    /// takes a snapshot at the end, so the next open loads it instead of
+    /// replaying the import's log.
     ///
     /// # Errors
     /// [`Error::Io`] for unreadable or malformed input, or a failed write to
@@ -423,6 +426,10 @@ impl Db {
                     progress(read, 0);
                 }
             }
+        }
+        if self.path().is_some() && t.items > 0 {
+            // The next open loads this instead of replaying the import.
+            self.snapshot()?;
         }
         Ok(t)
     }

@@ -352,7 +352,6 @@ impl<'k> Locked<'k> {
             .commit(ks, &mut self.guard.borrow_mut())
     }
 
-
     /// Puts back everything the transaction changed.
     pub(crate) fn rollback(&self) {
         self.log.borrow_mut().rollback(&mut self.guard.borrow_mut());
