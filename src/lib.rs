@@ -85,6 +85,10 @@
 //! # Ok::<(), hashkv::Error>(())
 //! ```
 //!
+//! Many commands at once: a [`pipeline::Pipeline`] ([`Db::pipeline`])
+//! returns exactly what the single calls would, takes each shard's lock
+//! once per batch and prefetches the batch's keys before it reads them.
+//!
 //! What it is not: a server (no network protocol), a cache with eviction, or
 //! a store of Redis's other types (strings, lists, sets, ...). One process
 //! owns a database.
@@ -118,6 +122,7 @@
 //!   `transaction`: [`Db::transaction`] and [`Transaction`]; both run
 //!   their commands directly on the shards they lock (`command::Ctx`),
 //!   keeping each key's old state for a rollback.
+//! - [`pipeline`]: [`pipeline::Pipeline`], batches of commands.
 //! - [`typed`]: structs through serde ([`Db::hset_struct`],
 //!   [`Db::hget_struct`]) and the key and field iterators.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
