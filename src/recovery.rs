@@ -227,15 +227,9 @@ pub(crate) fn recover(
     let unlisted = vet(dir, &manifest)?;
     if let Some(name) = &manifest.snapshot {
         let path = dir.join(name);
-        let loaded = crate::snapshot::format::read_file(&path, opts, |e| {
-            let mut shard = ks.shard(e.key).write();
-            match e.hash {
-                crate::snapshot::format::EntryHash::Compact(buf) => {
-                    shard.put_compact(e.key, buf, e.ttl)
-                }
-                crate::snapshot::format::EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
-            }
-            .map_err(|err| format!("key {:?}: {err}", String::from_utf8_lossy(e.key)))
+        let presize = |keys: u64| ks.reserve_keys(keys);
+        let loaded = crate::snapshot::format::read_file_presized(&path, opts, presize, |batch| {
+            ks.load_batch(batch)
         })?;
         report.snapshot = Some(path.display().to_string());
         report.snapshot_keys = loaded.keys;

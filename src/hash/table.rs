@@ -573,6 +573,17 @@ impl ArenaTable {
         }
     }
 
+    /// Sizes an empty table for `n` entries, so filling it migrates
+    /// nothing (a table with entries is left as it is).
+    pub(crate) fn reserve_empty(&mut self, n: usize) {
+        if self.len() == 0 && self.old.is_none() {
+            let slots = (n.saturating_mul(2)).next_power_of_two().max(MIN_SLOTS);
+            if slots > self.cur.cap() {
+                self.cur = Slots::new(slots);
+            }
+        }
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.cur.live + self.old.as_ref().map_or(0, |o| o.live)

@@ -805,6 +805,58 @@ impl Keyspace {
         }
     }
 
+    /// Puts a batch of snapshot entries into their shards: the batch sorted
+    /// by shard, each shard locked once, the key slots of its entries
+    /// prefetched before they are written. Errors carry the entry's offset.
+    pub(crate) fn load_batch(
+        &self,
+        batch: &mut crate::snapshot::format::Batch<'_>,
+    ) -> Result<(), (usize, String)> {
+        use crate::snapshot::format::EntryHash;
+        let mut order: Vec<(usize, u64, usize)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| {
+                let h = hash_name(e.key);
+                (shard_of_hash(h), h, i)
+            })
+            .collect();
+        order.sort_unstable_by_key(|&(s, _, i)| (s, i));
+        let mut entries: Vec<Option<(usize, crate::snapshot::format::Entry<'_>)>> =
+            batch.drain(..).map(Some).collect();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            let mut shard = self.shards[run[0].0].write();
+            for &(_, h, _) in run {
+                shard.prefetch_slot(h);
+            }
+            for &(_, _, i) in run {
+                let Some((at, e)) = entries[i].take() else {
+                    continue;
+                };
+                match e.hash {
+                    EntryHash::Compact(buf) => shard.put_compact(e.key, buf, e.ttl),
+                    EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
+                }
+                .map_err(|err| {
+                    (
+                        at,
+                        format!("key {:?}: {err}", String::from_utf8_lossy(e.key)),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sizes every empty shard's key table for its share of `keys` (with
+    /// some room for an uneven spread), before a snapshot is loaded.
+    pub(crate) fn reserve_keys(&self, keys: u64) {
+        let per = (keys as usize / SHARDS).saturating_mul(9) / 8;
+        for s in self.shards.iter() {
+            s.write().keys.reserve_empty(per);
+        }
+    }
+
     pub(crate) fn shard(&self, key: &[u8]) -> &RwLock<Shard> {
         &self.shards[shard_index(key)]
     }

@@ -519,6 +519,38 @@ pub(crate) fn read(
     opts: &Options,
     put: impl Fn(Entry<'_>) -> Result<(), String> + Sync,
 ) -> Result<Loaded, Bad> {
+    read_presized(buf, opts, |_| {}, one_by_one(put))
+}
+
+/// Entries decoded from a section, with their offsets, handed over
+/// together (a loader can then lock each shard once per batch and
+/// prefetch).
+pub(crate) type Batch<'a> = Vec<(usize, Entry<'a>)>;
+
+/// Entries per [`Batch`].
+const BATCH: usize = 1024;
+
+/// A batch loader made of a loader of single entries.
+fn one_by_one(
+    put: impl Fn(Entry<'_>) -> Result<(), String> + Sync,
+) -> impl Fn(&mut Batch<'_>) -> Result<(), (usize, String)> + Sync {
+    move |batch| {
+        for (at, e) in batch.drain(..) {
+            put(e).map_err(|r| (at, r))?;
+        }
+        Ok(())
+    }
+}
+
+/// [`read`], telling `presize` how many keys the file holds (from its END
+/// section, once the section walk checked out) before any is decoded, so
+/// the tables can be sized once instead of growing.
+pub(crate) fn read_presized(
+    buf: &[u8],
+    opts: &Options,
+    presize: impl FnOnce(u64),
+    put: impl Fn(&mut Batch<'_>) -> Result<(), (usize, String)> + Sync,
+) -> Result<Loaded, Bad> {
     if buf.len() < MAGIC.len() + 8 {
         return Err(bad(0, "file shorter than a snapshot header"));
     }
@@ -629,6 +661,7 @@ pub(crate) fn read(
             return Err(b);
         }
     };
+    presize(want_keys);
     // Phase 2: check and decode the sections, in parallel (they are
     // independent); the first damage by offset is the one reported.
     let threads = std::thread::available_parallelism()
@@ -719,7 +752,7 @@ fn entries(
     body: &[u8],
     base: usize,
     opts: &Options,
-    put: &(impl Fn(Entry<'_>) -> Result<(), String> + Sync),
+    put: &(impl Fn(&mut Batch<'_>) -> Result<(), (usize, String)> + Sync),
 ) -> Result<u64, Bad> {
     let mut c = Cur {
         buf: body,
@@ -727,10 +760,18 @@ fn entries(
         base,
     };
     let mut n = 0;
+    let mut batch: Batch<'_> = Vec::with_capacity(BATCH.min(body.len() / 8 + 1));
     while c.pos < body.len() {
         let at = c.at();
-        put(entry(&mut c, opts)?).map_err(|reason| bad(at, reason))?;
+        batch.push((at, entry(&mut c, opts)?));
         n += 1;
+        if batch.len() == BATCH {
+            put(&mut batch).map_err(|(at, reason)| bad(at, reason))?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        put(&mut batch).map_err(|(at, reason)| bad(at, reason))?;
     }
     Ok(n)
 }
@@ -755,6 +796,16 @@ pub(crate) fn read_file(
     opts: &Options,
     put: impl Fn(Entry<'_>) -> Result<(), String> + Sync,
 ) -> Result<Loaded, Error> {
+    read_file_presized(path, opts, |_| {}, one_by_one(put))
+}
+
+/// [`read_file`] with [`read_presized`]'s `presize` and batches.
+pub(crate) fn read_file_presized(
+    path: &Path,
+    opts: &Options,
+    presize: impl FnOnce(u64),
+    put: impl Fn(&mut Batch<'_>) -> Result<(), (usize, String)> + Sync,
+) -> Result<Loaded, Error> {
     let io = |op: &'static str, e: std::io::Error| Error::Io {
         op,
         path: path.display().to_string(),
@@ -762,7 +813,7 @@ pub(crate) fn read_file(
     };
     let file = File::open(path).map_err(|e| io("opening snapshot", e))?;
     let map = map_file(&file).map_err(|e| io("mapping snapshot", e))?;
-    read(map.as_deref().unwrap_or(&[]), opts, put).map_err(|b| Error::Corrupt {
+    read_presized(map.as_deref().unwrap_or(&[]), opts, presize, put).map_err(|b| Error::Corrupt {
         file: path.display().to_string(),
         offset: b.offset,
         reason: b.reason,
