@@ -727,6 +727,10 @@ fn fields_argv<F: AsRef<[u8]>>(cmd: &str, key: &[u8], fields: &[F]) -> Vec<Vec<u
     argv
 }
 
+/// Key-table entries moved per shard per background pass (see
+/// `Keyspace::tidy`): a pass holds a shard's lock for at most ~100 µs.
+const TIDY_MOVES: usize = 2048;
+
 /// How long automatic snapshots wait after a failed one.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
 
@@ -737,6 +741,7 @@ fn background(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>, expire: bool, au
             _ => return,
         }
         let Some(s) = shared.upgrade() else { return };
+        s.ks.tidy(TIDY_MOVES);
         if expire {
             // A failed log write stops this pass; the next one retries.
             let _ = s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);

@@ -848,6 +848,18 @@ impl Keyspace {
         Ok(())
     }
 
+    /// Background upkeep of the key tables: finishes migrations and page
+    /// compactions that writes left in progress (a read-mostly workload
+    /// would otherwise probe two slot arrays per lookup for good), at most
+    /// `moves` entries per shard per call, each shard locked briefly.
+    pub(crate) fn tidy(&self, moves: usize) {
+        for s in self.shards.iter() {
+            if s.read().keys.has_pending_work() {
+                s.write().keys.tidy(moves);
+            }
+        }
+    }
+
     /// Sizes every empty shard's key table for its share of `keys` (with
     /// some room for an uneven spread), before a snapshot is loaded.
     pub(crate) fn reserve_keys(&self, keys: u64) {
