@@ -32,8 +32,24 @@ struct Shared {
     _lock: Option<std::fs::File>,
     /// Dropped with the last handle, which wakes and ends the sweeper.
     _stop: mpsc::Sender<()>,
-    /// Private keyspaces transactions run on, kept for reuse.
+    /// Transaction logs kept for reuse.
     tx_logs: crate::transaction::TxLogPool,
+    /// Bulk loads under way that asked the snapshot rules to wait (each
+    /// ends with a snapshot of its own).
+    bulk_loads: std::sync::atomic::AtomicUsize,
+}
+
+/// While alive, the automatic snapshot rules wait (see
+/// [`Db::hold_auto_snapshots`]).
+pub(crate) struct AutoSnapshotHold<'a>(&'a Db);
+
+impl Drop for AutoSnapshotHold<'_> {
+    fn drop(&mut self) {
+        self.0
+            .shared
+            .bulk_loads
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// An open hashkv database.
@@ -214,6 +230,7 @@ impl Db {
             _lock: lock,
             _stop: tx,
             tx_logs: crate::transaction::TxLogPool::default(),
+            bulk_loads: std::sync::atomic::AtomicUsize::new(0),
         });
         // One background thread for active expiry and the snapshot rules;
         // it ends when the last handle drops the sender.
@@ -242,6 +259,16 @@ impl Db {
     /// The options this database was opened with.
     pub fn options(&self) -> &Options {
         &self.shared.opts
+    }
+
+    /// Makes the automatic snapshot rules wait until the returned guard
+    /// drops: a bulk load (import) would otherwise snapshot a growing
+    /// keyspace again and again; it takes one snapshot at its end instead.
+    pub(crate) fn hold_auto_snapshots(&self) -> AutoSnapshotHold<'_> {
+        self.shared
+            .bulk_loads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AutoSnapshotHold(self)
     }
 
     /// The transaction logs kept for reuse by this database.
@@ -746,7 +773,8 @@ fn background(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>, expire: bool, au
             // A failed log write stops this pass; the next one retries.
             let _ = s.ks.sweep(s.opts.clock.now_ms(), SWEEP_BUDGET);
         }
-        if let (true, Some(store)) = (auto, &s.store) {
+        let held = s.bulk_loads.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if let (true, false, Some(store)) = (auto, held, &s.store) {
             if store.due(&s.opts) && store.snapshot(&s.ks, &s.opts).is_err() {
                 store.back_off(SNAPSHOT_RETRY);
             }

@@ -127,6 +127,11 @@ pub struct Transfer {
     pub errors: Vec<String>,
 }
 
+/// The words of `argv` as slices.
+fn slices(argv: &[Vec<u8>]) -> Vec<&[u8]> {
+    argv.iter().map(Vec::as_slice).collect()
+}
+
 /// Pairs per HSET in a RESP export.
 const CHUNK: usize = 1000;
 
@@ -325,6 +330,9 @@ impl Db {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Transfer> {
         let mut t = Transfer::default();
+        // One snapshot at the end instead of the rules' snapshots of a
+        // growing keyspace along the way.
+        let hold = self.hold_auto_snapshots();
         let bad = |what: String| {
             io(
                 "importing",
@@ -332,7 +340,7 @@ impl Db {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, what),
             )
         };
-        let run = |t: &mut Transfer, argv: &[Vec<u8>]| -> Result<()> {
+        let run = |t: &mut Transfer, argv: &[&[u8]]| -> Result<()> {
             match self.execute(argv) {
                 Ok(_) => {}
                 Err(Error::Command(e)) => {
@@ -352,10 +360,20 @@ impl Db {
         match format {
             Format::Resp => {
                 let mut r = RespReader { input, offset: 0 };
-                while let Some(argv) = r.next().map_err(bad)? {
-                    if argv.is_empty() {
+                let (mut args, mut ends) = (Vec::new(), Vec::new());
+                while r.next_into(&mut args, &mut ends).map_err(bad)? {
+                    if ends.is_empty() {
                         continue;
                     }
+                    let mut start = 0;
+                    let argv: Vec<&[u8]> = ends
+                        .iter()
+                        .map(|&end| {
+                            let a = &args[start..end];
+                            start = end;
+                            a
+                        })
+                        .collect();
                     let hset = argv[0].eq_ignore_ascii_case(b"HSET")
                         || argv[0].eq_ignore_ascii_case(b"HMSET");
                     if hset {
@@ -396,37 +414,30 @@ impl Db {
                             argv.push(f.clone());
                             argv.push(v.clone());
                         }
-                        run(&mut t, &argv)?;
+                        run(&mut t, &slices(&argv))?;
                     }
                     t.fields += pairs.len() as u64;
                     for (f, at) in expiries {
+                        let at = at.to_string();
                         run(
                             &mut t,
-                            &[
-                                b"HPEXPIREAT".to_vec(),
-                                key.clone(),
-                                at.to_string().into_bytes(),
-                                b"FIELDS".to_vec(),
-                                b"1".to_vec(),
-                                f,
-                            ],
+                            &[b"HPEXPIREAT", &key, at.as_bytes(), b"FIELDS", b"1", &f],
                         )?;
                     }
                     match ttl {
-                        Some(KeyExpiry::At(ms)) => run(
-                            &mut t,
-                            &[b"PEXPIREAT".to_vec(), key, ms.to_string().into_bytes()],
-                        )?,
-                        Some(KeyExpiry::In(ms)) => run(
-                            &mut t,
-                            &[b"PEXPIRE".to_vec(), key, ms.to_string().into_bytes()],
-                        )?,
+                        Some(KeyExpiry::At(ms)) => {
+                            run(&mut t, &[b"PEXPIREAT", &key, ms.to_string().as_bytes()])?;
+                        }
+                        Some(KeyExpiry::In(ms)) => {
+                            run(&mut t, &[b"PEXPIRE", &key, ms.to_string().as_bytes()])?;
+                        }
                         None => {}
                     }
                     progress(read, 0);
                 }
             }
         }
+        drop(hold);
         if self.path().is_some() && t.items > 0 {
             // The next open loads this instead of replaying the import.
             self.snapshot()?;
@@ -520,66 +531,108 @@ struct RespReader<'a> {
 }
 
 impl RespReader<'_> {
-    fn line(&mut self) -> std::result::Result<Option<Vec<u8>>, String> {
-        let mut l = Vec::new();
+    /// The number on the next line, which must start with `prefix` and be
+    /// at most `max`; `None` at a clean end of input.
+    fn number(&mut self, prefix: u8, max: usize) -> std::result::Result<Option<usize>, String> {
         let at = self.offset;
-        let n = std::io::Read::take(&mut self.input, 64)
-            .read_until(b'\n', &mut l)
-            .map_err(|e| format!("reading at byte {at}: {e}"))?;
-        self.offset += n as u64;
-        if n == 0 {
-            return Ok(None);
+        let mut l = [0u8; 64];
+        let mut n = 0;
+        // The common case: the whole line is in the reader's buffer.
+        {
+            let buf = self
+                .input
+                .fill_buf()
+                .map_err(|e| format!("reading at byte {at}: {e}"))?;
+            if let Some(i) = buf.iter().take(l.len()).position(|&b| b == b'\n') {
+                n = i + 1;
+                l[..n].copy_from_slice(&buf[..n]);
+                self.input.consume(n);
+                self.offset += n as u64;
+            }
         }
+        // Otherwise byte by byte (a line across the buffer's end).
+        while n == 0 || l[n - 1] != b'\n' {
+            let buf = self
+                .input
+                .fill_buf()
+                .map_err(|e| format!("reading at byte {at}: {e}"))?;
+            let Some(&b) = buf.first() else {
+                if n == 0 {
+                    return Ok(None);
+                }
+                return Err(format!("byte {at}: expected a line ending in \\r\\n"));
+            };
+            self.input.consume(1);
+            self.offset += 1;
+            if n == l.len() {
+                return Err(format!("byte {at}: expected a line ending in \\r\\n"));
+            }
+            l[n] = b;
+            n += 1;
+        }
+        let l = &l[..n];
         if !l.ends_with(b"\r\n") {
             return Err(format!("byte {at}: expected a line ending in \\r\\n"));
         }
-        l.truncate(l.len() - 2);
-        Ok(Some(l))
-    }
-
-    fn number(&mut self, prefix: u8, max: usize) -> std::result::Result<Option<usize>, String> {
-        let at = self.offset;
-        let Some(l) = self.line()? else {
-            return Ok(None);
-        };
+        let l = &l[..n - 2];
         if l.first() != Some(&prefix) {
             return Err(format!(
                 "byte {at}: expected '{}' , found {:?}",
                 prefix as char,
-                String::from_utf8_lossy(&l)
+                String::from_utf8_lossy(l)
             ));
         }
-        let n: usize = std::str::from_utf8(&l[1..])
+        let v: usize = std::str::from_utf8(&l[1..])
             .ok()
             .and_then(|s| s.parse().ok())
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("byte {at}: bad length {:?}", String::from_utf8_lossy(&l)))?;
-        Ok(Some(n))
+            .filter(|&v| v <= max)
+            .ok_or_else(|| format!("byte {at}: bad length {:?}", String::from_utf8_lossy(l)))?;
+        Ok(Some(v))
     }
 
-    /// The next command; `None` at a clean end of input.
-    fn next(&mut self) -> std::result::Result<Option<Vec<Vec<u8>>>, String> {
+    /// The next command, its arguments back to back in `args` with their
+    /// ends in `ends` (both cleared first); false at a clean end of input.
+    fn next_into(
+        &mut self,
+        args: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> std::result::Result<bool, String> {
+        args.clear();
+        ends.clear();
         let Some(n) = self.number(b'*', MAX_ARGS)? else {
-            return Ok(None);
+            return Ok(false);
         };
-        let mut argv = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
             let at = self.offset;
             let len = self
                 .number(b'$', MAX_BULK)?
                 .ok_or_else(|| format!("byte {at}: input ends inside a command"))?;
-            let mut a = Vec::new();
-            let got = std::io::Read::take(&mut self.input, len as u64 + 2)
-                .read_to_end(&mut a)
+            // Read as it arrives: memory grows with the bytes present, not
+            // with the length a damaged header claims.
+            let start = args.len();
+            let buffered = self
+                .input
+                .fill_buf()
                 .map_err(|e| format!("reading at byte {at}: {e}"))?;
+            let got = if buffered.len() >= len + 2 {
+                // Already in the reader's buffer: one copy.
+                args.extend_from_slice(&buffered[..len + 2]);
+                self.input.consume(len + 2);
+                len + 2
+            } else {
+                args.reserve((len + 2).min(1 << 20));
+                std::io::Read::take(&mut self.input, len as u64 + 2)
+                    .read_to_end(args)
+                    .map_err(|e| format!("reading at byte {at}: {e}"))?
+            };
             self.offset += got as u64;
-            if got != len + 2 || !a.ends_with(b"\r\n") {
+            if got != len + 2 || !args.ends_with(b"\r\n") {
                 return Err(format!("byte {at}: bulk string of {len} bytes cut short"));
             }
-            a.truncate(len);
-            argv.push(a);
+            args.truncate(start + len);
+            ends.push(args.len());
         }
-        Ok(Some(argv))
+        Ok(true)
     }
 }
 
@@ -590,6 +643,50 @@ mod tests {
 
     fn db() -> Db {
         Db::in_memory(Options::default().active_expiry(false))
+    }
+
+    /// RESP lines and bulk strings that straddle the reader's buffer read
+    /// the same as whole ones, for every buffer size; damage is named by
+    /// its byte.
+    #[test]
+    fn resp_import_reads_across_any_buffer_boundary() {
+        let src = db();
+        src.hset("k1", &[("f", "v"), ("long", &"x".repeat(300))])
+            .unwrap();
+        src.hset(
+            b"k\r\n2".as_slice(),
+            &[(b"\n".as_slice(), b"\r".as_slice())],
+        )
+        .unwrap();
+        let mut resp = Vec::new();
+        src.export(Format::Resp, &mut resp, &mut |_, _| {}).unwrap();
+        for cap in [1, 2, 3, 7, 64, 65, 333, 1 << 16] {
+            let dst = db();
+            let mut input = std::io::BufReader::with_capacity(cap, &resp[..]);
+            let t = dst
+                .import(Format::Resp, &mut input, &mut |_, _| {})
+                .unwrap();
+            assert_eq!(t.items, 2, "buffer {cap}");
+            assert_eq!(dst.hgetall("k1").unwrap(), src.hgetall("k1").unwrap());
+            assert_eq!(
+                dst.hget(b"k\r\n2".as_slice(), b"\n".as_slice()).unwrap(),
+                Some(b"\r".to_vec())
+            );
+        }
+        let mut cut = resp.clone();
+        cut.truncate(resp.len() - 3);
+        let err = db()
+            .import(
+                Format::Resp,
+                &mut std::io::BufReader::with_capacity(5, &cut[..]),
+                &mut |_, _| {},
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+        let err = db()
+            .import(Format::Resp, &mut &b"*1\r\n$x\r\n"[..], &mut |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("byte 4: bad length"), "{err}");
     }
 
     #[test]
