@@ -53,6 +53,25 @@ pub struct Pipeline<'a> {
     word_ends: Vec<usize>,
     /// End of each command in `word_ends`.
     cmd_ends: Vec<usize>,
+    /// What each command is: a typed method's command is built from its
+    /// words without parsing them again.
+    kinds: Vec<Kind>,
+}
+
+/// How a queued command becomes a [`Command`].
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Parsed from its words (`cmd`, and typed calls whose arguments a
+    /// single call would refuse, such as HDEL with no field).
+    Words,
+    HGet,
+    HMGet,
+    HGetAll,
+    HSet,
+    HIncrBy(i64),
+    HDel,
+    Exists,
+    Del,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -71,6 +90,7 @@ impl Db {
             bytes: Vec::new(),
             word_ends: Vec::new(),
             cmd_ends: Vec::new(),
+            kinds: Vec::new(),
         }
     }
 }
@@ -82,8 +102,24 @@ impl<'a> Pipeline<'a> {
     }
 
     fn end(&mut self) -> &mut Self {
+        self.end_as(Kind::Words)
+    }
+
+    fn end_as(&mut self, kind: Kind) -> &mut Self {
         self.cmd_ends.push(self.word_ends.len());
+        self.kinds.push(kind);
         self
+    }
+
+    /// `kind` if the command has at least `min` words (else it is parsed,
+    /// to get the single call's arity error).
+    fn typed(&mut self, kind: Kind, min: usize) -> &mut Self {
+        let start = self.cmd_ends.last().copied().unwrap_or(0);
+        if self.word_ends.len() - start >= min {
+            self.end_as(kind)
+        } else {
+            self.end()
+        }
     }
 
     /// Queues any command, as its words.
@@ -99,7 +135,7 @@ impl<'a> Pipeline<'a> {
         self.word(b"HGET");
         self.word(key.as_ref());
         self.word(field.as_ref());
-        self.end()
+        self.typed(Kind::HGet, 3)
     }
 
     /// Queues `HMGET key field [field ...]`.
@@ -109,14 +145,14 @@ impl<'a> Pipeline<'a> {
         for f in fields {
             self.word(f.as_ref());
         }
-        self.end()
+        self.typed(Kind::HMGet, 3)
     }
 
     /// Queues `HGETALL key`.
     pub fn hgetall(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
         self.word(b"HGETALL");
         self.word(key.as_ref());
-        self.end()
+        self.typed(Kind::HGetAll, 2)
     }
 
     /// Queues `HSET key field value [field value ...]`.
@@ -131,7 +167,7 @@ impl<'a> Pipeline<'a> {
             self.word(f.as_ref());
             self.word(v.as_ref());
         }
-        self.end()
+        self.typed(Kind::HSet, 4)
     }
 
     /// Queues `HINCRBY key field delta`.
@@ -147,7 +183,7 @@ impl<'a> Pipeline<'a> {
         let mut d = Vec::with_capacity(20);
         crate::numeric::push_i64(&mut d, delta);
         self.word(&d);
-        self.end()
+        self.typed(Kind::HIncrBy(delta), 4)
     }
 
     /// Queues `HDEL key field [field ...]`.
@@ -157,7 +193,7 @@ impl<'a> Pipeline<'a> {
         for f in fields {
             self.word(f.as_ref());
         }
-        self.end()
+        self.typed(Kind::HDel, 3)
     }
 
     /// Queues `EXISTS key [key ...]`.
@@ -166,7 +202,7 @@ impl<'a> Pipeline<'a> {
         for k in keys {
             self.word(k.as_ref());
         }
-        self.end()
+        self.typed(Kind::Exists, 2)
     }
 
     /// Queues `DEL key [key ...]`.
@@ -175,7 +211,7 @@ impl<'a> Pipeline<'a> {
         for k in keys {
             self.word(k.as_ref());
         }
-        self.end()
+        self.typed(Kind::Del, 2)
     }
 
     /// Commands queued so far.
@@ -200,12 +236,14 @@ impl<'a> Pipeline<'a> {
         let mut cmds: Vec<std::result::Result<Command<'_>, CommandError>> =
             Vec::with_capacity(self.cmd_ends.len());
         let mut start = 0;
-        for &end in &self.cmd_ends {
+        for (&end, &kind) in self.cmd_ends.iter().zip(&self.kinds) {
             let argv = &words[start..end];
             cmds.push(if argv.is_empty() {
                 Err(CommandError::err("empty command"))
             } else {
-                Command::parse(argv)
+                Ok(build(kind, argv))
+                    .transpose()
+                    .unwrap_or_else(|| Command::parse(argv))
             });
             start = end;
         }
@@ -229,6 +267,47 @@ impl<'a> Pipeline<'a> {
             .map(|r| r.unwrap_or_else(|| Err(internal("a command was not run"))))
             .collect()
     }
+}
+
+/// The command a typed method queued, built from its words (which have
+/// the arity `Pipeline::typed` checked); `None` for words to parse.
+fn build<'w>(kind: Kind, w: &[&'w [u8]]) -> Option<Command<'w>> {
+    Some(match kind {
+        Kind::Words => return None,
+        Kind::HGet => Command::HGet {
+            key: w[1],
+            field: w[2],
+        },
+        Kind::HMGet => Command::HMGet {
+            key: w[1],
+            fields: w[2..].to_vec(),
+        },
+        Kind::HGetAll => Command::HGetAll {
+            key: w[1],
+            keys: true,
+            values: true,
+        },
+        Kind::HSet => Command::HSet {
+            key: w[1],
+            pairs: w[2..].chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+            ok_reply: false,
+        },
+        Kind::HIncrBy(delta) => Command::HIncrBy {
+            key: w[1],
+            field: w[2],
+            delta,
+        },
+        Kind::HDel => Command::HDel {
+            key: w[1],
+            fields: w[2..].to_vec(),
+        },
+        Kind::Exists => Command::Exists {
+            keys: w[1..].to_vec(),
+        },
+        Kind::Del => Command::Del {
+            keys: w[1..].to_vec(),
+        },
+    })
 }
 
 fn internal(what: &str) -> Error {

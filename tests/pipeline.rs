@@ -58,6 +58,27 @@ fn command() -> impl Strategy<Value = Vec<String>> {
 
 type Replies = Vec<Result<hashkv::Reply, String>>;
 
+/// Queues `c` through the typed method that makes it when `typed` (and
+/// there is one), else as words.
+fn queue(p: &mut hashkv::pipeline::Pipeline<'_>, c: &[String], typed: bool) {
+    let w: Vec<&str> = c.iter().map(String::as_str).collect();
+    if !typed {
+        p.cmd(&w);
+        return;
+    }
+    match w.as_slice() {
+        ["HGET", k, f] => p.hget(k, f),
+        ["HMGET", k, fields @ ..] => p.hmget(k, fields),
+        ["HGETALL", k] => p.hgetall(k),
+        ["HSET", k, f, v] => p.hset(k, &[(f, v)]),
+        ["HINCRBY", k, f, d] => p.hincrby(k, f, d.parse().unwrap()),
+        ["HDEL", k, fields @ ..] => p.hdel(k, fields),
+        ["EXISTS", keys @ ..] => p.exists(keys),
+        ["DEL", keys @ ..] => p.del(keys),
+        _ => p.cmd(&w),
+    };
+}
+
 fn dump(db: &Db) -> Vec<String> {
     ["a", "b", "c", "d", "e"]
         .iter()
@@ -85,8 +106,8 @@ proptest! {
         let b = Db::in_memory(opts(cb.clone()));
         for batch in &batches {
             let mut p = a.pipeline();
-            for c in batch {
-                p.cmd(c);
+            for (n, c) in batch.iter().enumerate() {
+                queue(&mut p, c, n % 2 == 0);
             }
             let piped: Replies = p.run().into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
             let single: Replies = batch.iter().map(|c| b.execute(c).map_err(|e| e.to_string())).collect();
@@ -139,6 +160,18 @@ fn typed_queueing_methods_and_reopen() {
         );
         assert_eq!(r[506].as_ref().unwrap(), &Bulk(b"5".to_vec()));
         assert!(db.pipeline().run().is_empty());
+        // Typed calls with nothing to act on answer as the single calls do.
+        let mut p = db.pipeline();
+        let none: [&str; 0] = [];
+        p.hdel("k1", &none).exists(&none).hmget("k1", &none);
+        let empty_pairs: [(&str, &str); 0] = [];
+        p.hset("k1", &empty_pairs);
+        for r in p.run() {
+            assert!(r
+                .unwrap_err()
+                .to_string()
+                .starts_with("ERR wrong number of arguments"));
+        }
         db.close().unwrap();
     }
     let db = Db::open(&dir).unwrap();
