@@ -123,6 +123,8 @@
 //!   their commands directly on the shards they lock (`command::Ctx`),
 //!   keeping each key's old state for a rollback.
 //! - [`pipeline`]: [`pipeline::Pipeline`], batches of commands.
+//! - [`interop`]: export and import in RESP and JSON lines;
+//!   [`admin`]: check, repair, info.
 //! - [`typed`]: structs through serde ([`Db::hset_struct`],
 //!   [`Db::hget_struct`]) and the key and field iterators.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.
@@ -142,6 +144,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
+pub mod interop;
 mod keyspace;
 mod log;
 mod numeric;

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `String`, `&str`, `char` | its UTF-8 bytes | valid UTF-8 |
 //! | integers (`i8`..`i128`, `u8`..`u128`) | canonical decimal (`-42`): HINCRBY works on it | decimal text |
-//! | `f32`, `f64` | the shortest text that parses back exactly (`0.1`, `1.0`, `1e300`): HINCRBYFLOAT works on it; `inf`, `-inf`, `NaN` for the rest (HINCRBYFLOAT refuses those) | any text Rust's `parse` takes (what HINCRBYFLOAT leaves, too) |
+//! | `f32`, `f64` | the shortest text that parses back exactly (`0.1`, `1.0`, `1e300`): HINCRBYFLOAT works on it; `inf`, `-inf`, `NaN` for the rest (HINCRBYFLOAT refuses those) | any text Rust's `parse` takes (what HINCRBYFLOAT leaves, too: it computes in `long double` and prints 17 decimal places, as Redis does, so a value it rewrote may come back one bit off, and one below 0.1 with fewer digits) |
 //! | `bool` | `1` or `0` | `1`, `0`, `true`, `false` |
 //! | bytes (`serde_bytes`) | the bytes as they are | any bytes |
 //! | unit enum variant | its name | its name |
