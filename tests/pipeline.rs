@@ -179,3 +179,68 @@ fn typed_queueing_methods_and_reopen() {
     assert_eq!(db.hget("k1", "n").unwrap().unwrap(), b"11");
     assert_eq!(db.hlen("k2").unwrap(), 1);
 }
+
+/// Pipelines from several threads, beside closure transactions and single
+/// calls on the same keys: no deadlock, no lost increment.
+#[test]
+fn concurrent_pipelines_transactions_and_calls_lose_nothing() {
+    use rand::{Rng, SeedableRng};
+    let db = Db::in_memory(Options::default());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(t);
+                let mut added = 0i64;
+                for round in 0..3000 {
+                    match (t + round) % 3 {
+                        0 => {
+                            let mut p = db.pipeline();
+                            for _ in 0..64 {
+                                let k = format!("k{}", rng.gen_range(0..50));
+                                if rng.gen_bool(0.3) {
+                                    p.hget(&k, "n");
+                                } else {
+                                    p.hincrby(&k, "n", 1);
+                                    added += 1;
+                                }
+                            }
+                            if rng.gen_bool(0.1) {
+                                p.cmd(&["DBSIZE"]);
+                            }
+                            for r in p.run() {
+                                r.unwrap();
+                            }
+                        }
+                        1 => {
+                            let a = format!("k{}", rng.gen_range(0..50));
+                            let b = format!("k{}", rng.gen_range(0..50));
+                            db.transaction(&[&a, &b], |tx| {
+                                tx.hincrby(&a, "n", 1)?;
+                                tx.hincrby(&b, "n", 1)?;
+                                Ok(())
+                            })
+                            .unwrap();
+                            added += 2;
+                        }
+                        _ => {
+                            db.hincrby(format!("k{}", rng.gen_range(0..50)), "n", 1)
+                                .unwrap();
+                            added += 1;
+                        }
+                    }
+                }
+                added
+            })
+        })
+        .collect();
+    let added: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let total: i64 = (0..50)
+        .map(|i| {
+            db.hget(format!("k{i}"), "n")
+                .unwrap()
+                .map_or(0, |v| String::from_utf8(v).unwrap().parse::<i64>().unwrap())
+        })
+        .sum();
+    assert_eq!(total, added);
+}
