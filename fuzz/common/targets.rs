@@ -694,6 +694,20 @@ pub fn commands(data: &[u8]) {
     let clock = hashkv::ManualClock::new(START_MS);
     let o = || hashkv::fuzzing::opts_with_clock(clock.clone());
     let (db, log) = hashkv::fuzzing::logged_db_with(o());
+    // The same commands through pipelines (cut where time moves) on a
+    // second database: each reply must be the single call's.
+    let (piped, _piped_log) = hashkv::fuzzing::logged_db_with(o());
+    let mut batch: Vec<(Vec<String>, Result<Reply, String>)> = Vec::new();
+    let flush = |batch: &mut Vec<(Vec<String>, Result<Reply, String>)>| {
+        let mut p = piped.pipeline();
+        for (argv, _) in batch.iter() {
+            p.cmd(argv);
+        }
+        for ((argv, single), got) in batch.drain(..).zip(p.run()) {
+            let got = got.map_err(|e| e.to_string());
+            assert_eq!(got, single, "pipelined {argv:?}");
+        }
+    };
     let mut model = Model {
         now: START_MS,
         ..Model::default()
@@ -708,19 +722,27 @@ pub fn commands(data: &[u8]) {
         };
         let (argv, want) = step(&mut model, op, listpackex);
         if let Op::Advance(d) = op {
+            flush(&mut batch);
             clock.advance(i64::from(*d));
         }
         // Keys emptied in the model are gone, as in Redis.
         model.retain_nonempty();
-        let got = match db.execute(&argv) {
-            Ok(r) => Ok(if matches!(op, Op::HGetAll(_)) {
-                sorted_pairs(r)
-            } else {
-                r
-            }),
+        let raw = match db.execute(&argv) {
+            Ok(r) => Ok(r),
             Err(hashkv::Error::Command(e)) => Err(e.to_string()),
             Err(e) => panic!("{argv:?}: {e}"),
         };
+        batch.push((argv.clone(), raw.clone()));
+        if batch.len() == 8 {
+            flush(&mut batch);
+        }
+        let got = raw.map(|r| {
+            if matches!(op, Op::HGetAll(_)) {
+                sorted_pairs(r)
+            } else {
+                r
+            }
+        });
         let want = want.map(|r| {
             if matches!(op, Op::HGetAll(_)) {
                 sorted_pairs(r)
@@ -731,9 +753,11 @@ pub fn commands(data: &[u8]) {
         assert_eq!(got, want, "{argv:?}");
         hashkv::fuzzing::assert_consistent(&db, false);
     }
+    flush(&mut batch);
     // The log replays, and a snapshot loads, to the same state (as seen at
     // the same time: field TTLs are absolute).
     let live = hashkv::fuzzing::dump(&db);
+    assert_eq!(hashkv::fuzzing::dump(&piped), live, "pipelined state");
     let replayed =
         hashkv::fuzzing::replay_log_with(&log.bytes(), o()).expect("the engine's own log replays");
     let state = |d: &hashkv::fuzzing::Dump| -> Vec<_> {
