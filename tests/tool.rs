@@ -206,6 +206,40 @@ fn repair_cuts_tails_salvages_and_keeps_a_backup() {
     );
 }
 
+/// `export --format rdb` writes a Redis RDB file (its loading in a real
+/// Redis is checked by tests/rdb_export.rs); importing one is refused
+/// before anything is created.
+#[test]
+fn rdb_export_through_the_tool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    populate(&dir);
+    let file = tmp.path().join("dump.rdb");
+    let (code, out, err) = run(
+        &[
+            "export",
+            "DIR",
+            "--format",
+            "rdb",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        Some(&dir),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "exported 31 keys, 660 fields");
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..9], b"REDIS0010");
+    let copy = tmp.path().join("copy");
+    let (code, _, err) = run(
+        &["import", "DIR", "--format", "rdb", file.to_str().unwrap()],
+        Some(&copy),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--format rdb is not supported yet"), "{err}");
+    assert!(!copy.exists());
+}
+
 #[test]
 fn export_and_import_through_the_tool() {
     let tmp = tempfile::tempdir().unwrap();

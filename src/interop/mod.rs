@@ -18,6 +18,7 @@
 //! `"fields"` as an array of `[F, V]` pairs instead; import accepts both.
 
 mod json;
+mod rdb;
 mod resp;
 
 use std::io::{BufRead, Write};

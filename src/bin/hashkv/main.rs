@@ -69,6 +69,9 @@ enum Format {
     Resp,
     /// One JSON object per key per line.
     Json,
+    /// A Redis RDB file (version 10: Redis 7.0 and later load it). Export
+    /// only, for now; hashes with field TTLs are refused.
+    Rdb,
 }
 
 #[derive(Subcommand)]
@@ -289,10 +292,12 @@ fn main() -> ExitCode {
         } => existing(&dir)
             .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
             .and_then(|db| export(&db, format, output.as_deref(), quiet)),
-        Cmd::Import { dir, format, file } => open(&dir, opts).and_then(|db| {
-            import(&db, format, file.as_deref(), quiet)?;
-            close(db, &dir)
-        }),
+        Cmd::Import { dir, format, file } => format_of(format)
+            .and_then(|_| open(&dir, opts))
+            .and_then(|db| {
+                import(&db, format, file.as_deref(), quiet)?;
+                close(db, &dir)
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -347,10 +352,27 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn format_of(f: Format) -> hashkv::admin::Format {
+fn format_of(f: Format) -> Result<hashkv::admin::Format, String> {
     match f {
-        Format::Resp => hashkv::admin::Format::Resp,
-        Format::Json => hashkv::admin::Format::Json,
+        Format::Resp => Ok(hashkv::admin::Format::Resp),
+        Format::Json => Ok(hashkv::admin::Format::Json),
+        Format::Rdb => {
+            Err("hashkv: import: --format rdb is not supported yet (RDB export is)".into())
+        }
+    }
+}
+
+/// Exports `db` in `format` to `w`.
+fn export_to(
+    db: &Db,
+    format: Format,
+    w: &mut dyn io::Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> hashkv::Result<hashkv::admin::Transfer> {
+    match format {
+        Format::Rdb => db.export_rdb(w),
+        Format::Resp => db.export(hashkv::admin::Format::Resp, w, progress),
+        Format::Json => db.export(hashkv::admin::Format::Json, w, progress),
     }
 }
 
@@ -527,11 +549,11 @@ fn export(
             let f = std::fs::File::create(path)
                 .map_err(|e| format!("hashkv: export: cannot create {}: {e}", path.display()))?;
             let mut w = io::BufWriter::new(f);
-            db.export(format_of(format), &mut w, &mut progress)
+            export_to(db, format, &mut w, &mut progress)
         }
         None => {
             let mut w = io::BufWriter::new(io::stdout().lock());
-            db.export(format_of(format), &mut w, &mut progress)
+            export_to(db, format, &mut w, &mut progress)
         }
     };
     pb.finish_and_clear();
@@ -549,6 +571,7 @@ fn import(
     quiet: bool,
 ) -> Result<(), String> {
     let path = file.filter(|p| p.as_os_str() != "-");
+    let format = format_of(format)?;
     let pb = bar(quiet, "importing", true);
     let r = match path {
         Some(p) => {
@@ -556,16 +579,12 @@ fn import(
                 .map_err(|e| format!("hashkv: import: cannot open {}: {e}", p.display()))?;
             pb.set_length(f.metadata().map_or(0, |m| m.len()));
             let mut r = io::BufReader::with_capacity(1 << 20, f);
-            db.import(format_of(format), &mut r, &mut |done, _| {
-                pb.set_position(done)
-            })
+            db.import(format, &mut r, &mut |done, _| pb.set_position(done))
         }
         None => {
             let stdin = io::stdin();
             let mut r = stdin.lock();
-            db.import(format_of(format), &mut r, &mut |done, _| {
-                pb.set_position(done)
-            })
+            db.import(format, &mut r, &mut |done, _| pb.set_position(done))
         }
     };
     pb.finish_and_clear();
