@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{redis_or_skip, RespClient};
+use hashkv::interop::RdbCompression;
 use hashkv::{Db, Options, Reply};
 
 #[test]
@@ -66,6 +67,24 @@ fn an_exported_rdb_loads_in_redis_with_every_key_as_hashkv_has_it() {
         ],
     )
     .unwrap();
+    // Compressible and incompressible text, in listpacks and in dicts.
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(40);
+    let noise: String = (0..200u32)
+        .map(|i| char::from(b'!' + (i.wrapping_mul(7919) % 90) as u8))
+        .collect();
+    db.hset("text", &[("t", text.as_str()), ("n", noise.as_str())])
+        .unwrap();
+    db.hset(
+        "lp",
+        &[
+            (
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            ),
+            ("c", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ],
+    )
+    .unwrap();
     for i in 0..50 {
         db.hset(
             format!("user:{i}"),
@@ -77,21 +96,37 @@ fn an_exported_rdb_loads_in_redis_with_every_key_as_hashkv_has_it() {
         .unwrap();
     db.execute(&["PEXPIREAT", "many", "4102444800123"]).unwrap();
 
+    let mut sizes = Vec::new();
+    for compression in [RdbCompression::Lzf, RdbCompression::None] {
+        sizes.push(loads_in_redis(&db, compression));
+    }
+    assert!(
+        sizes[0] < sizes[1] / 2,
+        "LZF {} bytes, raw {}",
+        sizes[0],
+        sizes[1]
+    );
+}
+
+/// Exports `db` with `compression`, starts redis-server on the file and
+/// compares every key there with `db`; returns the file's size.
+fn loads_in_redis(db: &Db, compression: RdbCompression) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dump.rdb");
     let t = db
-        .export_rdb(&mut std::io::BufWriter::new(
-            std::fs::File::create(&file).unwrap(),
-        ))
+        .export_rdb_with(
+            &mut std::io::BufWriter::new(std::fs::File::create(&file).unwrap()),
+            compression,
+        )
         .unwrap();
     assert_eq!(t.items, db.dbsize().unwrap() as u64);
-
+    let bytes = std::fs::metadata(&file).unwrap().len();
     let d = dir.path().display().to_string();
     let Some(server) = redis_or_skip(
         "an_exported_rdb_loads_in_redis",
         &["--dir", &d, "--dbfilename", "dump.rdb"],
     ) else {
-        return;
+        return bytes;
     };
     let mut c = RespClient::connect(server.port).unwrap();
     // PING answers while the file loads; wait for the keys.
@@ -142,6 +177,7 @@ fn an_exported_rdb_loads_in_redis_with_every_key_as_hashkv_has_it() {
             "{name}"
         );
     }
+    bytes
 }
 
 #[test]

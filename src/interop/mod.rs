@@ -19,6 +19,7 @@
 
 mod json;
 mod rdb;
+pub use rdb::RdbCompression;
 mod resp;
 
 use std::io::{BufRead, Write};

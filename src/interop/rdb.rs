@@ -4,9 +4,9 @@
 //! `REDIS0010`, AUX fields, SELECTDB 0 and RESIZEDB, then per key its
 //! EXPIRETIME_MS and the hash as a listpack (type 16) when it fits the
 //! compact limits, else as a dict (type 4); EOF and the CRC-64 trailer.
-//! Strings that are canonical integers fitting 32 bits are written in
-//! Redis's integer forms; nothing is LZF-compressed (Redis reads raw strings
-//! whatever its `rdbcompression` setting).
+//! Strings are written as Redis writes them: canonical integers fitting 32
+//! bits in the integer forms, longer strings LZF-compressed when that pays
+//! (unless [`RdbCompression::None`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -103,6 +103,23 @@ fn canonical_int(s: &[u8]) -> Option<i64> {
     (back == s).then_some(v)
 }
 
+/// An RDB string as Redis's `rdbSaveRawString` writes it with
+/// `rdbcompression yes`: a canonical integer that fits 32 bits in the
+/// integer forms; else, past 20 bytes, LZF when that saves at least 4
+/// bytes; else length and bytes.
+fn string_compressed(out: &mut Vec<u8>, s: &[u8], compress: bool) {
+    if compress && s.len() > 20 {
+        if let Some(z) = lzf_compress(s, s.len() - 4) {
+            out.push(0xC3);
+            len(out, z.len() as u64);
+            len(out, s.len() as u64);
+            out.extend_from_slice(&z);
+            return;
+        }
+    }
+    string(out, s);
+}
+
 /// An RDB string: a canonical integer that fits 32 bits in Redis's integer
 /// forms (as `rdbSaveRawString` writes it), else length and bytes.
 fn string(out: &mut Vec<u8>, s: &[u8]) {
@@ -127,6 +144,104 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
     }
     len(out, s.len() as u64);
     out.extend_from_slice(s);
+}
+
+/// LZF, as Redis's `lzf_c.c` writes it: literal runs of up to 32 bytes
+/// (control byte `len - 1`) and back-references of 3 to 264 bytes within
+/// 8 KiB (control `(len - 2) << 5 | off >> 8`, an extra length byte when
+/// `len - 2 >= 7`, then `off & 0xff`, where `off` is the distance - 1).
+/// Returns `None` when the output would not be shorter than `max`.
+pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
+    const HLOG: u32 = 14;
+    const MAX_OFF: usize = 1 << 13;
+    const MAX_REF: usize = (1 << 8) + (1 << 3);
+    const MAX_LIT: usize = 1 << 5;
+    let n = input.len();
+    let mut out: Vec<u8> = Vec::with_capacity(max);
+    let mut table = vec![usize::MAX; 1 << HLOG];
+    let hash = |p: usize| {
+        let v = u32::from(input[p]) << 16 | u32::from(input[p + 1]) << 8 | u32::from(input[p + 2]);
+        (v.wrapping_mul(2_654_435_761) >> (32 - HLOG)) as usize
+    };
+    // Pending literal bytes not yet written (start index, count).
+    let mut lit_start = 0usize;
+    let mut ip = 0usize;
+    let flush_literals = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for chunk in input[from..to].chunks(MAX_LIT) {
+            out.push((chunk.len() - 1) as u8);
+            out.extend_from_slice(chunk);
+        }
+    };
+    while ip + 2 < n {
+        let h = hash(ip);
+        let r = table[h];
+        table[h] = ip;
+        if r != usize::MAX && r < ip && ip - r - 1 < MAX_OFF && input[r..r + 3] == input[ip..ip + 3]
+        {
+            let off = ip - r - 1;
+            let max_len = (n - ip).min(MAX_REF);
+            let mut len = 3;
+            while len < max_len && input[r + len] == input[ip + len] {
+                len += 1;
+            }
+            flush_literals(&mut out, lit_start, ip);
+            let l = len - 2;
+            if l < 7 {
+                out.push(((l as u8) << 5) | (off >> 8) as u8);
+            } else {
+                out.push((7 << 5) | (off >> 8) as u8);
+                out.push((l - 7) as u8);
+            }
+            out.push(off as u8);
+            ip += len;
+            lit_start = ip;
+        } else {
+            ip += 1;
+        }
+        if out.len() >= max {
+            return None;
+        }
+    }
+    flush_literals(&mut out, lit_start, n);
+    (out.len() < max).then_some(out)
+}
+
+/// LZF decompression of `input` into exactly `len` bytes, or `None` when
+/// it is not valid LZF of that length. (Checks the compressor here; the
+/// RDB importer will use it.)
+#[cfg(test)]
+pub(crate) fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    let mut ip = 0;
+    while ip < input.len() {
+        let c = usize::from(input[ip]);
+        ip += 1;
+        if c < 32 {
+            let run = input.get(ip..ip + c + 1)?;
+            if out.len() + run.len() > len {
+                return None;
+            }
+            out.extend_from_slice(run);
+            ip += c + 1;
+        } else {
+            let mut l = c >> 5;
+            if l == 7 {
+                l += usize::from(*input.get(ip)?);
+                ip += 1;
+            }
+            let off = ((c & 0x1F) << 8) + usize::from(*input.get(ip)?) + 1;
+            ip += 1;
+            let from = out.len().checked_sub(off)?;
+            if out.len() + l + 2 > len {
+                return None;
+            }
+            for i in 0..l + 2 {
+                let b = out[from + i];
+                out.push(b);
+            }
+        }
+    }
+    (out.len() == len).then_some(out)
 }
 
 /// A listpack element (§1.2): the smallest integer encoding for a
@@ -206,15 +321,40 @@ fn listpack<'a>(elements: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     lp
 }
 
+/// Whether an RDB export compresses strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RdbCompression {
+    /// LZF for strings over 20 bytes when it saves space, as Redis does
+    /// with `rdbcompression yes` (its default).
+    #[default]
+    Lzf,
+    /// Every string as it is (Redis's `rdbcompression no`).
+    None,
+}
+
 impl Db {
     /// Writes every live hash to `out` as a Redis RDB file (version 10,
     /// loaded by Redis 7.0 and later): compact hashes as listpacks, the
-    /// others as dicts, key TTLs as EXPIRETIME_MS.
+    /// others as dicts, key TTLs as EXPIRETIME_MS, long strings
+    /// LZF-compressed as Redis writes them.
     ///
     /// # Errors
     /// A hash with field TTLs (RDB version 10 cannot hold them: the export
     /// stops rather than drop them), or [`Error::Io`] when `out` fails.
     pub fn export_rdb(&self, out: &mut dyn Write) -> Result<Transfer> {
+        self.export_rdb_with(out, RdbCompression::Lzf)
+    }
+
+    /// [`Db::export_rdb`] with the choice of compression.
+    ///
+    /// # Errors
+    /// As [`Db::export_rdb`].
+    pub fn export_rdb_with(
+        &self,
+        out: &mut dyn Write,
+        compression: RdbCompression,
+    ) -> Result<Transfer> {
+        let z = compression == RdbCompression::Lzf;
         let werr = |e: std::io::Error| io("writing RDB export", Path::new("<output>"), e);
         let mut w = Crc { out, crc: 0 };
         let mut buf = Vec::with_capacity(1 << 16);
@@ -233,8 +373,8 @@ impl Db {
             (b"hashkv-ver", env!("CARGO_PKG_VERSION").as_bytes()),
         ] {
             buf.push(OP_AUX);
-            string(&mut buf, k);
-            string(&mut buf, v);
+            string_compressed(&mut buf, k, z);
+            string_compressed(&mut buf, v, z);
         }
         let keys = self.dbsize()?.max(0) as u64;
         let volatile = self.info()?.volatile_keys;
@@ -269,17 +409,16 @@ impl Db {
                     .all(|(f, v)| f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE);
             if compact {
                 buf.push(TYPE_HASH_LISTPACK);
-                string(&mut buf, key);
+                string_compressed(&mut buf, key, z);
                 let lp = listpack(pairs.iter().flat_map(|(f, v)| [f.as_slice(), v.as_slice()]));
-                len(&mut buf, lp.len() as u64);
-                buf.extend_from_slice(&lp);
+                string_compressed(&mut buf, &lp, z);
             } else {
                 buf.push(TYPE_HASH);
-                string(&mut buf, key);
+                string_compressed(&mut buf, key, z);
                 len(&mut buf, pairs.len() as u64);
                 for (f, v) in &pairs {
-                    string(&mut buf, f);
-                    string(&mut buf, v);
+                    string_compressed(&mut buf, f, z);
+                    string_compressed(&mut buf, v, z);
                 }
             }
             w.put(&buf).map_err(werr)?;
@@ -298,6 +437,36 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever LZF writes decompresses to the input; repetitive input
+        /// gets smaller.
+        #[test]
+        fn lzf_round_trips(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            reps in 1usize..40,
+        ) {
+            let repeated: Vec<u8> = data.iter().copied().cycle().take(data.len() * reps).collect();
+            for input in [&data, &repeated] {
+                if let Some(z) = lzf_compress(input, input.len() + 64) {
+                    let back = lzf_decompress(&z, input.len());
+                    proptest::prop_assert_eq!(back.as_deref(), Some(&input[..]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lzf_compresses_repetition_and_checks_lengths() {
+        let input = b"abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc".repeat(40);
+        let z = lzf_compress(&input, input.len() - 4).unwrap();
+        assert!(z.len() < input.len() / 10, "{} of {}", z.len(), input.len());
+        assert_eq!(lzf_decompress(&z, input.len()).unwrap(), input);
+        assert_eq!(lzf_decompress(&z, input.len() - 1), None);
+        assert_eq!(lzf_decompress(&z, input.len() + 1), None);
+        assert_eq!(lzf_decompress(&[0x20, 0x05], 10), None); // reference before the start
+        assert_eq!(lzf_compress(b"incompressible!!", 12), None);
+    }
 
     #[test]
     fn crc64_is_redis_jones() {

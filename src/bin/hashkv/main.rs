@@ -162,6 +162,10 @@ enum Cmd {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// With `--format rdb`: write every string as it is (Redis's
+        /// `rdbcompression no`) instead of LZF-compressing long ones.
+        #[arg(long)]
+        no_compression: bool,
     },
     /// Load Redis commands (RESP) or JSON lines into the database.
     ///
@@ -289,9 +293,10 @@ fn main() -> ExitCode {
             dir,
             format,
             output,
+            no_compression,
         } => existing(&dir)
             .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
-            .and_then(|db| export(&db, format, output.as_deref(), quiet)),
+            .and_then(|db| export(&db, format, no_compression, output.as_deref(), quiet)),
         Cmd::Import { dir, format, file } => format_of(format)
             .and_then(|_| open(&dir, opts))
             .and_then(|db| {
@@ -366,11 +371,19 @@ fn format_of(f: Format) -> Result<hashkv::admin::Format, String> {
 fn export_to(
     db: &Db,
     format: Format,
+    no_compression: bool,
     w: &mut dyn io::Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> hashkv::Result<hashkv::admin::Transfer> {
     match format {
-        Format::Rdb => db.export_rdb(w),
+        Format::Rdb => db.export_rdb_with(
+            w,
+            if no_compression {
+                hashkv::interop::RdbCompression::None
+            } else {
+                hashkv::interop::RdbCompression::Lzf
+            },
+        ),
         Format::Resp => db.export(hashkv::admin::Format::Resp, w, progress),
         Format::Json => db.export(hashkv::admin::Format::Json, w, progress),
     }
@@ -536,6 +549,7 @@ fn print_repair(dir: &std::path::Path, r: &hashkv::admin::RepairReport) {
 fn export(
     db: &Db,
     format: Format,
+    no_compression: bool,
     output: Option<&std::path::Path>,
     quiet: bool,
 ) -> Result<(), String> {
@@ -549,11 +563,11 @@ fn export(
             let f = std::fs::File::create(path)
                 .map_err(|e| format!("hashkv: export: cannot create {}: {e}", path.display()))?;
             let mut w = io::BufWriter::new(f);
-            export_to(db, format, &mut w, &mut progress)
+            export_to(db, format, no_compression, &mut w, &mut progress)
         }
         None => {
             let mut w = io::BufWriter::new(io::stdout().lock());
-            export_to(db, format, &mut w, &mut progress)
+            export_to(db, format, no_compression, &mut w, &mut progress)
         }
     };
     pb.finish_and_clear();
