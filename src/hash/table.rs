@@ -542,6 +542,11 @@ impl Slots {
     }
 }
 
+/// Slots for a table of `n` entries that will not grow while filled.
+fn slots_for(n: usize) -> usize {
+    (n.saturating_mul(2)).next_power_of_two().max(MIN_SLOTS)
+}
+
 /// Names to payloads; see the module doc.
 pub(crate) struct ArenaTable {
     arena: Arena,
@@ -564,7 +569,7 @@ impl ArenaTable {
 
     /// A table sized for `n` entries without migrations.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        let slots = (n.saturating_mul(2)).next_power_of_two().max(MIN_SLOTS);
+        let slots = slots_for(n);
         ArenaTable {
             arena: Arena::new(),
             cur: Slots::new(slots),
@@ -577,7 +582,7 @@ impl ArenaTable {
     /// nothing (a table with entries is left as it is).
     pub(crate) fn reserve_empty(&mut self, n: usize) {
         if self.len() == 0 && self.old.is_none() {
-            let slots = (n.saturating_mul(2)).next_power_of_two().max(MIN_SLOTS);
+            let slots = slots_for(n);
             if slots > self.cur.cap() {
                 self.cur = Slots::new(slots);
             }

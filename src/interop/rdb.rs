@@ -91,18 +91,6 @@ fn len(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-/// `s` if it is the canonical decimal text of an i64 (Redis's
-/// `string2ll`: no sign but `-`, no leading zeros, no `-0`).
-fn canonical_int(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let v = crate::numeric::parse_i64(s)?;
-    let mut back = Vec::with_capacity(20);
-    crate::numeric::push_i64(&mut back, v);
-    (back == s).then_some(v)
-}
-
 /// An RDB string as Redis's `rdbSaveRawString` writes it with
 /// `rdbcompression yes`: a canonical integer that fits 32 bits in the
 /// integer forms; else, past 20 bytes, LZF when that saves at least 4
@@ -124,7 +112,9 @@ fn string_compressed(out: &mut Vec<u8>, s: &[u8], compress: bool) {
 /// forms (as `rdbSaveRawString` writes it), else length and bytes.
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     if s.len() <= 11 {
-        if let Some(v) = canonical_int(s) {
+        // `parse_i64` accepts exactly the canonical renderings (Redis's
+        // `string2ll`), the ones Redis integer-encodes.
+        if let Some(v) = crate::numeric::parse_i64(s) {
             if let Ok(v) = i8::try_from(v) {
                 out.push(0xC0);
                 out.push(v as u8);
@@ -244,48 +234,12 @@ pub(crate) fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     (out.len() == len).then_some(out)
 }
 
-/// A listpack element (§1.2): the smallest integer encoding for a
-/// canonical integer, else the smallest string encoding; then its backlen.
+/// A listpack element: the compact encoding's element (the same bytes as
+/// listpack's, smallest encoding, integers for canonical integers; see
+/// `hash::compact`), then the backlen listpack adds.
 fn listpack_entry(out: &mut Vec<u8>, s: &[u8]) {
     let start = out.len();
-    match canonical_int(s) {
-        Some(v) if (0..=127).contains(&v) => out.push(v as u8),
-        Some(v) if (-4096..=4095).contains(&v) => {
-            let u = (v as u16) & 0x1FFF;
-            out.push(0xC0 | (u >> 8) as u8);
-            out.push(u as u8);
-        }
-        Some(v) if i16::try_from(v).is_ok() => {
-            out.push(0xF1);
-            out.extend_from_slice(&(v as i16).to_le_bytes());
-        }
-        Some(v) if (-(1 << 23)..(1 << 23)).contains(&v) => {
-            out.push(0xF2);
-            out.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-        }
-        Some(v) if i32::try_from(v).is_ok() => {
-            out.push(0xF3);
-            out.extend_from_slice(&(v as i32).to_le_bytes());
-        }
-        Some(v) => {
-            out.push(0xF4);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        None if s.len() < 64 => {
-            out.push(0x80 | s.len() as u8);
-            out.extend_from_slice(s);
-        }
-        None if s.len() < 4096 => {
-            out.push(0xE0 | (s.len() >> 8) as u8);
-            out.push(s.len() as u8);
-            out.extend_from_slice(s);
-        }
-        None => {
-            out.push(0xF0);
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s);
-        }
-    }
+    crate::hash::compact::push_elem(out, s);
     backlen(out, out.len() - start);
 }
 
