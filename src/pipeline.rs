@@ -20,10 +20,10 @@
 //!   the single call does; the segment then waits once for durability (one
 //!   group fsync under `FsyncPolicy::Always`), with the locks released.
 
+use crate::command::read_reply;
 use crate::command::{Command, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
-use crate::hash::compact::Elem;
 use crate::hash::table::hash_name;
 use crate::keyspace::tx::Locked;
 use crate::keyspace::{shard_of_hash, Lookup};
@@ -339,50 +339,6 @@ fn run_segment<'c>(db: &Db, segment: Vec<(usize, Command<'c>)>, out: &mut [Optio
     }
 }
 
-fn bulk(e: Elem<'_>) -> Reply {
-    Reply::Bulk(e.to_bytes())
-}
-
-/// The reply of a fast read on the live hash `h` (None: missing), exactly
-/// as the command layer builds it.
-fn answer(cmd: &Command<'_>, h: Option<crate::hash::HashRef<'_>>) -> Reply {
-    match cmd {
-        Command::HGet { field, .. } => {
-            Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
-        }
-        Command::HMGet { fields, .. } => Reply::Array(
-            fields
-                .iter()
-                .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
-                .collect(),
-        ),
-        Command::HGetAll { keys, values, .. } => {
-            let mut out = Vec::new();
-            if let Some(h) = h {
-                out.reserve(h.len() * (usize::from(*keys) + usize::from(*values)));
-                h.for_each(|f, v| {
-                    if *keys {
-                        out.push(bulk(f));
-                    }
-                    if *values {
-                        out.push(bulk(v));
-                    }
-                });
-            }
-            Reply::Array(out)
-        }
-        Command::HExists { field, .. } => {
-            Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
-        }
-        Command::HLen { .. } => Reply::Integer(h.map_or(0, |h| h.len() as i64)),
-        Command::HStrLen { field, .. } => {
-            Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
-        }
-        Command::Exists { .. } => Reply::Integer(i64::from(h.is_some())),
-        _ => Reply::Nil,
-    }
-}
-
 /// Plain reads: every shard read-locked once, lookups prefetched in two
 /// stages across the whole segment, then answered.
 fn read_segment<'c>(
@@ -415,8 +371,10 @@ fn read_segment<'c>(
     for ((i, cmd), &(h, s)) in segment.into_iter().zip(&hashed) {
         let key = fast_read_key(&cmd).unwrap_or_default();
         match guard(s).lookup_hashed(key, h, &now) {
-            Lookup::Missing => out[i] = Some(Ok(answer(&cmd, None))),
-            Lookup::Live(hr) if !hr.has_field_ttls() => out[i] = Some(Ok(answer(&cmd, Some(hr)))),
+            Lookup::Missing => out[i] = Some(Ok(read_reply(&cmd, None))),
+            Lookup::Live(hr) if !hr.has_field_ttls() => {
+                out[i] = Some(Ok(read_reply(&cmd, Some(hr))))
+            }
             // Expired key, or fields that may be: the single call expires
             // them lazily (it needs the write lock).
             _ => later.push((i, cmd)),

@@ -129,6 +129,21 @@ fn bulk(e: Elem<'_>) -> Reply {
 
 pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Error> {
     let now = &ctx.now;
+    // Plain reads: one reply builder, shared with the pipeline's read path.
+    match &cmd {
+        Command::HGet { key, field }
+        | Command::HExists { key, field }
+        | Command::HStrLen { key, field } => {
+            return ctx.read_fields(key, &[*field], |h| read_reply(&cmd, h));
+        }
+        Command::HMGet { key, fields } => {
+            return ctx.read_fields(key, fields, |h| read_reply(&cmd, h));
+        }
+        Command::HGetAll { key, .. } | Command::HLen { key } => {
+            return ctx.read(key, |h| read_reply(&cmd, h));
+        }
+        _ => {}
+    }
     match cmd {
         Command::HSet {
             key,
@@ -162,32 +177,6 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
             ctx.sync(t)?;
             Ok(Reply::Integer(set))
         }
-        Command::HGet { key, field } => ctx.read_fields(key, &[field], |h| {
-            Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
-        }),
-        Command::HMGet { key, fields } => ctx.read_fields(key, &fields, |h| {
-            Reply::Array(
-                fields
-                    .iter()
-                    .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
-                    .collect(),
-            )
-        }),
-        Command::HGetAll { key, keys, values } => ctx.read(key, |h| {
-            let mut out = Vec::new();
-            if let Some(h) = h {
-                out.reserve(h.len() * (usize::from(keys) + usize::from(values)));
-                h.for_each(|f, v| {
-                    if keys {
-                        out.push(bulk(f));
-                    }
-                    if values {
-                        out.push(bulk(v));
-                    }
-                });
-            }
-            Reply::Array(out)
-        }),
         Command::HDel { key, fields } => {
             let (deleted, t) = ctx.write(key, |shard| {
                 // Only log a deletion that removes something. Expired but
@@ -204,13 +193,6 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
             ctx.sync(t)?;
             Ok(Reply::Integer(deleted))
         }
-        Command::HExists { key, field } => ctx.read_fields(key, &[field], |h| {
-            Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
-        }),
-        Command::HLen { key } => ctx.read(key, |h| Reply::Integer(h.map_or(0, |h| h.len() as i64))),
-        Command::HStrLen { key, field } => ctx.read_fields(key, &[field], |h| {
-            Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
-        }),
         Command::HIncrBy { key, field, delta } => {
             let (new, t) = ctx.write(key, |shard| {
                 ctx.expire_fields(shard, key, &[field])?;
@@ -283,6 +265,47 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
             Some(h) => hscan(h, cursor, &options),
         })??),
         _ => Err(CommandError::err("internal: not a hash command").into()),
+    }
+}
+
+/// The reply of a plain read (HGET, HMGET, HGETALL/HKEYS/HVALS, HEXISTS,
+/// HLEN, HSTRLEN, and EXISTS of one key) given the live hash at its key
+/// (None: missing); `Nil` for any other command.
+pub(crate) fn read_reply(cmd: &Command<'_>, h: Option<HashRef<'_>>) -> Reply {
+    match cmd {
+        Command::HGet { field, .. } => {
+            Reply::bulk_opt(h.and_then(|h| h.get(field)).map(Elem::to_bytes))
+        }
+        Command::HMGet { fields, .. } => Reply::Array(
+            fields
+                .iter()
+                .map(|f| h.and_then(|h| h.get(f)).map_or(Reply::Nil, bulk))
+                .collect(),
+        ),
+        Command::HGetAll { keys, values, .. } => {
+            let mut out = Vec::new();
+            if let Some(h) = h {
+                out.reserve(h.len() * (usize::from(*keys) + usize::from(*values)));
+                h.for_each(|f, v| {
+                    if *keys {
+                        out.push(bulk(f));
+                    }
+                    if *values {
+                        out.push(bulk(v));
+                    }
+                });
+            }
+            Reply::Array(out)
+        }
+        Command::HExists { field, .. } => {
+            Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
+        }
+        Command::HLen { .. } => Reply::Integer(h.map_or(0, |h| h.len() as i64)),
+        Command::HStrLen { field, .. } => {
+            Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
+        }
+        Command::Exists { .. } => Reply::Integer(i64::from(h.is_some())),
+        _ => Reply::Nil,
     }
 }
 

@@ -15,6 +15,7 @@ mod keys;
 pub(crate) mod reply;
 
 pub(crate) use ctx::Ctx;
+pub(crate) use hash::read_reply;
 
 use crate::error::CommandError;
 
