@@ -117,6 +117,59 @@ impl Fields {
     }
 }
 
+/// The `Serializer` methods for values that have no hash field encoding
+/// (sequences, tuples, enum variants with data): each an error made by
+/// `$err` from what the value is.
+macro_rules! refuse_compounds {
+    ($ok:ty, $err:ident) => {
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<$ok, SerError> {
+            Err($err("an enum variant with data"))
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, SerError> {
+            Err($err("a sequence"))
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, SerError> {
+            Err($err("a tuple"))
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, SerError> {
+            Err($err("a tuple struct"))
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, SerError> {
+            Err($err("an enum variant with data"))
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, SerError> {
+            Err($err("an enum variant with data"))
+        }
+    };
+}
+
+/// A map key that is not a scalar.
+fn compound_key(_what: &str) -> SerError {
+    no_encoding("a compound map key")
+}
+
 macro_rules! top_only {
     ($($name:ident($($t:ty),*)),* $(,)?) => {$(
         fn $name(self, $(_: $t),*) -> Result<(), SerError> {
@@ -172,37 +225,8 @@ impl<'a> ser::Serializer for Top<'a> {
     ) -> Result<(), SerError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), SerError> {
-        Err(no_encoding("an enum variant with data"))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, SerError> {
-        Err(no_encoding("a sequence"))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, SerError> {
-        Err(no_encoding("a tuple"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, SerError> {
-        Err(no_encoding("a tuple struct"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, SerError> {
-        Err(no_encoding("an enum variant with data"))
-    }
+    refuse_compounds!((), no_encoding);
+
     fn serialize_map(self, _: Option<usize>) -> Result<TopMap<'a>, SerError> {
         Ok(TopMap {
             out: self.out,
@@ -211,15 +235,6 @@ impl<'a> ser::Serializer for Top<'a> {
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, SerError> {
         Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, SerError> {
-        Err(no_encoding("an enum variant with data"))
     }
 }
 
@@ -387,37 +402,8 @@ impl ser::Serializer for Value<'_> {
     ) -> Result<bool, SerError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<bool, SerError> {
-        Err(no_encoding("an enum variant with data"))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, SerError> {
-        Err(no_encoding("a sequence"))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, SerError> {
-        Err(no_encoding("a tuple"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, SerError> {
-        Err(no_encoding("a tuple struct"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, SerError> {
-        Err(no_encoding("an enum variant with data"))
-    }
+    refuse_compounds!(bool, no_encoding);
+
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, SerError> {
         Err(no_encoding("a map"))
     }
@@ -427,15 +413,6 @@ impl ser::Serializer for Value<'_> {
         _: usize,
     ) -> Result<Self::SerializeStruct, SerError> {
         Err(no_encoding("a nested struct"))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, SerError> {
-        Err(no_encoding("an enum variant with data"))
     }
 }
 
@@ -529,37 +506,8 @@ impl ser::Serializer for Key<'_> {
     ) -> Result<(), SerError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), SerError> {
-        Err(no_encoding("a compound map key"))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, SerError> {
-        Err(no_encoding("a compound map key"))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, SerError> {
-        Err(no_encoding("a compound map key"))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, SerError> {
-        Err(no_encoding("a compound map key"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, SerError> {
-        Err(no_encoding("a compound map key"))
-    }
+    refuse_compounds!((), compound_key);
+
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, SerError> {
         Err(no_encoding("a compound map key"))
     }
@@ -568,15 +516,6 @@ impl ser::Serializer for Key<'_> {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStruct, SerError> {
-        Err(no_encoding("a compound map key"))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, SerError> {
         Err(no_encoding("a compound map key"))
     }
 }
