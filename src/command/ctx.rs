@@ -56,6 +56,27 @@ impl<'a, 'k> Ctx<'a, 'k> {
         }
     }
 
+    /// Inside the transaction `tx`: runs `f` on the shard of `key`, which
+    /// the transaction holds, after deleting `key` if it has expired (the
+    /// deletion kept with the transaction's other changes). A deletion that
+    /// cannot be kept fails a write; a read goes on without it (the key
+    /// stays, still invisible), as outside transactions.
+    fn on_locked<R>(
+        &self,
+        tx: &Locked<'k>,
+        key: &[u8],
+        write: bool,
+        f: impl FnOnce(&mut Shard) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut g = tx.guard.borrow_mut();
+        let shard = locked_shard(&mut g, key)?;
+        let expired = self.ks.expire_locked(self.sink(), shard, key, &self.now);
+        if write {
+            expired?;
+        }
+        f(shard)
+    }
+
     /// Runs `f` on the live hash at `key` (None if missing or expired; an
     /// expired key is deleted).
     #[inline]
@@ -66,14 +87,7 @@ impl<'a, 'k> Ctx<'a, 'k> {
     ) -> Result<R, Error> {
         match self.tx {
             None => Ok(self.ks.read(key, &self.now, f)),
-            Some(tx) => {
-                let mut g = tx.guard.borrow_mut();
-                let shard = locked_shard(&mut g, key)?;
-                // Lazy expiry; a deletion that cannot be kept leaves the
-                // key (still invisible), as outside transactions.
-                let _ = self.ks.expire_locked(self.sink(), shard, key, &self.now);
-                Ok(f(shard.get(key, &self.now)))
-            }
+            Some(tx) => self.on_locked(tx, key, false, |shard| Ok(f(shard.get(key, &self.now)))),
         }
     }
 
@@ -88,16 +102,12 @@ impl<'a, 'k> Ctx<'a, 'k> {
     ) -> Result<R, Error> {
         match self.tx {
             None => Ok(self.ks.read_fields(key, fields, &self.now, f)),
-            Some(tx) => {
-                let mut g = tx.guard.borrow_mut();
-                let shard = locked_shard(&mut g, key)?;
-                let sink = self.sink();
-                let _ = self.ks.expire_locked(sink, shard, key, &self.now);
-                let _ = self
-                    .ks
-                    .expire_fields_locked(sink, shard, key, fields, &self.now);
+            Some(tx) => self.on_locked(tx, key, false, |shard| {
+                // Lazy field expiry; a removal that cannot be kept leaves
+                // the fields (still invisible), as outside transactions.
+                let _ = self.expire_fields(shard, key, fields);
                 Ok(f(shard.get(key, &self.now)))
-            }
+            }),
         }
     }
 
@@ -110,12 +120,7 @@ impl<'a, 'k> Ctx<'a, 'k> {
     ) -> Result<R, Error> {
         match self.tx {
             None => Ok(self.ks.read_shard(key, &self.now, f)),
-            Some(tx) => {
-                let mut g = tx.guard.borrow_mut();
-                let shard = locked_shard(&mut g, key)?;
-                let _ = self.ks.expire_locked(self.sink(), shard, key, &self.now);
-                Ok(f(shard))
-            }
+            Some(tx) => self.on_locked(tx, key, false, |shard| Ok(f(shard))),
         }
     }
 
@@ -129,12 +134,7 @@ impl<'a, 'k> Ctx<'a, 'k> {
     ) -> Result<R, Error> {
         match self.tx {
             None => self.ks.write(key, &self.now, f),
-            Some(tx) => {
-                let mut g = tx.guard.borrow_mut();
-                let shard = locked_shard(&mut g, key)?;
-                self.ks.expire_locked(self.sink(), shard, key, &self.now)?;
-                f(shard)
-            }
+            Some(tx) => self.on_locked(tx, key, true, f),
         }
     }
 
