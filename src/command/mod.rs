@@ -260,6 +260,15 @@ pub(crate) enum KeySet<'a> {
 
 impl<'a> Command<'a> {
     /// The keys the command touches, to lock or check them beforehand.
+    /// Whether the command reads or writes every key (KEYS, SCAN, DBSIZE,
+    /// FLUSHDB): [`Command::keys`] without building the list.
+    pub(crate) fn touches_all(&self) -> bool {
+        matches!(
+            self,
+            Command::Keys { .. } | Command::Scan { .. } | Command::DbSize | Command::FlushDb
+        )
+    }
+
     pub(crate) fn keys(&self) -> KeySet<'a> {
         use Command as C;
         KeySet::Keys(match self {
