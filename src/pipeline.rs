@@ -21,7 +21,7 @@
 //!   group fsync under `FsyncPolicy::Always`), with the locks released.
 
 use crate::command::read_reply;
-use crate::command::{Command, KeySet, Reply};
+use crate::command::{Command, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
@@ -452,14 +452,16 @@ fn write_segment<'c>(
     out: &mut [Option<Result<Reply>>],
 ) {
     let ks = db.keyspace();
-    let mut keys: Vec<&[u8]> = Vec::with_capacity(segment.len());
+    let mut hashes: Vec<u64> = Vec::with_capacity(segment.len());
+    let mut mask = 0u64;
     for (_, c) in segment.iter() {
-        if let KeySet::Keys(k) = c.keys() {
-            keys.extend(k);
-        }
+        c.each_key(|k| {
+            let h = hash_name(k);
+            mask |= 1 << shard_of_hash(h);
+            hashes.push(h);
+        });
     }
-    let mut g = ks.lock_many(&keys);
-    let hashes: Vec<u64> = keys.iter().map(|k| hash_name(k)).collect();
+    let mut g = ks.lock_mask(mask);
     for &h in &hashes {
         if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
             s.prefetch_slot(h);

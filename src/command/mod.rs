@@ -259,7 +259,6 @@ pub(crate) enum KeySet<'a> {
 }
 
 impl<'a> Command<'a> {
-    /// The keys the command touches, to lock or check them beforehand.
     /// Whether the command reads or writes every key (KEYS, SCAN, DBSIZE,
     /// FLUSHDB): [`Command::keys`] without building the list.
     pub(crate) fn touches_all(&self) -> bool {
@@ -269,9 +268,12 @@ impl<'a> Command<'a> {
         )
     }
 
-    pub(crate) fn keys(&self) -> KeySet<'a> {
+    /// Calls `f` with each key the command names (none for KEYS, SCAN,
+    /// DBSIZE, FLUSHDB: see [`Command::touches_all`]), without building a
+    /// list.
+    pub(crate) fn each_key(&self, mut f: impl FnMut(&'a [u8])) {
         use Command as C;
-        KeySet::Keys(match self {
+        match self {
             C::HSet { key, .. }
             | C::HSetNx { key, .. }
             | C::HGet { key, .. }
@@ -296,13 +298,33 @@ impl<'a> Command<'a> {
             | C::HPersist { key, .. }
             | C::HGetDel { key, .. }
             | C::HGetEx { key, .. }
-            | C::HSetEx { key, .. } => vec![*key],
-            C::Del { keys } | C::Exists { keys } => keys.clone(),
-            C::Rename { key, new_key, .. } => vec![*key, *new_key],
-            C::Copy { src, dst, .. } => vec![*src, *dst],
-            C::Ping { .. } | C::Echo { .. } => vec![],
-            C::Keys { .. } | C::Scan { .. } | C::DbSize | C::FlushDb => return KeySet::All,
-        })
+            | C::HSetEx { key, .. } => f(key),
+            C::Del { keys } | C::Exists { keys } => keys.iter().for_each(|k| f(k)),
+            C::Rename { key, new_key, .. } => {
+                f(key);
+                f(new_key);
+            }
+            C::Copy { src, dst, .. } => {
+                f(src);
+                f(dst);
+            }
+            C::Ping { .. }
+            | C::Echo { .. }
+            | C::Keys { .. }
+            | C::Scan { .. }
+            | C::DbSize
+            | C::FlushDb => {}
+        }
+    }
+
+    /// The keys the command touches, to lock or check them beforehand.
+    pub(crate) fn keys(&self) -> KeySet<'a> {
+        if self.touches_all() {
+            return KeySet::All;
+        }
+        let mut keys = Vec::new();
+        self.each_key(|k| keys.push(k));
+        KeySet::Keys(keys)
     }
 }
 

@@ -482,12 +482,8 @@ pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) -> bool {
         let (vs, ve) = (found.value_start, found.end);
         // The value's encoding, as a probe has it: header, then body.
         let enc = Probe::new(value);
-        let head = &enc.head[..usize::from(enc.head_len)];
-        if enc.size == ve - vs {
-            // Same size (a common update): overwrite in place.
-            buf[vs..vs + head.len()].copy_from_slice(head);
-            buf[vs + head.len()..ve].copy_from_slice(enc.body);
-        } else {
+        if !write_same_size(buf, vs, ve, &enc) {
+            let head = &enc.head[..usize::from(enc.head_len)];
             buf.splice(vs..ve, head.iter().chain(enc.body).copied());
         }
         false
@@ -496,6 +492,32 @@ pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) -> bool {
         push_elem(buf, field);
         push_elem(buf, value);
         true
+    }
+}
+
+/// Writes the element `enc` over `buf[start..end]` if it has exactly that
+/// size (a common update); false, and nothing written, otherwise.
+fn write_same_size(buf: &mut [u8], start: usize, end: usize, enc: &Probe<'_>) -> bool {
+    if enc.size != end - start {
+        return false;
+    }
+    let head = &enc.head[..usize::from(enc.head_len)];
+    buf[start..start + head.len()].copy_from_slice(head);
+    buf[start + head.len()..end].copy_from_slice(enc.body);
+    true
+}
+
+/// Sets the existing `field` to `value` where it stands, if the new value
+/// encodes to the size of the old one; false (and `buf` unchanged) if the
+/// field is missing or the size differs. The hash keeps its size and field
+/// count, so no limit can be crossed.
+pub(crate) fn overwrite(buf: &mut [u8], field: &[u8], value: &[u8]) -> bool {
+    match find(buf, &Probe::new(field)) {
+        Some(found) => {
+            let (vs, ve) = (found.value_start, found.end);
+            write_same_size(buf, vs, ve, &Probe::new(value))
+        }
+        None => false,
     }
 }
 

@@ -39,6 +39,40 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// HSET's fast path: in a compact hash without field TTLs, every pair
+    /// overwrites an existing field with a value that encodes to the size
+    /// of the old one. Done in the table's entry, without copying the hash
+    /// out and back or probing the table again. False if any pair does not
+    /// qualify; the pairs before it are then written already, which the
+    /// general path, setting them again, leaves as they are.
+    pub(crate) fn overwrite_in_place(
+        &mut self,
+        key: &[u8],
+        pairs: &[(&[u8], &[u8])],
+        max_value: usize,
+    ) -> bool {
+        // Longer values convert the hash to a dict, as in Redis.
+        if pairs
+            .iter()
+            .any(|(f, v)| f.len() > max_value || v.len() > max_value)
+        {
+            return false;
+        }
+        self.preserve(key);
+        let Some(entry) = self.keys.get_mut(key) else {
+            return false;
+        };
+        let Some((tag, buf)) = entry.split_first_mut() else {
+            return false;
+        };
+        if *tag & (ENC_MASK | FLAG_HFE) != TAG_COMPACT {
+            return false;
+        }
+        pairs.iter().all(|(f, v)| compact::overwrite(buf, f, v))
+    }
+}
+
 pub(super) enum Work {
     Compact(Vec<u8>),
     /// Field/value/TTL triples.

@@ -238,6 +238,10 @@ fn set_pairs(
     ttl: i64,
     opts: &Options,
 ) -> Result<i64, CommandError> {
+    if ttl == 0 && shard.overwrite_in_place(key, pairs, opts.hash_max_listpack_value) {
+        // Every field existed: nothing created.
+        return Ok(0);
+    }
     let mut h = shard.edit(key, opts);
     let max_len = pairs
         .iter()

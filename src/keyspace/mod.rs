@@ -877,6 +877,20 @@ impl Keyspace {
         &self.shards[i]
     }
 
+    /// Locks for writing the shards whose bits are set in `mask`, in
+    /// ascending shard order.
+    pub(crate) fn lock_mask(&self, mask: u64) -> MultiGuard<'_> {
+        const _: () = assert!(SHARDS <= 64, "a shard set is a u64 mask");
+        let mut guards = Vec::with_capacity(mask.count_ones() as usize);
+        let mut m = mask;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            guards.push((i, self.shards[i].write()));
+            m &= m - 1;
+        }
+        MultiGuard { guards }
+    }
+
     /// Locks the shards of all `keys` for writing, in ascending shard order.
     pub(crate) fn lock_many(&self, keys: &[&[u8]]) -> MultiGuard<'_> {
         let mut idx: Vec<usize> = keys.iter().map(|k| shard_index(k)).collect();
