@@ -114,9 +114,12 @@ fn loads_in_redis(db: &Db, compression: RdbCompression) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dump.rdb");
     let t = db
-        .export_rdb_with(
+        .export_rdb_to(
             &mut std::io::BufWriter::new(std::fs::File::create(&file).unwrap()),
-            compression,
+            &hashkv::interop::RdbExportOptions {
+                compression,
+                ..Default::default()
+            },
         )
         .unwrap();
     assert_eq!(t.items, db.dbsize().unwrap() as u64);
@@ -185,6 +188,8 @@ fn field_ttls_are_refused_by_version_10_rather_than_dropped() {
     let db = Db::in_memory(Options::default());
     db.hset("h", &[("a", "1"), ("b", "2")]).unwrap();
     db.hpexpire("h", 60_000, &["a"]).unwrap();
-    let err = db.export_rdb(&mut Vec::new()).unwrap_err();
+    let err = db
+        .export_rdb_to(&mut Vec::new(), &Default::default())
+        .unwrap_err();
     assert!(err.to_string().contains("field TTLs"), "{err}");
 }

@@ -207,10 +207,11 @@ fn repair_cuts_tails_salvages_and_keeps_a_backup() {
 }
 
 /// `export --format rdb` writes a Redis RDB file (its loading in a real
-/// Redis is checked by tests/rdb_export.rs); importing one is refused
-/// before anything is created.
+/// Redis is checked by tests/rdb_export.rs) and `import --format rdb`
+/// reads it back whole, with a summary; a damaged file is refused before
+/// the directory is touched, and standard input is refused for RDB.
 #[test]
-fn rdb_export_through_the_tool() {
+fn rdb_export_and_import_through_the_tool() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     populate(&dir);
@@ -231,13 +232,99 @@ fn rdb_export_through_the_tool() {
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(&bytes[..9], b"REDIS0010");
     let copy = tmp.path().join("copy");
-    let (code, _, err) = run(
+    let (code, out, err) = run(
         &["import", "DIR", "--format", "rdb", file.to_str().unwrap()],
         Some(&copy),
     );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "imported 31 hashes (660 fields) from RDB version 10"
+    );
+    let (a, b) = (
+        Db::open_with(&dir, opts()).unwrap(),
+        Db::open_with(&copy, opts()).unwrap(),
+    );
+    let Reply::Array(keys) = a.execute(&["KEYS", "*"]).unwrap() else {
+        panic!("KEYS")
+    };
+    assert_eq!(keys.len(), 31);
+    // Contents, not order (a dict's order is its own).
+    let sorted = |r: Reply| {
+        let Reply::Array(items) = r else {
+            panic!("HGETALL")
+        };
+        let mut pairs: Vec<String> = items
+            .chunks(2)
+            .map(|p| format!("{:?}={:?}", p[0], p[1]))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    for k in keys {
+        let k = k.as_bytes().unwrap();
+        let same = sorted(a.execute(&[b"HGETALL".as_slice(), k]).unwrap())
+            == sorted(b.execute(&[b"HGETALL".as_slice(), k]).unwrap());
+        assert!(same, "{}", String::from_utf8_lossy(k));
+        assert_eq!(
+            a.execute(&[b"PEXPIRETIME".as_slice(), k]).unwrap(),
+            b.execute(&[b"PEXPIRETIME".as_slice(), k]).unwrap()
+        );
+    }
+    drop((a, b));
+    // Damage: refused, naming the offset, and nothing created.
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    std::fs::write(&file, &bad).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let (code, _, err) = run(
+        &["import", "DIR", "--format", "rdb", file.to_str().unwrap()],
+        Some(&fresh),
+    );
     assert_eq!(code, 2);
-    assert!(err.contains("--format rdb is not supported yet"), "{err}");
-    assert!(!copy.exists());
+    assert!(
+        err.contains("checksum mismatch") && err.contains("offset"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["import", "DIR", "--format", "rdb", "-"], Some(&fresh));
+    assert_eq!(code, 2);
+    assert!(err.contains("not standard input"), "{err}");
+    // Field TTLs need version 12.
+    let ttl = tmp.path().join("ttl");
+    let db = Db::open_with(&ttl, opts()).unwrap();
+    db.hset("h", &[("a", "1"), ("b", "2")]).unwrap();
+    db.hpexpire("h", 3_600_000, &["a"]).unwrap();
+    db.close().unwrap();
+    let out12 = tmp.path().join("v12.rdb");
+    let (code, _, err) = run(
+        &[
+            "export",
+            "DIR",
+            "--format",
+            "rdb",
+            "--output",
+            out12.to_str().unwrap(),
+        ],
+        Some(&ttl),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("RDB version 12"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "export",
+            "DIR",
+            "--format",
+            "rdb",
+            "--rdb-version",
+            "12",
+            "--output",
+            out12.to_str().unwrap(),
+        ],
+        Some(&ttl),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(&std::fs::read(&out12).unwrap()[..9], b"REDIS0012");
 }
 
 #[test]

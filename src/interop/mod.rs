@@ -19,7 +19,7 @@
 
 mod json;
 mod rdb;
-pub use rdb::RdbCompression;
+pub use rdb::{RdbCompression, RdbExportOptions, RdbImport, RdbImportOptions, RdbVersion};
 mod resp;
 
 use std::io::{BufRead, Write};

@@ -363,6 +363,53 @@ fn fits(opts: &Options, pairs: usize, longest: usize) -> bool {
     pairs <= opts.hash_max_listpack_entries && longest <= opts.hash_max_listpack_value
 }
 
+/// A hash built from `(field, value, ttl)` triples (ttl 0: none; all 0
+/// unless `with_ttls`) in the encoding that fits it under `opts`, whose
+/// longest field or value is `longest` bytes: compact (with TTLs:
+/// `listpackex`) or a dict. Fails on a duplicate field.
+pub(crate) fn hash_from_pairs(
+    pairs: &[(&[u8], &[u8], i64)],
+    with_ttls: bool,
+    longest: usize,
+    opts: &Options,
+) -> Result<OwnedHash, &'static str> {
+    let n = pairs.len();
+    let mut ttls = crate::hash::FieldTtls::default();
+    for (f, _, t) in pairs {
+        if *t != 0 {
+            ttls.set(f, *t);
+        }
+    }
+    if fits(opts, n, longest) {
+        let mut buf = Vec::new();
+        for (f, v, _) in pairs {
+            compact::push_elem(&mut buf, f);
+            compact::push_elem(&mut buf, v);
+        }
+        if compact::check(&buf).is_err() {
+            return Err("duplicate field in a dict hash");
+        }
+        if with_ttls {
+            let mut ex = crate::hash::compact_ex::from_pairs(&buf);
+            for (f, t) in ttls.iter() {
+                crate::hash::compact_ex::set_ttl(&mut ex, f, t);
+            }
+            Ok(OwnedHash::CompactEx(ex))
+        } else {
+            Ok(OwnedHash::Compact(buf))
+        }
+    } else {
+        let mut d = ArenaTable::with_capacity(n);
+        for (f, v, _) in pairs {
+            if !d.set(f, v).map_err(|_| "hash too large to load")? {
+                return Err("duplicate field in a dict hash");
+            }
+        }
+        let ttls = with_ttls.then(|| Box::new(ttls));
+        Ok(OwnedHash::Dict(Box::new(d), ttls))
+    }
+}
+
 /// Decodes one entry at the cursor and builds its hash in the encoding that
 /// fits it under `opts`.
 fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
@@ -457,43 +504,9 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                 longest = longest.max(fl).max(vl);
                 pairs.push((f, v, ttl));
             }
-            let mut ttls = crate::hash::FieldTtls::default();
-            for (f, _, t) in &pairs {
-                if *t != 0 {
-                    ttls.set(f, *t);
-                }
-            }
-            if fits(opts, n, longest) {
-                let mut buf = Vec::new();
-                for (f, v, _) in &pairs {
-                    compact::push_elem(&mut buf, f);
-                    compact::push_elem(&mut buf, v);
-                }
-                if compact::check(&buf).is_err() {
-                    return Err(bad(count_at, "duplicate field in a dict hash"));
-                }
-                if with_ttls {
-                    let mut ex = crate::hash::compact_ex::from_pairs(&buf);
-                    for (f, t) in ttls.iter() {
-                        crate::hash::compact_ex::set_ttl(&mut ex, f, t);
-                    }
-                    EntryHash::Owned(OwnedHash::CompactEx(ex))
-                } else {
-                    EntryHash::Owned(OwnedHash::Compact(buf))
-                }
-            } else {
-                let mut d = ArenaTable::with_capacity(n);
-                for (f, v, _) in pairs {
-                    if d.set(f, v)
-                        .map_err(|_| bad(count_at, "hash too large to load"))?
-                    {
-                        continue;
-                    }
-                    return Err(bad(count_at, "duplicate field in a dict hash"));
-                }
-                let ttls = with_ttls.then(|| Box::new(ttls));
-                EntryHash::Owned(OwnedHash::Dict(Box::new(d), ttls))
-            }
+            let h = hash_from_pairs(&pairs, with_ttls, longest, opts)
+                .map_err(|what| bad(count_at, what))?;
+            EntryHash::Owned(h)
         }
         other => return Err(bad(at, format!("unknown entry encoding {other}"))),
     };

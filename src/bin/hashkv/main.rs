@@ -69,9 +69,21 @@ enum Format {
     Resp,
     /// One JSON object per key per line.
     Json,
-    /// A Redis RDB file (version 10: Redis 7.0 and later load it). Export
-    /// only, for now; hashes with field TTLs are refused.
+    /// A Redis RDB file: import reads versions 1 to 12 (Redis 2.x to 8.x);
+    /// export writes version 10 (Redis 7.0+) or, with --rdb-version 12,
+    /// version 12 (Redis 7.4+, field TTLs kept).
     Rdb,
+}
+
+/// RDB versions an export can write.
+#[derive(Clone, Copy, ValueEnum)]
+enum RdbVer {
+    /// Redis 7.0 and later.
+    #[value(name = "10")]
+    V10,
+    /// Redis 7.4 and later (hash field TTLs).
+    #[value(name = "12")]
+    V12,
 }
 
 #[derive(Subcommand)]
@@ -166,18 +178,31 @@ enum Cmd {
         /// `rdbcompression no`) instead of LZF-compressing long ones.
         #[arg(long)]
         no_compression: bool,
+        /// With `--format rdb`: the RDB version, 10 (Redis 7.0+; hashes
+        /// with field TTLs are refused) or 12 (Redis 7.4+; field TTLs kept).
+        #[arg(long, value_enum, default_value = "10")]
+        rdb_version: RdbVer,
     },
-    /// Load Redis commands (RESP) or JSON lines into the database.
+    /// Load Redis commands (RESP), JSON lines or a Redis RDB file
+    /// (dump.rdb) into the database.
     ///
-    /// Example: hashkv import data --format json dump.jsonl
+    /// Example: hashkv import data --format rdb dump.rdb
     Import {
         /// The database directory (created if missing).
         dir: PathBuf,
         /// Input format.
         #[arg(long, value_enum, default_value = "resp")]
         format: Format,
-        /// The input file; `-` or none for standard input.
+        /// The input file; `-` or none for standard input (not for rdb).
         file: Option<PathBuf>,
+        /// With `--format rdb`: the Redis database number to import (keys
+        /// of the others are skipped and counted).
+        #[arg(long, default_value_t = 0)]
+        db: u64,
+        /// With `--format rdb`: refuse a file holding keys of other types
+        /// than hashes instead of skipping them.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -294,10 +319,38 @@ fn main() -> ExitCode {
             format,
             output,
             no_compression,
+            rdb_version,
         } => existing(&dir)
             .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
-            .and_then(|db| export(&db, format, no_compression, output.as_deref(), quiet)),
-        Cmd::Import { dir, format, file } => format_of(format)
+            .and_then(|db| {
+                let rdb = hashkv::interop::RdbExportOptions {
+                    compression: if no_compression {
+                        hashkv::interop::RdbCompression::None
+                    } else {
+                        hashkv::interop::RdbCompression::Lzf
+                    },
+                    version: match rdb_version {
+                        RdbVer::V10 => hashkv::interop::RdbVersion::V10,
+                        RdbVer::V12 => hashkv::interop::RdbVersion::V12,
+                    },
+                };
+                export(&db, format, &rdb, output.as_deref(), quiet)
+            }),
+        Cmd::Import {
+            dir,
+            format: Format::Rdb,
+            file,
+            db,
+            strict,
+        } => rdb_file(file.as_deref()).and_then(|file| {
+            let db_opts = hashkv::interop::RdbImportOptions { db, strict };
+            let handle = open(&dir, opts)?;
+            import_rdb(&handle, &file, &db_opts, quiet)?;
+            close(handle, &dir)
+        }),
+        Cmd::Import {
+            dir, format, file, ..
+        } => format_of(format)
             .and_then(|_| open(&dir, opts))
             .and_then(|db| {
                 import(&db, format, file.as_deref(), quiet)?;
@@ -361,9 +414,7 @@ fn format_of(f: Format) -> Result<hashkv::admin::Format, String> {
     match f {
         Format::Resp => Ok(hashkv::admin::Format::Resp),
         Format::Json => Ok(hashkv::admin::Format::Json),
-        Format::Rdb => {
-            Err("hashkv: import: --format rdb is not supported yet (RDB export is)".into())
-        }
+        Format::Rdb => Err("hashkv: --format rdb has its own import path".into()),
     }
 }
 
@@ -371,19 +422,12 @@ fn format_of(f: Format) -> Result<hashkv::admin::Format, String> {
 fn export_to(
     db: &Db,
     format: Format,
-    no_compression: bool,
+    rdb: &hashkv::interop::RdbExportOptions,
     w: &mut dyn io::Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> hashkv::Result<hashkv::admin::Transfer> {
     match format {
-        Format::Rdb => db.export_rdb_with(
-            w,
-            if no_compression {
-                hashkv::interop::RdbCompression::None
-            } else {
-                hashkv::interop::RdbCompression::Lzf
-            },
-        ),
+        Format::Rdb => db.export_rdb_to(w, rdb),
         Format::Resp => db.export(hashkv::admin::Format::Resp, w, progress),
         Format::Json => db.export(hashkv::admin::Format::Json, w, progress),
     }
@@ -549,7 +593,7 @@ fn print_repair(dir: &std::path::Path, r: &hashkv::admin::RepairReport) {
 fn export(
     db: &Db,
     format: Format,
-    no_compression: bool,
+    rdb: &hashkv::interop::RdbExportOptions,
     output: Option<&std::path::Path>,
     quiet: bool,
 ) -> Result<(), String> {
@@ -563,11 +607,11 @@ fn export(
             let f = std::fs::File::create(path)
                 .map_err(|e| format!("hashkv: export: cannot create {}: {e}", path.display()))?;
             let mut w = io::BufWriter::new(f);
-            export_to(db, format, no_compression, &mut w, &mut progress)
+            export_to(db, format, rdb, &mut w, &mut progress)
         }
         None => {
             let mut w = io::BufWriter::new(io::stdout().lock());
-            export_to(db, format, no_compression, &mut w, &mut progress)
+            export_to(db, format, rdb, &mut w, &mut progress)
         }
     };
     pb.finish_and_clear();
@@ -621,6 +665,39 @@ fn import(
             t.errors.len()
         ))
     }
+}
+
+/// The RDB file to import: it is read twice (checked whole, then
+/// applied), so it must be a file, checked before the directory is opened.
+fn rdb_file(file: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let Some(p) = file.filter(|p| p.as_os_str() != "-") else {
+        return Err(
+            "hashkv: import: --format rdb reads a file (it is checked whole before anything is applied), not standard input; give its path".into(),
+        );
+    };
+    if !p.is_file() {
+        return Err(format!("hashkv: import: {}: no such file", p.display()));
+    }
+    Ok(p.to_path_buf())
+}
+
+fn import_rdb(
+    db: &Db,
+    file: &std::path::Path,
+    opts: &hashkv::interop::RdbImportOptions,
+    quiet: bool,
+) -> Result<(), String> {
+    let pb = bar(quiet, "checking, then importing", true);
+    let r = db.import_rdb_with(file, opts, &mut |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    let t = r.map_err(|e| format!("hashkv: import from {}: {e}", file.display()))?;
+    for line in t.summary() {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// Opens `dir`, printing to stderr what the open cut, skipped, saved,

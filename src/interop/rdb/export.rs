@@ -1,7 +1,5 @@
-//! Redis RDB files: writing a file that Redis 7.0+ loads
-//! ([`Db::export_rdb`]). Layouts follow Redis's `rdb.c` and `listpack.c`
-//! (docs/FORMAT.md "Redis RDB export" says what is written): magic
-//! `REDIS0010`, AUX fields, SELECTDB 0 and RESIZEDB, then per key its
+//! Writing a Redis RDB file that Redis 7.0+ loads ([`Db::export_rdb`]):
+//! magic `REDIS0010`, AUX fields, SELECTDB 0 and RESIZEDB, then per key its
 //! EXPIRETIME_MS and the hash as a listpack (type 16) when it fits the
 //! compact limits, else as a dict (type 4); EOF and the CRC-64 trailer.
 //! Strings are written as Redis writes them: canonical integers fitting 32
@@ -11,7 +9,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::Transfer;
+use super::super::Transfer;
+use super::{
+    crc64, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB, TYPE_HASH,
+    TYPE_HASH_LISTPACK,
+};
 use crate::admin::io;
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
@@ -19,47 +21,9 @@ use crate::error::{CommandError, Error, Result};
 /// The RDB version written: 10 loads in Redis 7.0 and later.
 const VERSION: &[u8; 9] = b"REDIS0010";
 
-/// Object types and opcodes used.
-const TYPE_HASH: u8 = 4;
-const TYPE_HASH_LISTPACK: u8 = 16;
-const OP_AUX: u8 = 0xFA;
-const OP_RESIZEDB: u8 = 0xFB;
-const OP_EXPIRETIME_MS: u8 = 0xFC;
-const OP_SELECTDB: u8 = 0xFE;
-const OP_EOF: u8 = 0xFF;
-
 /// Redis's compact limits for the hashes it loads as listpacks.
 const LISTPACK_MAX_FIELDS: usize = 512;
 const LISTPACK_MAX_VALUE: usize = 64;
-
-/// CRC-64/REDIS ("Jones"): reflected polynomial 0x95ac9329ac4bc9b5,
-/// initial value 0, no final xor.
-fn crc64_table() -> &'static [u64; 256] {
-    static TABLE: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut t = [0u64; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u64;
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    (c >> 1) ^ 0x95ac_9329_ac4b_c9b5
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    })
-}
-
-fn crc64(mut crc: u64, bytes: &[u8]) -> u64 {
-    let t = crc64_table();
-    for &b in bytes {
-        crc = t[((crc ^ u64::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    crc
-}
 
 /// A writer that keeps the CRC-64 of everything written through it.
 struct Crc<'a> {
@@ -196,44 +160,6 @@ pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
     (out.len() < max).then_some(out)
 }
 
-/// LZF decompression of `input` into exactly `len` bytes, or `None` when
-/// it is not valid LZF of that length. (Checks the compressor here; the
-/// RDB importer will use it.)
-#[cfg(test)]
-pub(crate) fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(len);
-    let mut ip = 0;
-    while ip < input.len() {
-        let c = usize::from(input[ip]);
-        ip += 1;
-        if c < 32 {
-            let run = input.get(ip..ip + c + 1)?;
-            if out.len() + run.len() > len {
-                return None;
-            }
-            out.extend_from_slice(run);
-            ip += c + 1;
-        } else {
-            let mut l = c >> 5;
-            if l == 7 {
-                l += usize::from(*input.get(ip)?);
-                ip += 1;
-            }
-            let off = ((c & 0x1F) << 8) + usize::from(*input.get(ip)?) + 1;
-            ip += 1;
-            let from = out.len().checked_sub(off)?;
-            if out.len() + l + 2 > len {
-                return None;
-            }
-            for i in 0..l + 2 {
-                let b = out[from + i];
-                out.push(b);
-            }
-        }
-    }
-    (out.len() == len).then_some(out)
-}
-
 /// A listpack element: the compact encoding's element (the same bytes as
 /// listpack's, smallest encoding, integers for canonical integers; see
 /// `hash::compact`), then the backlen listpack adds.
@@ -286,33 +212,78 @@ pub enum RdbCompression {
     None,
 }
 
+/// The RDB version an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RdbVersion {
+    /// Version 10, loaded by Redis 7.0 and later; cannot hold field TTLs
+    /// (an export with any is refused rather than drop them).
+    #[default]
+    V10,
+    /// Version 12, loaded by Redis 7.4 and later: hashes with field TTLs
+    /// as types 25 (listpack) and 24 (dict).
+    V12,
+}
+
+/// How [`Db::export_rdb_to`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RdbExportOptions {
+    /// LZF for long strings or not.
+    pub compression: RdbCompression,
+    /// The RDB version (and so the oldest Redis that loads the file).
+    pub version: RdbVersion,
+}
+
+/// Object types of hashes with field TTLs (RDB 12).
+const TYPE_HASH_METADATA: u8 = 24;
+const TYPE_HASH_LISTPACK_EX: u8 = 25;
+
 impl Db {
-    /// Writes every live hash to `out` as a Redis RDB file (version 10,
-    /// loaded by Redis 7.0 and later): compact hashes as listpacks, the
-    /// others as dicts, key TTLs as EXPIRETIME_MS, long strings
-    /// LZF-compressed as Redis writes them.
+    /// Writes every live hash to the file `path` as a Redis RDB file
+    /// (version 10, loaded by Redis 7.0 and later; LZF as Redis writes
+    /// it), replacing the file only once it is complete and synced.
     ///
     /// # Errors
     /// A hash with field TTLs (RDB version 10 cannot hold them: the export
-    /// stops rather than drop them), or [`Error::Io`] when `out` fails.
-    pub fn export_rdb(&self, out: &mut dyn Write) -> Result<Transfer> {
-        self.export_rdb_with(out, RdbCompression::Lzf)
+    /// stops rather than drop them; [`Db::export_rdb_to`] with
+    /// [`RdbVersion::V12`] writes them), or [`Error::Io`].
+    pub fn export_rdb(&self, path: impl AsRef<Path>) -> Result<Transfer> {
+        let path = path.as_ref();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".hashkv-tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        let f = std::fs::File::create(&tmp).map_err(|e| io("creating RDB export", &tmp, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let t = match self.export_rdb_to(&mut w, &RdbExportOptions::default()) {
+            Ok(t) => t,
+            Err(e) => {
+                drop(w);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let f = w
+            .into_inner()
+            .map_err(|e| io("writing RDB export", &tmp, e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| io("syncing RDB export", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("renaming RDB export", path, e))?;
+        Ok(t)
     }
 
-    /// [`Db::export_rdb`] with the choice of compression.
+    /// Writes every live hash to `out` as a Redis RDB file: compact hashes
+    /// as listpacks, the others as dicts, key TTLs as EXPIRETIME_MS; with
+    /// [`RdbVersion::V12`], hashes with field TTLs as types 25 and 24.
     ///
     /// # Errors
-    /// As [`Db::export_rdb`].
-    pub fn export_rdb_with(
-        &self,
-        out: &mut dyn Write,
-        compression: RdbCompression,
-    ) -> Result<Transfer> {
-        let z = compression == RdbCompression::Lzf;
+    /// A hash with field TTLs under [`RdbVersion::V10`], or
+    /// [`Error::Io`] when `out` fails.
+    pub fn export_rdb_to(&self, out: &mut dyn Write, opts: &RdbExportOptions) -> Result<Transfer> {
+        let z = opts.compression == RdbCompression::Lzf;
+        let v12 = opts.version == RdbVersion::V12;
         let werr = |e: std::io::Error| io("writing RDB export", Path::new("<output>"), e);
         let mut w = Crc { out, crc: 0 };
         let mut buf = Vec::with_capacity(1 << 16);
-        buf.extend_from_slice(VERSION);
+        buf.extend_from_slice(if v12 { b"REDIS0012" } else { VERSION });
         for (k, v) in [
             (&b"redis-bits"[..], &b"64"[..]),
             (
@@ -344,10 +315,12 @@ impl Db {
             if pairs.is_empty() {
                 return Ok(()); // expired or deleted meanwhile
             }
-            if !self.field_expiries(key).is_empty() {
+            let ttls: std::collections::HashMap<Vec<u8>, i64> =
+                self.field_expiries(key).into_iter().collect();
+            if !ttls.is_empty() && !v12 {
                 return Err(Error::Command(CommandError::err(format!(
                     "key '{}' has field TTLs, which RDB version 10 (Redis 7.0) cannot hold; \
-                     export it as RESP or JSON lines instead",
+                     export with RDB version 12 (Redis 7.4+), or as RESP or JSON lines",
                     String::from_utf8_lossy(key)
                 ))));
             }
@@ -361,18 +334,54 @@ impl Db {
                 && pairs
                     .iter()
                     .all(|(f, v)| f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE);
-            if compact {
-                buf.push(TYPE_HASH_LISTPACK);
-                string_compressed(&mut buf, key, z);
-                let lp = listpack(pairs.iter().flat_map(|(f, v)| [f.as_slice(), v.as_slice()]));
-                string_compressed(&mut buf, &lp, z);
-            } else {
-                buf.push(TYPE_HASH);
-                string_compressed(&mut buf, key, z);
-                len(&mut buf, pairs.len() as u64);
-                for (f, v) in &pairs {
-                    string_compressed(&mut buf, f, z);
-                    string_compressed(&mut buf, v, z);
+            let min = ttls.values().copied().min();
+            let ttl_of = |f: &[u8]| ttls.get(f).copied().unwrap_or(0);
+            match (compact, min) {
+                (true, None) => {
+                    buf.push(TYPE_HASH_LISTPACK);
+                    string_compressed(&mut buf, key, z);
+                    let lp = listpack(pairs.iter().flat_map(|(f, v)| [f.as_slice(), v.as_slice()]));
+                    string_compressed(&mut buf, &lp, z);
+                }
+                (true, Some(min)) => {
+                    // Triples in listpackex order (TTL fields first, by
+                    // expiry), which is the order HGETALL returns.
+                    buf.push(TYPE_HASH_LISTPACK_EX);
+                    string_compressed(&mut buf, key, z);
+                    buf.extend_from_slice(&min.to_le_bytes());
+                    let texts: Vec<Vec<u8>> = pairs
+                        .iter()
+                        .map(|(f, _)| ttl_of(f).to_string().into_bytes())
+                        .collect();
+                    let lp = listpack(
+                        pairs
+                            .iter()
+                            .zip(&texts)
+                            .flat_map(|((f, v), t)| [f.as_slice(), v.as_slice(), t.as_slice()]),
+                    );
+                    string_compressed(&mut buf, &lp, z);
+                }
+                (false, None) => {
+                    buf.push(TYPE_HASH);
+                    string_compressed(&mut buf, key, z);
+                    len(&mut buf, pairs.len() as u64);
+                    for (f, v) in &pairs {
+                        string_compressed(&mut buf, f, z);
+                        string_compressed(&mut buf, v, z);
+                    }
+                }
+                (false, Some(min)) => {
+                    // Each TTL relative to the smallest, plus one (0: none).
+                    buf.push(TYPE_HASH_METADATA);
+                    string_compressed(&mut buf, key, z);
+                    buf.extend_from_slice(&min.to_le_bytes());
+                    len(&mut buf, pairs.len() as u64);
+                    for (f, v) in &pairs {
+                        let t = ttl_of(f);
+                        len(&mut buf, if t == 0 { 0 } else { (t - min + 1) as u64 });
+                        string_compressed(&mut buf, f, z);
+                        string_compressed(&mut buf, v, z);
+                    }
                 }
             }
             w.put(&buf).map_err(werr)?;
@@ -391,6 +400,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interop::rdb::lzf_decompress;
 
     proptest::proptest! {
         /// Whatever LZF writes decompresses to the input; repetitive input

@@ -1,0 +1,955 @@
+//! Reading a Redis RDB file into hashkv ([`Db::import_rdb`]): versions 1
+//! to 12, every hash layout Redis wrote (zipmap 9, ziplist 13, listpack
+//! 16, dict 4, and the field-TTL types 22 to 25 of 7.4+), strings in any
+//! of their forms (integers, LZF), key expiry in seconds or milliseconds.
+//! Other types are skipped by their grammar and counted (or refused with
+//! [`RdbImportOptions::strict`]); so are AUX, module and function records.
+//!
+//! The file is read twice. The first pass checks everything without
+//! changing the database: the magic and version, every record and every
+//! hash (packed layouts element by element, duplicate fields and keys), and
+//! the CRC-64 trailer (version 5 and later, unless written as zero). Only a
+//! file that passes is applied, in a second pass: so a damaged file changes
+//! nothing and the error names its byte offset and what was expected. No
+//! allocation is sized by a length the file declares before that length is
+//! checked against the bytes the file has left.
+//!
+//! Each hash is built in the encoding that fits it under the database's
+//! [`Options`](crate::Options) (as Redis rebuilds encodings when it loads)
+//! and replaces whatever the key held. Keys whose expiry has passed and
+//! fields whose TTL has passed are dropped and counted. The hashes go
+//! straight into the keyspace, not through the log; a database on a
+//! directory then takes a snapshot, and the import returns only once that
+//! snapshot is durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::blobs::{self, BlobError, Decoder, Elem};
+use super::{crc64, lzf_decompress, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB};
+use crate::admin::io;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::hash::table::hash_name;
+use crate::keyspace::effect::Effect;
+use crate::options::Options;
+use crate::snapshot::format::hash_from_pairs;
+
+/// Newest RDB version read (Redis 7.4 to 8.4 write 12).
+const MAX_VERSION: u32 = 12;
+
+const OP_SLOT_INFO: u8 = 0xF4;
+const OP_FUNCTION2: u8 = 0xF5;
+const OP_FUNCTION_PRE_GA: u8 = 0xF6;
+const OP_MODULE_AUX: u8 = 0xF7;
+const OP_IDLE: u8 = 0xF8;
+const OP_FREQ: u8 = 0xF9;
+const OP_EXPIRETIME: u8 = 0xFD;
+
+/// Largest string read (Redis's `proto-max-bulk-len` default).
+const MAX_STRING: u64 = 512 << 20;
+/// LZF output is at most this many times its input (a 2-byte reference
+/// expands to at most 9 bytes... a 3-byte one to 264).
+const LZF_MAX_RATIO: u64 = 132;
+
+/// What [`Db::import_rdb_with`] reads from a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RdbImportOptions {
+    /// The Redis database (`SELECT` number) to import; keys of the others
+    /// are skipped and counted. Default 0.
+    pub db: u64,
+    /// Refuse a file holding keys of other types (strings, lists, sets,
+    /// sorted sets, streams, modules) instead of skipping them.
+    pub strict: bool,
+}
+
+/// What an RDB import read and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RdbImport {
+    /// The file's RDB version.
+    pub version: u32,
+    /// Hashes imported.
+    pub keys: u64,
+    /// Fields imported.
+    pub fields: u64,
+    /// Imported keys that replaced a key the database held.
+    pub replaced: u64,
+    /// Keys dropped because their expiry had passed.
+    pub expired_keys: u64,
+    /// Fields dropped because their TTL had passed (a hash left with none
+    /// counts as an expired key).
+    pub expired_fields: u64,
+    /// Empty hashes skipped (as Redis skips them).
+    pub empty_keys: u64,
+    /// Hashes of other databases skipped.
+    pub other_db_keys: u64,
+    /// Keys of other types skipped, by type name (`string`, `list`, ...).
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Anything odd that did not stop the import (bytes after the trailer,
+    /// a checksum written as zero).
+    pub warnings: Vec<String>,
+}
+
+impl RdbImport {
+    /// One line per fact worth telling a user, for the tool's summary.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "imported {} hashes ({} fields) from RDB version {}{}",
+            self.keys,
+            self.fields,
+            self.version,
+            if self.replaced > 0 {
+                format!("; {} replaced existing keys", self.replaced)
+            } else {
+                String::new()
+            }
+        )];
+        for (name, n) in &self.skipped {
+            out.push(format!(
+                "skipped {n} {name} key(s): hashkv stores hashes only"
+            ));
+        }
+        if self.other_db_keys > 0 {
+            out.push(format!(
+                "skipped {} hash(es) in other databases (--db picks one)",
+                self.other_db_keys
+            ));
+        }
+        if self.expired_keys > 0 {
+            out.push(format!(
+                "dropped {} key(s) already expired",
+                self.expired_keys
+            ));
+        }
+        if self.expired_fields > 0 {
+            out.push(format!(
+                "dropped {} field(s) already expired",
+                self.expired_fields
+            ));
+        }
+        if self.empty_keys > 0 {
+            out.push(format!("skipped {} empty hash(es)", self.empty_keys));
+        }
+        out.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        out
+    }
+}
+
+/// Damage: the byte offset in the file and what was expected there.
+struct Bad(u64, String);
+
+type Parse<T> = std::result::Result<T, Bad>;
+
+/// The file, read forwards, with its offset, the bytes it has left, and
+/// (in the checking pass) the CRC-64 of everything read.
+struct Input {
+    r: BufReader<File>,
+    offset: u64,
+    size: u64,
+    crc: Option<u64>,
+}
+
+impl Input {
+    fn open(path: &Path) -> Result<Input> {
+        let f = File::open(path).map_err(|e| io("opening RDB file", path, e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| io("reading RDB file", path, e))?
+            .len();
+        Ok(Input {
+            r: BufReader::with_capacity(1 << 20, f),
+            offset: 0,
+            size,
+            crc: None,
+        })
+    }
+
+    fn left(&self) -> u64 {
+        self.size.saturating_sub(self.offset)
+    }
+
+    fn fail<T>(&self, what: impl Into<String>) -> Parse<T> {
+        Err(Bad(self.offset, what.into()))
+    }
+
+    /// Reads `n` bytes into `out` (replacing its contents).
+    fn read_into(&mut self, n: u64, out: &mut Vec<u8>, what: &str) -> Parse<()> {
+        if n > self.left() {
+            return self.fail(format!(
+                "{what}: {n} bytes declared, the file has {} left",
+                self.left()
+            ));
+        }
+        out.clear();
+        out.resize(n as usize, 0);
+        if let Err(e) = self.r.read_exact(out) {
+            return self.fail(format!("{what}: read failed: {e}"));
+        }
+        if let Some(c) = &mut self.crc {
+            *c = crc64(*c, out);
+        }
+        self.offset += n;
+        Ok(())
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Parse<[u8; N]> {
+        if (N as u64) > self.left() {
+            return self.fail(format!("{what}: the file ends here"));
+        }
+        let mut b = [0u8; N];
+        if let Err(e) = self.r.read_exact(&mut b) {
+            return self.fail(format!("{what}: read failed: {e}"));
+        }
+        if let Some(c) = &mut self.crc {
+            *c = crc64(*c, &b);
+        }
+        self.offset += N as u64;
+        Ok(b)
+    }
+
+    fn byte(&mut self, what: &str) -> Parse<u8> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    /// Skips `n` bytes (checked against the file).
+    fn skip(&mut self, n: u64, what: &str, scratch: &mut Vec<u8>) -> Parse<()> {
+        let mut left = n;
+        while left > 0 {
+            let step = left.min(1 << 20);
+            self.read_into(step, scratch, what)?;
+            left -= step;
+        }
+        Ok(())
+    }
+
+    /// An RDB length; `Err(special)` for a string's special form
+    /// (`11xxxxxx`).
+    fn length(&mut self, what: &str) -> Parse<std::result::Result<u64, u8>> {
+        let at = self.offset;
+        let b = self.byte(what)?;
+        Ok(match b >> 6 {
+            0 => Ok(u64::from(b & 0x3F)),
+            1 => Ok((u64::from(b & 0x3F) << 8) | u64::from(self.byte(what)?)),
+            3 => Err(b & 0x3F),
+            _ => match b {
+                0x80 => Ok(u64::from(u32::from_be_bytes(self.array(what)?))),
+                0x81 => Ok(u64::from_be_bytes(self.array(what)?)),
+                _ => return Err(Bad(at, format!("{what}: unknown length encoding {b:#04x}"))),
+            },
+        })
+    }
+
+    /// A plain length (not a string's special form).
+    fn len(&mut self, what: &str) -> Parse<u64> {
+        let at = self.offset;
+        self.length(what)?.map_err(|_| {
+            Bad(
+                at,
+                format!("{what}: a string encoding where a length belongs"),
+            )
+        })
+    }
+
+    /// An RDB string into `out`: raw, integer or LZF.
+    fn string_into(&mut self, out: &mut Vec<u8>, what: &str) -> Parse<()> {
+        let at = self.offset;
+        match self.length(what)? {
+            Ok(n) => {
+                if n > MAX_STRING {
+                    return Err(Bad(
+                        at,
+                        format!("{what}: {n} bytes, more than {MAX_STRING}"),
+                    ));
+                }
+                self.read_into(n, out, what)
+            }
+            Err(k @ 0..=2) => {
+                let v = match k {
+                    0 => i64::from(self.byte(what)? as i8),
+                    1 => i64::from(i16::from_le_bytes(self.array(what)?)),
+                    _ => i64::from(i32::from_le_bytes(self.array(what)?)),
+                };
+                out.clear();
+                crate::numeric::push_i64(out, v);
+                Ok(())
+            }
+            Err(3) => {
+                let clen = self.len(what)?;
+                let ulen = self.len(what)?;
+                if clen > self.left()
+                    || ulen > MAX_STRING
+                    || ulen > clen.saturating_mul(LZF_MAX_RATIO) + 64
+                {
+                    return Err(Bad(
+                        at,
+                        format!("{what}: LZF string of {clen} bytes cannot hold {ulen}"),
+                    ));
+                }
+                let mut z = Vec::new();
+                self.read_into(clen, &mut z, what)?;
+                match lzf_decompress(&z, ulen as usize) {
+                    Some(v) => {
+                        *out = v;
+                        Ok(())
+                    }
+                    None => Err(Bad(at, format!("{what}: damaged LZF data"))),
+                }
+            }
+            Err(k) => Err(Bad(
+                at,
+                format!("{what}: unknown string encoding {:#04x}", 0xC0 | k),
+            )),
+        }
+    }
+
+    fn skip_string(&mut self, scratch: &mut Vec<u8>, what: &str) -> Parse<()> {
+        self.string_into(scratch, what)
+    }
+}
+
+/// A key's hash as read: elements back to back, with each field's TTL.
+#[derive(Default)]
+struct Hash {
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+    /// (end of field, end of value, ttl) per field.
+    fields: Vec<(usize, usize, i64)>,
+    /// A field-TTL type (23/25/22/24): a compact result keeps the
+    /// `listpackex` encoding even with no TTL left, as Redis loads it.
+    ex: bool,
+}
+
+impl Hash {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.fields.clear();
+        self.ex = false;
+    }
+
+    fn push(&mut self, e: Elem<'_>) {
+        match e {
+            Elem::Str(s) => self.bytes.extend_from_slice(s),
+            Elem::Int(i) => crate::numeric::push_i64(&mut self.bytes, i),
+        }
+    }
+
+    /// Pairs of a packed blob (alternating field, value).
+    fn pairs_of(&mut self, blob: &[u8], decode: Decoder) -> std::result::Result<(), BlobError> {
+        let mut odd = false;
+        let mut field_end = 0;
+        decode(blob, &mut |e| {
+            self.push(e);
+            if odd {
+                self.fields.push((field_end, self.bytes.len(), 0));
+            } else {
+                field_end = self.bytes.len();
+            }
+            odd = !odd;
+            Ok(())
+        })?;
+        if odd {
+            return Err((0, "odd number of elements: a field without a value".into()));
+        }
+        Ok(())
+    }
+
+    /// Triples (field, value, absolute TTL in ms or 0) of a listpack.
+    fn triples_of(&mut self, blob: &[u8]) -> std::result::Result<(), BlobError> {
+        let mut k = 0;
+        let mut ends = (0, 0);
+        blobs::listpack(blob, &mut |e| {
+            match k {
+                0 => {
+                    self.push(e);
+                    ends.0 = self.bytes.len();
+                }
+                1 => {
+                    self.push(e);
+                    ends.1 = self.bytes.len();
+                }
+                _ => match e {
+                    Elem::Int(t) if (0..=crate::hash::compact_ex::MAX_TTL).contains(&t) => {
+                        self.fields.push((ends.0, ends.1, t));
+                    }
+                    _ => return Err((0, format!("field TTL {e:?} is not a time"))),
+                },
+            }
+            k = (k + 1) % 3;
+            Ok(())
+        })?;
+        if k != 0 {
+            return Err((0, "element count is not a multiple of 3".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The name of a non-hash object type, for the summary; `None` for a
+/// type the reader does not know.
+fn type_name(t: u8) -> Option<&'static str> {
+    Some(match t {
+        0 => "string",
+        1 | 10 | 14 | 18 => "list",
+        2 | 11 | 20 => "set",
+        3 | 5 | 12 | 17 => "sorted set",
+        6 | 7 => "module",
+        15 | 19 | 21 => "stream",
+        _ => return None,
+    })
+}
+
+/// How one pass treats the records it reads.
+enum Pass<'a> {
+    /// Check only; remember each key's hash and offset for the duplicate
+    /// check.
+    Check { seen: HashMap<u64, u64> },
+    /// Put each hash into `db`.
+    Apply { db: &'a Db },
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    input: Input,
+    opts: &'a Options,
+    import: &'a RdbImportOptions,
+    now: i64,
+    out: RdbImport,
+    scratch: Vec<u8>,
+    blob: Vec<u8>,
+    hash: Hash,
+}
+
+impl Reader<'_> {
+    /// Reads the whole file, handing each hash of the chosen db to `pass`.
+    fn run(&mut self, pass: &mut Pass<'_>, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.pass(pass, progress)
+            .map_err(|Bad(at, what)| Error::Io {
+                op: "importing RDB file",
+                path: self.path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("offset {at}: {what}"),
+                ),
+            })
+    }
+
+    fn pass(
+        &mut self,
+        pass: &mut Pass<'_>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> std::result::Result<(), Bad> {
+        let magic: [u8; 9] = self.input.array("RDB header")?;
+        if magic.starts_with(b"VALKEY") {
+            return Err(Bad(
+                0,
+                "a Valkey RDB file (VALKEY magic): only Redis RDB files are read".into(),
+            ));
+        }
+        if &magic[..5] != b"REDIS" || !magic[5..].iter().all(u8::is_ascii_digit) {
+            return Err(Bad(
+                0,
+                "not an RDB file: it does not start with REDIS and 4 digits".into(),
+            ));
+        }
+        let version: u32 = std::str::from_utf8(&magic[5..])
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if !(1..=MAX_VERSION).contains(&version) {
+            return Err(Bad(
+                5,
+                format!("RDB version {version}: this hashkv reads versions 1 to {MAX_VERSION}"),
+            ));
+        }
+        self.out.version = version;
+        let mut db = 0u64;
+        let mut expire_at: Option<i64> = None;
+        let mut last_progress = 0;
+        loop {
+            if self.input.offset - last_progress >= 1 << 20 {
+                last_progress = self.input.offset;
+                progress(self.input.offset, self.input.size);
+            }
+            let at = self.input.offset;
+            let op = self.input.byte("record type")?;
+            match op {
+                OP_EOF => break,
+                OP_SELECTDB => {
+                    db = self.input.len("SELECTDB number")?;
+                    continue;
+                }
+                OP_RESIZEDB => {
+                    self.input.len("RESIZEDB size")?;
+                    self.input.len("RESIZEDB expires size")?;
+                    continue;
+                }
+                OP_AUX => {
+                    self.input.skip_string(&mut self.scratch, "AUX name")?;
+                    self.input.skip_string(&mut self.scratch, "AUX value")?;
+                    continue;
+                }
+                OP_MODULE_AUX => {
+                    self.input.len("module id")?;
+                    self.skip_module_data(true)?;
+                    continue;
+                }
+                OP_FUNCTION2 => {
+                    self.input
+                        .skip_string(&mut self.scratch, "function library")?;
+                    continue;
+                }
+                OP_FUNCTION_PRE_GA => {
+                    return Err(Bad(
+                        at,
+                        "pre-release function format (Redis 7.0 RC), not supported".into(),
+                    ));
+                }
+                OP_SLOT_INFO => {
+                    for what in ["slot", "slot size", "slot expires size"] {
+                        self.input.len(what)?;
+                    }
+                    continue;
+                }
+                OP_IDLE => {
+                    self.input.len("IDLE time")?;
+                    continue;
+                }
+                OP_FREQ => {
+                    self.input.byte("FREQ counter")?;
+                    continue;
+                }
+                OP_EXPIRETIME => {
+                    let s = i32::from_le_bytes(self.input.array("EXPIRETIME")?);
+                    expire_at = Some(i64::from(s) * 1000);
+                    continue;
+                }
+                OP_EXPIRETIME_MS => {
+                    expire_at = Some(i64::from_le_bytes(self.input.array("EXPIRETIME_MS")?));
+                    continue;
+                }
+                _ => {}
+            }
+            // A key record: type, key, value.
+            let ttl = expire_at.take();
+            let key_at = self.input.offset;
+            self.hash.key.clear();
+            let mut key = std::mem::take(&mut self.hash.key);
+            self.input.string_into(&mut key, "key")?;
+            self.hash.key = key;
+            if !self.read_hash(op, at)? {
+                // Another type, skipped by its grammar.
+                let name = type_name(op).unwrap_or("unknown");
+                if self.import.strict {
+                    return Err(Bad(
+                        at,
+                        format!(
+                            "key '{}' is a {name} (type {op}), and --strict refuses other types than hashes",
+                            String::from_utf8_lossy(&self.hash.key)
+                        ),
+                    ));
+                }
+                if db == self.import.db {
+                    *self.out.skipped.entry(name).or_default() += 1;
+                }
+                continue;
+            }
+            if db != self.import.db {
+                self.out.other_db_keys += 1;
+                continue;
+            }
+            self.finish_hash(pass, ttl, key_at)?;
+        }
+        progress(self.input.offset, self.input.size);
+        self.trailer(version)
+    }
+
+    /// After EOF: the CRC-64 (version 5 and later), then nothing.
+    fn trailer(&mut self, version: u32) -> std::result::Result<(), Bad> {
+        if version >= 5 {
+            let computed = self.input.crc;
+            let at = self.input.offset;
+            let stored = u64::from_le_bytes(self.input.array("CRC-64 trailer")?);
+            match computed {
+                Some(c) if stored != 0 && c != stored => {
+                    return Err(Bad(
+                        at,
+                        format!("checksum mismatch: the file says {stored:#018x}, its bytes give {c:#018x}"),
+                    ));
+                }
+                Some(_) if stored == 0 => self.out.warnings.push(
+                    "the file was saved without a checksum (rdbchecksum no): not checked".into(),
+                ),
+                _ => {}
+            }
+        }
+        if self.input.left() > 0 {
+            self.out.warnings.push(format!(
+                "{} bytes after the end of the RDB data were ignored",
+                self.input.left()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the value of a record of type `t` into `self.hash`; false
+    /// (the value skipped) when it is not a hash.
+    fn read_hash(&mut self, t: u8, at: u64) -> std::result::Result<bool, Bad> {
+        self.hash.clear();
+        let blob_at = self.input.offset;
+        let blob_err = |(off, what): BlobError, kind: &str| {
+            Bad(blob_at, format!("{kind} (byte {off} of the blob): {what}"))
+        };
+        match t {
+            4 | 24 | 22 => {
+                let with_min = t == 24;
+                let min = if with_min {
+                    i64::from_le_bytes(self.input.array("minimum field expiry")?)
+                } else {
+                    0
+                };
+                let n = self.input.len("field count")?;
+                // Each field takes at least two bytes (three with a TTL).
+                if n > self.input.left() / 2 {
+                    return Err(Bad(
+                        blob_at,
+                        format!(
+                            "{n} fields cannot fit in the {} bytes left",
+                            self.input.left()
+                        ),
+                    ));
+                }
+                self.hash.ex = t != 4;
+                for _ in 0..n {
+                    let ttl = if t == 4 {
+                        0
+                    } else {
+                        let k = self.input.len("field TTL")?;
+                        let abs = match (t, k) {
+                            (_, 0) => 0,
+                            (24, k) => min.saturating_add(k as i64).saturating_sub(1),
+                            (_, k) => k as i64,
+                        };
+                        if !(0..=crate::hash::compact_ex::MAX_TTL).contains(&abs) {
+                            return Err(Bad(
+                                self.input.offset,
+                                format!("field TTL {abs} out of range"),
+                            ));
+                        }
+                        abs
+                    };
+                    self.input.string_into(&mut self.scratch, "field")?;
+                    self.hash.bytes.extend_from_slice(&self.scratch);
+                    let fe = self.hash.bytes.len();
+                    self.input.string_into(&mut self.scratch, "value")?;
+                    self.hash.bytes.extend_from_slice(&self.scratch);
+                    self.hash.fields.push((fe, self.hash.bytes.len(), ttl));
+                }
+            }
+            16 | 13 | 9 => {
+                let mut blob = std::mem::take(&mut self.blob);
+                self.input.string_into(&mut blob, "packed hash")?;
+                let (decode, kind): (Decoder, &str) = match t {
+                    16 => (blobs::listpack, "listpack"),
+                    13 => (blobs::ziplist, "ziplist"),
+                    _ => (blobs::zipmap, "zipmap"),
+                };
+                let r = self.hash.pairs_of(&blob, decode);
+                self.blob = blob;
+                r.map_err(|e| blob_err(e, kind))?;
+            }
+            25 | 23 => {
+                if t == 25 {
+                    self.input.array::<8>("minimum field expiry")?;
+                }
+                let mut blob = std::mem::take(&mut self.blob);
+                self.input.string_into(&mut blob, "packed hash")?;
+                self.hash.ex = true;
+                let r = self.hash.triples_of(&blob);
+                self.blob = blob;
+                r.map_err(|e| blob_err(e, "listpack with field TTLs"))?;
+            }
+            _ => {
+                self.skip_value(t, at)?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops what has expired and hands the hash to the pass.
+    fn finish_hash(
+        &mut self,
+        pass: &mut Pass<'_>,
+        ttl: Option<i64>,
+        key_at: u64,
+    ) -> std::result::Result<(), Bad> {
+        let h = &mut self.hash;
+        let mut pairs: Vec<(&[u8], &[u8], i64)> = Vec::with_capacity(h.fields.len());
+        let mut start = 0;
+        let mut longest = 0;
+        let mut expired = 0;
+        for &(fe, ve, t) in &h.fields {
+            let (f, v) = (&h.bytes[start..fe], &h.bytes[fe..ve]);
+            start = ve;
+            if t != 0 && t < self.now {
+                expired += 1;
+                continue;
+            }
+            longest = longest.max(f.len()).max(v.len());
+            pairs.push((f, v, t));
+        }
+        let key_name = || String::from_utf8_lossy(&h.key).into_owned();
+        if let Pass::Check { seen } = pass {
+            // Exact duplicate check: equal hashes are compared by re-reading
+            // the earlier key from the file.
+            let hk = hash_name(&h.key);
+            if let Some(&prev) = seen.get(&hk) {
+                if read_key_at(self.path, prev).as_deref() == Some(h.key.as_slice()) {
+                    return Err(Bad(
+                        key_at,
+                        format!("duplicate key '{}' (first at offset {prev})", key_name()),
+                    ));
+                }
+            } else {
+                seen.insert(hk, key_at);
+            }
+        }
+        if h.fields.is_empty() {
+            self.out.empty_keys += 1;
+            return Ok(());
+        }
+        self.out.expired_fields += expired;
+        if pairs.is_empty() || ttl.is_some_and(|at| at < self.now) {
+            self.out.expired_keys += 1;
+            return Ok(());
+        }
+        let hash = hash_from_pairs(&pairs, h.ex, longest, self.opts)
+            .map_err(|what| Bad(key_at, format!("key '{}': {what}", key_name())))?;
+        self.out.keys += 1;
+        self.out.fields += pairs.len() as u64;
+        if let Pass::Apply { db } = pass {
+            let ks = db.keyspace();
+            ks.watches.touch(&Effect::Del { keys: vec![&h.key] });
+            let mut shard = ks.shard(&h.key).write();
+            if shard.hash_ref(&h.key).is_some() {
+                self.out.replaced += 1;
+            }
+            shard
+                .put(&h.key, hash, ttl)
+                .map_err(|e| Bad(key_at, format!("key '{}': {e}", key_name())))?;
+        }
+        Ok(())
+    }
+
+    /// Skips the value of a non-hash record by its type's grammar.
+    fn skip_value(&mut self, t: u8, at: u64) -> std::result::Result<(), Bad> {
+        let s = &mut self.scratch;
+        let inp = &mut self.input;
+        match t {
+            0 | 10 | 11 | 12 | 17 | 20 => inp.skip_string(s, "value")?,
+            1 | 2 | 14 => {
+                let n = inp.len("element count")?;
+                for _ in 0..n {
+                    inp.skip_string(s, "element")?;
+                }
+            }
+            3 => {
+                let n = inp.len("member count")?;
+                for _ in 0..n {
+                    inp.skip_string(s, "member")?;
+                    let l = inp.byte("score")?;
+                    if l < 253 {
+                        inp.skip(u64::from(l), "score", s)?;
+                    }
+                }
+            }
+            5 => {
+                let n = inp.len("member count")?;
+                for _ in 0..n {
+                    inp.skip_string(s, "member")?;
+                    inp.skip(8, "score", s)?;
+                }
+            }
+            18 => {
+                let n = inp.len("node count")?;
+                for _ in 0..n {
+                    inp.len("node container")?;
+                    inp.skip_string(s, "node")?;
+                }
+            }
+            7 => {
+                inp.len("module id")?;
+                self.skip_module_data(false)?;
+            }
+            15 | 19 | 21 => self.skip_stream(t)?,
+            6 => {
+                return Err(Bad(
+                    at,
+                    "a module value of the pre-release format (type 6), not supported".into(),
+                ))
+            }
+            _ => return Err(Bad(at, format!("unknown RDB object type {t}"))),
+        }
+        Ok(())
+    }
+
+    /// Module data: opcodes and values until opcode 0 (`aux`: the
+    /// `when_opcode, when` pair of MODULE_AUX comes first).
+    fn skip_module_data(&mut self, aux: bool) -> std::result::Result<(), Bad> {
+        let s = &mut self.scratch;
+        let inp = &mut self.input;
+        if aux {
+            inp.len("module when opcode")?;
+            inp.len("module when")?;
+        }
+        loop {
+            let at = inp.offset;
+            match inp.len("module opcode")? {
+                0 => return Ok(()),
+                1 | 2 => {
+                    inp.len("module integer")?;
+                }
+                3 => inp.skip(4, "module float", s)?,
+                4 => inp.skip(8, "module double", s)?,
+                5 => inp.skip_string(s, "module string")?,
+                op => return Err(Bad(at, format!("unknown module data opcode {op}"))),
+            }
+        }
+    }
+
+    fn skip_stream(&mut self, t: u8) -> std::result::Result<(), Bad> {
+        let s = &mut self.scratch;
+        let inp = &mut self.input;
+        let nodes = inp.len("stream node count")?;
+        for _ in 0..nodes {
+            inp.skip_string(s, "stream node key")?;
+            inp.skip_string(s, "stream node")?;
+        }
+        for what in ["stream length", "stream last id ms", "stream last id seq"] {
+            inp.len(what)?;
+        }
+        if t >= 19 {
+            for what in [
+                "first id ms",
+                "first id seq",
+                "max deleted ms",
+                "max deleted seq",
+                "entries added",
+            ] {
+                inp.len(what)?;
+            }
+        }
+        let groups = inp.len("consumer group count")?;
+        for _ in 0..groups {
+            inp.skip_string(s, "group name")?;
+            inp.len("group id ms")?;
+            inp.len("group id seq")?;
+            if t >= 19 {
+                inp.len("group entries read")?;
+            }
+            let pel = inp.len("pending count")?;
+            for _ in 0..pel {
+                inp.skip(16 + 8, "pending entry", s)?;
+                inp.len("delivery count")?;
+            }
+            let consumers = inp.len("consumer count")?;
+            for _ in 0..consumers {
+                inp.skip_string(s, "consumer name")?;
+                inp.skip(8, "seen time", s)?;
+                if t >= 21 {
+                    inp.skip(8, "active time", s)?;
+                }
+                let n = inp.len("consumer pending count")?;
+                inp.skip(n.saturating_mul(16), "consumer pending ids", s)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key string at `offset` of the file (for the duplicate check).
+fn read_key_at(path: &Path, offset: u64) -> Option<Vec<u8>> {
+    let mut input = Input::open(path).ok()?;
+    input.r.seek(SeekFrom::Start(offset)).ok()?;
+    input.offset = offset;
+    let mut key = Vec::new();
+    input.string_into(&mut key, "key").ok()?;
+    Some(key)
+}
+
+impl Db {
+    /// Imports the hashes of a Redis RDB file (database 0; other types
+    /// skipped and counted). See [`Db::import_rdb_with`].
+    ///
+    /// # Errors
+    /// As [`Db::import_rdb_with`].
+    pub fn import_rdb(&self, path: impl AsRef<Path>) -> Result<RdbImport> {
+        self.import_rdb_with(path, &RdbImportOptions::default(), &mut |_, _| {})
+    }
+
+    /// Imports the hashes of the Redis RDB file at `path` (versions 1 to
+    /// 12), each replacing what its key held: the file is checked whole
+    /// first (records, hashes, checksum), then applied, then (for a
+    /// database on a directory) a snapshot makes it durable.
+    /// `progress(bytes, total)` reports each pass's position in the file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the byte offset of the damage and what was
+    /// expected there, for an unreadable, damaged, unsupported or (with
+    /// `strict`) mixed-type file; nothing is imported then. Or a failed
+    /// snapshot.
+    pub fn import_rdb_with(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &RdbImportOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<RdbImport> {
+        let path = path.as_ref();
+        let db_opts = self.options().clone();
+        let now = db_opts.clock.now_ms();
+        let reader = |crc: bool| -> Result<Reader<'_>> {
+            let mut input = Input::open(path)?;
+            input.crc = crc.then_some(0);
+            Ok(Reader {
+                path,
+                input,
+                opts: &db_opts,
+                import: opts,
+                now,
+                out: RdbImport::default(),
+                scratch: Vec::new(),
+                blob: Vec::new(),
+                hash: Hash::default(),
+            })
+        };
+        let mut check = reader(true)?;
+        check.run(
+            &mut Pass::Check {
+                seen: HashMap::new(),
+            },
+            progress,
+        )?;
+        let warnings = std::mem::take(&mut check.out.warnings);
+        drop(check);
+        let hold = self.hold_auto_snapshots();
+        let mut apply = reader(false)?;
+        let applied = apply.run(&mut Pass::Apply { db: self }, progress);
+        drop(hold);
+        if let Err(e) = applied {
+            // Only a resource limit can stop this pass (the file passed the
+            // check): keep what the database now shows durable.
+            if self.path().is_some() && apply.out.keys > 0 {
+                self.snapshot()?;
+            }
+            return Err(e);
+        }
+        let mut out = apply.out;
+        out.warnings = warnings;
+        if self.path().is_some() && out.keys > 0 {
+            self.snapshot()?;
+        }
+        Ok(out)
+    }
+}
