@@ -11,7 +11,9 @@
 //! - hashkv (`FsyncPolicy::EverySec`, in process, one thread): HGET and
 //!   HSET one call at a time and in pipelines of 64; HGET from 2 threads;
 //!   open of the directory (a snapshot of the dataset); `Db::import` of the
-//!   same RESP file.
+//!   same RESP file; `Db::export_rdb` of the dataset (MB/s) and
+//!   `Db::import_rdb` of that file into a new directory (against Redis's
+//!   load of its own dump of the same data).
 //!
 //! Run: `cargo bench --bench redis_best [-- --keys N --runs R]` (default
 //! 1,000,000 keys, 3 runs; medians printed). Under `cargo test
@@ -190,8 +192,8 @@ fn rate(ops: usize, f: impl FnOnce()) -> f64 {
 }
 
 /// hashkv's side: (HGET 1, HSET 1, HGET x64, HSET x64, HGET 2 threads,
-/// open s, import s).
-fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 7] {
+/// open s, import s, RDB export MB/s, RDB import s).
+fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 9] {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options::default().fsync(FsyncPolicy::EverySec);
@@ -256,7 +258,20 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 7] {
     let db = Db::open_with(&dir, opts.clone()).unwrap();
     let open = start.elapsed().as_secs_f64();
     assert_eq!(db.dbsize().unwrap(), n as i64);
+    // The dataset as a Redis dump.rdb (listpacks, LZF as Redis writes
+    // them), then imported into a fresh directory (durable at the end).
+    let rdb = tmp.path().join("profiles.rdb");
+    let start = Instant::now();
+    db.export_rdb(&rdb).unwrap();
+    let export_mbs =
+        std::fs::metadata(&rdb).unwrap().len() as f64 / 1e6 / start.elapsed().as_secs_f64();
     drop(db);
+    let start = Instant::now();
+    let db = Db::open_with(tmp.path().join("from-rdb"), opts.clone()).unwrap();
+    let t = db.import_rdb(&rdb).unwrap();
+    db.close().unwrap();
+    let rdb_import = start.elapsed().as_secs_f64();
+    assert_eq!(t.keys, n);
     let dir2 = tmp.path().join("imported");
     let start = Instant::now();
     let db = Db::open_with(&dir2, opts).unwrap();
@@ -265,7 +280,9 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 7] {
         .unwrap();
     db.close().unwrap();
     let import = start.elapsed().as_secs_f64();
-    [hget1, hset1, hget64, hset64, hget2, open, import]
+    [
+        hget1, hset1, hget64, hset64, hget2, open, import, export_mbs, rdb_import,
+    ]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -308,6 +325,40 @@ fn profile_loop(which: &str, n: u64) {
                 std::hint::black_box(p.run());
             }
         }
+        "rdb" => {
+            // Export then import of a dump.rdb (`count` is ignored).
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("dump.rdb");
+            let t = Instant::now();
+            db.export_rdb(&file).unwrap();
+            let bytes = std::fs::metadata(&file).unwrap().len();
+            eprintln!(
+                "export: {:.3} s, {bytes} bytes, {:.0} MB/s",
+                t.elapsed().as_secs_f64(),
+                bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+            );
+            let t = Instant::now();
+            let raw = tmp.path().join("raw.rdb");
+            db.export_rdb_to(
+                &mut std::io::BufWriter::new(std::fs::File::create(&raw).unwrap()),
+                &hashkv::interop::RdbExportOptions {
+                    compression: hashkv::interop::RdbCompression::None,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let bytes = std::fs::metadata(&raw).unwrap().len();
+            eprintln!(
+                "export without LZF: {:.3} s, {bytes} bytes, {:.0} MB/s",
+                t.elapsed().as_secs_f64(),
+                bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+            );
+            drop(db);
+            let t = Instant::now();
+            Db::in_memory(Options::default()).import_rdb(&file).unwrap();
+            eprintln!("import: {:.3} s", t.elapsed().as_secs_f64());
+            return;
+        }
         _ => {}
     }
     let ns = start.elapsed().as_nanos() as f64 / picks.len() as f64;
@@ -333,7 +384,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let resp = tmp.path().join("profiles.resp");
     resp_file(&resp, n);
-    let mut ours: Vec<[f64; 7]> = Vec::new();
+    let mut ours: Vec<[f64; 9]> = Vec::new();
     let mut theirs: Vec<[f64; 4]> = Vec::new();
     for run in 0..runs {
         ours.push(hashkv_side(n, &resp));
@@ -386,5 +437,15 @@ fn main() {
         fmt_opt(t(3), &secs),
         secs(o(6)),
         faster(t(3), o(6))
+    );
+    println!(
+        "| `Db::import_rdb` of the dataset's dump.rdb vs Redis loading its own | {} | {} | {} |",
+        fmt_opt(t(2), &secs),
+        secs(o(8)),
+        faster(t(2), o(8))
+    );
+    println!(
+        "| `Db::export_rdb` of the dataset | - | {:.0} MB/s | |",
+        o(7)
     );
 }

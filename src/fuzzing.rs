@@ -81,6 +81,7 @@ pub fn load_snapshot_with(bytes: &[u8], o: Options) -> Result<Db, String> {
             }
             crate::snapshot::format::EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
         }
+        .map(|_| ())
         .map_err(|err| err.to_string())
     })
     .map_err(|bad| format!("offset {}: {}", bad.offset, bad.reason))?;

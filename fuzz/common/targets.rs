@@ -22,7 +22,54 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("commands", commands),
     ("manifest", manifest),
     ("open_dir", open_dir),
+    ("rdb_import", rdb_import),
 ];
+
+/// Arbitrary bytes as a Redis RDB file: the import fails and changes
+/// nothing, or it succeeds with a consistent keyspace that an RDB 12
+/// export carries to a second database unchanged.
+pub fn rdb_import(data: &[u8]) {
+    let clock = hashkv::ManualClock::new(1_700_000_000_000);
+    let db = || {
+        hashkv::Db::in_memory(
+            hashkv::Options::default()
+                .active_expiry(false)
+                .hash_max_listpack_entries(4)
+                .hash_max_listpack_value(8)
+                .clock(clock.clone()),
+        )
+    };
+    let dir = tempfile::Builder::new()
+        .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
+            "/dev/shm"
+        } else {
+            "/tmp"
+        })
+        .expect("a temporary directory");
+    let file = dir.path().join("dump.rdb");
+    std::fs::write(&file, data).expect("write the input");
+    let a = db();
+    let opts = hashkv::interop::RdbImportOptions::default();
+    if a.import_rdb_with(&file, &opts, &mut |_, _| {}).is_err() {
+        assert_eq!(a.dbsize().unwrap(), 0, "a refused file imported keys");
+        return;
+    }
+    hashkv::fuzzing::assert_consistent(&a, true);
+    let mut out = Vec::new();
+    a.export_rdb_to(
+        &mut out,
+        &hashkv::interop::RdbExportOptions {
+            version: hashkv::interop::RdbVersion::V12,
+            ..Default::default()
+        },
+    )
+    .expect("export to memory");
+    std::fs::write(&file, &out).expect("write the export");
+    let b = db();
+    b.import_rdb_with(&file, &opts, &mut |_, _| {})
+        .expect("an export imports");
+    assert_eq!(hashkv::fuzzing::dump(&a), hashkv::fuzzing::dump(&b));
+}
 
 /// MANIFEST bytes: a parse error, or a list that keeps MANIFEST's rules and
 /// round-trips.

@@ -303,13 +303,14 @@ impl Shard {
         Some((hash, ttl))
     }
 
-    /// Stores `hash` at `key` (replacing anything there) with `ttl`.
+    /// Stores `hash` at `key` (replacing anything there) with `ttl`; true
+    /// when it replaced a key.
     pub(crate) fn put(
         &mut self,
         key: &[u8],
         hash: OwnedHash,
         ttl: Option<i64>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<bool, CommandError> {
         match hash {
             OwnedHash::Compact(buf) => self.put_compact(key, &buf, ttl),
             other => self.put_hash(key, other, ttl),
@@ -323,8 +324,8 @@ impl Shard {
         key: &[u8],
         buf: &[u8],
         ttl: Option<i64>,
-    ) -> Result<(), CommandError> {
-        self.delete(key);
+    ) -> Result<bool, CommandError> {
+        let replaced = self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
         self.keys
             .set_parts(key, &[&[TAG_COMPACT | flag], buf])
@@ -334,7 +335,7 @@ impl Shard {
                 .set(key, &at.to_le_bytes())
                 .map_err(|_| CommandError::too_large())?;
         }
-        Ok(())
+        Ok(replaced)
     }
 
     fn put_hash(
@@ -342,8 +343,8 @@ impl Shard {
         key: &[u8],
         hash: OwnedHash,
         ttl: Option<i64>,
-    ) -> Result<(), CommandError> {
-        self.delete(key);
+    ) -> Result<bool, CommandError> {
+        let replaced = self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
         let min = match hash {
             OwnedHash::Compact(buf) => {
@@ -377,8 +378,10 @@ impl Shard {
                 .map_err(|_| CommandError::too_large())?;
         }
         match min {
-            Some(_) => set_side(&mut self.keys, &mut self.hfe, FLAG_HFE, key, min).map(|_| ()),
-            None => Ok(()),
+            Some(_) => {
+                set_side(&mut self.keys, &mut self.hfe, FLAG_HFE, key, min).map(|_| replaced)
+            }
+            None => Ok(replaced),
         }
     }
 
@@ -407,6 +410,37 @@ impl Shard {
     /// Every key name (no expiry check).
     pub(crate) fn key_names(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.keys.iter().map(|(k, _)| k)
+    }
+
+    /// Calls `f` with every live key of the shard as of `now`, its hash
+    /// and its expiry, in table order (no lookup per key).
+    pub(crate) fn for_each_live(
+        &self,
+        now: &Now<'_>,
+        mut f: impl FnMut(&[u8], HashRef<'_>, Option<i64>),
+    ) {
+        for (key, payload) in self.keys.iter() {
+            let Some((&tag, data)) = payload.split_first() else {
+                continue;
+            };
+            let ttl = if tag & FLAG_TTL != 0 {
+                self.expiry_hashed(key, hash_name(key))
+            } else {
+                None
+            };
+            // A key is expired when now > its expiry (Redis keyIsExpired).
+            if ttl.is_some_and(|at| now.get() > at) {
+                continue;
+            }
+            let t = if tag & FLAG_HFE != 0 {
+                now.get()
+            } else {
+                NEVER
+            };
+            if let Some(h) = self.view(tag, data, t) {
+                f(key, h, ttl);
+            }
+        }
     }
 
     /// One SCAN step over this shard's keys.

@@ -276,10 +276,7 @@ impl TxLog {
                     };
                     // Putting back what was there cannot fail for size.
                     let _ = match before {
-                        Before::Missing => {
-                            shard.delete(k);
-                            Ok(())
-                        }
+                        Before::Missing => Ok(shard.delete(k)),
                         Before::Compact { start, end, ttl } => {
                             shard.put_compact(k, &self.arena[start..end], ttl)
                         }

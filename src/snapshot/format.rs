@@ -363,6 +363,16 @@ fn fits(opts: &Options, pairs: usize, longest: usize) -> bool {
     pairs <= opts.hash_max_listpack_entries && longest <= opts.hash_max_listpack_value
 }
 
+/// Whether any field of `pairs` appears twice: pairwise for a few,
+/// through a hash set for more.
+fn has_duplicate(pairs: &[(&[u8], &[u8], i64)]) -> bool {
+    if pairs.len() <= 16 {
+        return (1..pairs.len()).any(|i| pairs[..i].iter().any(|p| p.0 == pairs[i].0));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    pairs.iter().any(|p| !seen.insert(p.0))
+}
+
 /// A hash built from `(field, value, ttl)` triples (ttl 0: none; all 0
 /// unless `with_ttls`) in the encoding that fits it under `opts`, whose
 /// longest field or value is `longest` bytes: compact (with TTLs:
@@ -381,12 +391,14 @@ pub(crate) fn hash_from_pairs(
         }
     }
     if fits(opts, n, longest) {
-        let mut buf = Vec::new();
+        // At most 9 header bytes an element (a string's is at most 5).
+        let size: usize = pairs.iter().map(|(f, v, _)| f.len() + v.len() + 10).sum();
+        let mut buf = Vec::with_capacity(size);
         for (f, v, _) in pairs {
             compact::push_elem(&mut buf, f);
             compact::push_elem(&mut buf, v);
         }
-        if compact::check(&buf).is_err() {
+        if has_duplicate(pairs) {
             return Err("duplicate field in a dict hash");
         }
         if with_ttls {
@@ -405,7 +417,8 @@ pub(crate) fn hash_from_pairs(
                 return Err("duplicate field in a dict hash");
             }
         }
-        let ttls = with_ttls.then(|| Box::new(ttls));
+        // A dict keeps field TTLs only while it has some.
+        let ttls = (with_ttls && !ttls.is_empty()).then(|| Box::new(ttls));
         Ok(OwnedHash::Dict(Box::new(d), ttls))
     }
 }

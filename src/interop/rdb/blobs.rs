@@ -62,6 +62,26 @@ pub(super) fn listpack(
     b: &[u8],
     f: &mut dyn FnMut(Elem<'_>) -> Result<(), BlobError>,
 ) -> Result<usize, BlobError> {
+    walk_listpack(b, &mut |e, _| f(e))
+}
+
+/// Appends the entries of the listpack `b` to `out` without their
+/// backlens: the element encoding hashkv's compact hashes share, so for a
+/// listpack written in canonical encodings (as Redis writes them) this is
+/// the compact hash. Checks as [`listpack`] does; returns the count.
+pub(super) fn listpack_entries(b: &[u8], out: &mut Vec<u8>) -> Result<usize, BlobError> {
+    walk_listpack(b, &mut |_, raw| {
+        out.extend_from_slice(raw);
+        Ok(())
+    })
+}
+
+/// What [`walk_listpack`] calls with each element and its bytes.
+type EntryFn<'f> = dyn FnMut(Elem<'_>, &[u8]) -> Result<(), BlobError> + 'f;
+
+/// Walks the listpack `b`, calling `f` with each element and its encoded
+/// bytes (header and payload, no backlen).
+fn walk_listpack(b: &[u8], f: &mut EntryFn<'_>) -> Result<usize, BlobError> {
     if b.len() < 7 {
         return Err((0, format!("listpack of {} bytes (at least 7)", b.len())));
     }
@@ -147,7 +167,7 @@ pub(super) fn listpack(
         if pos + size + width > end {
             return Err(short(pos, "listpack entry"));
         }
-        f(elem.unwrap_or(Elem::Str(payload)))?;
+        f(elem.unwrap_or(Elem::Str(payload)), &b[pos..pos + size])?;
         count += 1;
         pos += size + width;
     }

@@ -60,12 +60,24 @@ fn len(out: &mut Vec<u8>, n: u64) {
 /// integer forms; else, past 20 bytes, LZF when that saves at least 4
 /// bytes; else length and bytes.
 fn string_compressed(out: &mut Vec<u8>, s: &[u8], compress: bool) {
+    thread_local! {
+        /// The compressor's output and hash table, reused.
+        static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u32>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
     if compress && s.len() > 20 {
-        if let Some(z) = lzf_compress(s, s.len() - 4) {
+        let done = SCRATCH.with(|c| {
+            let (z, table) = &mut *c.borrow_mut();
+            if !lzf_compress_into(s, s.len() - 4, z, table) {
+                return false;
+            }
             out.push(0xC3);
             len(out, z.len() as u64);
             len(out, s.len() as u64);
-            out.extend_from_slice(&z);
+            out.extend_from_slice(z);
+            true
+        });
+        if done {
             return;
         }
     }
@@ -105,17 +117,32 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
 /// 8 KiB (control `(len - 2) << 5 | off >> 8`, an extra length byte when
 /// `len - 2 >= 7`, then `off & 0xff`, where `off` is the distance - 1).
 /// Returns `None` when the output would not be shorter than `max`.
+#[cfg(test)]
 pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
-    const HLOG: u32 = 14;
+    let mut out = Vec::new();
+    lzf_compress_into(input, max, &mut out, &mut Vec::new()).then_some(out)
+}
+
+/// [`lzf_compress`] into `out` with `table` as the hash table (both
+/// reused across calls); false when the result would not be shorter than
+/// `max`.
+fn lzf_compress_into(input: &[u8], max: usize, out: &mut Vec<u8>, table: &mut Vec<u32>) -> bool {
     const MAX_OFF: usize = 1 << 13;
     const MAX_REF: usize = (1 << 8) + (1 << 3);
     const MAX_LIT: usize = 1 << 5;
     let n = input.len();
-    let mut out: Vec<u8> = Vec::with_capacity(max);
-    let mut table = vec![usize::MAX; 1 << HLOG];
+    if n >= u32::MAX as usize {
+        return false; // positions are kept as u32
+    }
+    // A table about the input's size (at most 2^14 entries): filling one
+    // of 2^14 for every short string was most of an export's time.
+    let hlog = (usize::BITS - n.leading_zeros()).clamp(6, 14);
+    out.clear();
+    table.clear();
+    table.resize(1 << hlog, u32::MAX);
     let hash = |p: usize| {
         let v = u32::from(input[p]) << 16 | u32::from(input[p + 1]) << 8 | u32::from(input[p + 2]);
-        (v.wrapping_mul(2_654_435_761) >> (32 - HLOG)) as usize
+        (v.wrapping_mul(2_654_435_761) >> (32 - hlog)) as usize
     };
     // Pending literal bytes not yet written (start index, count).
     let mut lit_start = 0usize;
@@ -128,9 +155,12 @@ pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
     };
     while ip + 2 < n {
         let h = hash(ip);
-        let r = table[h];
-        table[h] = ip;
-        if r != usize::MAX && r < ip && ip - r - 1 < MAX_OFF && input[r..r + 3] == input[ip..ip + 3]
+        let r = table[h] as usize;
+        table[h] = ip as u32;
+        if r != u32::MAX as usize
+            && r < ip
+            && ip - r - 1 < MAX_OFF
+            && input[r..r + 3] == input[ip..ip + 3]
         {
             let off = ip - r - 1;
             let max_len = (n - ip).min(MAX_REF);
@@ -138,7 +168,7 @@ pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
             while len < max_len && input[r + len] == input[ip + len] {
                 len += 1;
             }
-            flush_literals(&mut out, lit_start, ip);
+            flush_literals(out, lit_start, ip);
             let l = len - 2;
             if l < 7 {
                 out.push(((l as u8) << 5) | (off >> 8) as u8);
@@ -153,11 +183,11 @@ pub(crate) fn lzf_compress(input: &[u8], max: usize) -> Option<Vec<u8>> {
             ip += 1;
         }
         if out.len() >= max {
-            return None;
+            return false;
         }
     }
-    flush_literals(&mut out, lit_start, n);
-    (out.len() < max).then_some(out)
+    flush_literals(out, lit_start, n);
+    out.len() < max
 }
 
 /// A listpack element: the compact encoding's element (the same bytes as
@@ -187,18 +217,26 @@ fn backlen(out: &mut Vec<u8>, l: usize) {
 }
 
 /// A listpack of `elements`.
+#[cfg(test)]
 fn listpack<'a>(elements: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut lp = vec![0u8; 6];
+    let mut lp = Vec::new();
+    listpack_into(&mut lp, elements);
+    lp
+}
+
+/// A listpack of `elements` into `lp` (cleared first; reused across keys).
+fn listpack_into<'a>(lp: &mut Vec<u8>, elements: impl Iterator<Item = &'a [u8]>) {
+    lp.clear();
+    lp.extend_from_slice(&[0u8; 6]);
     let mut count = 0usize;
     for e in elements {
-        listpack_entry(&mut lp, e);
+        listpack_entry(lp, e);
         count += 1;
     }
     lp.push(0xFF);
     let total = lp.len() as u32;
     lp[0..4].copy_from_slice(&total.to_le_bytes());
     lp[4..6].copy_from_slice(&(count.min(65535) as u16).to_le_bytes());
-    lp
 }
 
 /// Whether an RDB export compresses strings.
@@ -231,6 +269,84 @@ pub struct RdbExportOptions {
     pub compression: RdbCompression,
     /// The RDB version (and so the oldest Redis that loads the file).
     pub version: RdbVersion,
+}
+
+/// One shard's live keys, copied out under its read lock (so the lock is
+/// held for a copy, not for the encoding and compression): key, field and
+/// value bytes back to back.
+#[derive(Default)]
+struct ShardCopy {
+    bytes: Vec<u8>,
+    /// (end of field, end of value, TTL (0: none)) per field.
+    spans: Vec<(usize, usize, i64)>,
+    keys: Vec<KeyCopy>,
+}
+
+/// One key of a [`ShardCopy`].
+struct KeyCopy {
+    /// Its name: `bytes[name.0..name.1]`.
+    name: (usize, usize),
+    /// Its fields: `spans[fields.0..fields.1]`.
+    fields: (usize, usize),
+    /// The key's expiry (Unix ms).
+    ttl: Option<i64>,
+    /// Held as `listpackex`.
+    listpackex: bool,
+}
+
+impl ShardCopy {
+    fn name(&self, k: &KeyCopy) -> &[u8] {
+        &self.bytes[k.name.0..k.name.1]
+    }
+
+    /// The key's (field, value, TTL) triples in the hash's order.
+    fn pairs<'a>(&'a self, k: &KeyCopy) -> impl Iterator<Item = (&'a [u8], &'a [u8], i64)> + 'a {
+        let spans = &self.spans[k.fields.0..k.fields.1];
+        let mut start = k.name.1;
+        spans.iter().map(move |&(fe, ve, t)| {
+            let p = (&self.bytes[start..fe], &self.bytes[fe..ve], t);
+            start = ve;
+            p
+        })
+    }
+}
+
+impl Db {
+    /// Copies the live keys of shard `i` into `c`.
+    fn copy_shard(&self, i: usize, c: &mut ShardCopy) {
+        c.bytes.clear();
+        c.spans.clear();
+        c.keys.clear();
+        let now = crate::options::Now::lazy(&*self.options().clock);
+        let shard = self.keyspace().shard_at(i).read();
+        shard.for_each_live(&now, |key, h, ttl| {
+            let start = c.bytes.len();
+            c.bytes.extend_from_slice(key);
+            let name = (start, c.bytes.len());
+            let first = c.spans.len();
+            let at = h.now();
+            h.for_each_with_ttl(|f, v, t| {
+                // Expired fields not yet removed are not exported.
+                if t != 0 && t < at {
+                    return;
+                }
+                f.push_to(&mut c.bytes);
+                let fe = c.bytes.len();
+                v.push_to(&mut c.bytes);
+                c.spans.push((fe, c.bytes.len(), t));
+            });
+            if c.spans.len() == first {
+                c.bytes.truncate(start);
+                return;
+            }
+            c.keys.push(KeyCopy {
+                name,
+                fields: (first, c.spans.len()),
+                ttl,
+                listpackex: h.encoding() == "listpackex",
+            });
+        });
+    }
 }
 
 /// Object types of hashes with field TTLs (RDB 12).
@@ -310,85 +426,99 @@ impl Db {
         len(&mut buf, volatile);
         w.put(&buf).map_err(werr)?;
         let mut t = Transfer::default();
-        self.each_key(|key| {
-            let pairs = self.hgetall(key)?;
-            if pairs.is_empty() {
-                return Ok(()); // expired or deleted meanwhile
-            }
-            let ttls: std::collections::HashMap<Vec<u8>, i64> =
-                self.field_expiries(key).into_iter().collect();
-            if !ttls.is_empty() && !v12 {
-                return Err(Error::Command(CommandError::err(format!(
-                    "key '{}' has field TTLs, which RDB version 10 (Redis 7.0) cannot hold; \
+        let mut c = ShardCopy::default();
+        let mut texts: Vec<u8> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
+        let mut lp: Vec<u8> = Vec::new();
+        for shard in 0..crate::keyspace::SHARDS {
+            self.copy_shard(shard, &mut c);
+            for k in &c.keys {
+                let key = c.name(k);
+                let has_ttls = c.pairs(k).any(|p| p.2 != 0);
+                if has_ttls && !v12 {
+                    return Err(Error::Command(CommandError::err(format!(
+                        "key '{}' has field TTLs, which RDB version 10 (Redis 7.0) cannot hold; \
                      export with RDB version 12 (Redis 7.4+), or as RESP or JSON lines",
-                    String::from_utf8_lossy(key)
-                ))));
-            }
-            buf.clear();
-            let at = self.execute(&[b"PEXPIRETIME".as_slice(), key])?;
-            if let Some(at) = at.as_integer().filter(|&at| at >= 0) {
-                buf.push(OP_EXPIRETIME_MS);
-                buf.extend_from_slice(&at.to_le_bytes());
-            }
-            let compact = pairs.len() <= LISTPACK_MAX_FIELDS
-                && pairs
-                    .iter()
-                    .all(|(f, v)| f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE);
-            let min = ttls.values().copied().min();
-            let ttl_of = |f: &[u8]| ttls.get(f).copied().unwrap_or(0);
-            match (compact, min) {
-                (true, None) => {
-                    buf.push(TYPE_HASH_LISTPACK);
-                    string_compressed(&mut buf, key, z);
-                    let lp = listpack(pairs.iter().flat_map(|(f, v)| [f.as_slice(), v.as_slice()]));
-                    string_compressed(&mut buf, &lp, z);
+                        String::from_utf8_lossy(key)
+                    ))));
                 }
-                (true, Some(min)) => {
-                    // Triples in listpackex order (TTL fields first, by
-                    // expiry), which is the order HGETALL returns.
-                    buf.push(TYPE_HASH_LISTPACK_EX);
-                    string_compressed(&mut buf, key, z);
-                    buf.extend_from_slice(&min.to_le_bytes());
-                    let texts: Vec<Vec<u8>> = pairs
-                        .iter()
-                        .map(|(f, _)| ttl_of(f).to_string().into_bytes())
-                        .collect();
-                    let lp = listpack(
-                        pairs
-                            .iter()
-                            .zip(&texts)
-                            .flat_map(|((f, v), t)| [f.as_slice(), v.as_slice(), t.as_slice()]),
-                    );
-                    string_compressed(&mut buf, &lp, z);
+                buf.clear();
+                if let Some(at) = k.ttl {
+                    buf.push(OP_EXPIRETIME_MS);
+                    buf.extend_from_slice(&at.to_le_bytes());
                 }
-                (false, None) => {
-                    buf.push(TYPE_HASH);
-                    string_compressed(&mut buf, key, z);
-                    len(&mut buf, pairs.len() as u64);
-                    for (f, v) in &pairs {
-                        string_compressed(&mut buf, f, z);
-                        string_compressed(&mut buf, v, z);
+                let n = k.fields.1 - k.fields.0;
+                let compact = n <= LISTPACK_MAX_FIELDS
+                    && c.pairs(k).all(|(f, v, _)| {
+                        f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE
+                    });
+                // As Redis writes it: a `listpackex` hash is type 25 even with
+                // no TTL left (its minimum then 0); a dict without TTLs type 4.
+                let min = c
+                    .pairs(k)
+                    .map(|p| p.2)
+                    .filter(|&t| t != 0)
+                    .min()
+                    .or((v12 && compact && k.listpackex).then_some(0));
+                match (compact, min) {
+                    (true, None) => {
+                        buf.push(TYPE_HASH_LISTPACK);
+                        string_compressed(&mut buf, key, z);
+                        listpack_into(&mut lp, c.pairs(k).flat_map(|(f, v, _)| [f, v]));
+                        string_compressed(&mut buf, &lp, z);
+                    }
+                    (true, Some(min)) => {
+                        // Triples in listpackex order (TTL fields first, by
+                        // expiry), which is the order the hash holds them in.
+                        buf.push(TYPE_HASH_LISTPACK_EX);
+                        string_compressed(&mut buf, key, z);
+                        buf.extend_from_slice(&min.to_le_bytes());
+                        texts.clear();
+                        ends.clear();
+                        for (_, _, t) in c.pairs(k) {
+                            crate::numeric::push_i64(&mut texts, t);
+                            ends.push(texts.len());
+                        }
+                        let ttl_texts = ends.iter().scan(0, |start, &end| {
+                            let t = &texts[*start..end];
+                            *start = end;
+                            Some(t)
+                        });
+                        listpack_into(
+                            &mut lp,
+                            c.pairs(k)
+                                .zip(ttl_texts)
+                                .flat_map(|((f, v, _), t)| [f, v, t]),
+                        );
+                        string_compressed(&mut buf, &lp, z);
+                    }
+                    (false, None) => {
+                        buf.push(TYPE_HASH);
+                        string_compressed(&mut buf, key, z);
+                        len(&mut buf, n as u64);
+                        for (f, v, _) in c.pairs(k) {
+                            string_compressed(&mut buf, f, z);
+                            string_compressed(&mut buf, v, z);
+                        }
+                    }
+                    (false, Some(min)) => {
+                        // Each TTL relative to the smallest, plus one (0: none).
+                        buf.push(TYPE_HASH_METADATA);
+                        string_compressed(&mut buf, key, z);
+                        buf.extend_from_slice(&min.to_le_bytes());
+                        len(&mut buf, n as u64);
+                        for (f, v, t) in c.pairs(k) {
+                            len(&mut buf, if t == 0 { 0 } else { (t - min + 1) as u64 });
+                            string_compressed(&mut buf, f, z);
+                            string_compressed(&mut buf, v, z);
+                        }
                     }
                 }
-                (false, Some(min)) => {
-                    // Each TTL relative to the smallest, plus one (0: none).
-                    buf.push(TYPE_HASH_METADATA);
-                    string_compressed(&mut buf, key, z);
-                    buf.extend_from_slice(&min.to_le_bytes());
-                    len(&mut buf, pairs.len() as u64);
-                    for (f, v) in &pairs {
-                        let t = ttl_of(f);
-                        len(&mut buf, if t == 0 { 0 } else { (t - min + 1) as u64 });
-                        string_compressed(&mut buf, f, z);
-                        string_compressed(&mut buf, v, z);
-                    }
-                }
+                w.put(&buf).map_err(werr)?;
+                t.items += 1;
+                t.fields += n as u64;
             }
-            w.put(&buf).map_err(werr)?;
-            t.items += 1;
-            t.fields += pairs.len() as u64;
-            Ok(())
-        })?;
+        }
         w.put(&[OP_EOF]).map_err(werr)?;
         let crc = w.crc;
         w.out.write_all(&crc.to_le_bytes()).map_err(werr)?;

@@ -28,12 +28,14 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::blobs::{self, BlobError, Decoder, Elem};
-use super::{crc64, lzf_decompress, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB};
+use super::{
+    crc64, lzf_decompress_into, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB,
+};
 use crate::admin::io;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hash::table::hash_name;
-use crate::keyspace::effect::Effect;
+use crate::keyspace::OwnedHash;
 use crate::options::Options;
 use crate::snapshot::format::hash_from_pairs;
 
@@ -146,6 +148,8 @@ type Parse<T> = std::result::Result<T, Bad>;
 /// (in the checking pass) the CRC-64 of everything read.
 struct Input {
     r: BufReader<File>,
+    /// An LZF string's compressed bytes (reused).
+    lzf: Vec<u8>,
     offset: u64,
     size: u64,
     crc: Option<u64>,
@@ -160,6 +164,7 @@ impl Input {
             .len();
         Ok(Input {
             r: BufReader::with_capacity(1 << 20, f),
+            lzf: Vec::new(),
             offset: 0,
             size,
             crc: None,
@@ -287,14 +292,14 @@ impl Input {
                         format!("{what}: LZF string of {clen} bytes cannot hold {ulen}"),
                     ));
                 }
-                let mut z = Vec::new();
+                let mut z = std::mem::take(&mut self.lzf);
                 self.read_into(clen, &mut z, what)?;
-                match lzf_decompress(&z, ulen as usize) {
-                    Some(v) => {
-                        *out = v;
-                        Ok(())
-                    }
-                    None => Err(Bad(at, format!("{what}: damaged LZF data"))),
+                let ok = lzf_decompress_into(&z, ulen as usize, out);
+                self.lzf = z;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Bad(at, format!("{what}: damaged LZF data")))
                 }
             }
             Err(k) => Err(Bad(
@@ -319,6 +324,10 @@ struct Hash {
     /// A field-TTL type (23/25/22/24): a compact result keeps the
     /// `listpackex` encoding even with no TTL left, as Redis loads it.
     ex: bool,
+    /// A listpack (type 16) whose entries were canonical and its fields
+    /// unique: already the compact hash, with its pair count and longest
+    /// element (`bytes` and `fields` unused).
+    compact: Option<(usize, usize)>,
 }
 
 impl Hash {
@@ -326,6 +335,7 @@ impl Hash {
         self.bytes.clear();
         self.fields.clear();
         self.ex = false;
+        self.compact = None;
     }
 
     fn push(&mut self, e: Elem<'_>) {
@@ -401,12 +411,12 @@ fn type_name(t: u8) -> Option<&'static str> {
 }
 
 /// How one pass treats the records it reads.
-enum Pass<'a> {
-    /// Check only; remember each key's hash and offset for the duplicate
-    /// check.
-    Check { seen: HashMap<u64, u64> },
-    /// Put each hash into `db`.
-    Apply { db: &'a Db },
+struct Pass<'a> {
+    /// Each key's hash and offset, for the duplicate check (in the pass
+    /// that checks).
+    seen: Option<HashMap<u64, u64>>,
+    /// Where each hash goes (none in a pass that only checks).
+    db: Option<&'a Db>,
 }
 
 struct Reader<'a> {
@@ -650,6 +660,21 @@ impl Reader<'_> {
             16 | 13 | 9 => {
                 let mut blob = std::mem::take(&mut self.blob);
                 self.input.string_into(&mut blob, "packed hash")?;
+                if t == 16 {
+                    // Redis's listpacks are canonical: their entries are
+                    // the compact hash as they stand (checked), else they
+                    // are decoded and encoded again below.
+                    let direct = blobs::listpack_entries(&blob, &mut self.hash.bytes)
+                        .ok()
+                        .filter(|n| n % 2 == 0)
+                        .and_then(|_| crate::hash::compact::check(&self.hash.bytes).ok());
+                    if let Some(shape) = direct.filter(|&(pairs, _)| pairs > 0) {
+                        self.hash.compact = Some(shape);
+                        self.blob = blob;
+                        return Ok(true);
+                    }
+                    self.hash.bytes.clear();
+                }
                 let (decode, kind): (Decoder, &str) = match t {
                     16 => (blobs::listpack, "listpack"),
                     13 => (blobs::ziplist, "ziplist"),
@@ -685,7 +710,11 @@ impl Reader<'_> {
         ttl: Option<i64>,
         key_at: u64,
     ) -> std::result::Result<(), Bad> {
-        let h = &mut self.hash;
+        if self.hash.compact.is_some() {
+            return self.finish_compact(pass, ttl, key_at);
+        }
+        self.note_key(pass, key_at)?;
+        let h = &self.hash;
         let mut pairs: Vec<(&[u8], &[u8], i64)> = Vec::with_capacity(h.fields.len());
         let mut start = 0;
         let mut longest = 0;
@@ -701,21 +730,6 @@ impl Reader<'_> {
             pairs.push((f, v, t));
         }
         let key_name = || String::from_utf8_lossy(&h.key).into_owned();
-        if let Pass::Check { seen } = pass {
-            // Exact duplicate check: equal hashes are compared by re-reading
-            // the earlier key from the file.
-            let hk = hash_name(&h.key);
-            if let Some(&prev) = seen.get(&hk) {
-                if read_key_at(self.path, prev).as_deref() == Some(h.key.as_slice()) {
-                    return Err(Bad(
-                        key_at,
-                        format!("duplicate key '{}' (first at offset {prev})", key_name()),
-                    ));
-                }
-            } else {
-                seen.insert(hk, key_at);
-            }
-        }
         if h.fields.is_empty() {
             self.out.empty_keys += 1;
             return Ok(());
@@ -729,16 +743,85 @@ impl Reader<'_> {
             .map_err(|what| Bad(key_at, format!("key '{}': {what}", key_name())))?;
         self.out.keys += 1;
         self.out.fields += pairs.len() as u64;
-        if let Pass::Apply { db } = pass {
+        if let Some(db) = pass.db {
             let ks = db.keyspace();
-            ks.watches.touch(&Effect::Del { keys: vec![&h.key] });
-            let mut shard = ks.shard(&h.key).write();
-            if shard.hash_ref(&h.key).is_some() {
-                self.out.replaced += 1;
-            }
-            shard
+            ks.watches
+                .touch_changed(std::iter::once((h.key.as_slice(), false)));
+            let replaced = ks
+                .shard(&h.key)
+                .write()
                 .put(&h.key, hash, ttl)
                 .map_err(|e| Bad(key_at, format!("key '{}': {e}", key_name())))?;
+            self.out.replaced += u64::from(replaced);
+        }
+        Ok(())
+    }
+
+    /// [`Reader::finish_hash`] for a listpack taken as it stands.
+    fn finish_compact(
+        &mut self,
+        pass: &mut Pass<'_>,
+        ttl: Option<i64>,
+        key_at: u64,
+    ) -> std::result::Result<(), Bad> {
+        let Some((pairs, longest)) = self.hash.compact else {
+            return Ok(());
+        };
+        self.note_key(pass, key_at)?;
+        if ttl.is_some_and(|at| at < self.now) {
+            self.out.expired_keys += 1;
+            return Ok(());
+        }
+        self.out.keys += 1;
+        self.out.fields += pairs as u64;
+        let Some(db) = pass.db else {
+            return Ok(());
+        };
+        let h = &self.hash;
+        let fits = pairs <= self.opts.hash_max_listpack_entries
+            && longest <= self.opts.hash_max_listpack_value;
+        let ks = db.keyspace();
+        ks.watches
+            .touch_changed(std::iter::once((h.key.as_slice(), false)));
+        let mut shard = ks.shard(&h.key).write();
+        let put = if fits {
+            shard.put_compact(&h.key, &h.bytes, ttl)
+        } else {
+            match crate::hash::dict_from_compact(&h.bytes) {
+                Ok(d) => shard.put(&h.key, OwnedHash::Dict(Box::new(d), None), ttl),
+                Err(_) => Err(crate::error::CommandError::too_large()),
+            }
+        };
+        let replaced = put.map_err(|e| {
+            Bad(
+                key_at,
+                format!("key '{}': {e}", String::from_utf8_lossy(&h.key)),
+            )
+        })?;
+        self.out.replaced += u64::from(replaced);
+        Ok(())
+    }
+
+    /// The duplicate-key check of a pass that checks: equal key hashes
+    /// are compared by re-reading the earlier key from the file.
+    fn note_key(&mut self, pass: &mut Pass<'_>, key_at: u64) -> std::result::Result<(), Bad> {
+        let Some(seen) = &mut pass.seen else {
+            return Ok(());
+        };
+        let key = &self.hash.key;
+        let hk = hash_name(key);
+        if let Some(&prev) = seen.get(&hk) {
+            if read_key_at(self.path, prev).as_deref() == Some(key.as_slice()) {
+                return Err(Bad(
+                    key_at,
+                    format!(
+                        "duplicate key '{}' (first at offset {prev})",
+                        String::from_utf8_lossy(key)
+                    ),
+                ));
+            }
+        } else {
+            seen.insert(hk, key_at);
         }
         Ok(())
     }
@@ -869,6 +952,42 @@ impl Reader<'_> {
     }
 }
 
+/// Whether the file is an RDB of version 5 or later whose last 8 bytes
+/// are a non-zero CRC-64 of everything before them (one fast pass).
+fn crc_matches(path: &Path) -> Result<bool> {
+    let mut input = Input::open(path)?;
+    if input.size < 9 + 1 + 8 {
+        return Ok(false);
+    }
+    let Ok(magic) = input.array::<9>("RDB header") else {
+        return Ok(false);
+    };
+    let version: u32 = std::str::from_utf8(&magic[5..])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if &magic[..5] != b"REDIS" || !(5..=MAX_VERSION).contains(&version) {
+        return Ok(false);
+    }
+    let mut crc = crc64(0, &magic);
+    let body = input.size - 8 - 9;
+    let mut left = body;
+    let mut chunk = Vec::new();
+    while left > 0 {
+        let step = left.min(1 << 20);
+        if input.read_into(step, &mut chunk, "file").is_err() {
+            return Ok(false);
+        }
+        crc = crc64(crc, &chunk);
+        left -= step;
+    }
+    let Ok(stored) = input.array::<8>("CRC-64 trailer") else {
+        return Ok(false);
+    };
+    let stored = u64::from_le_bytes(stored);
+    Ok(stored != 0 && stored == crc)
+}
+
 /// The key string at `offset` of the file (for the duplicate check).
 fn read_key_at(path: &Path, offset: u64) -> Option<Vec<u8>> {
     let mut input = Input::open(path).ok()?;
@@ -924,26 +1043,54 @@ impl Db {
                 hash: Hash::default(),
             })
         };
-        let mut check = reader(true)?;
-        check.run(
-            &mut Pass::Check {
-                seen: HashMap::new(),
-            },
-            progress,
-        )?;
-        let warnings = std::mem::take(&mut check.out.warnings);
-        drop(check);
+        // A file whose CRC-64 trailer matches is what its writer wrote:
+        // it is read once, checked as it is applied. Any other (no
+        // checksum, a zero one, a mismatch, bytes after it) is first read
+        // whole without applying anything, to find and name the damage.
+        let verified = crc_matches(path)?;
+        let mut warnings = Vec::new();
+        if !verified {
+            let mut check = reader(true)?;
+            check.run(
+                &mut Pass {
+                    seen: Some(HashMap::new()),
+                    db: None,
+                },
+                progress,
+            )?;
+            warnings = std::mem::take(&mut check.out.warnings);
+        }
         let hold = self.hold_auto_snapshots();
         let mut apply = reader(false)?;
-        let applied = apply.run(&mut Pass::Apply { db: self }, progress);
+        let applied = apply.run(
+            &mut Pass {
+                seen: verified.then(HashMap::new),
+                db: Some(self),
+            },
+            progress,
+        );
         drop(hold);
         if let Err(e) = applied {
-            // Only a resource limit can stop this pass (the file passed the
-            // check): keep what the database now shows durable.
+            // Damage behind a matching checksum (a writer's bug), or a
+            // resource limit: what was applied stays, made durable, and the
+            // error says how much that is.
             if self.path().is_some() && apply.out.keys > 0 {
                 self.snapshot()?;
             }
-            return Err(e);
+            return Err(match e {
+                Error::Io { op, path, source } if apply.out.keys > 0 => Error::Io {
+                    op,
+                    path,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{source} (its checksum matched: the {} hash(es) before this point were imported)",
+                            apply.out.keys
+                        ),
+                    ),
+                },
+                e => e,
+            });
         }
         let mut out = apply.out;
         out.warnings = warnings;
