@@ -834,11 +834,13 @@ fn version_12_export_round_trips_field_ttls() {
     let t = dst.import_rdb(&file).unwrap();
     assert_eq!(t.keys, 3);
     for key in ["small", "big", "plain"] {
-        assert_eq!(
-            hgetall(&dst, key.as_bytes()),
-            hgetall(&src, key.as_bytes()),
-            "{key}"
-        );
+        // Order too for the listpacks; a dict's order is its table's.
+        let (mut a, mut b) = (hgetall(&dst, key.as_bytes()), hgetall(&src, key.as_bytes()));
+        if key == "big" {
+            a.sort();
+            b.sort();
+        }
+        assert!(a == b, "{key}");
         for cmd in ["PEXPIRETIME", "OBJECT ENCODING"] {
             let mut argv: Vec<&str> = cmd.split(' ').collect();
             argv.push(key);

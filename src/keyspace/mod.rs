@@ -911,6 +911,15 @@ impl Keyspace {
         &self.shards[i]
     }
 
+    /// Keys with a TTL (expired ones not yet removed included), shard by
+    /// shard without a whole-keyspace lock.
+    pub(crate) fn volatile_keys(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.read().volatile_len() as u64)
+            .sum()
+    }
+
     /// Locks for writing the shards whose bits are set in `mask`, in
     /// ascending shard order.
     pub(crate) fn lock_mask(&self, mask: u64) -> MultiGuard<'_> {

@@ -239,6 +239,43 @@ fn listpack_into<'a>(lp: &mut Vec<u8>, elements: impl Iterator<Item = &'a [u8]>)
     lp[4..6].copy_from_slice(&(count.min(65535) as u16).to_le_bytes());
 }
 
+/// Whether the compact hash `buf` is within Redis's listpack limits (at
+/// most 512 fields, no element longer than 64 bytes).
+fn fits_listpack(buf: &[u8]) -> bool {
+    let mut n = 0;
+    for (f, v) in crate::hash::compact::pairs(buf) {
+        n += 1;
+        if n > LISTPACK_MAX_FIELDS || f.len() > LISTPACK_MAX_VALUE || v.len() > LISTPACK_MAX_VALUE {
+            return false;
+        }
+    }
+    true
+}
+
+/// The listpack of the compact hash `buf` into `lp`: each element's bytes
+/// as they are, then its backlen. Returns the element count.
+fn listpack_from_compact(lp: &mut Vec<u8>, buf: &[u8]) -> usize {
+    lp.clear();
+    lp.reserve(buf.len() + buf.len() / 4 + 7);
+    lp.extend_from_slice(&[0u8; 6]);
+    let mut count = 0usize;
+    let mut pos = 0;
+    while let Some(size) = crate::hash::compact::size_at(buf, pos) {
+        let Some(elem) = buf.get(pos..pos + size) else {
+            break;
+        };
+        lp.extend_from_slice(elem);
+        backlen(lp, size);
+        count += 1;
+        pos += size;
+    }
+    lp.push(0xFF);
+    let total = lp.len() as u32;
+    lp[0..4].copy_from_slice(&total.to_le_bytes());
+    lp[4..6].copy_from_slice(&(count.min(65535) as u16).to_le_bytes());
+    count
+}
+
 /// Whether an RDB export compresses strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RdbCompression {
@@ -292,6 +329,10 @@ struct KeyCopy {
     ttl: Option<i64>,
     /// Held as `listpackex`.
     listpackex: bool,
+    /// A compact hash within Redis's listpack limits, copied as it is
+    /// (`bytes[raw.0..raw.1]`; no spans): its elements are listpack
+    /// entries already, short of their backlens.
+    raw: Option<(usize, usize)>,
 }
 
 impl ShardCopy {
@@ -324,6 +365,19 @@ impl Db {
             c.bytes.extend_from_slice(key);
             let name = (start, c.bytes.len());
             let first = c.spans.len();
+            if let crate::hash::HashRef::Compact(buf) = h {
+                if fits_listpack(buf) {
+                    c.bytes.extend_from_slice(buf);
+                    c.keys.push(KeyCopy {
+                        name,
+                        fields: (first, first),
+                        ttl,
+                        listpackex: false,
+                        raw: Some((name.1, c.bytes.len())),
+                    });
+                    return;
+                }
+            }
             let at = h.now();
             h.for_each_with_ttl(|f, v, t| {
                 // Expired fields not yet removed are not exported.
@@ -344,8 +398,147 @@ impl Db {
                 fields: (first, c.spans.len()),
                 ttl,
                 listpackex: h.encoding() == "listpackex",
+                raw: None,
             });
         });
+    }
+}
+
+/// One shard's encoded records, with its key and field counts.
+type Encoded = (Vec<u8>, u64, u64);
+
+/// The reused buffers of one encoding thread.
+#[derive(Default)]
+struct Encoder {
+    c: ShardCopy,
+    texts: Vec<u8>,
+    ends: Vec<usize>,
+    lp: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Db {
+    /// Appends the records of shard `shard`'s keys to `out`; returns the
+    /// keys and fields written.
+    fn encode_shard(
+        &self,
+        shard: usize,
+        z: bool,
+        v12: bool,
+        e: &mut Encoder,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, u64)> {
+        let Encoder {
+            c,
+            texts,
+            ends,
+            lp,
+            buf,
+        } = e;
+        let (mut items, mut fields) = (0u64, 0u64);
+        self.copy_shard(shard, c);
+        for k in &c.keys {
+            let key = c.name(k);
+            if let Some((s, e)) = k.raw {
+                buf.clear();
+                if let Some(at) = k.ttl {
+                    buf.push(OP_EXPIRETIME_MS);
+                    buf.extend_from_slice(&at.to_le_bytes());
+                }
+                buf.push(TYPE_HASH_LISTPACK);
+                string_compressed(buf, key, z);
+                let n = listpack_from_compact(lp, &c.bytes[s..e]);
+                string_compressed(buf, lp, z);
+                out.extend_from_slice(buf);
+                items += 1;
+                fields += n as u64 / 2;
+                continue;
+            }
+            let has_ttls = c.pairs(k).any(|p| p.2 != 0);
+            if has_ttls && !v12 {
+                return Err(Error::Command(CommandError::err(format!(
+                    "key '{}' has field TTLs, which RDB version 10 (Redis 7.0) cannot hold; \
+                 export with RDB version 12 (Redis 7.4+), or as RESP or JSON lines",
+                    String::from_utf8_lossy(key)
+                ))));
+            }
+            buf.clear();
+            if let Some(at) = k.ttl {
+                buf.push(OP_EXPIRETIME_MS);
+                buf.extend_from_slice(&at.to_le_bytes());
+            }
+            let n = k.fields.1 - k.fields.0;
+            let compact = n <= LISTPACK_MAX_FIELDS
+                && c.pairs(k).all(|(f, v, _)| {
+                    f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE
+                });
+            // As Redis writes it: a `listpackex` hash is type 25 even with
+            // no TTL left (its minimum then 0); a dict without TTLs type 4.
+            let min = c
+                .pairs(k)
+                .map(|p| p.2)
+                .filter(|&t| t != 0)
+                .min()
+                .or((v12 && compact && k.listpackex).then_some(0));
+            match (compact, min) {
+                (true, None) => {
+                    buf.push(TYPE_HASH_LISTPACK);
+                    string_compressed(buf, key, z);
+                    listpack_into(lp, c.pairs(k).flat_map(|(f, v, _)| [f, v]));
+                    string_compressed(buf, lp, z);
+                }
+                (true, Some(min)) => {
+                    // Triples in listpackex order (TTL fields first, by
+                    // expiry), which is the order the hash holds them in.
+                    buf.push(TYPE_HASH_LISTPACK_EX);
+                    string_compressed(buf, key, z);
+                    buf.extend_from_slice(&min.to_le_bytes());
+                    texts.clear();
+                    ends.clear();
+                    for (_, _, t) in c.pairs(k) {
+                        crate::numeric::push_i64(texts, t);
+                        ends.push(texts.len());
+                    }
+                    let ttl_texts = ends.iter().scan(0, |start, &end| {
+                        let t = &texts[*start..end];
+                        *start = end;
+                        Some(t)
+                    });
+                    listpack_into(
+                        lp,
+                        c.pairs(k)
+                            .zip(ttl_texts)
+                            .flat_map(|((f, v, _), t)| [f, v, t]),
+                    );
+                    string_compressed(buf, lp, z);
+                }
+                (false, None) => {
+                    buf.push(TYPE_HASH);
+                    string_compressed(buf, key, z);
+                    len(buf, n as u64);
+                    for (f, v, _) in c.pairs(k) {
+                        string_compressed(buf, f, z);
+                        string_compressed(buf, v, z);
+                    }
+                }
+                (false, Some(min)) => {
+                    // Each TTL relative to the smallest, plus one (0: none).
+                    buf.push(TYPE_HASH_METADATA);
+                    string_compressed(buf, key, z);
+                    buf.extend_from_slice(&min.to_le_bytes());
+                    len(buf, n as u64);
+                    for (f, v, t) in c.pairs(k) {
+                        len(buf, if t == 0 { 0 } else { (t - min + 1) as u64 });
+                        string_compressed(buf, f, z);
+                        string_compressed(buf, v, z);
+                    }
+                }
+            }
+            out.extend_from_slice(buf);
+            items += 1;
+            fields += n as u64;
+        }
+        Ok((items, fields))
     }
 }
 
@@ -418,7 +611,7 @@ impl Db {
             string_compressed(&mut buf, v, z);
         }
         let keys = self.dbsize()?.max(0) as u64;
-        let volatile = self.info()?.volatile_keys;
+        let volatile = self.keyspace().volatile_keys();
         buf.push(OP_SELECTDB);
         len(&mut buf, 0);
         buf.push(OP_RESIZEDB);
@@ -426,99 +619,42 @@ impl Db {
         len(&mut buf, volatile);
         w.put(&buf).map_err(werr)?;
         let mut t = Transfer::default();
-        let mut c = ShardCopy::default();
-        let mut texts: Vec<u8> = Vec::new();
-        let mut ends: Vec<usize> = Vec::new();
-        let mut lp: Vec<u8> = Vec::new();
-        for shard in 0..crate::keyspace::SHARDS {
-            self.copy_shard(shard, &mut c);
-            for k in &c.keys {
-                let key = c.name(k);
-                let has_ttls = c.pairs(k).any(|p| p.2 != 0);
-                if has_ttls && !v12 {
-                    return Err(Error::Command(CommandError::err(format!(
-                        "key '{}' has field TTLs, which RDB version 10 (Redis 7.0) cannot hold; \
-                     export with RDB version 12 (Redis 7.4+), or as RESP or JSON lines",
-                        String::from_utf8_lossy(key)
-                    ))));
-                }
-                buf.clear();
-                if let Some(at) = k.ttl {
-                    buf.push(OP_EXPIRETIME_MS);
-                    buf.extend_from_slice(&at.to_le_bytes());
-                }
-                let n = k.fields.1 - k.fields.0;
-                let compact = n <= LISTPACK_MAX_FIELDS
-                    && c.pairs(k).all(|(f, v, _)| {
-                        f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE
-                    });
-                // As Redis writes it: a `listpackex` hash is type 25 even with
-                // no TTL left (its minimum then 0); a dict without TTLs type 4.
-                let min = c
-                    .pairs(k)
-                    .map(|p| p.2)
-                    .filter(|&t| t != 0)
-                    .min()
-                    .or((v12 && compact && k.listpackex).then_some(0));
-                match (compact, min) {
-                    (true, None) => {
-                        buf.push(TYPE_HASH_LISTPACK);
-                        string_compressed(&mut buf, key, z);
-                        listpack_into(&mut lp, c.pairs(k).flat_map(|(f, v, _)| [f, v]));
-                        string_compressed(&mut buf, &lp, z);
-                    }
-                    (true, Some(min)) => {
-                        // Triples in listpackex order (TTL fields first, by
-                        // expiry), which is the order the hash holds them in.
-                        buf.push(TYPE_HASH_LISTPACK_EX);
-                        string_compressed(&mut buf, key, z);
-                        buf.extend_from_slice(&min.to_le_bytes());
-                        texts.clear();
-                        ends.clear();
-                        for (_, _, t) in c.pairs(k) {
-                            crate::numeric::push_i64(&mut texts, t);
-                            ends.push(texts.len());
-                        }
-                        let ttl_texts = ends.iter().scan(0, |start, &end| {
-                            let t = &texts[*start..end];
-                            *start = end;
-                            Some(t)
-                        });
-                        listpack_into(
-                            &mut lp,
-                            c.pairs(k)
-                                .zip(ttl_texts)
-                                .flat_map(|((f, v, _), t)| [f, v, t]),
-                        );
-                        string_compressed(&mut buf, &lp, z);
-                    }
-                    (false, None) => {
-                        buf.push(TYPE_HASH);
-                        string_compressed(&mut buf, key, z);
-                        len(&mut buf, n as u64);
-                        for (f, v, _) in c.pairs(k) {
-                            string_compressed(&mut buf, f, z);
-                            string_compressed(&mut buf, v, z);
+        // Shards are copied and encoded on worker threads (LZF is most of
+        // the work) and written here in shard order, through the CRC.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 4);
+        let shards = crate::keyspace::SHARDS;
+        std::thread::scope(|s| -> Result<()> {
+            let mut rxs = Vec::with_capacity(workers);
+            for first in 0..workers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Encoded>>(2);
+                rxs.push(rx);
+                s.spawn(move || {
+                    let mut e = Encoder::default();
+                    for shard in (first..shards).step_by(workers) {
+                        let mut out = Vec::new();
+                        let r = self
+                            .encode_shard(shard, z, v12, &mut e, &mut out)
+                            .map(|(items, fields)| (out, items, fields));
+                        let failed = r.is_err();
+                        // A closed channel: the writer stopped.
+                        if tx.send(r).is_err() || failed {
+                            return;
                         }
                     }
-                    (false, Some(min)) => {
-                        // Each TTL relative to the smallest, plus one (0: none).
-                        buf.push(TYPE_HASH_METADATA);
-                        string_compressed(&mut buf, key, z);
-                        buf.extend_from_slice(&min.to_le_bytes());
-                        len(&mut buf, n as u64);
-                        for (f, v, t) in c.pairs(k) {
-                            len(&mut buf, if t == 0 { 0 } else { (t - min + 1) as u64 });
-                            string_compressed(&mut buf, f, z);
-                            string_compressed(&mut buf, v, z);
-                        }
-                    }
-                }
-                w.put(&buf).map_err(werr)?;
-                t.items += 1;
-                t.fields += n as u64;
+                });
             }
-        }
+            for shard in 0..shards {
+                let (bytes, items, fields) = rxs[shard % workers].recv().map_err(|_| {
+                    Error::Command(CommandError::err("internal: an RDB export worker stopped"))
+                })??;
+                w.put(&bytes).map_err(werr)?;
+                t.items += items;
+                t.fields += fields;
+            }
+            Ok(())
+        })?;
         w.put(&[OP_EOF]).map_err(werr)?;
         let crc = w.crc;
         w.out.write_all(&crc.to_le_bytes()).map_err(werr)?;
@@ -532,7 +668,31 @@ mod tests {
     use super::*;
     use crate::interop::rdb::lzf_decompress;
 
+    use proptest::prelude::Strategy as _;
+
     proptest::proptest! {
+        /// A compact hash's elements with backlens added are the listpack
+        /// of its decoded elements, byte for byte.
+        #[test]
+        fn listpack_from_compact_is_the_listpack_of_the_elements(
+            elems in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<i64>().prop_map(|i| i.to_string().into_bytes()),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                ],
+                0..40,
+            )
+        ) {
+            let mut buf = Vec::new();
+            for e in &elems {
+                crate::hash::compact::push_elem(&mut buf, e);
+            }
+            let mut lp = Vec::new();
+            let n = listpack_from_compact(&mut lp, &buf);
+            proptest::prop_assert_eq!(n, elems.len());
+            proptest::prop_assert_eq!(lp, listpack(elems.iter().map(Vec::as_slice)));
+        }
+
         /// Whatever LZF writes decompresses to the input; repetitive input
         /// gets smaller.
         #[test]
