@@ -192,8 +192,9 @@ fn rate(ops: usize, f: impl FnOnce()) -> f64 {
 }
 
 /// hashkv's side: (HGET 1, HSET 1, HGET x64, HSET x64, HGET 2 threads,
-/// open s, import s, RDB export MB/s, RDB import s).
-fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 9] {
+/// open s, import s, RDB export MB/s, RDB import s (into a directory,
+/// with the snapshot that makes it durable), RDB import s (in memory)).
+fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 10] {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options::default().fsync(FsyncPolicy::EverySec);
@@ -272,6 +273,10 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 9] {
     db.close().unwrap();
     let rdb_import = start.elapsed().as_secs_f64();
     assert_eq!(t.keys, n);
+    let start = Instant::now();
+    let t = Db::in_memory(opts.clone()).import_rdb(&rdb).unwrap();
+    let rdb_import_mem = start.elapsed().as_secs_f64();
+    assert_eq!(t.keys, n);
     let dir2 = tmp.path().join("imported");
     let start = Instant::now();
     let db = Db::open_with(&dir2, opts).unwrap();
@@ -281,7 +286,16 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 9] {
     db.close().unwrap();
     let import = start.elapsed().as_secs_f64();
     [
-        hget1, hset1, hget64, hset64, hget2, open, import, export_mbs, rdb_import,
+        hget1,
+        hset1,
+        hget64,
+        hset64,
+        hget2,
+        open,
+        import,
+        export_mbs,
+        rdb_import,
+        rdb_import_mem,
     ]
 }
 
@@ -356,7 +370,17 @@ fn profile_loop(which: &str, n: u64) {
             drop(db);
             let t = Instant::now();
             Db::in_memory(Options::default()).import_rdb(&file).unwrap();
-            eprintln!("import: {:.3} s", t.elapsed().as_secs_f64());
+            eprintln!("import in memory: {:.3} s", t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let on_disk = Db::open(tmp.path().join("db")).unwrap();
+            on_disk.import_rdb(&file).unwrap();
+            eprintln!(
+                "import with its snapshot: {:.3} s",
+                t.elapsed().as_secs_f64()
+            );
+            let t = Instant::now();
+            on_disk.snapshot().unwrap();
+            eprintln!("a snapshot alone: {:.3} s", t.elapsed().as_secs_f64());
             return;
         }
         _ => {}
@@ -384,7 +408,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let resp = tmp.path().join("profiles.resp");
     resp_file(&resp, n);
-    let mut ours: Vec<[f64; 9]> = Vec::new();
+    let mut ours: Vec<[f64; 10]> = Vec::new();
     let mut theirs: Vec<[f64; 4]> = Vec::new();
     for run in 0..runs {
         ours.push(hashkv_side(n, &resp));
@@ -439,7 +463,13 @@ fn main() {
         faster(t(3), o(6))
     );
     println!(
-        "| `Db::import_rdb` of the dataset's dump.rdb vs Redis loading its own | {} | {} | {} |",
+        "| `Db::import_rdb` of the dataset's dump.rdb, in memory, vs Redis loading its own | {} | {} | {} |",
+        fmt_opt(t(2), &secs),
+        secs(o(9)),
+        faster(t(2), o(9))
+    );
+    println!(
+        "| the same into a directory, with the snapshot that makes it durable | {} | {} | {} |",
         fmt_opt(t(2), &secs),
         secs(o(8)),
         faster(t(2), o(8))

@@ -667,12 +667,12 @@ fn import(
     }
 }
 
-/// The RDB file to import: it is read twice (checked whole, then
+/// The RDB file to import: it is read more than once (checked, then
 /// applied), so it must be a file, checked before the directory is opened.
 fn rdb_file(file: Option<&std::path::Path>) -> Result<PathBuf, String> {
     let Some(p) = file.filter(|p| p.as_os_str() != "-") else {
         return Err(
-            "hashkv: import: --format rdb reads a file (it is checked whole before anything is applied), not standard input; give its path".into(),
+            "hashkv: import: --format rdb reads a file (it is checked before anything is applied), not standard input; give its path".into(),
         );
     };
     if !p.is_file() {

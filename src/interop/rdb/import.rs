@@ -5,14 +5,17 @@
 //! Other types are skipped by their grammar and counted (or refused with
 //! [`RdbImportOptions::strict`]); so are AUX, module and function records.
 //!
-//! The file is read twice. The first pass checks everything without
-//! changing the database: the magic and version, every record and every
-//! hash (packed layouts element by element, duplicate fields and keys), and
-//! the CRC-64 trailer (version 5 and later, unless written as zero). Only a
-//! file that passes is applied, in a second pass: so a damaged file changes
-//! nothing and the error names its byte offset and what was expected. No
-//! allocation is sized by a length the file declares before that length is
-//! checked against the bytes the file has left.
+//! Damage is found before anything changes. A file whose CRC-64 trailer
+//! matches (version 5 and later, non-zero) is verified in one fast pass
+//! and then read once, checked as it is applied: it is what its writer
+//! wrote, and structural damage behind a valid checksum (a writer's bug)
+//! stops the import at its offset with the hashes before it kept and
+//! counted in the error. Any other file (no checksum, a zero one, a
+//! mismatch) is first read whole without changing the database: the magic
+//! and version, every record and every hash (packed layouts element by
+//! element, duplicate fields and keys) and the trailer; only a file that
+//! passes is applied. No allocation is sized by a length the file declares
+//! before that length is checked against the bytes the file has left.
 //!
 //! Each hash is built in the encoding that fits it under the database's
 //! [`Options`](crate::Options) (as Redis rebuilds encodings when it loads)
@@ -491,8 +494,22 @@ impl Reader<'_> {
                     continue;
                 }
                 OP_RESIZEDB => {
-                    self.input.len("RESIZEDB size")?;
+                    let keys = self.input.len("RESIZEDB size")?;
                     self.input.len("RESIZEDB expires size")?;
+                    // A sizing hint, trusted only as far as the file's size
+                    // allows (with a margin: memory stays of the order of
+                    // the file's size).
+                    let keys = keys.min(self.input.size / 16).min(1 << 26);
+                    if db == self.import.db {
+                        if let Some(seen) = &mut pass.seen {
+                            seen.reserve(keys as usize);
+                        }
+                        if let Some(target) = pass.db {
+                            // Empty shards' tables sized at once: no
+                            // migrations while the keys arrive.
+                            target.keyspace().reserve_keys(keys);
+                        }
+                    }
                     continue;
                 }
                 OP_AUX => {
@@ -1009,16 +1026,28 @@ impl Db {
     }
 
     /// Imports the hashes of the Redis RDB file at `path` (versions 1 to
-    /// 12), each replacing what its key held: the file is checked whole
-    /// first (records, hashes, checksum), then applied, then (for a
-    /// database on a directory) a snapshot makes it durable.
-    /// `progress(bytes, total)` reports each pass's position in the file.
+    /// 12), each replacing what its key held, then (for a database on a
+    /// directory) takes a snapshot that makes them durable. The file is
+    /// checked before anything changes: its CRC-64 when it has one, else a
+    /// whole pass over it (see the module docs). `progress(bytes, total)`
+    /// reports each pass's position in the file.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let db = hashkv::Db::open("data")?;
+    /// let t = db.import_rdb("/var/lib/redis/dump.rdb")?;
+    /// for line in t.summary() {
+    ///     println!("{line}");
+    /// }
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] naming the byte offset of the damage and what was
     /// expected there, for an unreadable, damaged, unsupported or (with
-    /// `strict`) mixed-type file; nothing is imported then. Or a failed
-    /// snapshot.
+    /// `strict`) mixed-type file: nothing is imported then, except behind
+    /// a matching checksum, where the hashes before the damage stay and
+    /// the error counts them. Or a failed snapshot.
     pub fn import_rdb_with(
         &self,
         path: impl AsRef<Path>,
