@@ -123,8 +123,9 @@
 //!   their commands directly on the shards they lock (`command::Ctx`),
 //!   keeping each key's old state for a rollback.
 //! - [`pipeline`]: [`pipeline::Pipeline`], batches of commands.
-//! - [`interop`]: export and import in RESP and JSON lines;
-//!   [`admin`]: check, repair, info.
+//! - [`interop`]: export and import in RESP, JSON lines and Redis RDB
+//!   files ([`Db::import_rdb`], [`Db::export_rdb`]); [`admin`]: check,
+//!   repair, info.
 //! - [`typed`]: structs through serde ([`Db::hset_struct`],
 //!   [`Db::hget_struct`]) and the key and field iterators.
 //! - [`options`]: [`Options`] and the [`Clock`] seam.

@@ -1,7 +1,8 @@
 //! Data in and out of hashkv in other programs' formats: [`Db::export`]
 //! and [`Db::import`] in RESP (the command stream `redis-cli --pipe`
-//! loads; `resp`) or JSON lines (`json`). Library and `hashkv` tool share
-//! this one code path.
+//! loads; `resp`) or JSON lines (`json`), and Redis's own RDB files
+//! ([`Db::import_rdb`], [`Db::export_rdb`]; `rdb`). Library and `hashkv`
+//! tool share these code paths.
 //!
 //! JSON lines: one object per key,
 //! `{"key": K, "expire_at_ms": T, "fields": {F: V, ...}}` (plus
