@@ -15,30 +15,7 @@ fn an_exported_rdb_loads_in_redis_with_every_key_as_hashkv_has_it() {
     let db = Db::in_memory(Options::default().active_expiry(false));
     // Small hashes with integer-looking values of every listpack integer
     // width, strings that are not canonical integers, binary bytes.
-    let ints = [
-        "0",
-        "1",
-        "127",
-        "128",
-        "-1",
-        "4095",
-        "-4096",
-        "32767",
-        "-32768",
-        "8388607",
-        "-8388608",
-        "2147483647",
-        "-2147483648",
-        "9223372036854775807",
-        "-9223372036854775808",
-        "9223372036854775808",
-        "007",
-        "-0",
-        "+1",
-        " 1",
-        "1.5",
-        "",
-    ];
+    let ints = common::INT_EDGES;
     let pairs: Vec<(String, &str)> = ints
         .iter()
         .enumerate()

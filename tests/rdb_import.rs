@@ -655,30 +655,7 @@ fn a_dump_redis_saves_imports_as_redis_has_it_and_goes_back() {
     let mut call = |argv: &[&[u8]]| call_on(&mut c, argv);
     // Hashes: small, integer-looking values of every width, binary bytes,
     // values over 64 bytes (dict), more than 512 fields (dict), key TTLs.
-    let ints = [
-        "0",
-        "1",
-        "127",
-        "128",
-        "-1",
-        "4095",
-        "-4096",
-        "32767",
-        "-32768",
-        "8388607",
-        "-8388608",
-        "2147483647",
-        "-2147483648",
-        "9223372036854775807",
-        "-9223372036854775808",
-        "9223372036854775808",
-        "007",
-        "-0",
-        "+1",
-        " 1",
-        "1.5",
-        "",
-    ];
+    let ints = common::INT_EDGES;
     let mut argv: Vec<Vec<u8>> = vec![b"HSET".to_vec(), b"ints".to_vec()];
     for (i, v) in ints.iter().enumerate() {
         argv.push(format!("f{i}").into_bytes());

@@ -25,20 +25,24 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rdb_import", rdb_import),
 ];
 
+/// An in-memory database with tiny compact limits (so conversions happen
+/// on small inputs), no active expiry, reading `clock`.
+fn small_db(clock: &std::sync::Arc<hashkv::ManualClock>) -> hashkv::Db {
+    hashkv::Db::in_memory(
+        hashkv::Options::default()
+            .active_expiry(false)
+            .hash_max_listpack_entries(4)
+            .hash_max_listpack_value(8)
+            .clock(clock.clone()),
+    )
+}
+
 /// Arbitrary bytes as a Redis RDB file: the import fails and changes
 /// nothing, or it succeeds with a consistent keyspace that an RDB 12
 /// export carries to a second database unchanged.
 pub fn rdb_import(data: &[u8]) {
     let clock = hashkv::ManualClock::new(1_700_000_000_000);
-    let db = || {
-        hashkv::Db::in_memory(
-            hashkv::Options::default()
-                .active_expiry(false)
-                .hash_max_listpack_entries(4)
-                .hash_max_listpack_value(8)
-                .clock(clock.clone()),
-        )
-    };
+    let db = || small_db(&clock);
     let dir = tempfile::Builder::new()
         .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
             "/dev/shm"
@@ -203,15 +207,7 @@ pub fn import(data: &[u8]) {
     // Both databases read one stopped clock, so relative TTLs (JSON
     // `ttl_ms`) mean the same on both sides however long the run takes.
     let clock = hashkv::ManualClock::new(1_700_000_000_000);
-    let db = || {
-        hashkv::Db::in_memory(
-            hashkv::Options::default()
-                .active_expiry(false)
-                .hash_max_listpack_entries(4)
-                .hash_max_listpack_value(8)
-                .clock(clock.clone()),
-        )
-    };
+    let db = || small_db(&clock);
     let a = db();
     let mut input = rest;
     if a.import(format, &mut input, &mut |_, _| {}).is_err() {

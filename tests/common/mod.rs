@@ -248,3 +248,31 @@ impl ShellChild {
         self.replies.try_iter().collect()
     }
 }
+
+/// Values at every edge of Redis's integer encodings (listpack widths, the
+/// RDB string forms) and strings that only look like integers: how
+/// integer-looking values travel is checked with these.
+pub const INT_EDGES: [&str; 22] = [
+    "0",
+    "1",
+    "127",
+    "128",
+    "-1",
+    "4095",
+    "-4096",
+    "32767",
+    "-32768",
+    "8388607",
+    "-8388608",
+    "2147483647",
+    "-2147483648",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "007",
+    "-0",
+    "+1",
+    " 1",
+    "1.5",
+    "",
+];

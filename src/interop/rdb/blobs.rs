@@ -44,6 +44,18 @@ fn signed(v: u64, bits: u32) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
+/// `count` if the header's `declared` count (at byte `at`) agrees or is
+/// 65535 ("unknown": too many to count in 16 bits).
+fn header_count(declared: usize, count: usize, at: usize, kind: &str) -> Result<usize, BlobError> {
+    if declared != 65535 && declared != count {
+        return Err((
+            at,
+            format!("{kind} header counts {declared} elements, it has {count}"),
+        ));
+    }
+    Ok(count)
+}
+
 /// The width Redis gives the backlen of an entry of `l` bytes.
 fn backlen_width(l: usize) -> usize {
     match l {
@@ -171,13 +183,7 @@ fn walk_listpack(b: &[u8], f: &mut EntryFn<'_>) -> Result<usize, BlobError> {
         count += 1;
         pos += size + width;
     }
-    if declared != 65535 && declared != count {
-        return Err((
-            4,
-            format!("listpack header counts {declared} elements, it has {count}"),
-        ));
-    }
-    Ok(count)
+    header_count(declared, count, 4, "listpack")
 }
 
 /// Calls `f` with each element of the ziplist `b`; returns the count.
@@ -288,13 +294,7 @@ pub(super) fn ziplist(
             format!("ziplist tail offset {tail}, last entry at {last}"),
         ));
     }
-    if declared != 65535 && declared != count {
-        return Err((
-            8,
-            format!("ziplist header counts {declared} elements, it has {count}"),
-        ));
-    }
-    Ok(count)
+    header_count(declared, count, 8, "ziplist")
 }
 
 /// Calls `f` with each key and value of the zipmap `b` (Redis 2.4 and

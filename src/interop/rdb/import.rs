@@ -36,9 +36,9 @@ use super::{
 };
 use crate::admin::io;
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
-use crate::keyspace::OwnedHash;
+use crate::keyspace::{OwnedHash, Shard};
 use crate::options::Options;
 use crate::snapshot::format::hash_from_pairs;
 
@@ -761,14 +761,7 @@ impl Reader<'_> {
         self.out.keys += 1;
         self.out.fields += pairs.len() as u64;
         if let Some(db) = pass.db {
-            let ks = db.keyspace();
-            ks.watches
-                .touch_changed(std::iter::once((h.key.as_slice(), false)));
-            let replaced = ks
-                .shard(&h.key)
-                .write()
-                .put(&h.key, hash, ttl)
-                .map_err(|e| Bad(key_at, format!("key '{}': {e}", key_name())))?;
+            let replaced = store(db, &h.key, key_at, |shard| shard.put(&h.key, hash, ttl))?;
             self.out.replaced += u64::from(replaced);
         }
         Ok(())
@@ -797,23 +790,14 @@ impl Reader<'_> {
         let h = &self.hash;
         let fits = pairs <= self.opts.hash_max_listpack_entries
             && longest <= self.opts.hash_max_listpack_value;
-        let ks = db.keyspace();
-        ks.watches
-            .touch_changed(std::iter::once((h.key.as_slice(), false)));
-        let mut shard = ks.shard(&h.key).write();
-        let put = if fits {
-            shard.put_compact(&h.key, &h.bytes, ttl)
-        } else {
-            match crate::hash::dict_from_compact(&h.bytes) {
-                Ok(d) => shard.put(&h.key, OwnedHash::Dict(Box::new(d), None), ttl),
-                Err(_) => Err(crate::error::CommandError::too_large()),
+        let replaced = store(db, &h.key, key_at, |shard| {
+            if fits {
+                shard.put_compact(&h.key, &h.bytes, ttl)
+            } else {
+                let d = crate::hash::dict_from_compact(&h.bytes)
+                    .map_err(|_| CommandError::too_large())?;
+                shard.put(&h.key, OwnedHash::Dict(Box::new(d), None), ttl)
             }
-        };
-        let replaced = put.map_err(|e| {
-            Bad(
-                key_at,
-                format!("key '{}': {e}", String::from_utf8_lossy(&h.key)),
-            )
         })?;
         self.out.replaced += u64::from(replaced);
         Ok(())
@@ -1003,6 +987,25 @@ fn crc_matches(path: &Path) -> Result<bool> {
     };
     let stored = u64::from_le_bytes(stored);
     Ok(stored != 0 && stored == crc)
+}
+
+/// Puts one imported hash into `db` with `put`, replacing the key (whose
+/// watchers are marked); true when it replaced a key.
+fn store(
+    db: &Db,
+    key: &[u8],
+    key_at: u64,
+    put: impl FnOnce(&mut Shard) -> std::result::Result<bool, CommandError>,
+) -> std::result::Result<bool, Bad> {
+    let ks = db.keyspace();
+    ks.watches.touch_changed(std::iter::once((key, false)));
+    let mut shard = ks.shard(key).write();
+    put(&mut shard).map_err(|e| {
+        Bad(
+            key_at,
+            format!("key '{}': {e}", String::from_utf8_lossy(key)),
+        )
+    })
 }
 
 /// The key string at `offset` of the file (for the duplicate check).
