@@ -26,15 +26,13 @@
 //! snapshot is durable.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use super::blobs::{self, BlobError, Decoder, Elem};
-use super::{
-    crc64, lzf_decompress_into, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB,
-};
-use crate::admin::io;
+use super::input::{Bad, Input};
+use super::skip;
+use super::{crc64, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
@@ -52,12 +50,6 @@ const OP_MODULE_AUX: u8 = 0xF7;
 const OP_IDLE: u8 = 0xF8;
 const OP_FREQ: u8 = 0xF9;
 const OP_EXPIRETIME: u8 = 0xFD;
-
-/// Largest string read (Redis's `proto-max-bulk-len` default).
-const MAX_STRING: u64 = 512 << 20;
-/// LZF output is at most this many times its input (a 2-byte reference
-/// expands to at most 9 bytes... a 3-byte one to 264).
-const LZF_MAX_RATIO: u64 = 132;
 
 /// What [`Db::import_rdb_with`] reads from a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,181 +134,6 @@ impl RdbImport {
     }
 }
 
-/// Damage: the byte offset in the file and what was expected there.
-struct Bad(u64, String);
-
-type Parse<T> = std::result::Result<T, Bad>;
-
-/// The file, read forwards, with its offset, the bytes it has left, and
-/// (in the checking pass) the CRC-64 of everything read.
-struct Input {
-    r: BufReader<File>,
-    /// An LZF string's compressed bytes (reused).
-    lzf: Vec<u8>,
-    offset: u64,
-    size: u64,
-    crc: Option<u64>,
-}
-
-impl Input {
-    fn open(path: &Path) -> Result<Input> {
-        let f = File::open(path).map_err(|e| io("opening RDB file", path, e))?;
-        let size = f
-            .metadata()
-            .map_err(|e| io("reading RDB file", path, e))?
-            .len();
-        Ok(Input {
-            r: BufReader::with_capacity(1 << 20, f),
-            lzf: Vec::new(),
-            offset: 0,
-            size,
-            crc: None,
-        })
-    }
-
-    fn left(&self) -> u64 {
-        self.size.saturating_sub(self.offset)
-    }
-
-    fn fail<T>(&self, what: impl Into<String>) -> Parse<T> {
-        Err(Bad(self.offset, what.into()))
-    }
-
-    /// Reads `n` bytes into `out` (replacing its contents).
-    fn read_into(&mut self, n: u64, out: &mut Vec<u8>, what: &str) -> Parse<()> {
-        if n > self.left() {
-            return self.fail(format!(
-                "{what}: {n} bytes declared, the file has {} left",
-                self.left()
-            ));
-        }
-        out.clear();
-        out.resize(n as usize, 0);
-        if let Err(e) = self.r.read_exact(out) {
-            return self.fail(format!("{what}: read failed: {e}"));
-        }
-        if let Some(c) = &mut self.crc {
-            *c = crc64(*c, out);
-        }
-        self.offset += n;
-        Ok(())
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Parse<[u8; N]> {
-        if (N as u64) > self.left() {
-            return self.fail(format!("{what}: the file ends here"));
-        }
-        let mut b = [0u8; N];
-        if let Err(e) = self.r.read_exact(&mut b) {
-            return self.fail(format!("{what}: read failed: {e}"));
-        }
-        if let Some(c) = &mut self.crc {
-            *c = crc64(*c, &b);
-        }
-        self.offset += N as u64;
-        Ok(b)
-    }
-
-    fn byte(&mut self, what: &str) -> Parse<u8> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    /// Skips `n` bytes (checked against the file).
-    fn skip(&mut self, n: u64, what: &str, scratch: &mut Vec<u8>) -> Parse<()> {
-        let mut left = n;
-        while left > 0 {
-            let step = left.min(1 << 20);
-            self.read_into(step, scratch, what)?;
-            left -= step;
-        }
-        Ok(())
-    }
-
-    /// An RDB length; `Err(special)` for a string's special form
-    /// (`11xxxxxx`).
-    fn length(&mut self, what: &str) -> Parse<std::result::Result<u64, u8>> {
-        let at = self.offset;
-        let b = self.byte(what)?;
-        Ok(match b >> 6 {
-            0 => Ok(u64::from(b & 0x3F)),
-            1 => Ok((u64::from(b & 0x3F) << 8) | u64::from(self.byte(what)?)),
-            3 => Err(b & 0x3F),
-            _ => match b {
-                0x80 => Ok(u64::from(u32::from_be_bytes(self.array(what)?))),
-                0x81 => Ok(u64::from_be_bytes(self.array(what)?)),
-                _ => return Err(Bad(at, format!("{what}: unknown length encoding {b:#04x}"))),
-            },
-        })
-    }
-
-    /// A plain length (not a string's special form).
-    fn len(&mut self, what: &str) -> Parse<u64> {
-        let at = self.offset;
-        self.length(what)?.map_err(|_| {
-            Bad(
-                at,
-                format!("{what}: a string encoding where a length belongs"),
-            )
-        })
-    }
-
-    /// An RDB string into `out`: raw, integer or LZF.
-    fn string_into(&mut self, out: &mut Vec<u8>, what: &str) -> Parse<()> {
-        let at = self.offset;
-        match self.length(what)? {
-            Ok(n) => {
-                if n > MAX_STRING {
-                    return Err(Bad(
-                        at,
-                        format!("{what}: {n} bytes, more than {MAX_STRING}"),
-                    ));
-                }
-                self.read_into(n, out, what)
-            }
-            Err(k @ 0..=2) => {
-                let v = match k {
-                    0 => i64::from(self.byte(what)? as i8),
-                    1 => i64::from(i16::from_le_bytes(self.array(what)?)),
-                    _ => i64::from(i32::from_le_bytes(self.array(what)?)),
-                };
-                out.clear();
-                crate::numeric::push_i64(out, v);
-                Ok(())
-            }
-            Err(3) => {
-                let clen = self.len(what)?;
-                let ulen = self.len(what)?;
-                if clen > self.left()
-                    || ulen > MAX_STRING
-                    || ulen > clen.saturating_mul(LZF_MAX_RATIO) + 64
-                {
-                    return Err(Bad(
-                        at,
-                        format!("{what}: LZF string of {clen} bytes cannot hold {ulen}"),
-                    ));
-                }
-                let mut z = std::mem::take(&mut self.lzf);
-                self.read_into(clen, &mut z, what)?;
-                let ok = lzf_decompress_into(&z, ulen as usize, out);
-                self.lzf = z;
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Bad(at, format!("{what}: damaged LZF data")))
-                }
-            }
-            Err(k) => Err(Bad(
-                at,
-                format!("{what}: unknown string encoding {:#04x}", 0xC0 | k),
-            )),
-        }
-    }
-
-    fn skip_string(&mut self, scratch: &mut Vec<u8>, what: &str) -> Parse<()> {
-        self.string_into(scratch, what)
-    }
-}
-
 /// A key's hash as read: elements back to back, with each field's TTL.
 #[derive(Default)]
 struct Hash {
@@ -397,20 +214,6 @@ impl Hash {
         }
         Ok(())
     }
-}
-
-/// The name of a non-hash object type, for the summary; `None` for a
-/// type the reader does not know.
-fn type_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0 => "string",
-        1 | 10 | 14 | 18 => "list",
-        2 | 11 | 20 => "set",
-        3 | 5 | 12 | 17 => "sorted set",
-        6 | 7 => "module",
-        15 | 19 | 21 => "stream",
-        _ => return None,
-    })
 }
 
 /// How one pass treats the records it reads.
@@ -519,7 +322,7 @@ impl Reader<'_> {
                 }
                 OP_MODULE_AUX => {
                     self.input.len("module id")?;
-                    self.skip_module_data(true)?;
+                    skip::skip_module_data(&mut self.input, &mut self.scratch, true)?;
                     continue;
                 }
                 OP_FUNCTION2 => {
@@ -567,7 +370,7 @@ impl Reader<'_> {
             self.hash.key = key;
             if !self.read_hash(op, at)? {
                 // Another type, skipped by its grammar.
-                let name = type_name(op).unwrap_or("unknown");
+                let name = skip::type_name(op).unwrap_or("unknown");
                 if self.import.strict {
                     return Err(Bad(
                         at,
@@ -713,7 +516,7 @@ impl Reader<'_> {
                 r.map_err(|e| blob_err(e, "listpack with field TTLs"))?;
             }
             _ => {
-                self.skip_value(t, at)?;
+                skip::skip_value(&mut self.input, &mut self.scratch, t, at)?;
                 return Ok(false);
             }
         }
@@ -823,131 +626,6 @@ impl Reader<'_> {
             }
         } else {
             seen.insert(hk, key_at);
-        }
-        Ok(())
-    }
-
-    /// Skips the value of a non-hash record by its type's grammar.
-    fn skip_value(&mut self, t: u8, at: u64) -> std::result::Result<(), Bad> {
-        let s = &mut self.scratch;
-        let inp = &mut self.input;
-        match t {
-            0 | 10 | 11 | 12 | 17 | 20 => inp.skip_string(s, "value")?,
-            1 | 2 | 14 => {
-                let n = inp.len("element count")?;
-                for _ in 0..n {
-                    inp.skip_string(s, "element")?;
-                }
-            }
-            3 => {
-                let n = inp.len("member count")?;
-                for _ in 0..n {
-                    inp.skip_string(s, "member")?;
-                    let l = inp.byte("score")?;
-                    if l < 253 {
-                        inp.skip(u64::from(l), "score", s)?;
-                    }
-                }
-            }
-            5 => {
-                let n = inp.len("member count")?;
-                for _ in 0..n {
-                    inp.skip_string(s, "member")?;
-                    inp.skip(8, "score", s)?;
-                }
-            }
-            18 => {
-                let n = inp.len("node count")?;
-                for _ in 0..n {
-                    inp.len("node container")?;
-                    inp.skip_string(s, "node")?;
-                }
-            }
-            7 => {
-                inp.len("module id")?;
-                self.skip_module_data(false)?;
-            }
-            15 | 19 | 21 => self.skip_stream(t)?,
-            6 => {
-                return Err(Bad(
-                    at,
-                    "a module value of the pre-release format (type 6), not supported".into(),
-                ))
-            }
-            _ => return Err(Bad(at, format!("unknown RDB object type {t}"))),
-        }
-        Ok(())
-    }
-
-    /// Module data: opcodes and values until opcode 0 (`aux`: the
-    /// `when_opcode, when` pair of MODULE_AUX comes first).
-    fn skip_module_data(&mut self, aux: bool) -> std::result::Result<(), Bad> {
-        let s = &mut self.scratch;
-        let inp = &mut self.input;
-        if aux {
-            inp.len("module when opcode")?;
-            inp.len("module when")?;
-        }
-        loop {
-            let at = inp.offset;
-            match inp.len("module opcode")? {
-                0 => return Ok(()),
-                1 | 2 => {
-                    inp.len("module integer")?;
-                }
-                3 => inp.skip(4, "module float", s)?,
-                4 => inp.skip(8, "module double", s)?,
-                5 => inp.skip_string(s, "module string")?,
-                op => return Err(Bad(at, format!("unknown module data opcode {op}"))),
-            }
-        }
-    }
-
-    fn skip_stream(&mut self, t: u8) -> std::result::Result<(), Bad> {
-        let s = &mut self.scratch;
-        let inp = &mut self.input;
-        let nodes = inp.len("stream node count")?;
-        for _ in 0..nodes {
-            inp.skip_string(s, "stream node key")?;
-            inp.skip_string(s, "stream node")?;
-        }
-        for what in ["stream length", "stream last id ms", "stream last id seq"] {
-            inp.len(what)?;
-        }
-        if t >= 19 {
-            for what in [
-                "first id ms",
-                "first id seq",
-                "max deleted ms",
-                "max deleted seq",
-                "entries added",
-            ] {
-                inp.len(what)?;
-            }
-        }
-        let groups = inp.len("consumer group count")?;
-        for _ in 0..groups {
-            inp.skip_string(s, "group name")?;
-            inp.len("group id ms")?;
-            inp.len("group id seq")?;
-            if t >= 19 {
-                inp.len("group entries read")?;
-            }
-            let pel = inp.len("pending count")?;
-            for _ in 0..pel {
-                inp.skip(16 + 8, "pending entry", s)?;
-                inp.len("delivery count")?;
-            }
-            let consumers = inp.len("consumer count")?;
-            for _ in 0..consumers {
-                inp.skip_string(s, "consumer name")?;
-                inp.skip(8, "seen time", s)?;
-                if t >= 21 {
-                    inp.skip(8, "active time", s)?;
-                }
-                let n = inp.len("consumer pending count")?;
-                inp.skip(n.saturating_mul(16), "consumer pending ids", s)?;
-            }
         }
         Ok(())
     }

@@ -1,12 +1,15 @@
 //! Redis RDB files, both ways: [`Db::export_rdb`] writes a file Redis 7.0+
 //! loads (`export`), [`Db::import_rdb`] reads the files Redis 2.x to 8.x
-//! write (`import`, with the old hash layouts in `blobs`). Layouts follow
+//! write (`import`: the file read by `input`, the old hash layouts in
+//! `blobs`, other types skipped by `skip`). Layouts follow
 //! Redis's `rdb.c`, `listpack.c`, `ziplist.c` and `zipmap.c`; docs/FORMAT.md
 //! ("Redis RDB files") says what is written and what is read.
 
 mod blobs;
 mod export;
 mod import;
+mod input;
+mod skip;
 pub use export::{RdbCompression, RdbExportOptions, RdbVersion};
 pub use import::{RdbImport, RdbImportOptions};
 
