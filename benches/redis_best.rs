@@ -305,7 +305,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `HASHKV_BEST_PROFILE=hget1|hget64|hset1|hset64`: only that loop, on
-/// `--keys` keys in memory, for perf or callgrind.
+/// `--keys` keys in memory, for perf or callgrind; `rdb`: an RDB export of
+/// those keys (with and without LZF) and its import (in memory, then into
+/// a directory with its snapshot), each timed.
 fn profile_loop(which: &str, n: u64) {
     let db = Db::in_memory(Options::default());
     let keys: Vec<String> = (0..n).map(key).collect();
