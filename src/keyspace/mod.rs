@@ -936,15 +936,7 @@ impl Keyspace {
 
     /// Locks the shards of all `keys` for writing, in ascending shard order.
     pub(crate) fn lock_many(&self, keys: &[&[u8]]) -> MultiGuard<'_> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| shard_index(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        MultiGuard {
-            guards: idx
-                .into_iter()
-                .map(|i| (i, self.shards[i].write()))
-                .collect(),
-        }
+        self.lock_mask(keys.iter().fold(0, |m, k| m | 1 << shard_index(k)))
     }
 
     /// Locks every shard for writing, in order.

@@ -365,28 +365,18 @@ mod tests {
     #[test]
     fn the_spec_samples_decode() {
         // FORMATS.md §1.8 and §1.9 (bytes of the legacy sample files).
+        let pairs = vec![
+            Elem::Str(b"f1"),
+            Elem::Str(b"v1"),
+            Elem::Str(b"f2"),
+            Elem::Str(b"v2"),
+        ];
         let zl =
             b"\x1b\x00\x00\x00\x16\x00\x00\x00\x04\x00\x00\x02f1\x04\x02v1\x04\x02f2\x04\x02v2\xff";
-        assert_eq!(
-            all(ziplist, zl).unwrap(),
-            vec![
-                Elem::Str(b"f1"),
-                Elem::Str(b"v1"),
-                Elem::Str(b"f2"),
-                Elem::Str(b"v2")
-            ]
-        );
+        assert_eq!(all(ziplist, zl).unwrap(), pairs);
         let zm = b"\x02\x02f1\x02\x00v1\x02f2\x02\x00v2\xff";
-        assert_eq!(
-            all(zipmap, zm).unwrap(),
-            vec![
-                Elem::Str(b"f1"),
-                Elem::Str(b"v1"),
-                Elem::Str(b"f2"),
-                Elem::Str(b"v2")
-            ]
-        );
-        // §2.12: `f1 v1 n -1`.
+        assert_eq!(all(zipmap, zm).unwrap(), pairs);
+        // §2.12: `f1 v1 n -7` (13-bit integer `df f9`).
         let lp = b"\x15\x00\x00\x00\x04\x00\x82f1\x03\x82v1\x03\x81n\x02\xdf\xf9\x02\xff";
         assert_eq!(
             all(listpack, lp).unwrap(),

@@ -397,7 +397,7 @@ impl Db {
                 name,
                 fields: (first, c.spans.len()),
                 ttl,
-                listpackex: h.encoding() == "listpackex",
+                listpackex: matches!(h, crate::hash::HashRef::CompactEx(..)),
                 raw: None,
             });
         });
