@@ -32,7 +32,10 @@ pub fn compact_round_trip(bytes: &[u8]) {
     let mut count = 0;
     for (f, v) in compact::pairs(bytes) {
         compact::push_elem(&mut again, &f.to_bytes());
-        compact::push_elem(&mut again, &v.to_bytes());
+        match v {
+            compact::Elem::Hex(..) => compact::push_value(&mut again, &v.to_bytes(), true),
+            _ => compact::push_elem(&mut again, &v.to_bytes()),
+        }
         count += 1;
     }
     assert_eq!(count, n, "pair count");

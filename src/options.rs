@@ -101,6 +101,8 @@ pub struct Options {
     pub(crate) save: Vec<(Duration, u64)>,
     pub(crate) compact_log_bytes: Option<u64>,
     pub(crate) snapshot_compression: bool,
+    pub(crate) pack_hex: bool,
+    pub(crate) shapes: bool,
 }
 
 /// Redis's default `save` lines: after 3600 s if at least 1 change, 300 s
@@ -125,6 +127,8 @@ impl Default for Options {
                 .collect(),
             compact_log_bytes: Some(DEFAULT_COMPACT_LOG_BYTES),
             snapshot_compression: true,
+            pack_hex: true,
+            shapes: true,
         }
     }
 }
@@ -140,6 +144,8 @@ impl fmt::Debug for Options {
             .field("save", &self.save)
             .field("compact_log_bytes", &self.compact_log_bytes)
             .field("snapshot_compression", &self.snapshot_compression)
+            .field("pack_hex", &self.pack_hex)
+            .field("shapes", &self.shapes)
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +229,28 @@ impl Options {
     #[must_use]
     pub fn snapshot_compression(mut self, on: bool) -> Self {
         self.snapshot_compression = on;
+        self
+    }
+
+    /// Whether compact hashes store values that are runs of hex digits
+    /// (object hashes, digests, UUIDs without dashes; at least 8 digits, an
+    /// even number, all letters of one case) packed two digits a byte.
+    /// Replies are the same byte for byte either way; only memory differs.
+    /// Default = true.
+    #[must_use]
+    pub fn pack_hex(mut self, on: bool) -> Self {
+        self.pack_hex = on;
+        self
+    }
+
+    /// Whether compact hashes with the same field names in the same order
+    /// (profiles, sessions: "shapes") share one copy of the names, each
+    /// hash keeping only its values. Nothing a command returns changes:
+    /// `OBJECT ENCODING` is still `listpack`, field order and conversions
+    /// are the same. Default = true.
+    #[must_use]
+    pub fn shapes(mut self, on: bool) -> Self {
+        self.shapes = on;
         self
     }
 

@@ -203,6 +203,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                     Some(Elem::Int(v)) => v,
                     Some(Elem::Str(s)) => numeric::parse_i64(s)
                         .ok_or_else(|| CommandError::err("hash value is not an integer"))?,
+                    Some(e) => numeric::parse_i64(&e.to_bytes())
+                        .ok_or_else(|| CommandError::err("hash value is not an integer"))?,
                 };
                 let new = old
                     .checked_add(delta)
@@ -228,6 +230,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                     None => LongDouble::from_i64(0),
                     Some(Elem::Int(v)) => LongDouble::from_i64(v),
                     Some(Elem::Str(s)) => LongDouble::parse(s)
+                        .ok_or_else(|| CommandError::err("hash value is not a float"))?,
+                    Some(e) => LongDouble::parse(&e.to_bytes())
                         .ok_or_else(|| CommandError::err("hash value is not a float"))?,
                 };
                 let sum = old

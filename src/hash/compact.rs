@@ -12,17 +12,31 @@
 //! | `1110xxxx` + 1 byte  | string, length 64..=4095        | 2 + len       |
 //! | `F0` + u32           | string, length >= 4096          | 5 + len       |
 //! | `F1` / `F2` / `F3` / `F4` | integer in 16/24/32/64 bits | 3 / 4 / 5 / 9 |
+//! | `F5` / `F6` + n (u8) | packed hex, lower / upper case  | 2 + n         |
 //!
-//! These are listpack's entry encodings (Redis's listpack.c; the listpack specification, github.com/antirez/listpack). What is left
+//! `F0`..`F4` are listpack's entry encodings (Redis's listpack.c; the listpack specification, github.com/antirez/listpack). What is left
 //! out: the per-entry back-length (hashes only scan forward), the 6-byte
 //! header (the owner knows the buffer length, and counting pairs is a scan
 //! of at most `hash_max_listpack_entries` fields), and the `0xFF` terminator.
 //! That saves 2 bytes per element plus 7 per hash.
 //!
+//! `F5`/`F6` are hashkv's own: a *value* that is a run of 2n hex digits
+//! (n in 4..=255, so 8 to 510 digits), with letters all lower case (`F5`;
+//! also a run of decimal digits that is not a canonical integer, such as
+//! `0042`) or all upper case (`F6`), stored as n bytes, high nibble first.
+//! Object hashes, SHA digests and UUIDs without dashes take half the room:
+//! a 40-digit SHA-1 is 22 bytes instead of 41. It pays from 4 digits (4
+//! bytes instead of 5); the threshold is 8 because under it the saving is
+//! at most 2 bytes, which the 4-byte alignment of table entries mostly
+//! swallows, while every read of such a value pays for printing it. Fields
+//! are never packed (lookups compare encoded fields byte for byte), and
+//! packing is optional ([`crate::Options::pack_hex`]), so a value may be
+//! stored packed or as a string; both print the same bytes.
+//!
 //! Invariants of a buffer built here: an even number of elements, fields
-//! unique, every element in its smallest encoding, and a string element never
-//! holds a canonical integer (those are stored as integers, so
-//! [`Elem::to_bytes`] round-trips exactly).
+//! unique, every field in its smallest encoding (never packed hex), and a
+//! string element never holds a canonical integer (those are stored as
+//! integers, so [`Elem::to_bytes`] round-trips exactly).
 
 use crate::numeric;
 
@@ -33,6 +47,61 @@ pub(crate) enum Elem<'a> {
     Int(i64),
     /// A string element.
     Str(&'a [u8]),
+    /// A packed run of hex digits: two a byte, high nibble first; upper
+    /// case letters when the flag is set.
+    Hex(&'a [u8], bool),
+}
+
+/// First byte of a packed hex value with lower case letters.
+pub(crate) const HEX_LOWER: u8 = 0xF5;
+/// First byte of a packed hex value with upper case letters.
+pub(crate) const HEX_UPPER: u8 = 0xF6;
+/// Fewest hex digits packed (see the module doc for why).
+pub(crate) const MIN_PACKED_HEX: usize = 8;
+/// Most hex digits packed: 255 bytes.
+pub(crate) const MAX_PACKED_HEX: usize = 510;
+
+const LOWER_DIGITS: &[u8; 16] = b"0123456789abcdef";
+const UPPER_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends the hex digits of packed bytes `s`.
+#[inline]
+fn push_hex(out: &mut Vec<u8>, s: &[u8], upper: bool) {
+    let digits = if upper { UPPER_DIGITS } else { LOWER_DIGITS };
+    out.reserve(2 * s.len());
+    for &b in s {
+        out.push(digits[usize::from(b >> 4)]);
+        out.push(digits[usize::from(b & 15)]);
+    }
+}
+
+/// Whether `v` is stored packed: Some(upper case) for an even-length run
+/// of [`MIN_PACKED_HEX`]..=[`MAX_PACKED_HEX`] hex digits whose letters are
+/// all one case. (Canonical integers never get here: they are integers.)
+#[inline]
+pub(crate) fn hex_case(v: &[u8]) -> Option<bool> {
+    if v.len() < MIN_PACKED_HEX || v.len() > MAX_PACKED_HEX || v.len() % 2 != 0 {
+        return None;
+    }
+    let (mut lower, mut upper) = (false, false);
+    for &b in v {
+        match b {
+            b'0'..=b'9' => {}
+            b'a'..=b'f' => lower = true,
+            b'A'..=b'F' => upper = true,
+            _ => return None,
+        }
+    }
+    (!(lower && upper)).then_some(upper)
+}
+
+#[inline]
+fn nibble(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        _ => d.wrapping_sub(b'A').wrapping_add(10) & 15,
+    }
 }
 
 impl Elem<'_> {
@@ -41,6 +110,11 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::i64_bytes(v),
             Elem::Str(s) => s.to_vec(),
+            Elem::Hex(s, upper) => {
+                let mut out = Vec::new();
+                push_hex(&mut out, s, upper);
+                out
+            }
         }
     }
 
@@ -49,6 +123,7 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::push_i64(out, v),
             Elem::Str(s) => out.extend_from_slice(s),
+            Elem::Hex(s, upper) => push_hex(out, s, upper),
         }
     }
 
@@ -57,6 +132,7 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::i64_len(v),
             Elem::Str(s) => s.len(),
+            Elem::Hex(s, _) => 2 * s.len(),
         }
     }
 }
@@ -188,6 +264,11 @@ pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Option<(Elem<'_>, usize)> {
             let v: [u8; 8] = buf.get(pos + 1..pos + 9)?.try_into().ok()?;
             Some((Elem::Int(i64::from_le_bytes(v)), pos + 9))
         }
+        HEX_LOWER | HEX_UPPER => {
+            let n = usize::from(*buf.get(pos + 1)?);
+            let s = buf.get(pos + 2..pos + 2 + n)?;
+            Some((Elem::Hex(s, b == HEX_UPPER), pos + 2 + n))
+        }
         _ => None,
     }
 }
@@ -301,6 +382,95 @@ pub(crate) fn push_elem(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A value's element: an integer, packed hex (when `pack` and
+/// [`hex_case`] says so) or a string. Written without building it first.
+pub(crate) struct ValueEnc<'a> {
+    head: [u8; 9],
+    head_len: u8,
+    /// The string's bytes, or the hex digits to pack.
+    body: &'a [u8],
+    hex: bool,
+    /// Encoded size.
+    pub(crate) size: usize,
+}
+
+impl<'a> ValueEnc<'a> {
+    #[inline]
+    pub(crate) fn new(v: &'a [u8], pack: bool) -> Self {
+        if let Some(n) = numeric::parse_i64(v) {
+            let (head, len) = int_bytes(n);
+            return ValueEnc {
+                head,
+                head_len: len as u8,
+                body: &[],
+                hex: false,
+                size: len,
+            };
+        }
+        if pack {
+            if let Some(upper) = hex_case(v) {
+                let mut head = [0u8; 9];
+                head[0] = if upper { HEX_UPPER } else { HEX_LOWER };
+                head[1] = (v.len() / 2) as u8;
+                return ValueEnc {
+                    head,
+                    head_len: 2,
+                    body: v,
+                    hex: true,
+                    size: 2 + v.len() / 2,
+                };
+            }
+        }
+        let (head, len) = str_header(v.len());
+        ValueEnc {
+            head,
+            head_len: len as u8,
+            body: v,
+            hex: false,
+            size: len + v.len(),
+        }
+    }
+
+    /// Writes the element over `dst`, exactly [`ValueEnc::size`] bytes.
+    #[inline]
+    pub(crate) fn write(&self, dst: &mut [u8]) {
+        let h = usize::from(self.head_len);
+        dst[..h].copy_from_slice(&self.head[..h]);
+        if self.hex {
+            for (d, pair) in dst[h..self.size].iter_mut().zip(self.body.chunks_exact(2)) {
+                *d = (nibble(pair[0]) << 4) | nibble(pair[1]);
+            }
+        } else {
+            dst[h..self.size].copy_from_slice(self.body);
+        }
+    }
+
+    /// Appends the element.
+    #[inline]
+    pub(crate) fn push(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.size, 0);
+        self.write(&mut out[start..]);
+    }
+
+    /// Writes the element in place of `buf[start..end]`, moving what
+    /// follows when the sizes differ.
+    pub(crate) fn replace(&self, buf: &mut Vec<u8>, start: usize, end: usize) {
+        let old = end - start;
+        if self.size > old {
+            buf.splice(end..end, std::iter::repeat_n(0, self.size - old));
+        } else if self.size < old {
+            buf.drain(start + self.size..end);
+        }
+        self.write(&mut buf[start..start + self.size]);
+    }
+}
+
+/// Appends `v` as a value element (packed hex when `pack` allows it).
+pub(crate) fn push_value(out: &mut Vec<u8>, v: &[u8], pack: bool) {
+    ValueEnc::new(v, pack).push(out);
+}
+
 /// A field name prepared for comparison against elements: its encoding as
 /// an element. Encodings are canonical (module doc), so a field matches an
 /// element exactly when their encoded bytes are equal: the scan compares
@@ -398,6 +568,7 @@ pub(crate) fn size_at(buf: &[u8], pos: usize) -> Option<usize> {
             0xF2 => 4,
             0xF3 => 5,
             0xF4 => 9,
+            HEX_LOWER | HEX_UPPER => 2 + usize::from(*buf.get(pos + 1)?),
             _ => return None,
         }
     };
@@ -476,46 +647,35 @@ pub(crate) fn len(buf: &[u8]) -> usize {
 
 /// Sets `field` to `value` in `buf`. Returns true when the field is new
 /// (appended at the end); an existing field keeps its position.
-pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) -> bool {
+/// With `pack`, a hex value is stored packed ([`ValueEnc`]).
+pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8], pack: bool) -> bool {
     let probe = Probe::new(field);
+    let enc = ValueEnc::new(value, pack);
     if let Some(found) = find(buf, &probe) {
-        let (vs, ve) = (found.value_start, found.end);
-        // The value's encoding, as a probe has it: header, then body.
-        let enc = Probe::new(value);
-        if !write_same_size(buf, vs, ve, &enc) {
-            let head = &enc.head[..usize::from(enc.head_len)];
-            buf.splice(vs..ve, head.iter().chain(enc.body).copied());
-        }
+        enc.replace(buf, found.value_start, found.end);
         false
     } else {
-        buf.reserve(elem_size(field) + elem_size(value));
+        buf.reserve(elem_size(field) + enc.size);
         push_elem(buf, field);
-        push_elem(buf, value);
+        enc.push(buf);
         true
     }
-}
-
-/// Writes the element `enc` over `buf[start..end]` if it has exactly that
-/// size (a common update); false, and nothing written, otherwise.
-fn write_same_size(buf: &mut [u8], start: usize, end: usize, enc: &Probe<'_>) -> bool {
-    if enc.size != end - start {
-        return false;
-    }
-    let head = &enc.head[..usize::from(enc.head_len)];
-    buf[start..start + head.len()].copy_from_slice(head);
-    buf[start + head.len()..end].copy_from_slice(enc.body);
-    true
 }
 
 /// Sets the existing `field` to `value` where it stands, if the new value
 /// encodes to the size of the old one; false (and `buf` unchanged) if the
 /// field is missing or the size differs. The hash keeps its size and field
 /// count, so no limit can be crossed.
-pub(crate) fn overwrite(buf: &mut [u8], field: &[u8], value: &[u8]) -> bool {
+pub(crate) fn overwrite(buf: &mut [u8], field: &[u8], value: &[u8], pack: bool) -> bool {
     match find(buf, &Probe::new(field)) {
         Some(found) => {
             let (vs, ve) = (found.value_start, found.end);
-            write_same_size(buf, vs, ve, &Probe::new(value))
+            let enc = ValueEnc::new(value, pack);
+            if enc.size != ve - vs {
+                return false;
+            }
+            enc.write(&mut buf[vs..ve]);
+            true
         }
         None => false,
     }
@@ -582,7 +742,7 @@ fn check_with(
     let mut last_ttl: Option<i64> = None;
     while pos < buf.len() {
         let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
-            b @ 0xF5..=0xFF => DecodeError::BadEncoding {
+            b @ 0xF7..=0xFF => DecodeError::BadEncoding {
                 offset: pos,
                 byte: b,
             },
@@ -591,6 +751,13 @@ fn check_with(
         let canonical = match e {
             Elem::Int(v) => int_size(v) == next - pos,
             Elem::Str(s) => str_size(s.len()) == next - pos && numeric::parse_i64(s).is_none(),
+            // Only values are packed, never a short run, and upper case
+            // only with a letter (digits alone are written lower case).
+            Elem::Hex(s, upper) => {
+                count % stride == 1
+                    && 2 * s.len() >= MIN_PACKED_HEX
+                    && (!upper || s.iter().any(|&b| b >> 4 >= 10 || b & 15 >= 10))
+            }
         };
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
@@ -616,6 +783,7 @@ fn check_with(
         }
         longest = match e {
             Elem::Str(s) => longest.max(s.len()),
+            Elem::Hex(s, _) => longest.max(2 * s.len()),
             // An integer prints in at most 20 bytes: once something is that
             // long, integers cannot change the answer (and counting their
             // digits was the costliest part of this loop).
@@ -749,10 +917,10 @@ mod tests {
     #[test]
     fn set_find_remove_keep_insertion_order() {
         let mut b = Vec::new();
-        assert!(set(&mut b, b"name", b"Alice"));
-        assert!(set(&mut b, b"age", b"25"));
-        assert!(set(&mut b, b"1", b"one"));
-        assert!(!set(&mut b, b"name", b"Bob"));
+        assert!(set(&mut b, b"name", b"Alice", true));
+        assert!(set(&mut b, b"age", b"25", true));
+        assert!(set(&mut b, b"1", b"one", true));
+        assert!(!set(&mut b, b"name", b"Bob", true));
         assert_eq!(len(&b), 3);
         let got: Vec<(Vec<u8>, Vec<u8>)> = pairs(&b)
             .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
@@ -807,6 +975,95 @@ mod tests {
             validate(&[0x81, b'a', 1, 0x81, b'a', 2]),
             Err(DecodeError::DuplicateField { offset: 3 })
         );
+    }
+
+    #[test]
+    fn hex_values_are_packed_from_eight_digits_and_print_back() {
+        let value = |v: &[u8], pack: bool| {
+            let mut b = Vec::new();
+            push_elem(&mut b, b"f");
+            push_value(&mut b, v, pack);
+            b
+        };
+        let sha = b"da39a3ee5e6b4b0d3255bfef95601890afd80709";
+        let b = value(sha, true);
+        assert_eq!(b.len(), 2 + 2 + 20, "a 40-digit digest takes 22 bytes");
+        assert_eq!(b[2], HEX_LOWER);
+        assert_eq!(pairs(&b).next().unwrap().1.to_bytes(), sha);
+        assert_eq!(check(&b), Ok((1, 40)));
+        for (v, packed) in [
+            (&b"DA39A3EE"[..], Some(HEX_UPPER)),
+            (b"00000042", Some(HEX_LOWER)),
+            (b"0000004", None),  // odd length
+            (b"abcdef", None),   // under 8 digits
+            (b"aBcDeF01", None), // mixed case
+            (b"12345678", None), // a canonical integer
+            (b"abcdefgh", None), // not hex
+        ] {
+            let b = value(v, true);
+            assert_eq!(
+                b.get(2).copied().filter(|&t| t >= HEX_LOWER),
+                packed,
+                "{v:?}"
+            );
+            assert_eq!(pairs(&b).next().unwrap().1.to_bytes(), v);
+            assert_eq!(pairs(&b).next().unwrap().1.len(), v.len());
+            assert!(check(&b).is_ok());
+        }
+        // Unpacked is valid too (packing is an option).
+        assert_eq!(value(sha, false).len(), 2 + 41);
+        assert_eq!(check(&value(sha, false)), Ok((1, 40)));
+        let longest = vec![b'a'; MAX_PACKED_HEX];
+        assert_eq!(value(&longest, true)[2], HEX_LOWER);
+        assert_eq!(value(&[b'a'; MAX_PACKED_HEX + 2], true)[2], 0xE2);
+    }
+
+    #[test]
+    fn packed_hex_is_checked() {
+        // A packed field is refused: lookups compare fields byte for byte.
+        let mut b = Vec::new();
+        push_value(&mut b, b"deadbeef", true);
+        push_elem(&mut b, b"v");
+        assert_eq!(check(&b), Err(DecodeError::NonCanonical { offset: 0 }));
+        // Too short a run, and upper case without a letter.
+        assert_eq!(
+            check(&[0x81, b'f', HEX_LOWER, 1, 0xab]),
+            Err(DecodeError::NonCanonical { offset: 2 })
+        );
+        assert_eq!(
+            check(&[0x81, b'f', HEX_UPPER, 4, 0x01, 0x23, 0x45, 0x67]),
+            Err(DecodeError::NonCanonical { offset: 2 })
+        );
+        assert_eq!(
+            check(&[0x81, b'f', HEX_LOWER, 5, 0x01]),
+            Err(DecodeError::Truncated { offset: 2 })
+        );
+    }
+
+    #[test]
+    fn set_and_overwrite_pack_values() {
+        let mut b = Vec::new();
+        assert!(set(&mut b, b"id", b"0123456789abcdef", true));
+        assert_eq!(b.len(), 3 + 2 + 8);
+        // Same packed size: in place.
+        assert!(overwrite(&mut b, b"id", b"fedcba9876543210", true));
+        assert_eq!(
+            find(&b, &Probe::new(b"id")).unwrap().value.to_bytes(),
+            b"fedcba9876543210"
+        );
+        // Unpacked would be bigger: not in place.
+        assert!(!overwrite(&mut b, b"id", b"fedcba9876543210", false));
+        assert!(!set(&mut b, b"id", b"plain text", true));
+        assert_eq!(
+            find(&b, &Probe::new(b"id")).unwrap().value,
+            Elem::Str(b"plain text")
+        );
+        assert!(!set(&mut b, b"id", b"ABCDEF0123", true));
+        assert_eq!(
+            find(&b, &Probe::new(b"id")).unwrap().value.to_bytes(),
+            b"ABCDEF0123"
+        );
+        assert_eq!(validate(&b), Ok(1));
     }
 
     #[test]

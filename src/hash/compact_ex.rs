@@ -23,7 +23,7 @@
 //! [`super::compact::check_triples`] (elements, unique fields, TTL range and
 //! order).
 
-use super::compact::{decode_at, push_elem, push_int, size_at, Elem, Probe};
+use super::compact::{decode_at, push_elem, push_int, size_at, Elem, Probe, ValueEnc};
 
 /// The TTL element of a field without one.
 pub(crate) const NO_TTL: i64 = 0;
@@ -52,7 +52,7 @@ pub(crate) struct FoundEx<'a> {
 fn ttl_at(buf: &[u8], pos: usize) -> Option<(i64, usize)> {
     match decode_at(buf, pos)? {
         (Elem::Int(t), next) => Some((t, next)),
-        (Elem::Str(_), _) => None,
+        (Elem::Str(_) | Elem::Hex(..), _) => None,
     }
 }
 
@@ -146,11 +146,11 @@ pub(crate) fn from_pairs(pairs: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Encodes one triple.
-fn triple(field: &[u8], value: &[u8], ttl: i64) -> Vec<u8> {
-    let mut t = Vec::with_capacity(field.len() + value.len() + 12);
+/// Encodes one triple whose value element is `value`.
+fn triple(field: &[u8], value: &ValueEnc<'_>, ttl: i64) -> Vec<u8> {
+    let mut t = Vec::with_capacity(field.len() + value.size + 14);
     push_elem(&mut t, field);
-    push_elem(&mut t, value);
+    value.push(&mut t);
     push_int(&mut t, ttl);
     t
 }
@@ -185,18 +185,24 @@ fn triple_at(buf: &[u8], pos: usize) -> Option<((usize, usize, i64), usize)> {
 
 /// Sets `field` to `value`: true when the field is new (appended, without
 /// a TTL). An existing field keeps its TTL when `keep_ttl`, else loses it.
-pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8], keep_ttl: bool) -> bool {
+/// With `pack`, a hex value is stored packed.
+pub(crate) fn set(
+    buf: &mut Vec<u8>,
+    field: &[u8],
+    value: &[u8],
+    keep_ttl: bool,
+    pack: bool,
+) -> bool {
+    let enc = ValueEnc::new(value, pack);
     let Some(found) = find(buf, &Probe::new(field)) else {
-        buf.extend_from_slice(&triple(field, value, NO_TTL));
+        buf.extend_from_slice(&triple(field, &enc, NO_TTL));
         return true;
     };
     if keep_ttl || found.ttl == NO_TTL {
-        let mut enc = Vec::with_capacity(value.len() + 9);
-        push_elem(&mut enc, value);
-        buf.splice(found.value_start..found.value_end, enc);
+        enc.replace(buf, found.value_start, found.value_end);
     } else {
         buf.drain(found.start..found.end);
-        buf.extend_from_slice(&triple(field, value, NO_TTL));
+        buf.extend_from_slice(&triple(field, &enc, NO_TTL));
     }
     false
 }
@@ -207,10 +213,12 @@ pub(crate) fn set_ttl(buf: &mut Vec<u8>, field: &[u8], ttl: i64) -> bool {
     let Some(found) = find(buf, &Probe::new(field)) else {
         return false;
     };
-    let value = found.value.to_bytes();
+    // The field and value elements move as they are.
+    let mut t = buf[found.start..found.value_end].to_vec();
+    push_int(&mut t, ttl);
     buf.drain(found.start..found.end);
     let at = slot_for(buf, ttl);
-    buf.splice(at..at, triple(field, &value, ttl));
+    buf.splice(at..at, t);
     true
 }
 
@@ -292,18 +300,18 @@ mod tests {
         let mut b = build(&[("a", "1"), ("b", "2")]);
         set_ttl(&mut b, b"b", 7_000);
         // Kept (HINCRBY): value replaced in place, TTL stays.
-        assert!(!set(&mut b, b"b", b"20", true));
+        assert!(!set(&mut b, b"b", b"20", true, true));
         assert_eq!(fields(&b)[0], ("b".into(), 7_000));
         let f = find(&b, &Probe::new(b"b")).unwrap();
         assert_eq!(f.value, Elem::Int(20));
         // Cleared (HSET): the triple moves to the end without a TTL.
-        assert!(!set(&mut b, b"b", b"x", false));
+        assert!(!set(&mut b, b"b", b"x", false, true));
         assert_eq!(fields(&b), [("a".into(), 0), ("b".into(), 0)]);
         // A field without a TTL is updated where it is.
-        assert!(!set(&mut b, b"a", b"long value", false));
+        assert!(!set(&mut b, b"a", b"long value", false, true));
         assert_eq!(fields(&b), [("a".into(), 0), ("b".into(), 0)]);
         // New fields are appended.
-        assert!(set(&mut b, b"c", b"3", false));
+        assert!(set(&mut b, b"c", b"3", false, true));
         assert_eq!(len(&b), 3);
         assert!(remove(&mut b, b"a"));
         assert!(!remove(&mut b, b"a"));
@@ -322,13 +330,13 @@ mod tests {
         );
         // A TTL out of order: a TTL'd field after one without.
         let mut bad = build(&[("a", "1")]);
-        bad.extend_from_slice(&triple(b"b", b"2", 100));
+        bad.extend_from_slice(&triple(b"b", &ValueEnc::new(b"2", true), 100));
         assert!(matches!(
             check_triples(&bad),
             Err(DecodeError::TtlOrder { .. })
         ));
         // A TTL beyond 2^48 - 1, and one that is a string.
-        let big = triple(b"a", b"1", MAX_TTL + 1);
+        let big = triple(b"a", &ValueEnc::new(b"1", true), MAX_TTL + 1);
         assert!(matches!(
             check_triples(&big),
             Err(DecodeError::BadTtl { .. })
@@ -339,8 +347,8 @@ mod tests {
         compact::push_elem(&mut s, b"x");
         assert!(matches!(check_triples(&s), Err(DecodeError::BadTtl { .. })));
         // A duplicate field.
-        let mut dup = triple(b"a", b"1", 0);
-        dup.extend_from_slice(&triple(b"a", b"2", 0));
+        let mut dup = triple(b"a", &ValueEnc::new(b"1", true), 0);
+        dup.extend_from_slice(&triple(b"a", &ValueEnc::new(b"2", true), 0));
         assert!(matches!(
             check_triples(&dup),
             Err(DecodeError::DuplicateField { .. })
@@ -376,7 +384,7 @@ mod tests {
             match rng.gen_range(0..5) {
                 0 | 1 => {
                     let keep = rng.gen_bool(0.3);
-                    let new = set(&mut buf, &f, &v, keep);
+                    let new = set(&mut buf, &f, &v, keep, true);
                     assert_eq!(new, pos.is_none(), "step {step}");
                     match pos {
                         None => model.push((f, v, 0)),

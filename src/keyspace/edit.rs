@@ -51,6 +51,7 @@ impl Shard {
         key: &[u8],
         pairs: &[(&[u8], &[u8])],
         max_value: usize,
+        pack: bool,
     ) -> bool {
         // Longer values convert the hash to a dict, as in Redis.
         if pairs
@@ -69,7 +70,9 @@ impl Shard {
         if *tag & (ENC_MASK | FLAG_HFE) != TAG_COMPACT {
             return false;
         }
-        pairs.iter().all(|(f, v)| compact::overwrite(buf, f, v))
+        pairs
+            .iter()
+            .all(|(f, v)| compact::overwrite(buf, f, v, pack))
     }
 }
 
@@ -183,12 +186,12 @@ impl HashEdit<'_> {
         }
         let new = match &mut self.work {
             Work::Compact(buf) => {
-                let new = compact::set(buf, field, value);
+                let new = compact::set(buf, field, value, self.opts.pack_hex);
                 self.counted(new)?;
                 new
             }
             Work::CompactEx(buf) => {
-                let new = compact_ex::set(buf, field, value, keep_ttl);
+                let new = compact_ex::set(buf, field, value, keep_ttl, self.opts.pack_hex);
                 self.counted(new)?;
                 new
             }

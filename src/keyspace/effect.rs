@@ -238,7 +238,8 @@ fn set_pairs(
     ttl: i64,
     opts: &Options,
 ) -> Result<i64, CommandError> {
-    if ttl == 0 && shard.overwrite_in_place(key, pairs, opts.hash_max_listpack_value) {
+    if ttl == 0 && shard.overwrite_in_place(key, pairs, opts.hash_max_listpack_value, opts.pack_hex)
+    {
         // Every field existed: nothing created.
         return Ok(0);
     }

@@ -738,7 +738,7 @@ impl Keyspace {
                 let mut buf = Vec::new();
                 for (f, v) in d.iter() {
                     compact::push_elem(&mut buf, f);
-                    compact::push_elem(&mut buf, v);
+                    compact::push_value(&mut buf, v, opts.pack_hex);
                 }
                 let hash = match ttls {
                     Some(t) => OwnedHash::CompactEx(triples_with(&buf, &t)),

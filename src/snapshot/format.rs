@@ -396,7 +396,7 @@ pub(crate) fn hash_from_pairs(
         let mut buf = Vec::with_capacity(size);
         for (f, v, _) in pairs {
             compact::push_elem(&mut buf, f);
-            compact::push_elem(&mut buf, v);
+            compact::push_value(&mut buf, v, opts.pack_hex);
         }
         if has_duplicate(pairs) {
             return Err("duplicate field in a dict hash");

@@ -81,9 +81,22 @@ pub(super) fn listpack(
 /// backlens: the element encoding hashkv's compact hashes share, so for a
 /// listpack written in canonical encodings (as Redis writes them) this is
 /// the compact hash. Checks as [`listpack`] does; returns the count.
-pub(super) fn listpack_entries(b: &[u8], out: &mut Vec<u8>) -> Result<usize, BlobError> {
-    walk_listpack(b, &mut |_, raw| {
-        out.extend_from_slice(raw);
+/// With `pack`, values (every second element) that are runs of hex digits
+/// are packed as the compact encoding does ([`crate::Options::pack_hex`]).
+pub(super) fn listpack_entries(
+    b: &[u8],
+    out: &mut Vec<u8>,
+    pack: bool,
+) -> Result<usize, BlobError> {
+    let mut value = false;
+    walk_listpack(b, &mut |e, raw| {
+        match e {
+            Elem::Str(s) if pack && value && crate::hash::compact::hex_case(s).is_some() => {
+                crate::hash::compact::push_value(out, s, true);
+            }
+            _ => out.extend_from_slice(raw),
+        }
+        value = !value;
         Ok(())
     })
 }

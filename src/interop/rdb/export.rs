@@ -253,7 +253,8 @@ fn fits_listpack(buf: &[u8]) -> bool {
 }
 
 /// The listpack of the compact hash `buf` into `lp`: each element's bytes
-/// as they are, then its backlen. Returns the element count.
+/// as they are (packed hex as its string), then its backlen. Returns the
+/// element count.
 fn listpack_from_compact(lp: &mut Vec<u8>, buf: &[u8]) -> usize {
     lp.clear();
     lp.reserve(buf.len() + buf.len() / 4 + 7);
@@ -264,8 +265,17 @@ fn listpack_from_compact(lp: &mut Vec<u8>, buf: &[u8]) -> usize {
         let Some(elem) = buf.get(pos..pos + size) else {
             break;
         };
-        lp.extend_from_slice(elem);
-        backlen(lp, size);
+        use crate::hash::compact::{decode_at, HEX_LOWER, HEX_UPPER};
+        match decode_at(buf, pos) {
+            // Packed hex is hashkv's own: listpack gets the string.
+            Some((e, _)) if matches!(elem[0], HEX_LOWER | HEX_UPPER) => {
+                listpack_entry(lp, &e.to_bytes());
+            }
+            _ => {
+                lp.extend_from_slice(elem);
+                backlen(lp, size);
+            }
+        }
         count += 1;
         pos += size;
     }
@@ -679,13 +689,20 @@ mod tests {
                 proptest::prop_oneof![
                     proptest::prelude::any::<i64>().prop_map(|i| i.to_string().into_bytes()),
                     proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                    "([0-9a-f]{2}){0,40}".prop_map(String::into_bytes),
+                    "([0-9A-F]{2}){3,40}".prop_map(String::into_bytes),
                 ],
                 0..40,
             )
         ) {
+            // Every second element is a value, packed when it is hex.
             let mut buf = Vec::new();
-            for e in &elems {
-                crate::hash::compact::push_elem(&mut buf, e);
+            for (i, e) in elems.iter().enumerate() {
+                if i % 2 == 1 {
+                    crate::hash::compact::push_value(&mut buf, e, true);
+                } else {
+                    crate::hash::compact::push_elem(&mut buf, e);
+                }
             }
             let mut lp = Vec::new();
             let n = listpack_from_compact(&mut lp, &buf);

@@ -484,10 +484,11 @@ impl Reader<'_> {
                     // Redis's listpacks are canonical: their entries are
                     // the compact hash as they stand (checked), else they
                     // are decoded and encoded again below.
-                    let direct = blobs::listpack_entries(&blob, &mut self.hash.bytes)
-                        .ok()
-                        .filter(|n| n % 2 == 0)
-                        .and_then(|_| crate::hash::compact::check(&self.hash.bytes).ok());
+                    let direct =
+                        blobs::listpack_entries(&blob, &mut self.hash.bytes, self.opts.pack_hex)
+                            .ok()
+                            .filter(|n| n % 2 == 0)
+                            .and_then(|_| crate::hash::compact::check(&self.hash.bytes).ok());
                     if let Some(shape) = direct.filter(|&(pairs, _)| pairs > 0) {
                         self.hash.compact = Some(shape);
                         self.blob = blob;
