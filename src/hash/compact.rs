@@ -80,7 +80,7 @@ fn push_hex(out: &mut Vec<u8>, s: &[u8], upper: bool) {
 /// all one case. (Canonical integers never get here: they are integers.)
 #[inline]
 pub(crate) fn hex_case(v: &[u8]) -> Option<bool> {
-    if v.len() < MIN_PACKED_HEX || v.len() > MAX_PACKED_HEX || v.len() % 2 != 0 {
+    if v.len() < MIN_PACKED_HEX || v.len() > MAX_PACKED_HEX || !v.len().is_multiple_of(2) {
         return None;
     }
     let (mut lower, mut upper) = (false, false);
