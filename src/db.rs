@@ -97,6 +97,7 @@ impl Db {
         })?;
         let lock = crate::dir::lock(path)?;
         let ks = Keyspace::default();
+        ks.set_shapes(opts.shapes);
         let (report, log, manifest) = crate::recovery::recover(path, &ks, &opts)?;
         let writer = LogWriter::new(log.file, log.len, log.path, opts.fsync)?;
         writer.set_marked(log.marked);
@@ -218,6 +219,7 @@ impl Db {
         report: RecoveryReport,
         lock: Option<std::fs::File>,
     ) -> Db {
+        ks.set_shapes(opts.shapes);
         let (tx, rx) = mpsc::channel::<()>();
         let active = opts.active_expiry;
         let auto = store.is_some() && (!opts.save.is_empty() || opts.compact_log_bytes.is_some());

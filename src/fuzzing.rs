@@ -82,6 +82,11 @@ pub fn load_snapshot_with(bytes: &[u8], o: Options) -> Result<Db, String> {
             crate::snapshot::format::EntryHash::Compact(buf) => {
                 shard.put_compact(e.key, buf, e.ttl)
             }
+            crate::snapshot::format::EntryHash::Shaped {
+                fields,
+                len,
+                values,
+            } => shard.put_shaped(e.key, fields, len, values, e.ttl),
             crate::snapshot::format::EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
         }
         .map(|_| ())
@@ -120,7 +125,7 @@ pub fn resign_snapshot(bytes: &mut [u8]) {
         }
         let crc = crc32fast::hash(&bytes[start..end]);
         bytes[pos + 5..pos + 9].copy_from_slice(&crc.to_le_bytes());
-        if kind == 1 || kind == 3 {
+        if kind == 1 || kind == 3 || kind == 4 {
             file.update(&crc.to_le_bytes());
         }
         pos = end;

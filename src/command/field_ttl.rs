@@ -327,7 +327,7 @@ fn to_listpackex(
 ) -> Result<(), Error> {
     if shard
         .hash_ref(key)
-        .is_some_and(|h| matches!(h, HashRef::Compact(_)))
+        .is_some_and(|h| matches!(h, HashRef::Compact(_) | HashRef::Shaped(..)))
     {
         ctx.before_unlogged_change(shard, key)?;
         let mut e = shard.edit(key, ctx.opts);

@@ -372,7 +372,7 @@ fn hrandfield(
             )));
         }
         match h {
-            HashRef::Compact(_) | HashRef::CompactEx(..) => {
+            HashRef::Compact(_) | HashRef::Shaped(..) | HashRef::CompactEx(..) => {
                 let all = h.to_pairs();
                 for _ in 0..n {
                     if let Some((f, v)) = all.choose(&mut rng) {
@@ -445,6 +445,16 @@ fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)>
                 .nth(k)
                 .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
         }
+        HashRef::Shaped(s, v) => {
+            let n = s.len();
+            if n == 0 {
+                return None;
+            }
+            let k = rng.gen_range(0..n);
+            crate::hash::shape::pairs(s, v)
+                .nth(k)
+                .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+        }
         HashRef::CompactEx(b, _) => {
             let n = crate::hash::compact_ex::len(b);
             if n == 0 {
@@ -470,7 +480,7 @@ fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, Comman
     let keep = |f: &[u8]| pattern.is_none_or(|p| glob::matches(p, f));
     let mut items = Vec::new();
     let next = match h {
-        HashRef::Compact(_) | HashRef::CompactEx(..) => {
+        HashRef::Compact(_) | HashRef::Shaped(..) | HashRef::CompactEx(..) => {
             h.for_each(|f, v| {
                 let fb = f.to_bytes();
                 if keep(&fb) {

@@ -712,8 +712,56 @@ pub(crate) fn check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
     }
     SCRATCH.with(|s| {
         let (fields, table) = &mut *s.borrow_mut();
-        check_with(buf, 2, fields, table)
+        check_with(buf, Layout::Pairs, fields, table)
     })
+}
+
+/// What the elements of a buffer are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// field, value, field, value...
+    Pairs,
+    /// field, value, TTL...
+    Triples,
+    /// Fields only (a shape's list).
+    Fields,
+    /// Values only (a shaped hash's).
+    Values,
+}
+
+#[derive(PartialEq, Eq)]
+enum Role {
+    Field,
+    Value,
+    Ttl,
+}
+
+impl Layout {
+    fn stride(self) -> usize {
+        match self {
+            Layout::Pairs => 2,
+            Layout::Triples => 3,
+            Layout::Fields | Layout::Values => 1,
+        }
+    }
+
+    #[inline]
+    fn role(self, count: usize) -> Role {
+        match (self, count % self.stride()) {
+            (Layout::Values, _) => Role::Value,
+            (Layout::Fields, _) | (_, 0) => Role::Field,
+            (_, 1) => Role::Value,
+            _ => Role::Ttl,
+        }
+    }
+}
+
+/// [`check`] for a buffer of fields only or values only (a shape's and a
+/// shaped hash's): returns the element count and the longest element.
+pub(crate) fn check_elements(buf: &[u8], layout: Layout) -> Result<(usize, usize), DecodeError> {
+    let mut fields = Vec::new();
+    let mut table = Vec::new();
+    check_with(buf, layout, &mut fields, &mut table)
 }
 
 /// [`check`] for a buffer of field/value/TTL triples (the compact encoding
@@ -723,12 +771,12 @@ pub(crate) fn check(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
 pub(crate) fn check_triples(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
     let mut fields = Vec::new();
     let mut table = Vec::new();
-    check_with(buf, 3, &mut fields, &mut table)
+    check_with(buf, Layout::Triples, &mut fields, &mut table)
 }
 
 fn check_with(
     buf: &[u8],
-    stride: usize,
+    layout: Layout,
     fields: &mut Vec<(u32, u32)>,
     table: &mut Vec<u32>,
 ) -> Result<(usize, usize), DecodeError> {
@@ -740,7 +788,9 @@ fn check_with(
     let mut count = 0usize;
     let mut longest = 0usize;
     let mut last_ttl: Option<i64> = None;
+    let stride = layout.stride();
     while pos < buf.len() {
+        let role = layout.role(count);
         let (e, next) = decode_at(buf, pos).ok_or_else(|| match buf[pos] {
             b @ 0xF7..=0xFF => DecodeError::BadEncoding {
                 offset: pos,
@@ -754,7 +804,7 @@ fn check_with(
             // Only values are packed, never a short run, and upper case
             // only with a letter (digits alone are written lower case).
             Elem::Hex(s, upper) => {
-                count % stride == 1
+                role == Role::Value
                     && 2 * s.len() >= MIN_PACKED_HEX
                     && (!upper || s.iter().any(|&b| b >> 4 >= 10 || b & 15 >= 10))
             }
@@ -762,7 +812,7 @@ fn check_with(
         if !canonical {
             return Err(DecodeError::NonCanonical { offset: pos });
         }
-        if count % stride == 2 {
+        if role == Role::Ttl {
             // A TTL element: 0 (none) or an expiry, TTL'd fields first in
             // ascending order.
             let ttl = match e {
@@ -790,7 +840,7 @@ fn check_with(
             Elem::Int(_) if longest >= 20 => longest,
             Elem::Int(_) => longest.max(e.len()),
         };
-        if count.is_multiple_of(stride) {
+        if role == Role::Field {
             fields.push((pos as u32, next as u32));
         }
         count += 1;
@@ -800,7 +850,7 @@ fn check_with(
         return Err(DecodeError::Empty);
     }
     if !count.is_multiple_of(stride) {
-        return Err(if stride == 2 {
+        return Err(if layout == Layout::Pairs {
             DecodeError::OddCount { count }
         } else {
             DecodeError::NotTriples { count }

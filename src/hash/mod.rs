@@ -21,6 +21,7 @@
 
 pub(crate) mod compact;
 pub(crate) mod compact_ex;
+pub(crate) mod shape;
 pub(crate) mod table;
 
 use std::collections::{BTreeSet, HashMap};
@@ -115,6 +116,8 @@ impl FieldTtls {
 pub(crate) enum HashRef<'a> {
     /// Compact buffer (elements only).
     Compact(&'a [u8]),
+    /// Compact hash sharing its field list: the shape and the values.
+    Shaped(&'a shape::Shape, &'a [u8]),
     /// Compact buffer of field/value/TTL triples, and the view's time.
     CompactEx(&'a [u8], i64),
     /// Dict encoding, with its field TTLs (if any) and the view's time.
@@ -137,6 +140,7 @@ impl<'a> HashRef<'a> {
     pub(crate) fn len(&self) -> usize {
         match self {
             HashRef::Compact(b) => compact::len(b),
+            HashRef::Shaped(s, _) => s.len(),
             HashRef::CompactEx(b, _) => compact_ex::len(b),
             HashRef::Dict(d, ..) => d.len(),
         }
@@ -159,7 +163,7 @@ impl<'a> HashRef<'a> {
     /// The view's time (NEVER for a view that hides nothing).
     pub(crate) fn now(&self) -> i64 {
         match *self {
-            HashRef::Compact(_) => NEVER,
+            HashRef::Compact(_) | HashRef::Shaped(..) => NEVER,
             HashRef::CompactEx(_, now) | HashRef::Dict(_, _, now) => now,
         }
     }
@@ -167,7 +171,7 @@ impl<'a> HashRef<'a> {
     /// Whether any field has a TTL.
     pub(crate) fn has_field_ttls(&self) -> bool {
         match *self {
-            HashRef::Compact(_) => false,
+            HashRef::Compact(_) | HashRef::Shaped(..) => false,
             HashRef::CompactEx(b, _) => compact_ex::min_ttl(b).is_some(),
             HashRef::Dict(_, t, _) => t.is_some_and(|t| !t.is_empty()),
         }
@@ -176,7 +180,7 @@ impl<'a> HashRef<'a> {
     /// The earliest field expiry.
     pub(crate) fn min_field_ttl(&self) -> Option<i64> {
         match *self {
-            HashRef::Compact(_) => None,
+            HashRef::Compact(_) | HashRef::Shaped(..) => None,
             HashRef::CompactEx(b, _) => compact_ex::min_ttl(b),
             HashRef::Dict(_, t, _) => t.and_then(FieldTtls::min),
         }
@@ -187,6 +191,7 @@ impl<'a> HashRef<'a> {
     pub(crate) fn get(&self, field: &[u8]) -> Option<Elem<'a>> {
         match *self {
             HashRef::Compact(b) => compact::find(b, &Probe::new(field)).map(|f| f.value),
+            HashRef::Shaped(s, v) => shape::find(s, v, &Probe::new(field)).map(|f| f.value),
             HashRef::CompactEx(b, now) => compact_ex::find(b, &Probe::new(field))
                 .filter(|f| !is_expired(f.ttl, now))
                 .map(|f| f.value),
@@ -206,6 +211,10 @@ impl<'a> HashRef<'a> {
     pub(crate) fn field_ttl(&self, field: &[u8]) -> FieldTtl {
         let ttl = match *self {
             HashRef::Compact(b) => match compact::find(b, &Probe::new(field)) {
+                Some(_) => compact_ex::NO_TTL,
+                None => return FieldTtl::Missing,
+            },
+            HashRef::Shaped(s, v) => match shape::find(s, v, &Probe::new(field)) {
                 Some(_) => compact_ex::NO_TTL,
                 None => return FieldTtl::Missing,
             },
@@ -239,6 +248,7 @@ impl<'a> HashRef<'a> {
     pub(crate) fn for_each(&self, mut f: impl FnMut(Elem<'a>, Elem<'a>)) {
         match *self {
             HashRef::Compact(b) => compact::pairs(b).for_each(|(k, v)| f(k, v)),
+            HashRef::Shaped(s, v) => shape::pairs(s, v).for_each(|(k, v)| f(k, v)),
             HashRef::CompactEx(b, now) => compact_ex::triples(b)
                 .filter(|(_, _, t)| !is_expired(*t, now))
                 .for_each(|(k, v, _)| f(k, v)),
@@ -255,6 +265,7 @@ impl<'a> HashRef<'a> {
     pub(crate) fn for_each_with_ttl(&self, mut f: impl FnMut(Elem<'a>, Elem<'a>, i64)) {
         match *self {
             HashRef::Compact(b) => compact::pairs(b).for_each(|(k, v)| f(k, v, 0)),
+            HashRef::Shaped(s, v) => shape::pairs(s, v).for_each(|(k, v)| f(k, v, 0)),
             HashRef::CompactEx(b, _) => compact_ex::triples(b).for_each(|(k, v, t)| f(k, v, t)),
             HashRef::Dict(d, t, _) => d.iter().for_each(|(k, v)| {
                 let ttl = t.and_then(|t| t.get(k)).unwrap_or(0);
@@ -270,10 +281,25 @@ impl<'a> HashRef<'a> {
         out
     }
 
+    /// The pair buffer of a compact hash without field TTLs: its own, or
+    /// a shaped hash's joined into a new one. None for the other layouts.
+    pub(crate) fn pair_buffer(&self) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match *self {
+            HashRef::Compact(b) => Some(std::borrow::Cow::Borrowed(b)),
+            HashRef::Shaped(s, v) => {
+                let mut out = Vec::new();
+                shape::join(s.fields(), v, &mut out);
+                Some(std::borrow::Cow::Owned(out))
+            }
+            _ => None,
+        }
+    }
+
     /// OBJECT ENCODING name.
     pub(crate) fn encoding(&self) -> &'static str {
         match self {
-            HashRef::Compact(_) => "listpack",
+            // A shape is a layout of the compact encoding, not an encoding.
+            HashRef::Compact(_) | HashRef::Shaped(..) => "listpack",
             HashRef::CompactEx(..) => "listpackex",
             HashRef::Dict(..) => "hashtable",
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::*;
+use crate::snapshot::format::SnapShapes;
 
 /// A snapshot in progress: the file it is written to, where writers put
 /// the old state of keys they are about to change, and where FLUSHDB
@@ -30,6 +31,8 @@ pub(crate) struct Capture {
     /// Sections still to write without trying LZ4, after one that did not
     /// compress (data that does not compress rarely starts to).
     skip_lz4: std::sync::atomic::AtomicU32,
+    /// The shapes the captured entries refer to (written at the end).
+    pub(super) shapes: Mutex<SnapShapes>,
 }
 
 /// Sections written plain after one that did not compress, before LZ4 is
@@ -51,6 +54,7 @@ impl Capture {
             file: Mutex::new(file),
             err: Mutex::new(None),
             orphans: Mutex::new(Vec::new()),
+            shapes: Mutex::new(SnapShapes::default()),
         }
     }
 
@@ -109,9 +113,19 @@ impl Capture {
         self.pending.lock().0.len()
     }
 
-    /// Ends the capture: the file (None after an error) and the error.
+    /// Ends the capture: writes the shapes the entries referred to, and
+    /// returns the file (None after an error) or the error.
     pub(crate) fn finish(&self) -> Result<Option<SnapshotWriter>, std::io::Error> {
         self.drain();
+        if let Some(body) = self.shapes.lock().section_body() {
+            let mut f = self.file.lock();
+            if let Some(w) = f.as_mut() {
+                if let Err(e) = w.shapes(&body) {
+                    *f = None;
+                    self.err.lock().get_or_insert(e);
+                }
+            }
+        }
         match self.err.lock().take() {
             Some(e) => Err(e),
             None => Ok(self.file.lock().take()),
@@ -125,14 +139,15 @@ impl Capture {
 
 /// Encodes into `out` every key of `shard` whose capture bit is not `bit`
 /// (visited by `keys.scan` from `cursor`, until the scan ends or `budget`
-/// keys or bytes are reached), and returns the keys encoded and the next
-/// cursor.
+/// keys or bytes are reached), numbering shapes in `shapes`, and returns
+/// the keys encoded and the next cursor.
 pub(super) fn capture_batch(
     shard: &Shard,
     bit: u8,
     mut cursor: u64,
     out: &mut BigBuf,
     count: &mut u64,
+    snap_shapes: &Mutex<SnapShapes>,
 ) -> (Vec<Vec<u8>>, u64) {
     const BATCH_KEYS: usize = 256;
     const BATCH_BYTES: usize = 64 << 10;
@@ -141,6 +156,7 @@ pub(super) fn capture_batch(
         dicts,
         dict_ttls,
         expires,
+        shapes,
         ..
     } = shard;
     let start = out.len();
@@ -161,8 +177,8 @@ pub(super) fn capture_batch(
             } else {
                 None
             };
-            if let Some(h) = view_in(dicts, dict_ttls, tag, data, NEVER) {
-                crate::snapshot::format::encode_entry(out, k, h, ttl);
+            if let Some(h) = view_in(dicts, dict_ttls, shapes, tag, data, NEVER) {
+                crate::snapshot::format::encode_entry(out, k, h, ttl, snap_shapes);
                 *count += 1;
             }
             marks.push(k.to_vec());
@@ -216,19 +232,19 @@ impl Shard {
             // Into the preallocated buffer when it has room (no allocation
             // or remapping on a writer's path); else written out directly.
             let size = match h {
-                HashRef::Compact(b) | HashRef::CompactEx(b, _) => {
+                HashRef::Compact(b) | HashRef::CompactEx(b, _) | HashRef::Shaped(_, b) => {
                     Some(crate::snapshot::format::MAX_ENTRY_OVERHEAD + key.len() + b.len())
                 }
                 HashRef::Dict(..) => None,
             };
             let mut p = cap.pending.lock();
             if size.is_some_and(|n| p.0.len() + n <= PENDING_CAP) {
-                crate::snapshot::format::encode_entry(&mut p.0, key, h, ttl);
+                crate::snapshot::format::encode_entry(&mut p.0, key, h, ttl, &cap.shapes);
                 p.1 += 1;
             } else {
                 drop(p);
                 let mut own = Vec::new();
-                crate::snapshot::format::encode_entry(&mut own, key, h, ttl);
+                crate::snapshot::format::encode_entry(&mut own, key, h, ttl, &cap.shapes);
                 // One entry, on a writer's path: not worth compressing.
                 cap.emit(&own, 1, false);
             }
@@ -277,7 +293,10 @@ impl Keyspace {
                 return;
             }
             let bit = g.snap_bit;
-            let (marks, next) = capture_batch(&g, bit, cursor, out, count);
+            let Some(cap) = g.capture.clone() else {
+                return;
+            };
+            let (marks, next) = capture_batch(&g, bit, cursor, out, count, &cap.shapes);
             for k in &marks {
                 if let Some(p) = g.keys.get_mut(k) {
                     p[0] = (p[0] & !FLAG_SNAP) | bit;
@@ -309,7 +328,7 @@ impl Keyspace {
             o.capture = None;
             let mut cursor = 0;
             loop {
-                let (_, next) = capture_batch(&o, o.snap_bit, cursor, out, count);
+                let (_, next) = capture_batch(&o, o.snap_bit, cursor, out, count, &cap.shapes);
                 cursor = next;
                 flush(out, count);
                 if cursor == 0 {

@@ -12,6 +12,7 @@ impl Shard {
         self.preserve(key);
         let raw = self.raw(key);
         let had_hfe = raw.is_some_and(|(t, _)| t & FLAG_HFE != 0);
+        let shape = raw.and_then(|(t, d)| shape_of(t, d));
         let (work, flag, existed, count) = match raw {
             Some((tag, data)) => match tag & ENC_MASK {
                 TAG_DICT => {
@@ -19,6 +20,15 @@ impl Shard {
                     (Work::Dict(id), tag & FLAG_TTL, true, None)
                 }
                 TAG_COMPACT_EX => (Work::CompactEx(data.to_vec()), tag & FLAG_TTL, true, None),
+                // A shaped hash is edited as its pair buffer.
+                TAG_SHAPED => {
+                    let pairs = self
+                        .view(tag, data, NEVER)
+                        .and_then(|h| h.pair_buffer())
+                        .map(std::borrow::Cow::into_owned)
+                        .unwrap_or_default();
+                    (Work::Compact(pairs), tag & FLAG_TTL, true, None)
+                }
                 // Counting a big compact hash is a scan: done only if a
                 // field is added (for the conversion check).
                 _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, None),
@@ -35,6 +45,7 @@ impl Shard {
             dirty: false,
             count,
             had_hfe,
+            shape,
         }
     }
 }
@@ -61,18 +72,30 @@ impl Shard {
             return false;
         }
         self.preserve(key);
-        let Some(entry) = self.keys.get_mut(key) else {
+        let Shard { keys, shapes, .. } = self;
+        let Some(entry) = keys.get_mut(key) else {
             return false;
         };
         let Some((tag, buf)) = entry.split_first_mut() else {
             return false;
         };
-        if *tag & (ENC_MASK | FLAG_HFE) != TAG_COMPACT {
-            return false;
+        match *tag & (ENC_MASK | FLAG_HFE) {
+            TAG_COMPACT => pairs
+                .iter()
+                .all(|(f, v)| compact::overwrite(buf, f, v, pack)),
+            TAG_SHAPED => {
+                let Some((id, values)) = buf.split_first_chunk_mut::<2>() else {
+                    return false;
+                };
+                let Some(s) = shapes.get(u16::from_le_bytes(*id)) else {
+                    return false;
+                };
+                pairs
+                    .iter()
+                    .all(|(f, v)| shape::overwrite(s, values, f, v, pack))
+            }
+            _ => false,
         }
-        pairs
-            .iter()
-            .all(|(f, v)| compact::overwrite(buf, f, v, pack))
     }
 }
 
@@ -96,6 +119,8 @@ pub(crate) struct HashEdit<'s> {
     pub(super) count: Option<usize>,
     /// The hash had field TTLs before the edit.
     pub(super) had_hfe: bool,
+    /// The shape the stored payload holds (until `finish` replaces it).
+    pub(super) shape: Option<u16>,
 }
 
 impl HashEdit<'_> {
@@ -358,10 +383,12 @@ impl HashEdit<'_> {
         if self.dirty {
             let flag = self.flag | self.shard.snap_bit;
             let res = match &self.work {
-                Work::Compact(buf) => self
-                    .shard
-                    .keys
-                    .set_parts(self.key, &[&[TAG_COMPACT | flag], buf]),
+                // Finds its shape again (keeps the old one if the fields
+                // are the same).
+                Work::Compact(buf) => {
+                    self.shard.store_pairs(self.key, buf, flag, self.shape)?;
+                    Ok(false)
+                }
                 Work::CompactEx(buf) => self
                     .shard
                     .keys
@@ -374,7 +401,12 @@ impl HashEdit<'_> {
                     .keys
                     .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
             };
+            let other = !matches!(self.work, Work::Compact(_));
             res.map_err(|_| CommandError::too_large())?;
+            // The payload replaced held a shape.
+            if let Some(id) = self.shape.filter(|_| other) {
+                self.shard.shapes.release(id);
+            }
         }
         if self.had_hfe || min.is_some() {
             let Shard { keys, hfe, .. } = &mut *self.shard;

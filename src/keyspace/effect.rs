@@ -272,7 +272,9 @@ fn set_pairs(
 /// Deep copy of a hash for COPY.
 pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
     Ok(match h {
-        HashRef::Compact(b) => OwnedHash::Compact(b.to_vec()),
+        HashRef::Compact(_) | HashRef::Shaped(..) => {
+            OwnedHash::Compact(h.pair_buffer().unwrap_or_default().into_owned())
+        }
         HashRef::CompactEx(b, _) => OwnedHash::CompactEx(b.to_vec()),
         HashRef::Dict(d, ttls, _) => {
             let mut t = ArenaTable::with_capacity(d.len());

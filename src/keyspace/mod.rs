@@ -48,6 +48,7 @@ use crate::error::{CommandError, Error};
 use std::collections::HashMap;
 
 use crate::hash::table::{hash_name, ArenaTable};
+use crate::hash::shape::{self, Shapes};
 use crate::hash::{
     compact, compact_ex, dict_from_compact, dict_from_triples, is_expired, FieldTtls, HashRef,
     NEVER,
@@ -77,6 +78,9 @@ const TAG_COMPACT: u8 = 1;
 const TAG_DICT: u8 = 2;
 /// A compact buffer of field/value/TTL triples (`listpackex`).
 const TAG_COMPACT_EX: u8 = 3;
+/// A compact hash sharing its field list: `[shape id u16 LE][values]`
+/// (see `hash::shape`).
+const TAG_SHAPED: u8 = 4;
 const ENC_MASK: u8 = 0x0F;
 /// The hash has a field with a TTL (and an entry in `hfe`).
 const FLAG_HFE: u8 = 0x20;
@@ -115,6 +119,10 @@ pub(crate) struct Shard {
     snap_bit: u8,
     /// The running snapshot, while this shard is not fully captured.
     capture: Option<Arc<Capture>>,
+    /// Field lists shared by this shard's compact hashes.
+    shapes: Shapes,
+    /// Scratch for the values of a hash being stored with a shape.
+    values: Vec<u8>,
 }
 
 /// Counts over the keyspace ([`Keyspace::stats`]).
@@ -139,11 +147,13 @@ pub(crate) enum Lookup<'a> {
 impl Shard {
     /// A shard with nothing in it that continues this one's snapshot state.
     fn emptied(&self) -> Shard {
-        Shard {
+        let mut s = Shard {
             snap_bit: self.snap_bit,
             capture: self.capture.clone(),
             ..Shard::default()
-        }
+        };
+        s.shapes.set_enabled(self.shapes.enabled());
+        s
     }
 
     fn raw(&self, key: &[u8]) -> Option<(u8, &[u8])> {
@@ -158,7 +168,76 @@ impl Shard {
     }
 
     fn view<'a>(&'a self, tag: u8, data: &'a [u8], now: i64) -> Option<HashRef<'a>> {
-        view_in(&self.dicts, &self.dict_ttls, tag, data, now)
+        view_in(&self.dicts, &self.dict_ttls, &self.shapes, tag, data, now)
+    }
+
+    /// Writes the payload of compact hash `pairs` at `key` with tag flags
+    /// `flag`: with a shape when its field list is shared, else as it is.
+    /// `old` is the shape the key's current payload holds (kept if the
+    /// fields are the same, else released).
+    fn store_pairs(
+        &mut self,
+        key: &[u8],
+        pairs: &[u8],
+        flag: u8,
+        old: Option<u16>,
+    ) -> Result<(), CommandError> {
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
+        let id = self.shapes.intern(pairs, &mut values, old);
+        let res = match id {
+            Some(id) => self
+                .keys
+                .set_parts(key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), &values]),
+            None => self.keys.set_parts(key, &[&[TAG_COMPACT | flag], pairs]),
+        };
+        self.values = values;
+        // The payload written holds `id`'s reference, the one it replaced
+        // held `old`'s; a failed write replaced nothing.
+        if id != old {
+            if let Some(d) = if res.is_ok() { old } else { id } {
+                self.shapes.release(d);
+            }
+        }
+        res.map(|_| ()).map_err(|_| CommandError::too_large())
+    }
+
+    /// Stores a shaped hash read from a snapshot: `fields` (`len` of them,
+    /// checked) are interned as they are, the values copied.
+    pub(crate) fn put_shaped(
+        &mut self,
+        key: &[u8],
+        fields: &[u8],
+        len: usize,
+        values: &[u8],
+        ttl: Option<i64>,
+    ) -> Result<bool, CommandError> {
+        let id = if self.shapes.enabled() {
+            self.shapes.intern_fields(fields, len)
+        } else {
+            None
+        };
+        let Some(id) = id else {
+            let mut pairs = Vec::with_capacity(fields.len() + values.len());
+            shape::join(fields, values, &mut pairs);
+            return self.put_compact(key, &pairs, ttl);
+        };
+        let replaced = self.delete(key);
+        let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
+        if self
+            .keys
+            .set_parts(key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values])
+            .is_err()
+        {
+            self.shapes.release(id);
+            return Err(CommandError::too_large());
+        }
+        if let Some(at) = ttl {
+            self.expires
+                .set(key, &at.to_le_bytes())
+                .map_err(|_| CommandError::too_large())?;
+        }
+        Ok(replaced)
     }
 
     /// The earliest field expiry of `key`, if its hash has field TTLs.
@@ -262,7 +341,11 @@ impl Shard {
                 drop(d);
             }
         } else {
+            let shape = shape_of(tag, data);
             self.keys.remove(key);
+            if let Some(id) = shape {
+                self.shapes.release(id);
+            }
         }
         if tag & FLAG_TTL != 0 {
             self.expires.remove(key);
@@ -282,6 +365,7 @@ impl Shard {
         } else {
             None
         };
+        let shape = shape_of(tag, data);
         let hash = match tag & ENC_MASK {
             TAG_DICT => {
                 let id = u32::from_le_bytes(data.try_into().ok()?);
@@ -291,8 +375,15 @@ impl Shard {
                 OwnedHash::Dict(Box::new(d), ttls)
             }
             TAG_COMPACT_EX => OwnedHash::CompactEx(data.to_vec()),
+            TAG_SHAPED => {
+                let h = self.view(tag, data, NEVER)?;
+                OwnedHash::Compact(h.pair_buffer()?.into_owned())
+            }
             _ => OwnedHash::Compact(data.to_vec()),
         };
+        if let Some(id) = shape {
+            self.shapes.release(id);
+        }
         self.keys.remove(key);
         if ttl.is_some() {
             self.expires.remove(key);
@@ -327,9 +418,7 @@ impl Shard {
     ) -> Result<bool, CommandError> {
         let replaced = self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
-        self.keys
-            .set_parts(key, &[&[TAG_COMPACT | flag], buf])
-            .map_err(|_| CommandError::too_large())?;
+        self.store_pairs(key, buf, flag, None)?;
         if let Some(at) = ttl {
             self.expires
                 .set(key, &at.to_le_bytes())
@@ -348,9 +437,7 @@ impl Shard {
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
         let min = match hash {
             OwnedHash::Compact(buf) => {
-                self.keys
-                    .set_parts(key, &[&[TAG_COMPACT | flag], &buf])
-                    .map_err(|_| CommandError::too_large())?;
+                self.store_pairs(key, &buf, flag, None)?;
                 None
             }
             OwnedHash::CompactEx(buf) => {
@@ -452,8 +539,13 @@ impl Shard {
     pub(crate) fn memory_usage(&self, key: &[u8]) -> Option<usize> {
         let (tag, data) = self.raw(key)?;
         let mut n = self.keys.entry_bytes(key.len(), data.len() + 1);
-        if let Some(HashRef::Dict(d, t, _)) = self.view(tag, data, NEVER) {
-            n += d.memory_bytes() + t.map_or(0, FieldTtls::memory_bytes);
+        match self.view(tag, data, NEVER) {
+            Some(HashRef::Dict(d, t, _)) => {
+                n += d.memory_bytes() + t.map_or(0, FieldTtls::memory_bytes);
+            }
+            // Its share of the field list it uses.
+            Some(HashRef::Shaped(s, _)) => n += s.share(),
+            _ => {}
         }
         if tag & FLAG_TTL != 0 {
             n += self.expires.entry_bytes(key.len(), 8);
@@ -602,16 +694,30 @@ impl MultiGuard<'_> {
     }
 }
 
+/// The shape id of a key payload `[tag][data]`, if it has one.
+#[inline]
+fn shape_of(tag: u8, data: &[u8]) -> Option<u16> {
+    if tag & ENC_MASK != TAG_SHAPED {
+        return None;
+    }
+    Some(u16::from_le_bytes(data.get(..2)?.try_into().ok()?))
+}
+
 /// The hash a key payload `[tag][data]` stands for, seen at `now`.
 fn view_in<'a>(
     dicts: &'a [Option<ArenaTable>],
     dict_ttls: &'a HashMap<u32, FieldTtls>,
+    shapes: &'a Shapes,
     tag: u8,
     data: &'a [u8],
     now: i64,
 ) -> Option<HashRef<'a>> {
     match tag & ENC_MASK {
         TAG_COMPACT => Some(HashRef::Compact(data)),
+        TAG_SHAPED => {
+            let id = shape_of(tag, data)?;
+            Some(HashRef::Shaped(shapes.get(id)?, &data[2..]))
+        }
         TAG_COMPACT_EX => Some(HashRef::CompactEx(data, now)),
         TAG_DICT => {
             let id = u32::from_le_bytes(data.try_into().ok()?);
@@ -692,6 +798,14 @@ pub(crate) fn shard_of_hash(hash: u64) -> usize {
 }
 
 impl Keyspace {
+    /// Turns the sharing of field lists ([`Options::shapes`]) on or off for
+    /// hashes stored from now on.
+    pub(crate) fn set_shapes(&self, on: bool) {
+        for s in self.shards.iter() {
+            s.write().shapes.set_enabled(on);
+        }
+    }
+
     /// Starts logging every later effect to `journal`.
     pub(crate) fn set_journal(&self, journal: Arc<dyn Journal>) {
         let _ = self.journal.set(journal);
@@ -869,6 +983,11 @@ impl Keyspace {
                 };
                 match e.hash {
                     EntryHash::Compact(buf) => shard.put_compact(e.key, buf, e.ttl),
+                    EntryHash::Shaped {
+                        fields,
+                        len,
+                        values,
+                    } => shard.put_shaped(e.key, fields, len, values, e.ttl),
                     EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
                 }
                 .map_err(|err| {
@@ -1056,7 +1175,9 @@ impl Keyspace {
                 st.keys += 1;
                 st.fields += h.len() as u64;
                 match h {
-                    HashRef::Compact(_) | HashRef::CompactEx(..) => st.listpack += 1,
+                    HashRef::Compact(_) | HashRef::Shaped(..) | HashRef::CompactEx(..) => {
+                        st.listpack += 1
+                    }
                     HashRef::Dict(..) => st.hashtable += 1,
                 }
                 st.memory += shard.memory_usage(k).unwrap_or(0) as u64;

@@ -7,6 +7,9 @@
 //! sections, each [type u8][len u32][crc u32][body]   crc = CRC-32 of body
 //!   type 1 KEYS:     body = entries back to back
 //!   type 3 KEYS_LZ4: body = [entries length u32][LZ4 block of the entries]
+//!   type 4 SHAPES:   body = [count varint] then per shape
+//!                    [field count varint][length varint][field elements]
+//!                    (at most one, before END; version 2)
 //!   type 2 END:      body = [keys u64][key sections u64][file crc u32]
 //! ```
 //!
@@ -20,22 +23,29 @@
 //! 3 compact_ex: [buffer length varint][the field/value/TTL triples, verbatim]
 //! 4 dict_ex:    [count varint] then [len varint][field][len varint][value]
 //!               [field TTL: i64 LE, 0 = none]...
+//! 5 shaped:     [shape number varint][values length varint][value elements]
+//!               (a compact hash whose fields are the SHAPES section's
+//!               shape of that number, in order; version 2)
 //! ```
 //!
 //! Varints are LEB128 (7 bits per byte, low first, at most 10 bytes). The
 //! file checksum in END is the CRC-32 of the header CRC followed by every
-//! section's CRC (LE), so it covers every byte through the section CRCs
+//! KEYS, KEYS_LZ4 and SHAPES section's CRC (LE), in file order, so it covers every byte through the section CRCs
 //! without a second pass over the data. Nothing may follow END.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::buf::Out;
 use crate::error::Error;
 use crate::hash::compact;
+use crate::hash::shape::Shape;
 use crate::hash::table::ArenaTable;
 use crate::hash::HashRef;
 use crate::keyspace::OwnedHash;
@@ -46,6 +56,7 @@ pub(crate) const MAGIC: &[u8; 8] = b"HKVSNAP1";
 const SECTION_KEYS: u8 = 1;
 const SECTION_END: u8 = 2;
 const SECTION_KEYS_LZ4: u8 = 3;
+const SECTION_SHAPES: u8 = 4;
 /// LZ4 expands data at most about 255 times: a larger claimed length is
 /// damage, refused before anything is allocated.
 const LZ4_MAX_RATIO: usize = 255;
@@ -59,12 +70,16 @@ const ENC_COMPACT: u8 = 1;
 const ENC_DICT: u8 = 2;
 const ENC_COMPACT_EX: u8 = 3;
 const ENC_DICT_EX: u8 = 4;
+const ENC_SHAPED: u8 = 5;
+/// The format version written: 2 added packed hex values, SHAPES and
+/// shaped entries. Version 1 files (without them) still load.
+const VERSION: u32 = 2;
 const FLAG_TTL: u8 = 1;
 
 /// What a snapshot says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Header {
-    /// Format version of the entries (1).
+    /// Format version of the entries (1 or 2).
     pub(crate) version: u32,
     /// When the snapshot's point in time was taken (Unix ms).
     pub(crate) created_ms: i64,
@@ -81,7 +96,7 @@ pub(crate) struct Header {
 impl Header {
     pub(crate) fn new(opts: &Options, next_segment: u64) -> Header {
         Header {
-            version: 1,
+            version: VERSION,
             created_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
@@ -104,14 +119,72 @@ fn push_varint(out: &mut impl Out, mut v: u64) {
     out.byte(v as u8);
 }
 
-/// Most bytes an entry adds to its key and compact buffer: encoding, flags,
-/// two varints, a TTL.
-pub(crate) const MAX_ENTRY_OVERHEAD: usize = 2 + 10 + 8 + 10;
+/// Most bytes an entry adds to its key and compact buffer (or values):
+/// encoding, flags, up to three varints, a TTL.
+pub(crate) const MAX_ENTRY_OVERHEAD: usize = 2 + 10 + 8 + 10 + 10;
 
-/// Appends the entry for `key` to `out`.
-pub(crate) fn encode_entry(out: &mut impl Out, key: &[u8], hash: HashRef<'_>, ttl: Option<i64>) {
+/// The shapes a snapshot's entries refer to, numbered as they are first
+/// met, written once in its SHAPES section.
+#[derive(Default)]
+pub(crate) struct SnapShapes {
+    /// Number by the address of a live shape's fields (confirmed by
+    /// comparing them: a shape freed meanwhile may be replaced at the same
+    /// address), then by content.
+    by_addr: HashMap<usize, u32>,
+    by_fields: HashMap<Box<[u8]>, u32>,
+    list: Vec<(Box<[u8]>, usize)>,
+}
+
+impl SnapShapes {
+    /// The number of `shape` in this snapshot.
+    fn number(&mut self, shape: &Shape) -> u32 {
+        let addr = shape.fields().as_ptr() as usize;
+        if let Some(&n) = self.by_addr.get(&addr) {
+            if *self.list[n as usize].0 == *shape.fields() {
+                return n;
+            }
+        }
+        let n = match self.by_fields.get(shape.fields()) {
+            Some(&n) => n,
+            None => {
+                let n = self.list.len() as u32;
+                self.list.push((shape.fields().into(), shape.len()));
+                self.by_fields.insert(shape.fields().into(), n);
+                n
+            }
+        };
+        self.by_addr.insert(addr, n);
+        n
+    }
+
+    /// The SHAPES section body; None when no entry used a shape.
+    pub(crate) fn section_body(&self) -> Option<Vec<u8>> {
+        if self.list.is_empty() {
+            return None;
+        }
+        let mut body = Vec::new();
+        push_varint(&mut body, self.list.len() as u64);
+        for (fields, len) in &self.list {
+            push_varint(&mut body, *len as u64);
+            push_varint(&mut body, fields.len() as u64);
+            body.extend_from_slice(fields);
+        }
+        Some(body)
+    }
+}
+
+/// Appends the entry for `key` to `out`; a shaped hash refers to its shape
+/// by its number in `shapes`.
+pub(crate) fn encode_entry(
+    out: &mut impl Out,
+    key: &[u8],
+    hash: HashRef<'_>,
+    ttl: Option<i64>,
+    shapes: &Mutex<SnapShapes>,
+) {
     let enc = match hash {
         HashRef::Compact(_) => ENC_COMPACT,
+        HashRef::Shaped(..) => ENC_SHAPED,
         HashRef::CompactEx(..) => ENC_COMPACT_EX,
         HashRef::Dict(_, None, _) => ENC_DICT,
         HashRef::Dict(_, Some(_), _) => ENC_DICT_EX,
@@ -127,6 +200,12 @@ pub(crate) fn encode_entry(out: &mut impl Out, key: &[u8], hash: HashRef<'_>, tt
         HashRef::Compact(buf) | HashRef::CompactEx(buf, _) => {
             push_varint(out, buf.len() as u64);
             out.put(buf);
+        }
+        HashRef::Shaped(shape, values) => {
+            let n = shapes.lock().number(shape);
+            push_varint(out, u64::from(n));
+            push_varint(out, values.len() as u64);
+            out.put(values);
         }
         HashRef::Dict(d, ttls, _) => {
             push_varint(out, d.len() as u64);
@@ -224,6 +303,11 @@ impl SnapshotWriter {
         self.keys += keys;
         self.sections += 1;
         Ok(())
+    }
+
+    /// Writes the SHAPES section (before END).
+    pub(crate) fn shapes(&mut self, body: &[u8]) -> std::io::Result<()> {
+        self.section(SECTION_SHAPES, body)
     }
 
     /// Writes END, fsyncs, and returns (keys, file bytes, time in fsync).
@@ -354,6 +438,13 @@ pub(crate) struct Entry<'a> {
 /// the table) or a hash built while reading.
 pub(crate) enum EntryHash<'a> {
     Compact(&'a [u8]),
+    /// A compact hash with a shared field list: the shape's fields (checked,
+    /// `len` of them) and the hash's values (checked).
+    Shaped {
+        fields: &'a [u8],
+        len: usize,
+        values: &'a [u8],
+    },
     Owned(OwnedHash),
 }
 
@@ -423,9 +514,58 @@ pub(crate) fn hash_from_pairs(
     }
 }
 
+/// A shape of the SHAPES section, checked.
+#[derive(Clone, Copy)]
+struct ReadShape<'a> {
+    fields: &'a [u8],
+    len: usize,
+    /// The longest field name.
+    longest: usize,
+}
+
+/// Reads and checks the SHAPES section body at file offset `base`.
+fn read_shapes(body: &[u8], base: usize) -> Result<Vec<ReadShape<'_>>, Bad> {
+    let mut c = Cur {
+        buf: body,
+        pos: 0,
+        base,
+    };
+    let count_at = c.at();
+    let n = c.varint("shape count")?;
+    // Each shape takes at least three bytes.
+    if n > (body.len() / 3) as u64 {
+        return Err(bad(count_at, format!("impossible shape count {n}")));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = c.len("shape field count")?;
+        let flen = c.len("shape length")?;
+        let at = c.at();
+        let fields = c.take(flen, "shape fields")?;
+        let (got, longest) = compact::check_elements(fields, compact::Layout::Fields)
+            .map_err(|e| bad(at + e.offset().unwrap_or(0), format!("shape: {e}")))?;
+        if got != len {
+            return Err(bad(at, format!("shape says {len} fields, holds {got}")));
+        }
+        out.push(ReadShape {
+            fields,
+            len,
+            longest,
+        });
+    }
+    if c.pos != body.len() {
+        return Err(bad(c.at(), "bytes after the last shape"));
+    }
+    Ok(out)
+}
+
 /// Decodes one entry at the cursor and builds its hash in the encoding that
-/// fits it under `opts`.
-fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
+/// fits it under `opts`; shaped entries refer to `shapes`.
+fn entry<'a>(
+    c: &mut Cur<'a>,
+    opts: &Options,
+    shapes: &[ReadShape<'a>],
+) -> Result<Entry<'a>, Bad> {
     let at = c.at();
     let enc = c.u8("entry encoding")?;
     let flags = c.u8("entry flags")?;
@@ -458,6 +598,40 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options) -> Result<Entry<'a>, Bad> {
                 EntryHash::Compact(buf)
             } else {
                 let d = crate::hash::dict_from_compact(buf)
+                    .map_err(|_| bad(start, "hash too large to load"))?;
+                EntryHash::Owned(OwnedHash::Dict(Box::new(d), None))
+            }
+        }
+        ENC_SHAPED => {
+            let num_at = c.at();
+            let num = c.varint("shape number")?;
+            let shape = usize::try_from(num)
+                .ok()
+                .and_then(|i| shapes.get(i))
+                .ok_or_else(|| bad(num_at, format!("no shape number {num}")))?;
+            let n = c.len("values length")?;
+            let start = c.at();
+            let values = c.take(n, "values")?;
+            let longest = crate::hash::shape::check_values(values, shape.len).map_err(|e| {
+                bad(
+                    start + e.offset().unwrap_or(0),
+                    format!(
+                        "values of key {:?} with {} fields: {e}",
+                        String::from_utf8_lossy(key),
+                        shape.len
+                    ),
+                )
+            })?;
+            if fits(opts, shape.len, longest.max(shape.longest)) {
+                EntryHash::Shaped {
+                    fields: shape.fields,
+                    len: shape.len,
+                    values,
+                }
+            } else {
+                let mut pairs = Vec::with_capacity(shape.fields.len() + values.len());
+                crate::hash::shape::join(shape.fields, values, &mut pairs);
+                let d = crate::hash::dict_from_compact(&pairs)
                     .map_err(|_| bad(start, "hash too large to load"))?;
                 EntryHash::Owned(OwnedHash::Dict(Box::new(d), None))
             }
@@ -606,11 +780,11 @@ pub(crate) fn read_presized(
     if used != hbody.len() {
         return Err(bad(8, "trailing bytes in the header"));
     }
-    if header.version != 1 {
+    if !(1..=VERSION).contains(&header.version) {
         return Err(bad(
             16,
             format!(
-                "snapshot version {}, this build reads version 1",
+                "snapshot version {}, this build reads versions 1 to {VERSION}",
                 header.version
             ),
         ));
@@ -620,6 +794,7 @@ pub(crate) fn read_presized(
     file_crc.update(&hcrc.to_le_bytes());
     let mut pos = 16 + hlen;
     let mut sections: Vec<(usize, usize, u32)> = Vec::new();
+    let mut shapes_at: Option<(usize, usize, u32)> = None;
     let walked = (|| loop {
         let head = buf
             .get(pos..pos + SECTION_HEADER)
@@ -642,6 +817,11 @@ pub(crate) fn read_presized(
                 file_crc.update(&crc.to_le_bytes());
                 sections.push((pos, len, crc));
             }
+            SECTION_SHAPES if shapes_at.is_none() => {
+                file_crc.update(&crc.to_le_bytes());
+                shapes_at = Some((pos, len, crc));
+            }
+            SECTION_SHAPES => return Err(bad(pos, "a second SHAPES section")),
             SECTION_END => {
                 let body = &buf[start..start + len];
                 if len != 20 || crc32fast::hash(body) != crc {
@@ -687,6 +867,17 @@ pub(crate) fn read_presized(
             return Err(b);
         }
     };
+    let shapes = match shapes_at {
+        Some((pos, len, crc)) => {
+            let start = pos + SECTION_HEADER;
+            let body = &buf[start..start + len];
+            if crc32fast::hash(body) != crc {
+                return Err(bad(pos, "section checksum mismatch"));
+            }
+            read_shapes(body, start)?
+        }
+        None => Vec::new(),
+    };
     presize(want_keys);
     // Phase 2: check and decode the sections, in parallel (they are
     // independent); the first damage by offset is the one reported.
@@ -713,7 +904,7 @@ pub(crate) fn read_presized(
                 ));
             }
             if buf[pos] == SECTION_KEYS {
-                return entries(body, start, opts, &put);
+                return entries(body, start, opts, &shapes, &put);
             }
             // KEYS_LZ4: damage inside the decompressed entries is reported
             // at the section, with the position in its entries.
@@ -727,7 +918,7 @@ pub(crate) fn read_presized(
                 Ok(n) if n == raw => {}
                 _ => return Err(bad(start, "compressed section does not decompress")),
             }
-            entries(&plain, 0, opts, &put).map_err(|b| {
+            entries(&plain, 0, opts, &shapes, &put).map_err(|b| {
                 bad(
                     pos,
                     format!(
@@ -774,10 +965,11 @@ pub(crate) fn read_presized(
 
 /// Decodes the entries of one section body (`base` = its file offset, for
 /// errors) and hands each to `put`; returns how many there were.
-fn entries(
-    body: &[u8],
+fn entries<'a>(
+    body: &'a [u8],
     base: usize,
     opts: &Options,
+    shapes: &[ReadShape<'a>],
     put: &(impl Fn(&mut Batch<'_>) -> Result<(), (usize, String)> + Sync),
 ) -> Result<u64, Bad> {
     let mut c = Cur {
@@ -789,7 +981,7 @@ fn entries(
     let mut batch: Batch<'_> = Vec::with_capacity(BATCH.min(body.len() / 8 + 1));
     while c.pos < body.len() {
         let at = c.at();
-        batch.push((at, entry(&mut c, opts)?));
+        batch.push((at, entry(&mut c, opts, shapes)?));
         n += 1;
         if batch.len() == BATCH {
             put(&mut batch).map_err(|(at, reason)| bad(at, reason))?;

@@ -375,19 +375,26 @@ impl Db {
             c.bytes.extend_from_slice(key);
             let name = (start, c.bytes.len());
             let first = c.spans.len();
-            if let crate::hash::HashRef::Compact(buf) = h {
-                if fits_listpack(buf) {
-                    c.bytes.extend_from_slice(buf);
-                    c.keys.push(KeyCopy {
-                        name,
-                        fields: (first, first),
-                        ttl,
-                        listpackex: false,
-                        raw: Some((name.1, c.bytes.len())),
-                    });
-                    return;
+            // A compact hash's pair buffer (a shaped one's joined), copied
+            // as it is when it makes a listpack.
+            match h {
+                crate::hash::HashRef::Compact(buf) => c.bytes.extend_from_slice(buf),
+                crate::hash::HashRef::Shaped(s, values) => {
+                    crate::hash::shape::join(s.fields(), values, &mut c.bytes);
                 }
+                _ => {}
             }
+            if c.bytes.len() > name.1 && fits_listpack(&c.bytes[name.1..]) {
+                c.keys.push(KeyCopy {
+                    name,
+                    fields: (first, first),
+                    ttl,
+                    listpackex: false,
+                    raw: Some((name.1, c.bytes.len())),
+                });
+                return;
+            }
+            c.bytes.truncate(name.1);
             let at = h.now();
             h.for_each_with_ttl(|f, v, t| {
                 // Expired fields not yet removed are not exported.

@@ -1,0 +1,481 @@
+//! Shapes: one copy of a field-name list shared by the compact hashes that
+//! have exactly those fields in that order (profiles, sessions, carts).
+//!
+//! A shaped hash is stored as a shape id and its value elements only
+//! (`[id: u16 LE][value, value, ...]`, each element encoded as in
+//! [`super::compact`]); its fields are the shape's, in the shape's order,
+//! so HGETALL, HKEYS and HSCAN see exactly what the plain layout shows.
+//! A shape is an internal layout of the compact encoding (`OBJECT
+//! ENCODING` says `listpack`), used only for hashes without field TTLs.
+//!
+//! [`Shapes`] is one shard's table of shapes: reference-counted, found by
+//! a hash of their field elements, freed when the last hash leaves. A
+//! field list becomes a shape the second time the shard stores it (a
+//! small table of fingerprints remembers the first), so hashes whose
+//! field lists are their own (an object store's buckets of ids) never pay
+//! for a shape. Only lists of at most [`MAX_FIELDS`] fields and
+//! [`MAX_FIELD_BYTES`] encoded bytes are shared.
+//!
+//! Writes open a shaped hash as its plain pair buffer (the keyspace's
+//! edit), and storing a pair buffer finds its shape again ([`Shapes::intern`],
+//! which keeps the old shape without a lookup when the fields did not
+//! change).
+
+use std::collections::HashMap;
+
+use super::compact::{decode_at, size_at, DecodeError, Elem, Layout, Probe};
+use super::table::hash_name;
+
+/// Most fields a shared list has.
+pub(crate) const MAX_FIELDS: usize = 64;
+/// Most encoded bytes a shared list's fields take.
+pub(crate) const MAX_FIELD_BYTES: usize = 2048;
+/// Most shapes a shard holds (ids are 16 bits).
+const MAX_SHAPES: usize = u16::MAX as usize;
+/// Fingerprints remembered of lists seen once.
+const SEEN: usize = 256;
+
+/// One shared field list.
+#[derive(Debug)]
+pub(crate) struct Shape {
+    /// The field elements back to back.
+    fields: Box<[u8]>,
+    /// How many.
+    len: usize,
+    /// Hashes using it.
+    refs: u32,
+    /// The fingerprint it is indexed under.
+    fp: u64,
+}
+
+impl Shape {
+    /// The field elements back to back.
+    pub(crate) fn fields(&self) -> &[u8] {
+        &self.fields
+    }
+
+    /// Number of fields.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes this shape holds (names, header, index slot).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.fields.len() + std::mem::size_of::<Option<Shape>>() + 16
+    }
+
+    /// The share of [`Shape::memory_bytes`] one of its hashes is charged
+    /// (MEMORY USAGE).
+    pub(crate) fn share(&self) -> usize {
+        self.memory_bytes().div_ceil(self.refs.max(1) as usize)
+    }
+}
+
+/// One shard's shapes; see the module doc. Sharing is on by default.
+#[derive(Debug)]
+pub(crate) struct Shapes {
+    list: Vec<Option<Shape>>,
+    free: Vec<u16>,
+    by_fp: HashMap<u64, u16>,
+    /// Fingerprints of lists stored once, by their low bits.
+    seen: Vec<u64>,
+    /// Off: nothing is shared ([`crate::Options::shapes`]).
+    enabled: bool,
+    /// Scratch: the field elements of the list being interned.
+    scratch: Vec<u8>,
+}
+
+impl Default for Shapes {
+    fn default() -> Self {
+        Shapes {
+            list: Vec::new(),
+            free: Vec::new(),
+            by_fp: HashMap::new(),
+            seen: Vec::new(),
+            enabled: true,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Shapes {
+    /// Turns sharing on or off for later stores.
+    pub(crate) fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+    }
+
+    /// Whether sharing is on.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The shape with `id`.
+    #[inline]
+    pub(crate) fn get(&self, id: u16) -> Option<&Shape> {
+        self.list.get(usize::from(id))?.as_ref()
+    }
+
+    /// Number of live shapes.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.list.len() - self.free.len()
+    }
+
+    /// The shape for pair buffer `pairs`, if its field list is (or now
+    /// becomes) shared, with its value elements appended to `values`;
+    /// None (and `values` untouched) to store it plain. `old` is the shape
+    /// the key's current payload holds: returned as it is when the fields
+    /// are the same. A reference to any other shape returned is taken; the
+    /// caller releases `old` once the new payload is written.
+    pub(crate) fn intern(
+        &mut self,
+        pairs: &[u8],
+        values: &mut Vec<u8>,
+        old: Option<u16>,
+    ) -> Option<u16> {
+        let id = if self.enabled {
+            self.find_or_make(pairs, old)
+        } else {
+            None
+        };
+        if let Some(id) = id {
+            split_values(pairs, values);
+            if old != Some(id) {
+                self.retain(id);
+            }
+        }
+        id
+    }
+
+    /// The shape whose fields are `fields` (`len` of them), made if there
+    /// is none; its reference is taken. None when the shard has as many
+    /// shapes as ids.
+    pub(crate) fn intern_fields(&mut self, fields: &[u8], len: usize) -> Option<u16> {
+        let fp = hash_name(fields);
+        let id = match self.lookup(fp, fields) {
+            Some(id) => id,
+            None => self.make(fp, fields, len)?,
+        };
+        if let Some(s) = self.list[usize::from(id)].as_mut() {
+            s.refs += 1;
+        }
+        Some(id)
+    }
+
+    fn lookup(&self, fp: u64, fields: &[u8]) -> Option<u16> {
+        let &id = self.by_fp.get(&fp)?;
+        (self.get(id)?.fields() == fields).then_some(id)
+    }
+
+    /// Fields of `pairs` into the scratch buffer, then: the old shape if
+    /// they are its fields, the indexed shape, or a new one the second
+    /// time they are seen.
+    fn find_or_make(&mut self, pairs: &[u8], old: Option<u16>) -> Option<u16> {
+        let mut fields = std::mem::take(&mut self.scratch);
+        let len = split_fields(pairs, &mut fields);
+        let id = (|| {
+            let len = len?;
+            if let Some(o) = old.filter(|&o| self.get(o).is_some_and(|s| *s.fields == *fields)) {
+                return Some(o);
+            }
+            let fp = hash_name(&fields);
+            if let Some(id) = self.lookup(fp, &fields) {
+                return Some(id);
+            }
+            if self.seen.is_empty() {
+                self.seen = vec![0; SEEN];
+            }
+            let slot = &mut self.seen[fp as usize % SEEN];
+            if *slot != fp {
+                *slot = fp;
+                return None;
+            }
+            self.make(fp, &fields, len)
+        })();
+        self.scratch = fields;
+        id
+    }
+
+    /// A new shape with no reference yet.
+    fn make(&mut self, fp: u64, fields: &[u8], len: usize) -> Option<u16> {
+        if self.by_fp.contains_key(&fp) {
+            // Another list with this fingerprint: stays plain.
+            return None;
+        }
+        let shape = Shape {
+            fields: fields.into(),
+            len,
+            refs: 0,
+            fp,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.list[usize::from(id)] = Some(shape);
+                id
+            }
+            None if self.list.len() < MAX_SHAPES => {
+                self.list.push(Some(shape));
+                (self.list.len() - 1) as u16
+            }
+            None => return None,
+        };
+        self.by_fp.insert(fp, id);
+        Some(id)
+    }
+
+    /// Takes one more reference to shape `id` (a payload copied as it is).
+    pub(crate) fn retain(&mut self, id: u16) {
+        if let Some(s) = self.list.get_mut(usize::from(id)).and_then(Option::as_mut) {
+            s.refs += 1;
+        }
+    }
+
+    /// Drops one reference to shape `id`, freeing it with the last.
+    pub(crate) fn release(&mut self, id: u16) {
+        let Some(slot) = self.list.get_mut(usize::from(id)) else {
+            return;
+        };
+        let Some(s) = slot.as_mut() else {
+            return;
+        };
+        s.refs = s.refs.saturating_sub(1);
+        if s.refs == 0 {
+            let fp = s.fp;
+            *slot = None;
+            self.by_fp.remove(&fp);
+            self.free.push(id);
+        }
+    }
+}
+
+/// Appends the field elements of pair buffer `pairs` to `out` (cleared
+/// first); their number, or None when the list is too long to share.
+fn split_fields(pairs: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    out.clear();
+    let mut pos = 0;
+    let mut n = 0;
+    while let Some(f) = size_at(pairs, pos) {
+        let v = size_at(pairs, pos + f)?;
+        n += 1;
+        if n > MAX_FIELDS || out.len() + f > MAX_FIELD_BYTES {
+            return None;
+        }
+        out.extend_from_slice(&pairs[pos..pos + f]);
+        pos += f + v;
+    }
+    (n > 0).then_some(n)
+}
+
+/// Appends the value elements of pair buffer `pairs` to `out`.
+fn split_values(pairs: &[u8], out: &mut Vec<u8>) {
+    let mut pos = 0;
+    while let Some(f) = size_at(pairs, pos) {
+        let Some(v) = size_at(pairs, pos + f) else {
+            return;
+        };
+        out.extend_from_slice(&pairs[pos + f..pos + f + v]);
+        pos += f + v;
+    }
+}
+
+/// Appends the pair buffer of a shaped hash (its shape's `fields` and
+/// `values` interleaved) to `out`.
+pub(crate) fn join(fields: &[u8], values: &[u8], out: &mut Vec<u8>) {
+    out.reserve(fields.len() + values.len());
+    let (f, v) = (fields, values);
+    let (mut fp, mut vp) = (0, 0);
+    while let (Some(fs), Some(vs)) = (size_at(f, fp), size_at(v, vp)) {
+        out.extend_from_slice(&f[fp..fp + fs]);
+        out.extend_from_slice(&v[vp..vp + vs]);
+        fp += fs;
+        vp += vs;
+    }
+}
+
+/// Iterator over a shaped hash's (field, value) pairs.
+pub(crate) struct Pairs<'a> {
+    fields: &'a [u8],
+    values: &'a [u8],
+    fp: usize,
+    vp: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (Elem<'a>, Elem<'a>);
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (f, fp) = decode_at(self.fields, self.fp)?;
+        let (v, vp) = decode_at(self.values, self.vp)?;
+        self.fp = fp;
+        self.vp = vp;
+        Some((f, v))
+    }
+}
+
+/// The pairs of a shaped hash, in the shape's order.
+pub(crate) fn pairs<'a>(shape: &'a Shape, values: &'a [u8]) -> Pairs<'a> {
+    Pairs {
+        fields: shape.fields(),
+        values,
+        fp: 0,
+        vp: 0,
+    }
+}
+
+/// Where a field's value sits in a shaped hash's values.
+pub(crate) struct Found<'a> {
+    pub(crate) value: Elem<'a>,
+    /// Start and end of the value element in the values.
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+/// Finds `field` among the shape's fields, then its value.
+#[inline]
+pub(crate) fn find<'a>(shape: &Shape, values: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
+    let f = shape.fields();
+    let mut pos = 0;
+    let mut index = 0;
+    loop {
+        let size = size_at(f, pos)?;
+        if field.matches_at(f, pos, size) {
+            break;
+        }
+        pos += size;
+        index += 1;
+    }
+    let mut vp = 0;
+    for _ in 0..index {
+        vp += size_at(values, vp)?;
+    }
+    let (value, end) = decode_at(values, vp)?;
+    Some(Found {
+        value,
+        start: vp,
+        end,
+    })
+}
+
+/// Sets the existing `field` of a shaped hash to `value` in `values`, if
+/// the new value encodes to the old one's size (as
+/// [`super::compact::overwrite`]); false, and nothing written, otherwise.
+pub(crate) fn overwrite(
+    shape: &Shape,
+    values: &mut [u8],
+    field: &[u8],
+    value: &[u8],
+    pack: bool,
+) -> bool {
+    let Some(found) = find(shape, values, &Probe::new(field)) else {
+        return false;
+    };
+    let (start, end) = (found.start, found.end);
+    let enc = super::compact::ValueEnc::new(value, pack);
+    if enc.size != end - start {
+        return false;
+    }
+    enc.write(&mut values[start..end]);
+    true
+}
+
+/// Checks the value elements of a shaped hash read from outside: `len` of
+/// them, each decoding and canonical. Returns the longest value as a
+/// client sees it.
+pub(crate) fn check_values(values: &[u8], len: usize) -> Result<usize, DecodeError> {
+    let (n, longest) = super::compact::check_elements(values, Layout::Values)?;
+    if n != len {
+        return Err(DecodeError::OddCount { count: n });
+    }
+    Ok(longest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::compact::{check_elements, push_elem, push_value};
+
+    fn check_fields(fields: &[u8]) -> Result<usize, DecodeError> {
+        check_elements(fields, Layout::Fields).map(|(n, _)| n)
+    }
+
+    fn pairs_buf(items: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (f, v) in items {
+            push_elem(&mut b, f.as_bytes());
+            push_value(&mut b, v.as_bytes(), true);
+        }
+        b
+    }
+
+    #[test]
+    fn a_list_is_shared_from_its_second_hash_and_freed_with_its_last() {
+        let mut s = Shapes::default();
+        let a = pairs_buf(&[("name", "Alice"), ("age", "25")]);
+        let b = pairs_buf(&[("name", "Bob"), ("age", "31")]);
+        let mut va = Vec::new();
+        assert_eq!(s.intern(&a, &mut va, None), None, "first sighting");
+        assert!(va.is_empty());
+        let id = s.intern(&b, &mut va, None).expect("second sighting shares");
+        let shape = s.get(id).unwrap();
+        assert_eq!(shape.len(), 2);
+        let mut back = Vec::new();
+        join(shape.fields(), &va, &mut back);
+        assert_eq!(back, b);
+        let got: Vec<_> = pairs(shape, &va).map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
+        assert_eq!(got, [(b"name".to_vec(), b"Bob".to_vec()), (b"age".to_vec(), b"31".to_vec())]);
+        let found = find(shape, &va, &Probe::new(b"age")).unwrap();
+        assert_eq!(found.value, Elem::Int(31));
+        assert!(find(shape, &va, &Probe::new(b"nope")).is_none());
+        // A third hash takes another reference; the same fields again keep
+        // the shape without a new one.
+        let mut vc = Vec::new();
+        assert_eq!(s.intern(&a, &mut vc, None), Some(id));
+        let mut vc2 = Vec::new();
+        assert_eq!(s.intern(&a, &mut vc2, Some(id)), Some(id));
+        assert_eq!(s.get(id).unwrap().refs, 2);
+        // Other fields move the hash off the shape (the caller releases).
+        let c = pairs_buf(&[("name", "Carol")]);
+        let mut vd = Vec::new();
+        assert_eq!(s.intern(&c, &mut vd, Some(id)), None);
+        s.release(id);
+        assert_eq!(s.get(id).unwrap().refs, 1);
+        s.release(id);
+        assert!(s.get(id).is_none());
+        assert_eq!(s.len(), 0);
+        assert!(s.by_fp.is_empty());
+    }
+
+    #[test]
+    fn long_lists_and_a_disabled_table_stay_plain() {
+        let mut s = Shapes::default();
+        s.set_enabled(false);
+        let a = pairs_buf(&[("name", "Alice")]);
+        let mut v = Vec::new();
+        assert_eq!(s.intern(&a, &mut v, None), None);
+        assert_eq!(s.intern(&a, &mut v, None), None);
+        s.set_enabled(true);
+        let many: Vec<(String, String)> =
+            (0..=MAX_FIELDS).map(|i| (format!("f{i}"), i.to_string())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
+        let big = pairs_buf(&many);
+        assert_eq!(s.intern(&big, &mut v, None), None);
+        assert_eq!(s.intern(&big, &mut v, None), None);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn checks_refuse_bad_fields_and_value_counts() {
+        let mut f = Vec::new();
+        push_elem(&mut f, b"a");
+        push_elem(&mut f, b"b");
+        assert_eq!(check_fields(&f), Ok(2));
+        push_elem(&mut f, b"a");
+        assert!(matches!(check_fields(&f), Err(DecodeError::DuplicateField { .. })));
+        let mut v = Vec::new();
+        push_value(&mut v, b"deadbeefdeadbeef", true);
+        push_value(&mut v, b"1", true);
+        assert_eq!(check_values(&v, 2), Ok(16));
+        assert!(check_values(&v, 3).is_err());
+        assert!(check_fields(&v).is_err(), "a packed field");
+    }
+}
