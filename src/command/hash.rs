@@ -386,7 +386,7 @@ fn hrandfield(
             HashRef::Dict(d, ..) => {
                 for _ in 0..n {
                     if let Some((f, v)) = d.random(&mut rng) {
-                        pair_replies(&mut out, Elem::Str(f), Elem::Str(v), with_values);
+                        pair_replies(&mut out, Elem::Str(f), v, with_values);
                     }
                 }
             }
@@ -414,7 +414,7 @@ fn hrandfield(
             while seen.len() < count {
                 if let Some((f, v)) = d.random(&mut rng) {
                     if seen.insert(f) {
-                        pair_replies(&mut out, Elem::Str(f), Elem::Str(v), with_values);
+                        pair_replies(&mut out, Elem::Str(f), v, with_values);
                     }
                 }
             }
@@ -465,7 +465,7 @@ fn random_pair(h: HashRef<'_>, rng: &mut impl Rng) -> Option<(Vec<u8>, Vec<u8>)>
                 .nth(k)
                 .map(|(f, v, _)| (f.to_bytes(), v.to_bytes()))
         }
-        HashRef::Dict(d, ..) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_vec())),
+        HashRef::Dict(d, ..) => d.random(rng).map(|(f, v)| (f.to_vec(), v.to_bytes())),
     }
 }
 
@@ -505,7 +505,7 @@ fn hscan(h: HashRef<'_>, cursor: u64, options: &[&[u8]]) -> Result<Reply, Comman
                     if keep(f) && live(f) {
                         items.push(Reply::Bulk(f.to_vec()));
                         if !no_values {
-                            items.push(Reply::Bulk(v.to_vec()));
+                            items.push(Reply::Bulk(v.to_bytes()));
                         }
                     }
                 });

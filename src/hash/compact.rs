@@ -95,6 +95,15 @@ pub(crate) fn hex_case(v: &[u8]) -> Option<bool> {
     (!(lower && upper)).then_some(upper)
 }
 
+/// Packs the hex digits `v` (checked by [`hex_case`]) into `out`, two a
+/// byte, high nibble first (`out` is `v.len() / 2` bytes).
+#[inline]
+pub(crate) fn pack_hex(v: &[u8], out: &mut [u8]) {
+    for (d, pair) in out.iter_mut().zip(v.chunks_exact(2)) {
+        *d = (nibble(pair[0]) << 4) | nibble(pair[1]);
+    }
+}
+
 #[inline]
 fn nibble(d: u8) -> u8 {
     match d {
@@ -124,6 +133,26 @@ impl Elem<'_> {
             Elem::Int(v) => numeric::push_i64(out, v),
             Elem::Str(s) => out.extend_from_slice(s),
             Elem::Hex(s, upper) => push_hex(out, s, upper),
+        }
+    }
+
+    /// Calls `f` with the client-visible bytes, without allocating for a
+    /// string or packed hex.
+    #[inline]
+    pub(crate) fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Elem::Str(s) => f(s),
+            Elem::Hex(s, upper) => {
+                let digits = if upper { UPPER_DIGITS } else { LOWER_DIGITS };
+                let mut buf = [0u8; 2 * 255];
+                let n = (2 * s.len()).min(buf.len());
+                for (pair, &b) in buf[..n].chunks_exact_mut(2).zip(s) {
+                    pair[0] = digits[usize::from(b >> 4)];
+                    pair[1] = digits[usize::from(b & 15)];
+                }
+                f(&buf[..n])
+            }
+            Elem::Int(v) => f(&numeric::i64_bytes(v)),
         }
     }
 
@@ -437,9 +466,7 @@ impl<'a> ValueEnc<'a> {
         let h = usize::from(self.head_len);
         dst[..h].copy_from_slice(&self.head[..h]);
         if self.hex {
-            for (d, pair) in dst[h..self.size].iter_mut().zip(self.body.chunks_exact(2)) {
-                *d = (nibble(pair[0]) << 4) | nibble(pair[1]);
-            }
+            pack_hex(self.body, &mut dst[h..self.size]);
         } else {
             dst[h..self.size].copy_from_slice(self.body);
         }

@@ -2,9 +2,10 @@
 //!
 //! - [`compact`]: one contiguous buffer of field/value elements (OBJECT
 //!   ENCODING `listpack`), for small hashes.
-//! - [`table::ArenaTable`]: the dict encoding (OBJECT ENCODING `hashtable`),
-//!   a seeded open-addressing table over packed arena pages with incremental
-//!   rehashing.
+//! - [`dict::Dict`]: the dict encoding (OBJECT ENCODING `hashtable`),
+//!   a [`table::ArenaTable`] (a seeded open-addressing table over packed
+//!   arena pages with incremental rehashing) whose hex values are packed.
+//! - [`shape`]: compact hashes that share their field list.
 //!
 //! A hash converts from compact to dict when it passes
 //! `hash_max_listpack_entries` fields or a field or value longer than
@@ -21,13 +22,14 @@
 
 pub(crate) mod compact;
 pub(crate) mod compact_ex;
+pub(crate) mod dict;
 pub(crate) mod shape;
 pub(crate) mod table;
 
 use std::collections::{BTreeSet, HashMap};
 
 use compact::{Elem, Probe};
-use table::ArenaTable;
+use dict::Dict;
 
 /// A time at which nothing has expired: views made with it show every
 /// field (replay, snapshots, RENAME/COPY work on the raw contents).
@@ -121,7 +123,7 @@ pub(crate) enum HashRef<'a> {
     /// Compact buffer of field/value/TTL triples, and the view's time.
     CompactEx(&'a [u8], i64),
     /// Dict encoding, with its field TTLs (if any) and the view's time.
-    Dict(&'a ArenaTable, Option<&'a FieldTtls>, i64),
+    Dict(&'a Dict, Option<&'a FieldTtls>, i64),
 }
 
 /// What a field lookup found.
@@ -202,7 +204,7 @@ impl<'a> HashRef<'a> {
                         return None;
                     }
                 }
-                Some(Elem::Str(v))
+                Some(v)
             }
         }
     }
@@ -252,11 +254,11 @@ impl<'a> HashRef<'a> {
             HashRef::CompactEx(b, now) => compact_ex::triples(b)
                 .filter(|(_, _, t)| !is_expired(*t, now))
                 .for_each(|(k, v, _)| f(k, v)),
-            HashRef::Dict(d, None, _) => d.iter().for_each(|(k, v)| f(Elem::Str(k), Elem::Str(v))),
+            HashRef::Dict(d, None, _) => d.iter().for_each(|(k, v)| f(Elem::Str(k), v)),
             HashRef::Dict(d, Some(t), now) => d
                 .iter()
                 .filter(|(k, _)| !t.get(k).is_some_and(|at| is_expired(at, now)))
-                .for_each(|(k, v)| f(Elem::Str(k), Elem::Str(v))),
+                .for_each(|(k, v)| f(Elem::Str(k), v)),
         }
     }
 
@@ -269,7 +271,7 @@ impl<'a> HashRef<'a> {
             HashRef::CompactEx(b, _) => compact_ex::triples(b).for_each(|(k, v, t)| f(k, v, t)),
             HashRef::Dict(d, t, _) => d.iter().for_each(|(k, v)| {
                 let ttl = t.and_then(|t| t.get(k)).unwrap_or(0);
-                f(Elem::Str(k), Elem::Str(v), ttl)
+                f(Elem::Str(k), v, ttl)
             }),
         }
     }
@@ -307,9 +309,10 @@ impl<'a> HashRef<'a> {
 }
 
 /// Builds a dict holding `pairs`.
-pub(crate) fn dict_from_compact(buf: &[u8]) -> Result<ArenaTable, table::Full> {
+/// (`pack`: whether hex values are stored packed, [`crate::Options::pack_hex`]).
+pub(crate) fn dict_from_compact(buf: &[u8], pack: bool) -> Result<Dict, table::Full> {
     let n = compact::len(buf);
-    let mut d = ArenaTable::with_capacity(n);
+    let mut d = Dict::with_capacity(n);
     let mut field = Vec::new();
     let mut value = Vec::new();
     for (k, v) in compact::pairs(buf) {
@@ -317,15 +320,15 @@ pub(crate) fn dict_from_compact(buf: &[u8]) -> Result<ArenaTable, table::Full> {
         value.clear();
         k.push_to(&mut field);
         v.push_to(&mut value);
-        d.set(&field, &value)?;
+        d.set(&field, &value, pack)?;
     }
     Ok(d)
 }
 
 /// Builds a dict and its field TTLs from a buffer of triples.
-pub(crate) fn dict_from_triples(buf: &[u8]) -> Result<(ArenaTable, FieldTtls), table::Full> {
+pub(crate) fn dict_from_triples(buf: &[u8], pack: bool) -> Result<(Dict, FieldTtls), table::Full> {
     let n = compact_ex::len(buf);
-    let mut d = ArenaTable::with_capacity(n);
+    let mut d = Dict::with_capacity(n);
     let mut ttls = FieldTtls::default();
     let mut field = Vec::new();
     let mut value = Vec::new();
@@ -334,7 +337,7 @@ pub(crate) fn dict_from_triples(buf: &[u8]) -> Result<(ArenaTable, FieldTtls), t
         value.clear();
         k.push_to(&mut field);
         v.push_to(&mut value);
-        d.set(&field, &value)?;
+        d.set(&field, &value, pack)?;
         if t != compact_ex::NO_TTL {
             ttls.set(&field, t);
         }

@@ -421,8 +421,16 @@ mod tests {
         let mut back = Vec::new();
         join(shape.fields(), &va, &mut back);
         assert_eq!(back, b);
-        let got: Vec<_> = pairs(shape, &va).map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
-        assert_eq!(got, [(b"name".to_vec(), b"Bob".to_vec()), (b"age".to_vec(), b"31".to_vec())]);
+        let got: Vec<_> = pairs(shape, &va)
+            .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b"name".to_vec(), b"Bob".to_vec()),
+                (b"age".to_vec(), b"31".to_vec())
+            ]
+        );
         let found = find(shape, &va, &Probe::new(b"age")).unwrap();
         assert_eq!(found.value, Elem::Int(31));
         assert!(find(shape, &va, &Probe::new(b"nope")).is_none());
@@ -454,8 +462,9 @@ mod tests {
         assert_eq!(s.intern(&a, &mut v, None), None);
         assert_eq!(s.intern(&a, &mut v, None), None);
         s.set_enabled(true);
-        let many: Vec<(String, String)> =
-            (0..=MAX_FIELDS).map(|i| (format!("f{i}"), i.to_string())).collect();
+        let many: Vec<(String, String)> = (0..=MAX_FIELDS)
+            .map(|i| (format!("f{i}"), i.to_string()))
+            .collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
         let big = pairs_buf(&many);
         assert_eq!(s.intern(&big, &mut v, None), None);
@@ -470,7 +479,10 @@ mod tests {
         push_elem(&mut f, b"b");
         assert_eq!(check_fields(&f), Ok(2));
         push_elem(&mut f, b"a");
-        assert!(matches!(check_fields(&f), Err(DecodeError::DuplicateField { .. })));
+        assert!(matches!(
+            check_fields(&f),
+            Err(DecodeError::DuplicateField { .. })
+        ));
         let mut v = Vec::new();
         push_value(&mut v, b"deadbeefdeadbeef", true);
         push_value(&mut v, b"1", true);

@@ -5,7 +5,10 @@
 //! - Entries live packed in an [`Arena`] of pages (at most 32 KiB, entries
 //!   larger than 8 KiB get a page of their own), each entry
 //!   `[varint name_len][varint payload_len][name][payload]` padded to 4 bytes.
-//!   There is no per-entry heap allocation and no allocator header.
+//!   There is no per-entry heap allocation and no allocator header. A table
+//!   made [`ArenaTable::with_kinds`] (a dict) stores `payload_len << 2 |
+//!   kind` instead, a 2-bit kind per entry that says how its payload is
+//!   stored (the dict's packed hex values, `hash::dict`).
 //! - The table is open addressing with linear probing over two parallel
 //!   arrays: a tag byte per slot (empty, tombstone, or 7 bits of the hash) and
 //!   a `u32` arena address. About 5 bytes per slot.
@@ -109,6 +112,7 @@ fn padded(len: usize) -> usize {
     (len + 3) & !3
 }
 
+#[cfg(test)]
 fn entry_size(name_len: usize, payload_len: usize) -> usize {
     varint_len(name_len) + varint_len(payload_len) + name_len + payload_len
 }
@@ -167,6 +171,8 @@ impl Page {
 
 /// Pages of packed entries; see the module doc.
 struct Arena {
+    /// Entries carry a 2-bit kind in their payload length.
+    kinds: bool,
     /// Padded bytes of live entries.
     live_bytes: usize,
     pages: Vec<Page>,
@@ -191,6 +197,7 @@ fn split_addr(addr: u32) -> (usize, usize) {
 impl Arena {
     fn new() -> Self {
         Arena {
+            kinds: false,
             live_bytes: 0,
             pages: Vec::new(),
             free_pages: Vec::new(),
@@ -270,33 +277,65 @@ impl Arena {
     /// The entry at `addr`: (name, payload, padded size).
     #[inline]
     fn entry(&self, addr: u32) -> (&[u8], &[u8], usize) {
+        let (n, p, size, _) = self.entry_kind(addr);
+        (n, p, size)
+    }
+
+    /// [`Arena::entry`] and the entry's kind (0 in a table without kinds).
+    #[inline]
+    fn entry_kind(&self, addr: u32) -> (&[u8], &[u8], usize, u8) {
         let (p, off) = split_addr(addr);
         let buf = self.pages.get(p).map_or(&[][..], Page::bytes);
         let (nl, pos) = get_varint(buf, off);
         let (pl, pos) = get_varint(buf, pos);
+        let (pl, kind) = self.split_len(pl);
         let name = buf.get(pos..pos + nl).unwrap_or(&[]);
         let payload = buf.get(pos + nl..pos + nl + pl).unwrap_or(&[]);
-        (name, payload, padded(pos + nl + pl - off))
+        (name, payload, padded(pos + nl + pl - off), kind)
+    }
+
+    /// The stored payload-length value of `plen` bytes of kind `kind`.
+    #[inline]
+    fn stored_len(&self, plen: usize, kind: u8) -> usize {
+        if self.kinds {
+            (plen << 2) | usize::from(kind & 3)
+        } else {
+            plen
+        }
+    }
+
+    /// A stored payload-length value as (length, kind).
+    #[inline]
+    fn split_len(&self, stored: usize) -> (usize, u8) {
+        if self.kinds {
+            (stored >> 2, (stored & 3) as u8)
+        } else {
+            (stored, 0)
+        }
+    }
+
+    /// Bytes an entry takes before padding.
+    fn entry_size(&self, name_len: usize, plen: usize, kind: u8) -> usize {
+        varint_len(name_len) + varint_len(self.stored_len(plen, kind)) + name_len + plen
     }
 
     fn payload_mut(&mut self, addr: u32) -> &mut [u8] {
+        let kinds = self.kinds;
         let (p, off) = split_addr(addr);
         let buf = self.pages[p].bytes_mut();
         let (nl, pos) = get_varint(buf, off);
         let (pl, pos) = get_varint(buf, pos);
+        let pl = if kinds { pl >> 2 } else { pl };
         &mut buf[pos + nl..pos + nl + pl]
     }
 
-    fn write(&mut self, name: &[u8], payload: &[u8]) -> Result<u32, Full> {
-        self.write_parts(name, &[payload])
-    }
-
     /// Writes an entry whose payload is the concatenation of `parts`.
-    fn write_parts(&mut self, name: &[u8], parts: &[&[u8]]) -> Result<u32, Full> {
+    fn write_parts(&mut self, name: &[u8], parts: &[&[u8]], kind: u8) -> Result<u32, Full> {
         let plen: usize = parts.iter().map(|p| p.len()).sum();
-        let size = entry_size(name.len(), plen);
+        let size = self.entry_size(name.len(), plen, kind);
+        let stored = self.stored_len(plen, kind);
         let (addr, out) = self.alloc(size)?;
-        put_entry(out, name, parts, plen);
+        put_entry(out, name, parts, stored);
         Ok(addr)
     }
 
@@ -304,10 +343,11 @@ impl Arena {
     /// own with room for the new size (and would not leave most of it
     /// unused): no new mapping, no unmapping, no page faults. False when
     /// the caller must write a new entry.
-    fn rewrite_mapped(&mut self, addr: u32, name: &[u8], parts: &[&[u8]]) -> bool {
+    fn rewrite_mapped(&mut self, addr: u32, name: &[u8], parts: &[&[u8]], kind: u8) -> bool {
         let (p, off) = split_addr(addr);
         let plen: usize = parts.iter().map(|p| p.len()).sum();
-        let size = padded(entry_size(name.len(), plen));
+        let size = padded(self.entry_size(name.len(), plen, kind));
+        let stored = self.stored_len(plen, kind);
         let Some(page) = self.pages.get_mut(p) else {
             return false;
         };
@@ -317,7 +357,7 @@ impl Arena {
         if off != 0 || size > m.len() || size < m.len() / 2 {
             return false;
         }
-        put_entry(&mut m[..size], name, parts, plen);
+        put_entry(&mut m[..size], name, parts, stored);
         self.live_bytes = self.live_bytes - *len + size;
         *len = size;
         true
@@ -567,6 +607,14 @@ impl ArenaTable {
         Self::with_capacity(0)
     }
 
+    /// A table whose entries carry a 2-bit kind each (see the module doc),
+    /// sized for `n` entries.
+    pub(crate) fn with_kinds(n: usize) -> Self {
+        let mut t = Self::with_capacity(n);
+        t.arena.kinds = true;
+        t
+    }
+
     /// A table sized for `n` entries without migrations.
     pub(crate) fn with_capacity(n: usize) -> Self {
         let slots = slots_for(n);
@@ -652,6 +700,14 @@ impl ArenaTable {
         self.get_hashed(hash_name(name), name)
     }
 
+    /// The payload stored under `name` and its kind.
+    #[inline]
+    pub(crate) fn get_kind(&self, name: &[u8]) -> Option<(&[u8], u8)> {
+        let (in_old, i) = self.locate(hash_name(name), name)?;
+        let (_, p, _, k) = self.arena.entry_kind(self.addr_at(in_old, i));
+        Some((p, k))
+    }
+
     /// [`ArenaTable::get`] with the name's [`hash_name`] already computed.
     #[inline]
     pub(crate) fn get_hashed(&self, hash: u64, name: &[u8]) -> Option<&[u8]> {
@@ -674,12 +730,24 @@ impl ArenaTable {
 
     /// Stores the concatenation of `parts` under `name`; true when new.
     pub(crate) fn set_parts(&mut self, name: &[u8], parts: &[&[u8]]) -> Result<bool, Full> {
+        self.set_kind(name, parts, 0)
+    }
+
+    /// [`ArenaTable::set_parts`] with the entry's kind (a table made
+    /// [`ArenaTable::with_kinds`]; others store 0 whatever it says).
+    pub(crate) fn set_kind(
+        &mut self,
+        name: &[u8],
+        parts: &[&[u8]],
+        kind: u8,
+    ) -> Result<bool, Full> {
         let hash = hash_name(name);
         let plen: usize = parts.iter().map(|p| p.len()).sum();
         let new = match self.locate(hash, name) {
             Some((in_old, i)) => {
                 let old_addr = self.addr_at(in_old, i);
-                if self.arena.entry(old_addr).1.len() == plen {
+                let (_, old_payload, _, old_kind) = self.arena.entry_kind(old_addr);
+                if old_payload.len() == plen && (old_kind == kind || !self.arena.kinds) {
                     // Same size: overwrite in place, no dead bytes.
                     let out = self.arena.payload_mut(old_addr);
                     let mut k = 0;
@@ -689,10 +757,10 @@ impl ArenaTable {
                     }
                     return Ok(false);
                 }
-                if self.arena.rewrite_mapped(old_addr, name, parts) {
+                if self.arena.rewrite_mapped(old_addr, name, parts, kind) {
                     return Ok(false);
                 }
-                let addr = self.arena.write_parts(name, parts)?;
+                let addr = self.arena.write_parts(name, parts, kind)?;
                 match (in_old, &mut self.old) {
                     (true, Some(o)) => o.slots[i].addr = addr,
                     _ => self.cur.slots[i].addr = addr,
@@ -704,7 +772,7 @@ impl ArenaTable {
                 if self.cur.over_loaded() {
                     self.grow();
                 }
-                let addr = self.arena.write_parts(name, parts)?;
+                let addr = self.arena.write_parts(name, parts, kind)?;
                 self.cur.insert_new(hash, addr);
                 true
             }
@@ -833,6 +901,7 @@ impl ArenaTable {
         while off < buf.len() {
             let (nl, pos) = get_varint(&buf, off);
             let (pl, pos) = get_varint(&buf, pos);
+            let (pl, kind) = self.arena.split_len(pl);
             let end = pos + nl + pl;
             let Some(name) = buf.get(pos..pos + nl) else {
                 break;
@@ -852,7 +921,7 @@ impl ArenaTable {
                 // The write cannot fail for lack of pages: page `p` is freed
                 // only after this loop, but its entries are fewer bytes than
                 // the pages they move into, and each move frees its old copy.
-                if let Ok(new_addr) = self.arena.write(name, payload) {
+                if let Ok(new_addr) = self.arena.write_parts(name, &[payload], kind) {
                     // The write counted the new copy; the old one goes with the page.
                     self.arena.live_bytes -= padded(end - off);
                     match (in_old, &mut self.old) {
@@ -875,13 +944,18 @@ impl ArenaTable {
 
     /// Every entry as (name, payload), in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.iter_kind().map(|(n, p, _)| (n, p))
+    }
+
+    /// Every entry as (name, payload, kind), in slot order.
+    pub(crate) fn iter_kind(&self) -> impl Iterator<Item = (&[u8], &[u8], u8)> + '_ {
         fn one<'a>(
             arena: &'a Arena,
             s: &'a Slots,
-        ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        ) -> impl Iterator<Item = (&'a [u8], &'a [u8], u8)> + 'a {
             s.slots.iter().filter(|s| s.tag >= 0x80).map(move |s| {
-                let (n, p, _) = arena.entry(s.addr);
-                (n, p)
+                let (n, p, _, k) = arena.entry_kind(s.addr);
+                (n, p, k)
             })
         }
         let arena = &self.arena;
@@ -893,7 +967,7 @@ impl ArenaTable {
         arena: &'a Arena,
         s: &Slots,
         b: usize,
-        f: &mut impl FnMut(&'a [u8], &'a [u8]),
+        f: &mut impl FnMut(&'a [u8], &'a [u8], u8),
     ) {
         let mut i = b;
         loop {
@@ -902,9 +976,9 @@ impl ArenaTable {
                 return;
             }
             if t >= 0x80 {
-                let (name, payload, _) = arena.entry(s.slots[i].addr);
+                let (name, payload, _, kind) = arena.entry_kind(s.slots[i].addr);
                 if hash_name(name) as usize & s.mask == b {
-                    f(name, payload);
+                    f(name, payload, kind);
                 }
             }
             i = (i + 1) & s.mask;
@@ -917,6 +991,15 @@ impl ArenaTable {
     /// One step of a SCAN-style iteration: calls `f` for the entries of the
     /// bucket(s) named by `cursor` and returns the next cursor (0 = done).
     pub(crate) fn scan<'a>(&'a self, cursor: u64, mut f: impl FnMut(&'a [u8], &'a [u8])) -> u64 {
+        self.scan_kind(cursor, |n, p, _| f(n, p))
+    }
+
+    /// [`ArenaTable::scan`] with each entry's kind.
+    pub(crate) fn scan_kind<'a>(
+        &'a self,
+        cursor: u64,
+        mut f: impl FnMut(&'a [u8], &'a [u8], u8),
+    ) -> u64 {
         let mut v = cursor;
         let arena = &self.arena;
         match &self.old {
@@ -947,8 +1030,8 @@ impl ArenaTable {
         v
     }
 
-    /// A uniformly random entry.
-    pub(crate) fn random(&self, rng: &mut impl Rng) -> Option<(&[u8], &[u8])> {
+    /// A uniformly random entry, with its kind.
+    pub(crate) fn random_kind(&self, rng: &mut impl Rng) -> Option<(&[u8], &[u8], u8)> {
         let total = self.len();
         if total == 0 {
             return None;
@@ -958,15 +1041,15 @@ impl ArenaTable {
             _ => &self.cur,
         };
         if s.live == 0 {
-            return self.iter().next();
+            return self.iter_kind().next();
         }
         // Load is at least 1/16 outside migrations, so a few tries suffice;
         // fall back to a walk from a random slot to bound the work.
         for _ in 0..64 {
             let i = rng.gen_range(0..s.cap());
             if s.slots[i].tag >= 0x80 {
-                let (n, p, _) = self.arena.entry(s.slots[i].addr);
-                return Some((n, p));
+                let (n, p, _, k) = self.arena.entry_kind(s.slots[i].addr);
+                return Some((n, p, k));
             }
         }
         let start = rng.gen_range(0..s.cap());
@@ -974,8 +1057,8 @@ impl ArenaTable {
             .map(|k| (start + k) & s.mask)
             .find(|&i| s.slots[i].tag >= 0x80)
             .map(|i| {
-                let (n, p, _) = self.arena.entry(s.slots[i].addr);
-                (n, p)
+                let (n, p, _, k) = self.arena.entry_kind(s.slots[i].addr);
+                (n, p, k)
             })
     }
 
@@ -991,7 +1074,7 @@ impl ArenaTable {
     /// with its share of the table's overhead (slot arrays, page slack, dead
     /// bytes awaiting compaction) spread in proportion to entry size.
     pub(crate) fn entry_bytes(&self, name_len: usize, payload_len: usize) -> usize {
-        let own = padded(entry_size(name_len, payload_len));
+        let own = padded(self.arena.entry_size(name_len, payload_len, 0));
         let live = self.arena.live_bytes.max(1);
         let total = self.memory_bytes().max(live);
         (own as u128 * total as u128 / live as u128) as usize
@@ -999,10 +1082,11 @@ impl ArenaTable {
 }
 
 /// Writes the entry `[name length][payload length][name][parts...]` at the
-/// start of `out` (`plen`: the parts' total length).
-fn put_entry(out: &mut [u8], name: &[u8], parts: &[&[u8]], plen: usize) {
+/// start of `out` (`stored`: the payload length as stored, with its kind in
+/// a table that has kinds).
+fn put_entry(out: &mut [u8], name: &[u8], parts: &[&[u8]], stored: usize) {
     let mut i = put_varint(out, name.len());
-    i += put_varint(&mut out[i..], plen);
+    i += put_varint(&mut out[i..], stored);
     out[i..i + name.len()].copy_from_slice(name);
     i += name.len();
     for part in parts {

@@ -124,11 +124,11 @@ pub(crate) struct HashEdit<'s> {
 }
 
 impl HashEdit<'_> {
-    pub(super) fn dict(&self, id: u32) -> Option<&ArenaTable> {
+    pub(super) fn dict(&self, id: u32) -> Option<&Dict> {
         self.shard.dicts.get(id as usize)?.as_ref()
     }
 
-    pub(super) fn dict_mut(&mut self, id: u32) -> Option<&mut ArenaTable> {
+    pub(super) fn dict_mut(&mut self, id: u32) -> Option<&mut Dict> {
         self.shard.dicts.get_mut(id as usize)?.as_mut()
     }
 
@@ -149,13 +149,15 @@ impl HashEdit<'_> {
     pub(super) fn convert(&mut self) -> Result<(), CommandError> {
         match &self.work {
             Work::Compact(buf) => {
-                let d = dict_from_compact(buf).map_err(|_| CommandError::too_large())?;
+                let d = dict_from_compact(buf, self.opts.pack_hex)
+                    .map_err(|_| CommandError::too_large())?;
                 let id = self.shard.alloc_dict(d);
                 self.work = Work::Dict(id);
                 self.dirty = true;
             }
             Work::CompactEx(buf) => {
-                let (d, t) = dict_from_triples(buf).map_err(|_| CommandError::too_large())?;
+                let (d, t) = dict_from_triples(buf, self.opts.pack_hex)
+                    .map_err(|_| CommandError::too_large())?;
                 let id = self.shard.alloc_dict(d);
                 if !t.is_empty() {
                     self.shard.dict_ttls.insert(id, t);
@@ -222,8 +224,11 @@ impl HashEdit<'_> {
             }
             Work::Dict(id) => {
                 let id = *id;
+                let pack = self.opts.pack_hex;
                 let d = self.dict_mut(id).ok_or_else(CommandError::too_large)?;
-                let new = d.set(field, value).map_err(|_| CommandError::too_large())?;
+                let new = d
+                    .set(field, value, pack)
+                    .map_err(|_| CommandError::too_large())?;
                 if !new && !keep_ttl {
                     if let Some(t) = self.shard.dict_ttls.get_mut(&id) {
                         t.remove(field);

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Keyspace, MultiGuard, OwnedHash, Shard, Sink};
 use crate::error::{CommandError, Error};
-use crate::hash::table::ArenaTable;
+use crate::hash::compact::Elem;
+use crate::hash::dict::Dict;
 use crate::hash::HashRef;
 use crate::options::Options;
 
@@ -277,9 +278,11 @@ pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
         }
         HashRef::CompactEx(b, _) => OwnedHash::CompactEx(b.to_vec()),
         HashRef::Dict(d, ttls, _) => {
-            let mut t = ArenaTable::with_capacity(d.len());
+            let mut t = Dict::with_capacity(d.len());
             for (f, v) in d.iter() {
-                t.set(f, v).map_err(|_| CommandError::too_large())?;
+                // Packed again exactly where the original is.
+                t.set(f, &v.to_bytes(), matches!(v, Elem::Hex(..)))
+                    .map_err(|_| CommandError::too_large())?;
             }
             OwnedHash::Dict(Box::new(t), ttls.map(|t| Box::new(t.clone())))
         }

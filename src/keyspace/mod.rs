@@ -47,8 +47,9 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use crate::error::{CommandError, Error};
 use std::collections::HashMap;
 
-use crate::hash::table::{hash_name, ArenaTable};
+use crate::hash::dict::Dict;
 use crate::hash::shape::{self, Shapes};
+use crate::hash::table::{hash_name, ArenaTable};
 use crate::hash::{
     compact, compact_ex, dict_from_compact, dict_from_triples, is_expired, FieldTtls, HashRef,
     NEVER,
@@ -99,14 +100,14 @@ pub(crate) enum OwnedHash {
     /// Field/value/TTL triples.
     CompactEx(Vec<u8>),
     /// A dict and its field TTLs, if any.
-    Dict(Box<ArenaTable>, Option<Box<FieldTtls>>),
+    Dict(Box<Dict>, Option<Box<FieldTtls>>),
 }
 
 /// One shard of the keyspace.
 #[derive(Default)]
 pub(crate) struct Shard {
     keys: ArenaTable,
-    dicts: Vec<Option<ArenaTable>>,
+    dicts: Vec<Option<Dict>>,
     free_dicts: Vec<u32>,
     expires: ArenaTable,
     sweep_cursor: u64,
@@ -472,7 +473,7 @@ impl Shard {
         }
     }
 
-    fn alloc_dict(&mut self, d: ArenaTable) -> u32 {
+    fn alloc_dict(&mut self, d: Dict) -> u32 {
         if let Some(id) = self.free_dicts.pop() {
             self.dict_ttls.remove(&id);
             self.dicts[id as usize] = Some(d);
@@ -705,7 +706,7 @@ fn shape_of(tag: u8, data: &[u8]) -> Option<u16> {
 
 /// The hash a key payload `[tag][data]` stands for, seen at `now`.
 fn view_in<'a>(
-    dicts: &'a [Option<ArenaTable>],
+    dicts: &'a [Option<Dict>],
     dict_ttls: &'a HashMap<u32, FieldTtls>,
     shapes: &'a Shapes,
     tag: u8,
@@ -852,7 +853,7 @@ impl Keyspace {
                 let mut buf = Vec::new();
                 for (f, v) in d.iter() {
                     compact::push_elem(&mut buf, f);
-                    compact::push_value(&mut buf, v, opts.pack_hex);
+                    v.with_bytes(|v| compact::push_value(&mut buf, v, opts.pack_hex));
                 }
                 let hash = match ttls {
                     Some(t) => OwnedHash::CompactEx(triples_with(&buf, &t)),

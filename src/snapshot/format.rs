@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 use super::buf::Out;
 use crate::error::Error;
 use crate::hash::compact;
+use crate::hash::dict::Dict;
 use crate::hash::shape::Shape;
-use crate::hash::table::ArenaTable;
 use crate::hash::HashRef;
 use crate::keyspace::OwnedHash;
 use crate::options::Options;
@@ -213,7 +213,7 @@ pub(crate) fn encode_entry(
                 push_varint(out, f.len() as u64);
                 out.put(f);
                 push_varint(out, v.len() as u64);
-                out.put(v);
+                v.with_bytes(|v| out.put(v));
                 if let Some(t) = ttls {
                     out.put(&t.get(f).unwrap_or(0).to_le_bytes());
                 }
@@ -502,9 +502,12 @@ pub(crate) fn hash_from_pairs(
             Ok(OwnedHash::Compact(buf))
         }
     } else {
-        let mut d = ArenaTable::with_capacity(n);
+        let mut d = Dict::with_capacity(n);
         for (f, v, _) in pairs {
-            if !d.set(f, v).map_err(|_| "hash too large to load")? {
+            if !d
+                .set(f, v, opts.pack_hex)
+                .map_err(|_| "hash too large to load")?
+            {
                 return Err("duplicate field in a dict hash");
             }
         }
@@ -561,11 +564,7 @@ fn read_shapes(body: &[u8], base: usize) -> Result<Vec<ReadShape<'_>>, Bad> {
 
 /// Decodes one entry at the cursor and builds its hash in the encoding that
 /// fits it under `opts`; shaped entries refer to `shapes`.
-fn entry<'a>(
-    c: &mut Cur<'a>,
-    opts: &Options,
-    shapes: &[ReadShape<'a>],
-) -> Result<Entry<'a>, Bad> {
+fn entry<'a>(c: &mut Cur<'a>, opts: &Options, shapes: &[ReadShape<'a>]) -> Result<Entry<'a>, Bad> {
     let at = c.at();
     let enc = c.u8("entry encoding")?;
     let flags = c.u8("entry flags")?;
@@ -597,7 +596,7 @@ fn entry<'a>(
             if fits(opts, pairs, longest) {
                 EntryHash::Compact(buf)
             } else {
-                let d = crate::hash::dict_from_compact(buf)
+                let d = crate::hash::dict_from_compact(buf, opts.pack_hex)
                     .map_err(|_| bad(start, "hash too large to load"))?;
                 EntryHash::Owned(OwnedHash::Dict(Box::new(d), None))
             }
@@ -631,7 +630,7 @@ fn entry<'a>(
             } else {
                 let mut pairs = Vec::with_capacity(shape.fields.len() + values.len());
                 crate::hash::shape::join(shape.fields, values, &mut pairs);
-                let d = crate::hash::dict_from_compact(&pairs)
+                let d = crate::hash::dict_from_compact(&pairs, opts.pack_hex)
                     .map_err(|_| bad(start, "hash too large to load"))?;
                 EntryHash::Owned(OwnedHash::Dict(Box::new(d), None))
             }
@@ -655,7 +654,7 @@ fn entry<'a>(
             if fits(opts, pairs, longest) {
                 EntryHash::Owned(OwnedHash::CompactEx(buf.to_vec()))
             } else {
-                let (d, t) = crate::hash::dict_from_triples(buf)
+                let (d, t) = crate::hash::dict_from_triples(buf, opts.pack_hex)
                     .map_err(|_| bad(start, "hash too large to load"))?;
                 EntryHash::Owned(OwnedHash::Dict(Box::new(d), Some(Box::new(t))))
             }

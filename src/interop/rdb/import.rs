@@ -598,7 +598,7 @@ impl Reader<'_> {
             if fits {
                 shard.put_compact(&h.key, &h.bytes, ttl)
             } else {
-                let d = crate::hash::dict_from_compact(&h.bytes)
+                let d = crate::hash::dict_from_compact(&h.bytes, self.opts.pack_hex)
                     .map_err(|_| CommandError::too_large())?;
                 shard.put(&h.key, OwnedHash::Dict(Box::new(d), None), ttl)
             }
