@@ -5,7 +5,12 @@
 //! argument converts up front; the entries limit counts real fields, so
 //! repeated fields in one HSET do not count twice, as in Redis 7.0),
 //! `hashtable` from then on until the key goes away.
-//! Run with the thresholds forced to all-compact, all-dict and in between.
+//! Run with the thresholds forced to all-compact, all-dict and in between,
+//! each with shared field lists and packed hex values (the defaults) and
+//! without them (`Options::shapes(false).pack_hex(false)`): both must match
+//! the model, so they behave identically. Some values are hex runs (packed),
+//! and some writes set the same fields in the same order on several keys
+//! (shared).
 
 use std::collections::BTreeMap;
 
@@ -51,9 +56,18 @@ fn field(f: u8) -> Vec<u8> {
 }
 
 fn value(v: u8) -> Vec<u8> {
-    match v % 5 {
+    match v % 8 {
         0 => (i64::from(v) - 100).to_string().into_bytes(),
         1 => vec![b'x'; usize::from(v % 40)],
+        // Hex runs: lower case of 8 to 40 digits, upper case, digits with
+        // leading zeros (not an integer), and an odd-length run (not packed).
+        2 => format!("{:040x}", u128::from(v) * 0x9e37_79b9_7f4a_7c15)
+            [..8 + usize::from(v % 5) * 8]
+            .as_bytes()
+            .to_vec(),
+        3 => format!("{:016X}", u64::from(v) * 0xdead_beef).into_bytes(),
+        4 => format!("{v:08}").into_bytes(),
+        5 => format!("{:09x}", u64::from(v) * 77_777).into_bytes(),
         _ => format!("v{v}").into_bytes(),
     }
 }
@@ -243,6 +257,10 @@ fn sorted_pairs(r: &Reply) -> Vec<Vec<Reply>> {
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (any::<u8>(), prop::collection::vec((any::<u8>(), any::<u8>()), 1..6)).prop_map(|(k, p)| Op::HSet(k, p)),
+        // The same four fields in the same order: a shared field list.
+        2 => (any::<u8>(), prop::collection::vec(any::<u8>(), 4)).prop_map(|(k, v)| {
+            Op::HSet(k, (0u8..4).zip(v).collect())
+        }),
         2 => (any::<u8>(), prop::collection::vec(any::<u8>(), 1..4)).prop_map(|(k, f)| Op::HDel(k, f)),
         1 => (any::<u8>(), any::<u8>(), any::<i8>()).prop_map(|(k, f, d)| Op::HIncrBy(k, f, d)),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(k, f)| Op::HGet(k, f)),
@@ -255,11 +273,20 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn check(ops: &[Op], entries: usize, value: usize) -> Result<(), TestCaseError> {
-    let db = Db::in_memory(
-        Options::default()
-            .hash_max_listpack_entries(entries)
-            .hash_max_listpack_value(value),
-    );
+    let opts = Options::default()
+        .hash_max_listpack_entries(entries)
+        .hash_max_listpack_value(value);
+    check_with(ops, entries, value, opts.clone())?;
+    check_with(ops, entries, value, opts.shapes(false).pack_hex(false))
+}
+
+fn check_with(
+    ops: &[Op],
+    entries: usize,
+    value: usize,
+    opts: Options,
+) -> Result<(), TestCaseError> {
+    let db = Db::in_memory(opts);
     let mut m = Model {
         keys: BTreeMap::new(),
         entries,

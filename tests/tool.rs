@@ -86,11 +86,22 @@ fn info_reports_keys_encodings_and_files() {
     ] {
         assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
     }
+    // The users share the field list (name, age) per shard; which users
+    // share a shard depends on the process's hash seeds.
+    let shaped: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("hashes_shaped:"))
+        .and_then(|v| v.parse().ok())
+        .expect("hashes_shaped line");
+    assert!(shaped <= 29, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("shapes:")), "{out}");
     let (code, out, _) = run(&["info", "DIR", "--json"], Some(&dir));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["keys"], 31);
     assert_eq!(v["hashes"]["hashtable"], 1);
+    assert!(v["hashes"]["shaped"].as_u64().is_some());
+    assert!(v["shapes"].as_u64().is_some());
     assert_eq!(v["field_ttl_hashes"], 2);
     assert!(v["memory_bytes"].as_u64().unwrap() > 600 * 4);
     assert_eq!(v["log_segments"].as_array().unwrap().len(), 1);

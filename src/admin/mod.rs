@@ -45,6 +45,11 @@ pub struct Info {
     pub listpack_hashes: u64,
     /// Hashes in the dict encoding.
     pub hashtable_hashes: u64,
+    /// Compact hashes that share their field list with others (counted in
+    /// `listpack_hashes` too; see [`crate::Options::shapes`]).
+    pub shaped_hashes: u64,
+    /// Distinct shared field lists.
+    pub shapes: u64,
     /// Keys with a TTL.
     pub volatile_keys: u64,
     /// Hashes with at least one field TTL.
@@ -66,7 +71,12 @@ impl Info {
         json!({
             "keys": self.keys,
             "fields": self.fields,
-            "hashes": {"listpack": self.listpack_hashes, "hashtable": self.hashtable_hashes},
+            "hashes": {
+                "listpack": self.listpack_hashes,
+                "hashtable": self.hashtable_hashes,
+                "shaped": self.shaped_hashes,
+            },
+            "shapes": self.shapes,
             "volatile_keys": self.volatile_keys,
             "field_ttl_hashes": self.field_ttl_hashes,
             "memory_bytes": self.memory_bytes,
@@ -112,6 +122,8 @@ impl Db {
             fields: st.fields,
             listpack_hashes: st.listpack,
             hashtable_hashes: st.hashtable,
+            shaped_hashes: st.shaped,
+            shapes: st.shapes,
             volatile_keys: st.volatile,
             field_ttl_hashes: st.field_ttl_hashes,
             memory_bytes: st.memory,

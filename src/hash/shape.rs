@@ -116,7 +116,6 @@ impl Shapes {
     }
 
     /// Number of live shapes.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.list.len() - self.free.len()
     }

@@ -136,6 +136,9 @@ pub(crate) struct Stats {
     pub(crate) volatile: u64,
     pub(crate) field_ttl_hashes: u64,
     pub(crate) memory: u64,
+    /// Compact hashes sharing a field list, and the lists.
+    pub(crate) shaped: u64,
+    pub(crate) shapes: u64,
 }
 
 /// What a lookup found.
@@ -1166,6 +1169,7 @@ impl Keyspace {
             let shard = s.read();
             st.volatile += shard.volatile_len() as u64;
             st.field_ttl_hashes += shard.hfe_len() as u64;
+            st.shapes += shard.shapes.len() as u64;
             for (k, p) in shard.keys.iter() {
                 let Some((&tag, data)) = p.split_first() else {
                     continue;
@@ -1176,9 +1180,11 @@ impl Keyspace {
                 st.keys += 1;
                 st.fields += h.len() as u64;
                 match h {
-                    HashRef::Compact(_) | HashRef::Shaped(..) | HashRef::CompactEx(..) => {
-                        st.listpack += 1
+                    HashRef::Shaped(..) => {
+                        st.listpack += 1;
+                        st.shaped += 1;
                     }
+                    HashRef::Compact(_) | HashRef::CompactEx(..) => st.listpack += 1,
                     HashRef::Dict(..) => st.hashtable += 1,
                 }
                 st.memory += shard.memory_usage(k).unwrap_or(0) as u64;

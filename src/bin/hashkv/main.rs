@@ -483,6 +483,8 @@ fn print_info(i: &hashkv::admin::Info) {
     println!("fields:{}", i.fields);
     println!("hashes_listpack:{}", i.listpack_hashes);
     println!("hashes_hashtable:{}", i.hashtable_hashes);
+    println!("hashes_shaped:{}", i.shaped_hashes);
+    println!("shapes:{}", i.shapes);
     println!("volatile_keys:{}", i.volatile_keys);
     println!("field_ttl_hashes:{}", i.field_ttl_hashes);
     println!("memory_bytes:{}", i.memory_bytes);
