@@ -61,9 +61,8 @@ fn value(v: u8) -> Vec<u8> {
         1 => vec![b'x'; usize::from(v % 40)],
         // Hex runs: lower case of 8 to 40 digits, upper case, digits with
         // leading zeros (not an integer), and an odd-length run (not packed).
-        2 => format!("{:040x}", u128::from(v) * 0x9e37_79b9_7f4a_7c15)
+        2 => format!("{:040x}", u128::from(v) * 0x9e37_79b9_7f4a_7c15).as_bytes()
             [..8 + usize::from(v % 5) * 8]
-            .as_bytes()
             .to_vec(),
         3 => format!("{:016X}", u64::from(v) * 0xdead_beef).into_bytes(),
         4 => format!("{v:08}").into_bytes(),
