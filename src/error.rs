@@ -156,7 +156,7 @@ impl CommandError {
     }
 
     pub(crate) fn too_large() -> Self {
-        CommandError::err("hash is too large for hashkv (a single hash holds at most 16 GiB)")
+        CommandError::err("hash is too large for hashkv (a single hash holds at most 8 GiB)")
     }
 }
 

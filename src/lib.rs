@@ -132,7 +132,7 @@
 //! - [`error`]: [`Error`] and [`CommandError`].
 //!
 //! # Limits
-//! A single dict-encoded hash holds at most 16 GiB of fields and values
+//! A single dict-encoded hash holds at most 8 GiB of fields and values
 //! (its arena's address space); beyond that writes fail with an error.
 //! `HINCRBYFLOAT` matches Redis digit for digit where C's `long double` is
 //! the same as Redis's build (x87 80-bit on x86-64).

@@ -27,8 +27,9 @@
 //! Object hashes, SHA digests and UUIDs without dashes take half the room:
 //! a 40-digit SHA-1 is 22 bytes instead of 41. It pays from 4 digits (4
 //! bytes instead of 5); the threshold is 8 because under it the saving is
-//! at most 2 bytes, which the 4-byte alignment of table entries mostly
-//! swallows, while every read of such a value pays for printing it. Fields
+//! at most 2 bytes a value (often none after the 2-byte alignment of
+//! table entries), while every read of such a value pays for printing it,
+//! and short words that happen to be hex (`cafe`, `0042`) stay strings. Fields
 //! are never packed (lookups compare encoded fields byte for byte), and
 //! packing is optional ([`crate::Options::pack_hex`]), so a value may be
 //! stored packed or as a string; both print the same bytes.

@@ -4,7 +4,9 @@
 //! Layout, chosen for memory and for the absence of pauses:
 //! - Entries live packed in an [`Arena`] of pages (at most 32 KiB, entries
 //!   larger than 8 KiB get a page of their own), each entry
-//!   `[varint name_len][varint payload_len][name][payload]` padded to 4 bytes.
+//!   `[varint name_len][varint payload_len][name][payload]` padded to 2 bytes
+//!   (the address counts 2-byte units: 2^18 pages of 32 KiB, 8 GiB a table;
+//!   4-byte units cost the big dataset 6% more memory).
 //!   There is no per-entry heap allocation and no allocator header. A table
 //!   made [`ArenaTable::with_kinds`] (a dict) stores `payload_len << 2 |
 //!   kind` instead, a 2-bit kind per entry that says how its payload is
@@ -31,10 +33,10 @@ use std::sync::OnceLock;
 
 use rand::Rng;
 
-const UNIT_SHIFT: u32 = 2; // entries are 4-byte aligned
-const PAGE_UNIT_BITS: u32 = 13; // 8192 units of 4 bytes
+const UNIT_SHIFT: u32 = 1; // entries are 2-byte aligned
+const PAGE_UNIT_BITS: u32 = 14; // 16384 units of 2 bytes
 const PAGE_BYTES: usize = (1 << PAGE_UNIT_BITS) << UNIT_SHIFT; // 32 KiB
-const MAX_PAGES: usize = 1 << (32 - PAGE_UNIT_BITS); // 524,288 pages
+const MAX_PAGES: usize = 1 << (32 - PAGE_UNIT_BITS); // 262,144 pages
 /// Entries above this size get a page of their own.
 const BIG_ENTRY: usize = PAGE_BYTES / 4;
 /// Smallest slot array.
@@ -63,7 +65,7 @@ fn tag_of(hash: u64) -> u8 {
     0x80 | ((hash >> 32) as u8 & 0x7F)
 }
 
-/// The table ran out of addressable arena pages (16 GiB of entries).
+/// The table ran out of addressable arena pages (8 GiB of entries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
 
@@ -109,7 +111,7 @@ fn get_varint(buf: &[u8], mut pos: usize) -> (usize, usize) {
 
 #[inline]
 fn padded(len: usize) -> usize {
-    (len + 3) & !3
+    (len + 1) & !1
 }
 
 #[cfg(test)]
