@@ -2,7 +2,9 @@
 //! both encodings: `hash_ops/<op>/<encoding>-<fields>` for compact hashes of
 //! 8 and 100 fields and dict hashes of 10,000 and 1,000,000 fields, and
 //! `listpack_search/<where>/<fields>`: finding a field at the start, middle
-//! or end of a compact hash, or missing it.
+//! or end of a compact hash, or missing it; and `profiles/<op>`: commands
+//! on 100,000 small hashes with the same six fields (which share their
+//! field list) and a 40-digit hex value (packed), one key after another.
 //!
 //! Run: `cargo bench --bench hash_ops`. Under `cargo test --all-targets`
 //! (no `--bench` argument) criterion runs each once, with the 1,000,000
@@ -92,5 +94,67 @@ fn listpack_search(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hash_ops, listpack_search);
+fn profile(i: usize) -> [(&'static str, String); 6] {
+    [
+        ("username", format!("user{i}")),
+        ("email", format!("user{i}@example.com")),
+        ("joined", (1_600_000_000 + i * 37).to_string()),
+        ("avatar", format!("https://cdn.example.com/avatars/{i}.png")),
+        ("sha", format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15)),
+        ("bio", format!("Loves hiking, coffee and Rust #{}", i % 1000)),
+    ]
+}
+
+fn profiles(c: &mut Criterion) {
+    let n = if benchmarking() { 100_000 } else { 1_000 };
+    let db = Db::in_memory(Options::default().active_expiry(false));
+    let keys: Vec<String> = (0..n).map(|i| format!("user:{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        db.hset(k, &profile(i)).unwrap();
+    }
+    let mut g = c.benchmark_group("profiles");
+    let mut i = 0usize;
+    let mut next = move || {
+        i = (i + 7919) % n;
+        i
+    };
+    g.bench_function("hget", |b| {
+        b.iter(|| black_box(db.hget(&keys[next()], "email").unwrap()));
+    });
+    g.bench_function("hget-hex", |b| {
+        b.iter(|| black_box(db.hget(&keys[next()], "sha").unwrap()));
+    });
+    g.bench_function("hgetall", |b| {
+        b.iter(|| black_box(db.hgetall(&keys[next()]).unwrap()));
+    });
+    // The same size: written in place.
+    g.bench_function("hset-same-size", |b| {
+        b.iter(|| {
+            let k = next();
+            black_box(db.hset(&keys[k], &[("joined", (1_700_000_000 + k).to_string())]).unwrap())
+        });
+    });
+    // Another size: the hash is rewritten (and keeps its shape).
+    g.bench_function("hset-resize", |b| {
+        let mut flip = false;
+        b.iter(|| {
+            flip = !flip;
+            let v = if flip { "Rust" } else { "Loves Rust, hiking and coffee" };
+            black_box(db.hset(&keys[next()], &[("bio", v)]).unwrap())
+        });
+    });
+    g.bench_function("hset-hex", |b| {
+        b.iter(|| {
+            let k = next();
+            let v = format!("{:040x}", (k as u128) * 31);
+            black_box(db.hset(&keys[k], &[("sha", v.as_str())]).unwrap())
+        });
+    });
+    g.bench_function("hincrby", |b| {
+        b.iter(|| black_box(db.hincrby(&keys[next()], "joined", 1).unwrap()));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hash_ops, listpack_search, profiles);
 criterion_main!(benches);
