@@ -100,8 +100,14 @@ fn profile(i: usize) -> [(&'static str, String); 6] {
         ("email", format!("user{i}@example.com")),
         ("joined", (1_600_000_000 + i * 37).to_string()),
         ("avatar", format!("https://cdn.example.com/avatars/{i}.png")),
-        ("sha", format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15)),
-        ("bio", format!("Loves hiking, coffee and Rust #{}", i % 1000)),
+        (
+            "sha",
+            format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
+        ),
+        (
+            "bio",
+            format!("Loves hiking, coffee and Rust #{}", i % 1000),
+        ),
     ]
 }
 
@@ -131,7 +137,10 @@ fn profiles(c: &mut Criterion) {
     g.bench_function("hset-same-size", |b| {
         b.iter(|| {
             let k = next();
-            black_box(db.hset(&keys[k], &[("joined", (1_700_000_000 + k).to_string())]).unwrap())
+            black_box(
+                db.hset(&keys[k], &[("joined", (1_700_000_000 + k).to_string())])
+                    .unwrap(),
+            )
         });
     });
     // Another size: the hash is rewritten (and keeps its shape).
@@ -139,7 +148,11 @@ fn profiles(c: &mut Criterion) {
         let mut flip = false;
         b.iter(|| {
             flip = !flip;
-            let v = if flip { "Rust" } else { "Loves Rust, hiking and coffee" };
+            let v = if flip {
+                "Rust"
+            } else {
+                "Loves Rust, hiking and coffee"
+            };
             black_box(db.hset(&keys[next()], &[("bio", v)]).unwrap())
         });
     });

@@ -65,16 +65,52 @@ pub(crate) const MAX_PACKED_HEX: usize = 510;
 const LOWER_DIGITS: &[u8; 16] = b"0123456789abcdef";
 const UPPER_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 
+/// The two digits of every byte, lower and upper case.
+static DIGIT_PAIRS: [[[u8; 2]; 256]; 2] = {
+    let mut t = [[[0u8; 2]; 256]; 2];
+    let mut b = 0;
+    while b < 256 {
+        t[0][b] = [LOWER_DIGITS[b >> 4], LOWER_DIGITS[b & 15]];
+        t[1][b] = [UPPER_DIGITS[b >> 4], UPPER_DIGITS[b & 15]];
+        b += 1;
+    }
+    t
+};
+
+/// Writes the digits of packed bytes `s` over `out` (`2 * s.len()` bytes).
+#[inline]
+fn unpack_hex(s: &[u8], upper: bool, out: &mut [u8]) {
+    let pairs = &DIGIT_PAIRS[usize::from(upper)];
+    for (d, &b) in out.chunks_exact_mut(2).zip(s) {
+        d.copy_from_slice(&pairs[usize::from(b)]);
+    }
+}
+
 /// Appends the hex digits of packed bytes `s`.
 #[inline]
 fn push_hex(out: &mut Vec<u8>, s: &[u8], upper: bool) {
-    let digits = if upper { UPPER_DIGITS } else { LOWER_DIGITS };
-    out.reserve(2 * s.len());
-    for &b in s {
-        out.push(digits[usize::from(b >> 4)]);
-        out.push(digits[usize::from(b & 15)]);
-    }
+    let start = out.len();
+    out.resize(start + 2 * s.len(), 0);
+    unpack_hex(s, upper, &mut out[start..]);
 }
+
+/// Each byte's nibble value if it is a hex digit, with a flag for a lower
+/// (0x20) or upper (0x40) case letter; 0x80 for any other byte.
+static NIBBLES: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = (10 + i as u8) | 0x20;
+        t[b'A' as usize + i] = (10 + i as u8) | 0x40;
+        i += 1;
+    }
+    t
+};
 
 /// Whether `v` is stored packed: Some(upper case) for an even-length run
 /// of [`MIN_PACKED_HEX`]..=[`MAX_PACKED_HEX`] hex digits whose letters are
@@ -84,16 +120,13 @@ pub(crate) fn hex_case(v: &[u8]) -> Option<bool> {
     if v.len() < MIN_PACKED_HEX || v.len() > MAX_PACKED_HEX || !v.len().is_multiple_of(2) {
         return None;
     }
-    let (mut lower, mut upper) = (false, false);
-    for &b in v {
-        match b {
-            b'0'..=b'9' => {}
-            b'a'..=b'f' => lower = true,
-            b'A'..=b'F' => upper = true,
-            _ => return None,
-        }
+    let flags = v.iter().fold(0u8, |acc, &b| acc | NIBBLES[usize::from(b)]);
+    match flags & 0xE0 {
+        0 | 0x20 => Some(false),
+        0x40 => Some(true),
+        // Another byte, or both cases.
+        _ => None,
     }
-    (!(lower && upper)).then_some(upper)
 }
 
 /// Packs the hex digits `v` (checked by [`hex_case`]) into `out`, two a
@@ -107,11 +140,7 @@ pub(crate) fn pack_hex(v: &[u8], out: &mut [u8]) {
 
 #[inline]
 fn nibble(d: u8) -> u8 {
-    match d {
-        b'0'..=b'9' => d - b'0',
-        b'a'..=b'f' => d - b'a' + 10,
-        _ => d.wrapping_sub(b'A').wrapping_add(10) & 15,
-    }
+    NIBBLES[usize::from(d)] & 15
 }
 
 impl Elem<'_> {
@@ -120,11 +149,7 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::i64_bytes(v),
             Elem::Str(s) => s.to_vec(),
-            Elem::Hex(s, upper) => {
-                let mut out = Vec::new();
-                push_hex(&mut out, s, upper);
-                out
-            }
+            Elem::Hex(..) => self.with_bytes(<[u8]>::to_vec),
         }
     }
 
@@ -144,13 +169,9 @@ impl Elem<'_> {
         match self {
             Elem::Str(s) => f(s),
             Elem::Hex(s, upper) => {
-                let digits = if upper { UPPER_DIGITS } else { LOWER_DIGITS };
                 let mut buf = [0u8; 2 * 255];
                 let n = (2 * s.len()).min(buf.len());
-                for (pair, &b) in buf[..n].chunks_exact_mut(2).zip(s) {
-                    pair[0] = digits[usize::from(b >> 4)];
-                    pair[1] = digits[usize::from(b & 15)];
-                }
+                unpack_hex(&s[..n / 2], upper, &mut buf[..n]);
                 f(&buf[..n])
             }
             Elem::Int(v) => f(&numeric::i64_bytes(v)),

@@ -9,12 +9,15 @@
 //! ENCODING` says `listpack`), used only for hashes without field TTLs.
 //!
 //! [`Shapes`] is one shard's table of shapes: reference-counted, found by
-//! a hash of their field elements, freed when the last hash leaves. A
-//! field list becomes a shape the second time the shard stores it (a
-//! small table of fingerprints remembers the first), so hashes whose
-//! field lists are their own (an object store's buckets of ids) never pay
-//! for a shape. Only lists of at most [`MAX_FIELDS`] fields and
-//! [`MAX_FIELD_BYTES`] encoded bytes are shared.
+//! a hash of their field elements. A field list becomes a shape when a
+//! second key of the shard stores it (a small table of fingerprints
+//! remembers the first key), so hashes whose field lists are their own (an
+//! object store's buckets of ids, one hash rewritten over and over) never
+//! pay for a shape. Only lists of at most [`MAX_FIELDS`] fields and
+//! [`MAX_FIELD_BYTES`] encoded bytes are shared. A shape whose last hash
+//! left stays indexed until [`IDLE_MAX`] such shapes pile up (a hash that
+//! goes back and forth between two lists does not make and free a shape
+//! at every write), then they are freed together.
 //!
 //! Writes open a shaped hash as its plain pair buffer (the keyspace's
 //! edit), and storing a pair buffer finds its shape again ([`Shapes::intern`],
@@ -22,6 +25,7 @@
 //! change).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use super::compact::{decode_at, size_at, DecodeError, Elem, Layout, Probe};
 use super::table::hash_name;
@@ -34,6 +38,8 @@ pub(crate) const MAX_FIELD_BYTES: usize = 2048;
 const MAX_SHAPES: usize = u16::MAX as usize;
 /// Fingerprints remembered of lists seen once.
 const SEEN: usize = 256;
+/// Shapes without a hash kept before they are freed.
+pub(crate) const IDLE_MAX: usize = 32;
 
 /// One shared field list.
 #[derive(Debug)]
@@ -76,9 +82,14 @@ impl Shape {
 pub(crate) struct Shapes {
     list: Vec<Option<Shape>>,
     free: Vec<u16>,
-    by_fp: HashMap<u64, u16>,
-    /// Fingerprints of lists stored once, by their low bits.
-    seen: Vec<u64>,
+    by_fp: HashMap<u64, u16, BuildHasherDefault<FpHasher>>,
+    /// (fingerprint, key hash) of lists stored by one key so far, by the
+    /// fingerprint's low bits.
+    seen: Vec<(u64, u64)>,
+    /// Shapes whose references dropped to 0 (some may be in use again).
+    idle: Vec<u16>,
+    /// Shapes with at least one reference.
+    live: usize,
     /// Off: nothing is shared ([`crate::Options::shapes`]).
     enabled: bool,
     /// Scratch: the field elements of the list being interned.
@@ -90,8 +101,10 @@ impl Default for Shapes {
         Shapes {
             list: Vec::new(),
             free: Vec::new(),
-            by_fp: HashMap::new(),
+            by_fp: HashMap::default(),
             seen: Vec::new(),
+            idle: Vec::new(),
+            live: 0,
             enabled: true,
             scratch: Vec::new(),
         }
@@ -115,9 +128,9 @@ impl Shapes {
         self.list.get(usize::from(id))?.as_ref()
     }
 
-    /// Number of live shapes.
+    /// Number of shapes in use.
     pub(crate) fn len(&self) -> usize {
-        self.list.len() - self.free.len()
+        self.live
     }
 
     /// The shape for pair buffer `pairs`, if its field list is (or now
@@ -125,15 +138,17 @@ impl Shapes {
     /// None (and `values` untouched) to store it plain. `old` is the shape
     /// the key's current payload holds: returned as it is when the fields
     /// are the same. A reference to any other shape returned is taken; the
-    /// caller releases `old` once the new payload is written.
+    /// caller releases `old` once the new payload is written. `key` is
+    /// the hash's key (a list is shared once two keys store it).
     pub(crate) fn intern(
         &mut self,
         pairs: &[u8],
         values: &mut Vec<u8>,
         old: Option<u16>,
+        key: &[u8],
     ) -> Option<u16> {
         let id = if self.enabled {
-            self.find_or_make(pairs, old)
+            self.find_or_make(pairs, old, key)
         } else {
             None
         };
@@ -150,14 +165,12 @@ impl Shapes {
     /// is none; its reference is taken. None when the shard has as many
     /// shapes as ids.
     pub(crate) fn intern_fields(&mut self, fields: &[u8], len: usize) -> Option<u16> {
-        let fp = hash_name(fields);
+        let fp = fingerprint(fields, 1)?;
         let id = match self.lookup(fp, fields) {
             Some(id) => id,
             None => self.make(fp, fields, len)?,
         };
-        if let Some(s) = self.list[usize::from(id)].as_mut() {
-            s.refs += 1;
-        }
+        self.retain(id);
         Some(id)
     }
 
@@ -167,30 +180,31 @@ impl Shapes {
     }
 
     /// Fields of `pairs` into the scratch buffer, then: the old shape if
-    /// they are its fields, the indexed shape, or a new one the second
-    /// time they are seen.
-    fn find_or_make(&mut self, pairs: &[u8], old: Option<u16>) -> Option<u16> {
+    /// they are its fields, the indexed shape, or a new one when a second
+    /// key stores them.
+    fn find_or_make(&mut self, pairs: &[u8], old: Option<u16>, key: &[u8]) -> Option<u16> {
+        // Fingerprint and compare the fields where they are; they are
+        // copied only to make a shape.
+        let fp = fingerprint(pairs, 2)?;
+        let same = |s: &Shape| s.fp == fp && same_fields(pairs, s.fields());
+        if let Some(o) = old.filter(|&o| self.get(o).is_some_and(same)) {
+            return Some(o);
+        }
+        if let Some(&id) = self.by_fp.get(&fp) {
+            // Another list with this fingerprint stays plain.
+            return self.get(id).is_some_and(same).then_some(id);
+        }
+        if self.seen.is_empty() {
+            self.seen = vec![(0, 0); SEEN];
+        }
+        let kh = hash_name(key);
+        let slot = &mut self.seen[fp as usize % SEEN];
+        if slot.0 != fp || slot.1 == kh {
+            *slot = (fp, kh);
+            return None;
+        }
         let mut fields = std::mem::take(&mut self.scratch);
-        let len = split_fields(pairs, &mut fields);
-        let id = (|| {
-            let len = len?;
-            if let Some(o) = old.filter(|&o| self.get(o).is_some_and(|s| *s.fields == *fields)) {
-                return Some(o);
-            }
-            let fp = hash_name(&fields);
-            if let Some(id) = self.lookup(fp, &fields) {
-                return Some(id);
-            }
-            if self.seen.is_empty() {
-                self.seen = vec![0; SEEN];
-            }
-            let slot = &mut self.seen[fp as usize % SEEN];
-            if *slot != fp {
-                *slot = fp;
-                return None;
-            }
-            self.make(fp, &fields, len)
-        })();
+        let id = split_fields(pairs, &mut fields).and_then(|len| self.make(fp, &fields, len));
         self.scratch = fields;
         id
     }
@@ -222,29 +236,152 @@ impl Shapes {
         Some(id)
     }
 
-    /// Takes one more reference to shape `id` (a payload copied as it is).
-    pub(crate) fn retain(&mut self, id: u16) {
+    /// Takes one more reference to shape `id`.
+    fn retain(&mut self, id: u16) {
         if let Some(s) = self.list.get_mut(usize::from(id)).and_then(Option::as_mut) {
             s.refs += 1;
+            if s.refs == 1 {
+                self.live += 1;
+            }
         }
     }
 
-    /// Drops one reference to shape `id`, freeing it with the last.
+    /// Drops one reference to shape `id`. A shape left without hashes
+    /// waits among the idle ones; past [`IDLE_MAX`] of them, those still
+    /// unused are freed.
     pub(crate) fn release(&mut self, id: u16) {
-        let Some(slot) = self.list.get_mut(usize::from(id)) else {
+        let Some(s) = self.list.get_mut(usize::from(id)).and_then(Option::as_mut) else {
             return;
         };
-        let Some(s) = slot.as_mut() else {
-            return;
-        };
-        s.refs = s.refs.saturating_sub(1);
         if s.refs == 0 {
-            let fp = s.fp;
-            *slot = None;
-            self.by_fp.remove(&fp);
-            self.free.push(id);
+            return;
+        }
+        s.refs -= 1;
+        if s.refs > 0 {
+            return;
+        }
+        self.live -= 1;
+        self.idle.push(id);
+        if self.idle.len() > IDLE_MAX {
+            self.free_idle();
         }
     }
+
+    /// Frees every shape without hashes.
+    pub(crate) fn free_idle(&mut self) {
+        for id in std::mem::take(&mut self.idle) {
+            let slot = &mut self.list[usize::from(id)];
+            if let Some(s) = slot.as_ref().filter(|s| s.refs == 0) {
+                self.by_fp.remove(&s.fp);
+                *slot = None;
+                self.free.push(id);
+            }
+        }
+    }
+}
+
+/// A [`std::hash::Hasher`] for keys that are fingerprints already.
+#[derive(Default)]
+pub(crate) struct FpHasher(u64);
+
+impl std::hash::Hasher for FpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The per-process seed of fingerprints, so lists chosen to collide in
+/// the index cannot be computed ahead.
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| hash_name(b"hashkv shape fingerprint"))
+}
+
+/// The `n` (at most 8) bytes of `buf` at `pos` as a little-endian word,
+/// zero above: one load when 8 bytes are there (the rest masked off).
+#[inline]
+fn word_at(buf: &[u8], pos: usize, n: usize) -> u64 {
+    match buf.get(pos..pos + 8) {
+        Some(w) => {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            if n == 8 {
+                w
+            } else {
+                w & ((1u64 << (8 * n)) - 1)
+            }
+        }
+        None => buf[pos..pos + n]
+            .iter()
+            .rev()
+            .fold(0u64, |x, &b| (x << 8) | u64::from(b)),
+    }
+}
+
+/// Mixes the element of `size` bytes at `buf[pos..]` into `h`, 8 bytes at
+/// a time (the last word also carries how many bytes it has).
+#[inline]
+fn mix(mut h: u64, buf: &[u8], pos: usize, size: usize) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut i = 0;
+    while i + 8 < size {
+        h = (h ^ word_at(buf, pos + i, 8))
+            .wrapping_mul(K)
+            .rotate_left(29);
+        i += 8;
+    }
+    let rest = size - i;
+    (h ^ word_at(buf, pos + i, rest) ^ ((rest as u64) << 59))
+        .wrapping_mul(K)
+        .rotate_left(29)
+}
+
+/// The fingerprint of the field list of `buf`, whose every `stride`-th
+/// element from the first is a field (2: a pair buffer, 1: a shape's
+/// fields); None when the list is empty or too long to share.
+#[inline]
+fn fingerprint(buf: &[u8], stride: usize) -> Option<u64> {
+    let mut h = seed();
+    let (mut pos, mut n, mut bytes) = (0, 0, 0);
+    while let Some(f) = size_at(buf, pos) {
+        n += 1;
+        bytes += f;
+        if n > MAX_FIELDS || bytes > MAX_FIELD_BYTES {
+            return None;
+        }
+        h = mix(h, buf, pos, f);
+        pos += f;
+        if stride == 2 {
+            pos += size_at(buf, pos)?;
+        }
+    }
+    (n > 0).then_some(h ^ (h >> 31))
+}
+
+/// Whether the fields of pair buffer `pairs` are exactly `fields`.
+#[inline]
+fn same_fields(pairs: &[u8], fields: &[u8]) -> bool {
+    let (mut pos, mut at) = (0, 0);
+    while let Some(f) = size_at(pairs, pos) {
+        match fields.get(at..at + f) {
+            Some(mine) if mine == &pairs[pos..pos + f] => {}
+            _ => return false,
+        }
+        at += f;
+        pos += f;
+        let Some(v) = size_at(pairs, pos) else {
+            return false;
+        };
+        pos += v;
+    }
+    at == fields.len()
 }
 
 /// Appends the field elements of pair buffer `pairs` to `out` (cleared
@@ -412,9 +549,16 @@ mod tests {
         let a = pairs_buf(&[("name", "Alice"), ("age", "25")]);
         let b = pairs_buf(&[("name", "Bob"), ("age", "31")]);
         let mut va = Vec::new();
-        assert_eq!(s.intern(&a, &mut va, None), None, "first sighting");
+        assert_eq!(s.intern(&a, &mut va, None, b"k1"), None, "first sighting");
+        assert_eq!(
+            s.intern(&b, &mut va, None, b"k1"),
+            None,
+            "the same key again"
+        );
         assert!(va.is_empty());
-        let id = s.intern(&b, &mut va, None).expect("second sighting shares");
+        let id = s
+            .intern(&b, &mut va, None, b"k2")
+            .expect("a second key shares");
         let shape = s.get(id).unwrap();
         assert_eq!(shape.len(), 2);
         let mut back = Vec::new();
@@ -436,19 +580,25 @@ mod tests {
         // A third hash takes another reference; the same fields again keep
         // the shape without a new one.
         let mut vc = Vec::new();
-        assert_eq!(s.intern(&a, &mut vc, None), Some(id));
+        assert_eq!(s.intern(&a, &mut vc, None, b"k3"), Some(id));
         let mut vc2 = Vec::new();
-        assert_eq!(s.intern(&a, &mut vc2, Some(id)), Some(id));
+        assert_eq!(s.intern(&a, &mut vc2, Some(id), b"k3"), Some(id));
         assert_eq!(s.get(id).unwrap().refs, 2);
+        assert_eq!(s.len(), 1);
         // Other fields move the hash off the shape (the caller releases).
         let c = pairs_buf(&[("name", "Carol")]);
         let mut vd = Vec::new();
-        assert_eq!(s.intern(&c, &mut vd, Some(id)), None);
+        assert_eq!(s.intern(&c, &mut vd, Some(id), b"k3"), None);
         s.release(id);
         assert_eq!(s.get(id).unwrap().refs, 1);
         s.release(id);
-        assert!(s.get(id).is_none());
+        // Unused, it waits among the idle shapes and is found again.
         assert_eq!(s.len(), 0);
+        assert_eq!(s.intern(&a, &mut vd, None, b"k4"), Some(id));
+        assert_eq!(s.len(), 1);
+        s.release(id);
+        s.free_idle();
+        assert!(s.get(id).is_none());
         assert!(s.by_fp.is_empty());
     }
 
@@ -458,16 +608,16 @@ mod tests {
         s.set_enabled(false);
         let a = pairs_buf(&[("name", "Alice")]);
         let mut v = Vec::new();
-        assert_eq!(s.intern(&a, &mut v, None), None);
-        assert_eq!(s.intern(&a, &mut v, None), None);
+        assert_eq!(s.intern(&a, &mut v, None, b"k1"), None);
+        assert_eq!(s.intern(&a, &mut v, None, b"k2"), None);
         s.set_enabled(true);
         let many: Vec<(String, String)> = (0..=MAX_FIELDS)
             .map(|i| (format!("f{i}"), i.to_string()))
             .collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
         let big = pairs_buf(&many);
-        assert_eq!(s.intern(&big, &mut v, None), None);
-        assert_eq!(s.intern(&big, &mut v, None), None);
+        assert_eq!(s.intern(&big, &mut v, None, b"k1"), None);
+        assert_eq!(s.intern(&big, &mut v, None, b"k2"), None);
         assert!(v.is_empty());
     }
 

@@ -284,7 +284,7 @@ impl Arena {
     }
 
     /// [`Arena::entry`] and the entry's kind (0 in a table without kinds).
-    #[inline]
+    #[inline(always)]
     fn entry_kind(&self, addr: u32) -> (&[u8], &[u8], usize, u8) {
         let (p, off) = split_addr(addr);
         let buf = self.pages.get(p).map_or(&[][..], Page::bytes);
@@ -307,7 +307,7 @@ impl Arena {
     }
 
     /// A stored payload-length value as (length, kind).
-    #[inline]
+    #[inline(always)]
     fn split_len(&self, stored: usize) -> (usize, u8) {
         if self.kinds {
             (stored >> 2, (stored & 3) as u8)

@@ -20,15 +20,15 @@ impl Shard {
                     (Work::Dict(id), tag & FLAG_TTL, true, None)
                 }
                 TAG_COMPACT_EX => (Work::CompactEx(data.to_vec()), tag & FLAG_TTL, true, None),
-                // A shaped hash is edited as its pair buffer.
-                TAG_SHAPED => {
-                    let pairs = self
-                        .view(tag, data, NEVER)
-                        .and_then(|h| h.pair_buffer())
-                        .map(std::borrow::Cow::into_owned)
-                        .unwrap_or_default();
-                    (Work::Compact(pairs), tag & FLAG_TTL, true, None)
-                }
+                // A shaped hash's values, edited where they are until a
+                // field is added or removed.
+                TAG_SHAPED => match (shape, data.get(2..)) {
+                    (Some(id), Some(values)) => {
+                        let n = self.shapes.get(id).map(shape::Shape::len);
+                        (Work::Shaped(id, values.to_vec()), tag & FLAG_TTL, true, n)
+                    }
+                    _ => (Work::Compact(Vec::new()), tag & FLAG_TTL, true, None),
+                },
                 // Counting a big compact hash is a scan: done only if a
                 // field is added (for the conversion check).
                 _ => (Work::Compact(data.to_vec()), tag & FLAG_TTL, true, None),
@@ -46,6 +46,7 @@ impl Shard {
             count,
             had_hfe,
             shape,
+            fields_changed: false,
         }
     }
 }
@@ -101,6 +102,8 @@ impl Shard {
 
 pub(super) enum Work {
     Compact(Vec<u8>),
+    /// A shaped hash: its shape (the payload's) and its values.
+    Shaped(u16, Vec<u8>),
     /// Field/value/TTL triples.
     CompactEx(Vec<u8>),
     Dict(u32),
@@ -121,6 +124,9 @@ pub(crate) struct HashEdit<'s> {
     pub(super) had_hfe: bool,
     /// The shape the stored payload holds (until `finish` replaces it).
     pub(super) shape: Option<u16>,
+    /// A field was added or removed (a plain compact hash whose fields did
+    /// not change is stored back without looking for a shape).
+    pub(super) fields_changed: bool,
 }
 
 impl HashEdit<'_> {
@@ -137,16 +143,29 @@ impl HashEdit<'_> {
         self.existed
     }
 
+    /// The shaped hash as its pair buffer, to add or remove a field.
+    fn unshape(&mut self) {
+        if let Work::Shaped(id, values) = &self.work {
+            let mut pairs = Vec::new();
+            if let Some(s) = self.shard.shapes.get(*id) {
+                shape::join(s.fields(), values, &mut pairs);
+            }
+            self.work = Work::Compact(pairs);
+        }
+    }
+
     /// Whether the hash has no field (no scan of a compact buffer).
     pub(crate) fn is_empty(&self) -> bool {
         match &self.work {
             Work::Compact(buf) | Work::CompactEx(buf) => buf.is_empty(),
+            Work::Shaped(..) => false,
             Work::Dict(id) => self.dict(*id).is_none_or(|d| d.len() == 0),
         }
     }
 
     /// Converts to a dict now (field TTLs carried over).
     pub(super) fn convert(&mut self) -> Result<(), CommandError> {
+        self.unshape();
         match &self.work {
             Work::Compact(buf) => {
                 let d = dict_from_compact(buf, self.opts.pack_hex)
@@ -165,7 +184,7 @@ impl HashEdit<'_> {
                 self.work = Work::Dict(id);
                 self.dirty = true;
             }
-            Work::Dict(_) => {}
+            Work::Dict(_) | Work::Shaped(..) => {}
         }
         Ok(())
     }
@@ -173,6 +192,7 @@ impl HashEdit<'_> {
     /// Switches a compact hash to the layout with field TTLs, as Redis does
     /// on the first field-TTL command (even one that changes nothing).
     pub(crate) fn make_ex(&mut self) {
+        self.unshape();
         if let Work::Compact(buf) = &self.work {
             self.work = Work::CompactEx(compact_ex::from_pairs(buf));
             self.dirty = true;
@@ -184,9 +204,11 @@ impl HashEdit<'_> {
     /// limit, or if `pairs` (0 to skip this part) passes the entries limit
     /// even if the pairs repeat or already exist.
     pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
-        if matches!(self.work, Work::Compact(_) | Work::CompactEx(_))
-            && (pairs > self.opts.hash_max_listpack_entries
-                || max_len > self.opts.hash_max_listpack_value)
+        if matches!(
+            self.work,
+            Work::Compact(_) | Work::CompactEx(_) | Work::Shaped(..)
+        ) && (pairs > self.opts.hash_max_listpack_entries
+            || max_len > self.opts.hash_max_listpack_value)
         {
             self.convert()?;
         }
@@ -202,6 +224,25 @@ impl HashEdit<'_> {
         value: &[u8],
         keep_ttl: bool,
     ) -> Result<bool, CommandError> {
+        if let Work::Shaped(id, values) = &mut self.work {
+            // An existing field's value changes where it is; anything else
+            // needs the pair buffer.
+            let limit = self.opts.hash_max_listpack_value;
+            let found = self
+                .shard
+                .shapes
+                .get(*id)
+                .and_then(|s| shape::find(s, values, &compact::Probe::new(field)))
+                .map(|f| (f.start, f.end));
+            match found {
+                Some((start, end)) if value.len() <= limit => {
+                    compact::ValueEnc::new(value, self.opts.pack_hex).replace(values, start, end);
+                    self.dirty = true;
+                    return Ok(false);
+                }
+                _ => self.unshape(),
+            }
+        }
         if let Work::Compact(buf) | Work::CompactEx(buf) = &self.work {
             let limit = self.opts.hash_max_listpack_value;
             if field.len() > limit
@@ -236,6 +277,8 @@ impl HashEdit<'_> {
                 }
                 new
             }
+            // Written or unshaped above.
+            Work::Shaped(..) => false,
         };
         Ok(new)
     }
@@ -248,11 +291,12 @@ impl HashEdit<'_> {
         if !new {
             return Ok(());
         }
+        self.fields_changed = true;
         let n = match (self.count, &self.work) {
             (Some(c), _) => c + 1,
             (None, Work::Compact(buf)) => compact::len(buf),
             (None, Work::CompactEx(buf)) => compact_ex::len(buf),
-            (None, Work::Dict(_)) => return Ok(()),
+            (None, Work::Dict(_) | Work::Shaped(..)) => return Ok(()),
         };
         self.count = Some(n);
         if n > self.opts.hash_max_listpack_entries {
@@ -266,6 +310,10 @@ impl HashEdit<'_> {
     pub(crate) fn field_ttl(&self, field: &[u8]) -> Option<i64> {
         match &self.work {
             Work::Compact(buf) => compact::find(buf, &compact::Probe::new(field)).map(|_| 0),
+            Work::Shaped(id, values) => {
+                let s = self.shard.shapes.get(*id)?;
+                shape::find(s, values, &compact::Probe::new(field)).map(|_| 0)
+            }
             Work::CompactEx(buf) => {
                 compact_ex::find(buf, &compact::Probe::new(field)).map(|f| f.ttl)
             }
@@ -295,7 +343,7 @@ impl HashEdit<'_> {
         }
         self.make_ex();
         match &mut self.work {
-            Work::Compact(_) => false,
+            Work::Compact(_) | Work::Shaped(..) => false,
             Work::CompactEx(buf) => {
                 self.dirty = true;
                 compact_ex::set_ttl(buf, field, at)
@@ -316,12 +364,19 @@ impl HashEdit<'_> {
 
     /// Removes `field`; true when it was present.
     pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
+        if matches!(self.work, Work::Shaped(..)) {
+            if self.field_ttl(field).is_none() {
+                return false;
+            }
+            self.unshape();
+        }
         match &mut self.work {
             Work::Compact(buf) => {
                 let gone = compact::remove(buf, field);
                 if gone {
                     self.count = self.count.map(|c| c - 1);
                     self.dirty = true;
+                    self.fields_changed = true;
                 }
                 gone
             }
@@ -343,6 +398,8 @@ impl HashEdit<'_> {
                 }
                 gone
             }
+            // Unshaped above.
+            Work::Shaped(..) => false,
         }
     }
 
@@ -367,7 +424,7 @@ impl HashEdit<'_> {
             return Ok(());
         }
         let min = match &self.work {
-            Work::Compact(_) => None,
+            Work::Compact(_) | Work::Shaped(..) => None,
             Work::CompactEx(buf) => compact_ex::min_ttl(buf),
             Work::Dict(id) => {
                 let id = *id;
@@ -390,10 +447,23 @@ impl HashEdit<'_> {
             let res = match &self.work {
                 // Finds its shape again (keeps the old one if the fields
                 // are the same).
+                // Values changed in a plain hash: stored back as it is.
+                Work::Compact(buf)
+                    if self.existed && self.shape.is_none() && !self.fields_changed =>
+                {
+                    self.shard
+                        .keys
+                        .set_parts(self.key, &[&[TAG_COMPACT | flag], buf])
+                }
                 Work::Compact(buf) => {
                     self.shard.store_pairs(self.key, buf, flag, self.shape)?;
                     Ok(false)
                 }
+                // The same shape: the payload's reference carries over.
+                Work::Shaped(id, values) => self
+                    .shard
+                    .keys
+                    .set_parts(self.key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values]),
                 Work::CompactEx(buf) => self
                     .shard
                     .keys
@@ -406,7 +476,7 @@ impl HashEdit<'_> {
                     .keys
                     .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
             };
-            let other = !matches!(self.work, Work::Compact(_));
+            let other = !matches!(self.work, Work::Compact(_) | Work::Shaped(..));
             res.map_err(|_| CommandError::too_large())?;
             // The payload replaced held a shape.
             if let Some(id) = self.shape.filter(|_| other) {

@@ -188,7 +188,7 @@ impl Shard {
     ) -> Result<(), CommandError> {
         let mut values = std::mem::take(&mut self.values);
         values.clear();
-        let id = self.shapes.intern(pairs, &mut values, old);
+        let id = self.shapes.intern(pairs, &mut values, old, key);
         let res = match id {
             Some(id) => self
                 .keys
