@@ -3,7 +3,9 @@
 //! that keeps Redis's memory small. Loaded twice: with
 //! `hash_max_listpack_entries` 1024 (every bucket stays compact) and with
 //! the default 512 (every bucket becomes a dict), printing the memory per id
-//! of each.
+//! of each; then compact again without packed hex values
+//! (`Options::pack_hex(false)`), to show what packing the 40 digits into 20
+//! bytes saves.
 //!
 //! Run: `cargo run --release --example object_store [-- IDS]` (default
 //! 1,000,000 ids).
@@ -21,8 +23,12 @@ fn address(id: u64) -> String {
 }
 
 /// Loads `ids` ids; returns bytes per id and the encodings seen.
-fn load(ids: u64, entries: usize) -> hashkv::Result<(f64, String)> {
-    let db = Db::in_memory(Options::default().hash_max_listpack_entries(entries));
+fn load(ids: u64, entries: usize, pack: bool) -> hashkv::Result<(f64, String)> {
+    let db = Db::in_memory(
+        Options::default()
+            .hash_max_listpack_entries(entries)
+            .pack_hex(pack),
+    );
     let mut pairs = Vec::with_capacity(1000);
     for bucket in 0..ids.div_ceil(1000) {
         pairs.clear();
@@ -42,16 +48,21 @@ fn load(ids: u64, entries: usize) -> hashkv::Result<(f64, String)> {
 
 fn run(ids: u64) -> hashkv::Result<()> {
     println!("{ids} ids in hashes of 1,000 (value: 40 hex characters)");
-    let (compact, enc_c) = load(ids, 1024)?;
+    let (compact, enc_c) = load(ids, 1024, true)?;
     println!("hash_max_listpack_entries 1024: {compact:.1} bytes per id ({enc_c})");
-    let (dict, enc_d) = load(ids, 512)?;
+    let (dict, enc_d) = load(ids, 512, true)?;
     println!("hash_max_listpack_entries 512:  {dict:.1} bytes per id ({enc_d})");
     println!(
         "the compact encoding uses {:.0}% of the dict's memory",
         100.0 * compact / dict
     );
+    let (unpacked, _) = load(ids, 1024, false)?;
+    println!(
+        "compact without packed hex values: {unpacked:.1} bytes per id (packing saves {:.0}%)",
+        100.0 * (1.0 - compact / unpacked)
+    );
     assert_eq!((enc_c.as_str(), enc_d.as_str()), ("listpack", "hashtable"));
-    assert!(compact < dict);
+    assert!(compact < dict && compact < unpacked);
     Ok(())
 }
 

@@ -33,7 +33,9 @@ pub fn compact_round_trip(bytes: &[u8]) {
     for (f, v) in compact::pairs(bytes) {
         compact::push_elem(&mut again, &f.to_bytes());
         match v {
-            compact::Elem::Hex(..) => compact::push_value(&mut again, &v.to_bytes(), true),
+            compact::Elem::Hex(_) | compact::Elem::HexUpper(_) => {
+                compact::push_value(&mut again, &v.to_bytes(), true)
+            }
             _ => compact::push_elem(&mut again, &v.to_bytes()),
         }
         count += 1;

@@ -5,7 +5,11 @@
 //! (`HEXPIRE`, `HGETEX`, `HSETEX`, ...) and the rest — with Redis's
 //! exact replies and error strings, and no server. Hashes live in memory in a
 //! compact listpack-style encoding or a dict encoding, converting at Redis's
-//! thresholds (512 fields, 64-byte values by default).
+//! thresholds (512 fields, 64-byte values by default). Compact hashes with
+//! the same field names in the same order share one copy of the names
+//! ([`Options::shapes`]), and values that are runs of hex digits (digests,
+//! object addresses) are kept two digits a byte ([`Options::pack_hex`]);
+//! neither changes a reply.
 //!
 //! A Rust struct is a hash, one field per struct field, through serde
 //! ([`Db::hset_struct`], [`Db::hget_struct`]; the value forms are in
@@ -109,7 +113,8 @@
 //! - `keyspace`: the sharded key table, key and field TTLs, lazy and active
 //!   expiry.
 //! - `hash`: the compact encoding (`hash::compact`), its variant with field
-//!   TTLs (`hash::compact_ex`) and the dict encoding (`hash::table`, an
+//!   TTLs (`hash::compact_ex`), shared field lists (`hash::shape`) and the
+//!   dict encoding (`hash::dict` over `hash::table`, an
 //!   arena-backed table with incremental rehash).
 //! - `numeric`: Redis's integer grammar and `long double` arithmetic.
 //! - `log`: record framing, the writer (fsync policies, group commit) and the

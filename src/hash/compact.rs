@@ -48,9 +48,12 @@ pub(crate) enum Elem<'a> {
     Int(i64),
     /// A string element.
     Str(&'a [u8]),
-    /// A packed run of hex digits: two a byte, high nibble first; upper
-    /// case letters when the flag is set.
-    Hex(&'a [u8], bool),
+    /// A packed run of hex digits, two a byte, high nibble first, letters
+    /// in lower case (two variants rather than a flag keep `Elem` as small
+    /// and aligned as a string's, which pair iteration copies a lot).
+    Hex(&'a [u8]),
+    /// [`Elem::Hex`] with upper case letters.
+    HexUpper(&'a [u8]),
 }
 
 /// First byte of a packed hex value with lower case letters.
@@ -84,6 +87,15 @@ fn unpack_hex(s: &[u8], upper: bool, out: &mut [u8]) {
     for (d, &b) in out.chunks_exact_mut(2).zip(s) {
         d.copy_from_slice(&pairs[usize::from(b)]);
     }
+}
+
+/// The hex digits of packed bytes `s`, out of line so that the common
+/// string case of [`Elem::to_bytes`] stays small.
+#[inline(never)]
+fn hex_to_vec(s: &[u8], upper: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * s.len());
+    push_hex(&mut out, s, upper);
+    out
 }
 
 /// Appends the hex digits of packed bytes `s`.
@@ -149,7 +161,8 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::i64_bytes(v),
             Elem::Str(s) => s.to_vec(),
-            Elem::Hex(..) => self.with_bytes(<[u8]>::to_vec),
+            Elem::Hex(s) => hex_to_vec(s, false),
+            Elem::HexUpper(s) => hex_to_vec(s, true),
         }
     }
 
@@ -158,7 +171,8 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::push_i64(out, v),
             Elem::Str(s) => out.extend_from_slice(s),
-            Elem::Hex(s, upper) => push_hex(out, s, upper),
+            Elem::Hex(s) => push_hex(out, s, false),
+            Elem::HexUpper(s) => push_hex(out, s, true),
         }
     }
 
@@ -168,7 +182,8 @@ impl Elem<'_> {
     pub(crate) fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
             Elem::Str(s) => f(s),
-            Elem::Hex(s, upper) => {
+            Elem::Hex(s) | Elem::HexUpper(s) => {
+                let upper = matches!(self, Elem::HexUpper(_));
                 let mut buf = [0u8; 2 * 255];
                 let n = (2 * s.len()).min(buf.len());
                 unpack_hex(&s[..n / 2], upper, &mut buf[..n]);
@@ -183,7 +198,7 @@ impl Elem<'_> {
         match self {
             Elem::Int(v) => numeric::i64_len(v),
             Elem::Str(s) => s.len(),
-            Elem::Hex(s, _) => 2 * s.len(),
+            Elem::Hex(s) | Elem::HexUpper(s) => 2 * s.len(),
         }
     }
 }
@@ -315,13 +330,25 @@ pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Option<(Elem<'_>, usize)> {
             let v: [u8; 8] = buf.get(pos + 1..pos + 9)?.try_into().ok()?;
             Some((Elem::Int(i64::from_le_bytes(v)), pos + 9))
         }
-        HEX_LOWER | HEX_UPPER => {
-            let n = usize::from(*buf.get(pos + 1)?);
-            let s = buf.get(pos + 2..pos + 2 + n)?;
-            Some((Elem::Hex(s, b == HEX_UPPER), pos + 2 + n))
-        }
+        HEX_LOWER | HEX_UPPER => decode_hex(buf, pos),
         _ => None,
     }
+}
+
+/// [`decode_at`] for a packed hex element, out of line so the common
+/// encodings keep the decoder small.
+#[inline(never)]
+fn decode_hex(buf: &[u8], pos: usize) -> Option<(Elem<'_>, usize)> {
+    let n = usize::from(*buf.get(pos + 1)?);
+    let s = buf.get(pos + 2..pos + 2 + n)?;
+    Some((
+        if buf[pos] == HEX_UPPER {
+            Elem::HexUpper(s)
+        } else {
+            Elem::Hex(s)
+        },
+        pos + 2 + n,
+    ))
 }
 
 /// Encoded size of an integer element.
@@ -852,7 +879,8 @@ fn check_with(
             Elem::Str(s) => str_size(s.len()) == next - pos && numeric::parse_i64(s).is_none(),
             // Only values are packed, never a short run, and upper case
             // only with a letter (digits alone are written lower case).
-            Elem::Hex(s, upper) => {
+            Elem::Hex(s) | Elem::HexUpper(s) => {
+                let upper = matches!(e, Elem::HexUpper(_));
                 role == Role::Value
                     && 2 * s.len() >= MIN_PACKED_HEX
                     && (!upper || s.iter().any(|&b| b >> 4 >= 10 || b & 15 >= 10))
@@ -882,7 +910,7 @@ fn check_with(
         }
         longest = match e {
             Elem::Str(s) => longest.max(s.len()),
-            Elem::Hex(s, _) => longest.max(2 * s.len()),
+            Elem::Hex(s) | Elem::HexUpper(s) => longest.max(2 * s.len()),
             // An integer prints in at most 20 bytes: once something is that
             // long, integers cannot change the answer (and counting their
             // digits was the costliest part of this loop).

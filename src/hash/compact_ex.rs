@@ -52,7 +52,7 @@ pub(crate) struct FoundEx<'a> {
 fn ttl_at(buf: &[u8], pos: usize) -> Option<(i64, usize)> {
     match decode_at(buf, pos)? {
         (Elem::Int(t), next) => Some((t, next)),
-        (Elem::Str(_) | Elem::Hex(..), _) => None,
+        (Elem::Str(_) | Elem::Hex(_) | Elem::HexUpper(_), _) => None,
     }
 }
 

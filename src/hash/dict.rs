@@ -35,8 +35,8 @@ impl Default for Dict {
 #[inline]
 fn elem(payload: &[u8], kind: u8) -> Elem<'_> {
     match kind {
-        KIND_HEX_LOWER => Elem::Hex(payload, false),
-        KIND_HEX_UPPER => Elem::Hex(payload, true),
+        KIND_HEX_LOWER => Elem::Hex(payload),
+        KIND_HEX_UPPER => Elem::HexUpper(payload),
         _ => Elem::Str(payload),
     }
 }
@@ -123,8 +123,8 @@ mod tests {
         assert_eq!(d.set(b"c", b"DEADBEEF", true), Ok(true));
         assert_eq!(d.set(b"d", b"plain", true), Ok(true));
         assert_eq!(d.set(b"e", sha, false), Ok(true));
-        assert!(matches!(d.get(b"a"), Some(Elem::Hex(p, false)) if p.len() == 20));
-        assert!(matches!(d.get(b"c"), Some(Elem::Hex(_, true))));
+        assert!(matches!(d.get(b"a"), Some(Elem::Hex(p)) if p.len() == 20));
+        assert!(matches!(d.get(b"c"), Some(Elem::HexUpper(_))));
         assert_eq!(d.get(b"e"), Some(Elem::Str(sha)));
         for (f, v) in [
             (&b"a"[..], &sha[..]),

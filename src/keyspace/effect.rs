@@ -281,8 +281,12 @@ pub(crate) fn clone_hash(h: HashRef<'_>) -> Result<OwnedHash, CommandError> {
             let mut t = Dict::with_capacity(d.len());
             for (f, v) in d.iter() {
                 // Packed again exactly where the original is.
-                t.set(f, &v.to_bytes(), matches!(v, Elem::Hex(..)))
-                    .map_err(|_| CommandError::too_large())?;
+                t.set(
+                    f,
+                    &v.to_bytes(),
+                    matches!(v, Elem::Hex(_) | Elem::HexUpper(_)),
+                )
+                .map_err(|_| CommandError::too_large())?;
             }
             OwnedHash::Dict(Box::new(t), ttls.map(|t| Box::new(t.clone())))
         }
