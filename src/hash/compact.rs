@@ -877,13 +877,17 @@ fn check_with(
         let canonical = match e {
             Elem::Int(v) => int_size(v) == next - pos,
             Elem::Str(s) => str_size(s.len()) == next - pos && numeric::parse_i64(s).is_none(),
-            // Only values are packed, never a short run, and upper case
-            // only with a letter (digits alone are written lower case).
+            // Only values are packed, never a short run; upper case only
+            // with a letter (digits alone are written lower case), and
+            // never the digits of a canonical integer (an integer element).
             Elem::Hex(s) | Elem::HexUpper(s) => {
-                let upper = matches!(e, Elem::HexUpper(_));
+                let letter = s.iter().any(|&b| b >> 4 >= 10 || b & 15 >= 10);
                 role == Role::Value
                     && 2 * s.len() >= MIN_PACKED_HEX
-                    && (!upper || s.iter().any(|&b| b >> 4 >= 10 || b & 15 >= 10))
+                    && match e {
+                        Elem::HexUpper(_) => letter,
+                        _ => letter || e.with_bytes(|d| numeric::parse_i64(d).is_none()),
+                    }
             }
         };
         if !canonical {
@@ -1165,6 +1169,13 @@ mod tests {
             check(&[0x81, b'f', HEX_LOWER, 5, 0x01]),
             Err(DecodeError::Truncated { offset: 2 })
         );
+        // "36760076" is the integer 36760076 (a fuzzer found this one);
+        // "00760076" is not an integer and stays packed.
+        assert_eq!(
+            check(&[0x81, b'f', HEX_LOWER, 4, 0x36, 0x76, 0x00, 0x76]),
+            Err(DecodeError::NonCanonical { offset: 2 })
+        );
+        assert!(check(&[0x81, b'f', HEX_LOWER, 4, 0x00, 0x76, 0x00, 0x76]).is_ok());
     }
 
     #[test]
