@@ -4,7 +4,10 @@
 //! Each [`Shard`] holds:
 //! - `keys`: an [`ArenaTable`] from key to a payload `[tag][data]`, where data
 //!   is the compact buffer itself (so a small hash costs one packed arena
-//!   entry, key included) or the index of a dict in `dicts`;
+//!   entry, key included), a shape id and the values (a compact hash whose
+//!   field list is shared, `hash::shape`), or the index of a dict in `dicts`;
+//! - `shapes`: the shard's shared field lists, each payload holding one
+//!   reference to its shape;
 //! - `dicts`: the dict-encoded hashes of the shard;
 //! - `expires`: key -> absolute expiry (Unix ms, i64 LE), only for keys
 //!   with a TTL; the payload tag's TTL bit says whether to look there.
