@@ -69,6 +69,27 @@ fn an_exported_rdb_loads_in_redis_with_every_key_as_hashkv_has_it() {
         )
         .unwrap();
     }
+    // Packed hex values (compact and dict) and shared field lists go out
+    // as the strings they are.
+    for i in 0..20u64 {
+        db.hset(
+            format!("obj:{i}"),
+            &[
+                (
+                    "sha",
+                    format!("{:040x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15),
+                ),
+                ("up", format!("{:010X}", i * 0xdead_beef + 0xA)),
+                ("pad", format!("{i:010}")),
+            ],
+        )
+        .unwrap();
+    }
+    let hexdict: Vec<(String, String)> = (0..600u64)
+        .map(|i| (format!("h{i}"), format!("{:032x}", i * 7919)))
+        .collect();
+    db.hset("hexdict", &hexdict).unwrap();
+    assert!(db.info().unwrap().shaped_hashes > 0);
     db.execute(&["PEXPIREAT", "user:3", "4102444800000"])
         .unwrap();
     db.execute(&["PEXPIREAT", "many", "4102444800123"]).unwrap();
