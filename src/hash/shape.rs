@@ -197,7 +197,8 @@ impl Shapes {
         if self.seen.is_empty() {
             self.seen = vec![(0, 0); SEEN];
         }
-        let kh = hash_name(key);
+        // The key's own hash, cheaply (it only tells keys apart here).
+        let kh = mix(!fp, key, 0, key.len());
         let slot = &mut self.seen[fp as usize % SEEN];
         if slot.0 != fp || slot.1 == kh {
             *slot = (fp, kh);
@@ -350,7 +351,7 @@ fn mix(mut h: u64, buf: &[u8], pos: usize, size: usize) -> u64 {
 fn fingerprint(buf: &[u8], stride: usize) -> Option<u64> {
     let mut h = seed();
     let (mut pos, mut n, mut bytes) = (0, 0, 0);
-    while let Some(f) = size_at(buf, pos) {
+    while let Some(f) = quick_size(buf, pos) {
         n += 1;
         bytes += f;
         if n > MAX_FIELDS || bytes > MAX_FIELD_BYTES {
@@ -359,10 +360,23 @@ fn fingerprint(buf: &[u8], stride: usize) -> Option<u64> {
         h = mix(h, buf, pos, f);
         pos += f;
         if stride == 2 {
-            pos += size_at(buf, pos)?;
+            pos += quick_size(buf, pos)?;
         }
     }
     (n > 0).then_some(h ^ (h >> 31))
+}
+
+/// [`size_at`] with the two commonest encodings (small integer, string
+/// under 64 bytes) decoded inline.
+#[inline(always)]
+fn quick_size(buf: &[u8], pos: usize) -> Option<usize> {
+    let b = *buf.get(pos)?;
+    let size = match b {
+        0..=0x7F => 1,
+        0x80..=0xBF => 1 + usize::from(b & 0x3F),
+        _ => return size_at(buf, pos),
+    };
+    (pos + size <= buf.len()).then_some(size)
 }
 
 /// Whether the fields of pair buffer `pairs` are exactly `fields`.
