@@ -15,6 +15,10 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use hashkv::{Db, Options};
 
+#[path = "common/datasets.rs"]
+mod datasets;
+use datasets::hex_profile as profile;
+
 fn benchmarking() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
@@ -92,23 +96,6 @@ fn listpack_search(c: &mut Criterion) {
         }
     }
     g.finish();
-}
-
-fn profile(i: usize) -> [(&'static str, String); 6] {
-    [
-        ("username", format!("user{i}")),
-        ("email", format!("user{i}@example.com")),
-        ("joined", (1_600_000_000 + i * 37).to_string()),
-        ("avatar", format!("https://cdn.example.com/avatars/{i}.png")),
-        (
-            "sha",
-            format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
-        ),
-        (
-            "bio",
-            format!("Loves hiking, coffee and Rust #{}", i % 1000),
-        ),
-    ]
 }
 
 fn profiles(c: &mut Criterion) {

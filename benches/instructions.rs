@@ -13,22 +13,9 @@
 
 use hashkv::{Db, Options};
 use std::hint::black_box;
-fn profile(i: usize) -> [(&'static str, String); 6] {
-    [
-        ("username", format!("user{i}")),
-        ("email", format!("user{i}@example.com")),
-        ("joined", (1_600_000_000 + i * 37).to_string()),
-        ("avatar", format!("https://cdn.example.com/avatars/{i}.png")),
-        (
-            "sha",
-            format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
-        ),
-        (
-            "bio",
-            format!("Loves hiking, coffee and Rust #{}", i % 1000),
-        ),
-    ]
-}
+#[path = "common/datasets.rs"]
+mod datasets;
+use datasets::hex_profile as profile;
 const OPS: [&str; 19] = [
     "hget",
     "hget-hex",

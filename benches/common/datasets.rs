@@ -32,6 +32,26 @@ pub fn profile(i: u64) -> Vec<(String, String)> {
     ]
 }
 
+/// A 6-field profile whose last-but-one field is a 40-digit hex value: the
+/// shaped, packed hashes of `hash_ops`'s `profiles` group and of
+/// `instructions`.
+pub fn hex_profile(i: usize) -> [(&'static str, String); 6] {
+    [
+        ("username", format!("user{i}")),
+        ("email", format!("user{i}@example.com")),
+        ("joined", (1_600_000_000 + i * 37).to_string()),
+        ("avatar", format!("https://cdn.example.com/avatars/{i}.png")),
+        (
+            "sha",
+            format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
+        ),
+        (
+            "bio",
+            format!("Loves hiking, coffee and Rust #{}", i % 1000),
+        ),
+    ]
+}
+
 pub fn hex40(i: u64) -> String {
     let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xDEAD_BEEF;
     let mut s = String::with_capacity(40);

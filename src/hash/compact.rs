@@ -521,6 +521,17 @@ impl<'a> ValueEnc<'a> {
         }
     }
 
+    /// Writes the element over `buf[start..end]` if it has exactly that
+    /// size (the in-place update); false, and nothing written, otherwise.
+    #[inline]
+    pub(crate) fn overwrite(&self, buf: &mut [u8], start: usize, end: usize) -> bool {
+        if self.size != end - start {
+            return false;
+        }
+        self.write(&mut buf[start..end]);
+        true
+    }
+
     /// Appends the element.
     #[inline]
     pub(crate) fn push(&self, out: &mut Vec<u8>) {
@@ -744,15 +755,7 @@ pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8], pack: bool) -> 
 /// count, so no limit can be crossed.
 pub(crate) fn overwrite(buf: &mut [u8], field: &[u8], value: &[u8], pack: bool) -> bool {
     match find(buf, &Probe::new(field)) {
-        Some(found) => {
-            let (vs, ve) = (found.value_start, found.end);
-            let enc = ValueEnc::new(value, pack);
-            if enc.size != ve - vs {
-                return false;
-            }
-            enc.write(&mut buf[vs..ve]);
-            true
-        }
+        Some(found) => ValueEnc::new(value, pack).overwrite(buf, found.value_start, found.end),
         None => false,
     }
 }

@@ -519,13 +519,7 @@ pub(crate) fn overwrite(
     let Some(found) = find(shape, values, &Probe::new(field)) else {
         return false;
     };
-    let (start, end) = (found.start, found.end);
-    let enc = super::compact::ValueEnc::new(value, pack);
-    if enc.size != end - start {
-        return false;
-    }
-    enc.write(&mut values[start..end]);
-    true
+    super::compact::ValueEnc::new(value, pack).overwrite(values, found.start, found.end)
 }
 
 /// Checks the value elements of a shaped hash read from outside: `len` of

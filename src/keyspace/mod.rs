@@ -229,16 +229,29 @@ impl Shard {
             shape::join(fields, values, &mut pairs);
             return self.put_compact(key, &pairs, ttl);
         };
+        self.put_payload(key, ttl, |shard, flag| {
+            let r = shard
+                .keys
+                .set_parts(key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values]);
+            if r.is_err() {
+                shard.shapes.release(id);
+            }
+            r.map(|_| ()).map_err(|_| CommandError::too_large())
+        })
+    }
+
+    /// Replaces `key` with the payload `write` stores (given the tag
+    /// flags: TTL bit, capture bit), then its TTL; true when a key was
+    /// replaced.
+    fn put_payload(
+        &mut self,
+        key: &[u8],
+        ttl: Option<i64>,
+        write: impl FnOnce(&mut Shard, u8) -> Result<(), CommandError>,
+    ) -> Result<bool, CommandError> {
         let replaced = self.delete(key);
         let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
-        if self
-            .keys
-            .set_parts(key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values])
-            .is_err()
-        {
-            self.shapes.release(id);
-            return Err(CommandError::too_large());
-        }
+        write(self, flag)?;
         if let Some(at) = ttl {
             self.expires
                 .set(key, &at.to_le_bytes())
@@ -423,15 +436,9 @@ impl Shard {
         buf: &[u8],
         ttl: Option<i64>,
     ) -> Result<bool, CommandError> {
-        let replaced = self.delete(key);
-        let flag = if ttl.is_some() { FLAG_TTL } else { 0 } | self.snap_bit;
-        self.store_pairs(key, buf, flag, None)?;
-        if let Some(at) = ttl {
-            self.expires
-                .set(key, &at.to_le_bytes())
-                .map_err(|_| CommandError::too_large())?;
-        }
-        Ok(replaced)
+        self.put_payload(key, ttl, |shard, flag| {
+            shard.store_pairs(key, buf, flag, None)
+        })
     }
 
     fn put_hash(
