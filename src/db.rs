@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::command::{convert, Command, Ctx, Reply};
 use crate::error::{CommandError, Error, Result};
+use crate::feed::{Feed, LogPosition, Subscription};
+use crate::follow::{Follower, ReaderStatus};
 use crate::hash::compact::Elem;
 use crate::keyspace::Keyspace;
 use crate::log::writer::LogWriter;
@@ -37,6 +39,26 @@ struct Shared {
     /// Bulk loads under way that asked the snapshot rules to wait (each
     /// ends with a snapshot of its own).
     bulk_loads: std::sync::atomic::AtomicUsize,
+    /// The change feed (records pushed by the writer, or by catch-up).
+    feed: Arc<Feed>,
+    /// A read-only handle's view of the log it follows (None on a writer).
+    follower: Option<parking_lot::Mutex<Follower>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.feed.close();
+    }
+}
+
+impl Shared {
+    /// A reader's catch-up (0 on a writer).
+    fn catch_up(&self) -> Result<u64> {
+        match &self.follower {
+            Some(f) => f.lock().catch_up(&self.ks, &self.opts, Some(&self.feed)),
+            None => Ok(0),
+        }
+    }
 }
 
 /// While alive, the automatic snapshot rules wait (see
@@ -101,18 +123,202 @@ impl Db {
         let (report, log, manifest) = crate::recovery::recover(path, &ks, &opts)?;
         let writer = LogWriter::new(log.file, log.len, log.path, opts.fsync)?;
         writer.set_marked(log.marked);
+        let feed = Feed::new(Some(path.to_path_buf()), opts.change_feed_capacity);
+        writer.set_feed(feed.clone());
         ks.set_journal(writer.clone());
         let store = Store::new(path.to_path_buf(), writer, manifest);
-        Ok(Db::build(ks, opts, Some(store), report, Some(lock)))
+        Ok(Db::build(
+            ks,
+            opts,
+            Some(store),
+            report,
+            Some(lock),
+            feed,
+            None,
+        ))
+    }
+
+    /// Opens the database directory at `path` read-only with default
+    /// [`Options`]; see [`Db::open_read_only_with`].
+    ///
+    /// # Errors
+    /// As [`Db::open_read_only_with`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_read_only_with(path, Options::default())
+    }
+
+    /// Opens the database directory at `path` read-only, whether or not a
+    /// writer (in this or another process) or other readers have it open,
+    /// like a Redis replica of the writer.
+    ///
+    /// The handle loads the snapshot MANIFEST names and replays the log up
+    /// to its last whole record, then follows the writer: every
+    /// [`Options::follow`] (2 ms by default) a background thread applies
+    /// what was appended since ([`Db::catch_up`]), across segment switches
+    /// and snapshots, and across the writer's crash and restart. Its state
+    /// is always the writer's after some prefix of the log (a transaction
+    /// whole). Reads answer as on the writer; every write answers
+    /// [`Error::ReadOnly`] (`READONLY You can't write against a read only
+    /// replica.`) and changes nothing. Expired keys and fields are
+    /// invisible but not deleted: the writer's deletions arrive through the
+    /// log. The handle writes, creates, moves, cuts and locks nothing in
+    /// the directory, and holds its own copy of the data in memory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when there is no database at `path` (no MANIFEST);
+    /// [`Error::Corrupt`] for a damaged MANIFEST, snapshot or record (a
+    /// frame at the end of the log that is not whole yet is not damage: it
+    /// is read once it is).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let writer = hashkv::Db::open(dir.path())?;
+    /// writer.hset("user:1", &[("name", "Alice")])?;
+    /// let reader = hashkv::Db::open_read_only_with(
+    ///     dir.path(),
+    ///     hashkv::Options::default().follow(None), // catch up by hand here
+    /// )?;
+    /// assert_eq!(reader.hget("user:1", "name")?.as_deref(), Some(&b"Alice"[..]));
+    /// writer.hset("user:1", &[("age", "25")])?;
+    /// assert_eq!(reader.catch_up()?, 1);
+    /// assert_eq!(reader.hget("user:1", "age")?.as_deref(), Some(&b"25"[..]));
+    /// assert_eq!(reader.log_position(), writer.log_position());
+    /// let err = reader.hset("user:1", &[("age", "26")]).unwrap_err();
+    /// assert_eq!(err.to_string(), "READONLY You can't write against a read only replica.");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref();
+        if !path.is_dir() {
+            return Err(Error::Io {
+                op: "opening read-only",
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            });
+        }
+        let ks = Keyspace::default();
+        ks.set_shapes(opts.shapes);
+        ks.set_read_only();
+        let (follower, report) = Follower::load(path, &ks, &opts)?;
+        let feed = Feed::new(Some(path.to_path_buf()), opts.change_feed_capacity);
+        let mut db = Db::build(ks, opts, None, report, None, feed, Some(follower));
+        if let Some(s) = Arc::get_mut(&mut db.shared) {
+            s.path = Some(path.to_path_buf());
+        }
+        Ok(db)
+    }
+
+    /// Whether this handle was opened read-only ([`Db::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.follower.is_some()
+    }
+
+    /// On a read-only handle: applies every whole record the writer
+    /// appended since the last catch-up and returns how many. The
+    /// background thread does this every [`Options::follow`]; call it to
+    /// see a write at once. On a writer (or in memory): `Ok(0)`.
+    ///
+    /// A record still being written is left for next time. A record proven
+    /// complete but bad (a sync mark or a later segment vouches for it) is
+    /// damage: reported by this and every later call, while the handle
+    /// keeps serving its last good state. When snapshots dropped the log
+    /// ahead of the reader, it loads the directory again (see
+    /// [`Db::reader_status`]) and subscribers get
+    /// [`crate::feed::RecvError::Reset`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the file and offset of the damage;
+    /// [`Error::Io`] when a file cannot be read.
+    pub fn catch_up(&self) -> Result<u64> {
+        self.shared.catch_up()
+    }
+
+    /// Where this handle is in the directory's log: on a writer, the end
+    /// of the last record appended; on a reader, the end of the last record
+    /// applied. A reader's lag is the difference to the writer's. In
+    /// memory: `0:0`.
+    pub fn log_position(&self) -> LogPosition {
+        if let Some(f) = &self.shared.follower {
+            return f.lock().position();
+        }
+        match &self.shared.store {
+            Some(store) => store.writer.position(),
+            None => LogPosition::default(),
+        }
+    }
+
+    /// A read-only handle's position, what it applied, and any damage it
+    /// met; `None` on a writer.
+    pub fn reader_status(&self) -> Option<ReaderStatus> {
+        self.shared.follower.as_ref().map(|f| f.lock().status())
+    }
+
+    /// Every change applied from now on, in log order ([`crate::feed`]):
+    /// on a writer as its commands make them, on a reader as it applies
+    /// them. Bounded ([`Options::change_feed_capacity`]); never slows the
+    /// writer. An in-memory database has no log and feeds nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use hashkv::feed::ChangeKind;
+    /// let db = hashkv::Db::open(dir.path())?;
+    /// let mut changes = db.subscribe();
+    /// db.hset("user:1", &[("name", "Alice")])?;
+    /// let c = changes.try_recv().expect("one change");
+    /// assert_eq!(c.to_cli_line(), "hset user:1 name Alice");
+    /// assert!(matches!(c.kind, ChangeKind::HSet { .. }));
+    /// assert_eq!(c.position, db.log_position());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        self.shared.feed.subscribe(None)
+    }
+
+    /// [`Db::subscribe`], keeping only what concerns keys matching
+    /// `pattern` (Redis's glob rules, as KEYS; see
+    /// [`crate::feed::ChangeKind::matching`]).
+    pub fn subscribe_matching(&self, pattern: impl AsRef<[u8]>) -> Subscription {
+        self.shared.feed.subscribe(Some(pattern.as_ref().to_vec()))
+    }
+
+    /// The changes after `position` (a [`crate::feed::Change::position`]
+    /// or a [`Db::log_position`] saved earlier), read back from the log's
+    /// segments, then every later change as [`Db::subscribe`] gives them:
+    /// what anything that must resume after a restart builds on.
+    ///
+    /// # Errors
+    /// [`Error::PositionGone`] when a snapshot dropped the segment (start
+    /// again from a full copy) or `position` is not where a record ends.
+    pub fn subscribe_from(&self, position: LogPosition) -> Result<Subscription> {
+        self.shared.feed.subscribe_from(position, None)
+    }
+
+    /// [`Db::subscribe_from`] with [`Db::subscribe_matching`]'s filter.
+    ///
+    /// # Errors
+    /// As [`Db::subscribe_from`].
+    pub fn subscribe_from_matching(
+        &self,
+        position: LogPosition,
+        pattern: impl AsRef<[u8]>,
+    ) -> Result<Subscription> {
+        self.shared
+            .feed
+            .subscribe_from(position, Some(pattern.as_ref().to_vec()))
     }
 
     /// A database that lives only in memory (nothing is logged).
     pub fn in_memory(opts: Options) -> Db {
+        let feed = Feed::new(None, opts.change_feed_capacity);
         Db::build(
             Keyspace::default(),
             opts,
             None,
             RecoveryReport::default(),
+            None,
+            feed,
             None,
         )
     }
@@ -129,6 +335,9 @@ impl Db {
     /// still opens to the same state); [`Error::Command`] with "ERR" for a
     /// database without a directory.
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         match &self.shared.store {
             Some(store) => store.snapshot(&self.shared.ks, &self.shared.opts),
             None => Err(Error::Command(CommandError::err(
@@ -174,7 +383,8 @@ impl Db {
     /// A handle over an already built keyspace (fault-injection tests and
     /// the fuzzing entry points).
     pub(crate) fn with_keyspace(ks: Keyspace, opts: Options) -> Db {
-        Db::build(ks, opts, None, RecoveryReport::default(), None)
+        let feed = Feed::new(None, opts.change_feed_capacity);
+        Db::build(ks, opts, None, RecoveryReport::default(), None, feed, None)
     }
 
     /// What opening the directory found and did: records replayed, a torn
@@ -218,11 +428,15 @@ impl Db {
         store: Option<Store>,
         report: RecoveryReport,
         lock: Option<std::fs::File>,
+        feed: Arc<Feed>,
+        follower: Option<Follower>,
     ) -> Db {
         ks.set_shapes(opts.shapes);
         let (tx, rx) = mpsc::channel::<()>();
-        let active = opts.active_expiry;
+        let reader = follower.is_some();
+        let active = opts.active_expiry && !reader;
         let auto = store.is_some() && (!opts.save.is_empty() || opts.compact_log_bytes.is_some());
+        let follow_every = opts.follow;
         let shared = Arc::new(Shared {
             ks,
             opts,
@@ -233,10 +447,18 @@ impl Db {
             _stop: tx,
             tx_logs: crate::transaction::TxLogPool::default(),
             bulk_loads: std::sync::atomic::AtomicUsize::new(0),
+            feed,
+            follower: follower.map(parking_lot::Mutex::new),
         });
-        // One background thread for active expiry and the snapshot rules;
-        // it ends when the last handle drops the sender.
-        if active || auto {
+        // One background thread: a reader's catch-up, or a writer's active
+        // expiry and snapshot rules; it ends when the last handle drops
+        // the sender.
+        if reader {
+            let weak = Arc::downgrade(&shared);
+            let _ = std::thread::Builder::new()
+                .name("hashkv-follow".into())
+                .spawn(move || follow(&weak, &rx, follow_every));
+        } else if active || auto {
             let weak = Arc::downgrade(&shared);
             let _ = std::thread::Builder::new()
                 .name("hashkv-background".into())
@@ -304,7 +526,7 @@ impl Db {
     /// ```
     pub fn execute<A: AsRef<[u8]>>(&self, argv: &[A]) -> Result<Reply> {
         let words: Vec<&[u8]> = argv.iter().map(AsRef::as_ref).collect();
-        let cmd = Command::parse(&words)?;
+        let cmd = Command::parse_for(&words, self.is_read_only())?;
         self.run(cmd)
     }
 
@@ -762,6 +984,26 @@ const TIDY_MOVES: usize = 2048;
 
 /// How long automatic snapshots wait after a failed one.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
+
+/// A reader's background thread: catch-up every `every` (errors stay in
+/// [`Db::reader_status`]), and the key tables' incremental moves.
+fn follow(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>, every: Option<Duration>) {
+    let mut tidied = std::time::Instant::now();
+    loop {
+        match stop.recv_timeout(every.unwrap_or(SWEEP_EVERY).min(SWEEP_EVERY)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(s) = shared.upgrade() else { return };
+        if every.is_some() {
+            let _ = s.catch_up();
+        }
+        if tidied.elapsed() >= SWEEP_EVERY {
+            s.ks.tidy(TIDY_MOVES);
+            tidied = std::time::Instant::now();
+        }
+    }
+}
 
 fn background(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>, expire: bool, auto: bool) {
     loop {

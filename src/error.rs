@@ -62,6 +62,22 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A write was sent to a read-only handle ([`crate::Db::open_read_only`]):
+    /// Redis's replica error, nothing changed. Writes go to the process
+    /// that opened the directory with [`crate::Db::open`].
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
+    /// [`crate::Db::subscribe_from`] was asked for changes after a position
+    /// the log no longer holds (a snapshot dropped its segment, or it was
+    /// never a frame boundary): start again from the current state (a
+    /// snapshot or a full copy) and subscribe from [`crate::Db::log_position`].
+    #[error("log position {requested} is no longer in the log ({why}); start from a full copy and subscribe from the current position")]
+    PositionGone {
+        /// The position asked for.
+        requested: crate::feed::LogPosition,
+        /// Why it cannot be served.
+        why: String,
+    },
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
     Io {

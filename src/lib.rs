@@ -147,6 +147,8 @@ pub mod command;
 pub mod db;
 mod dir;
 pub mod error;
+pub mod feed;
+mod follow;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
@@ -167,6 +169,8 @@ pub mod typed;
 pub use command::{Command, Reply};
 pub use db::Db;
 pub use error::{CommandError, Error, Result};
+pub use feed::{Change, ChangeKind, LogPosition, RecvError, Subscription};
+pub use follow::ReaderStatus;
 pub use hash::compact::{validate as validate_compact, DecodeError};
 pub use options::{Clock, FsyncPolicy, ManualClock, Options, RecoveryMode, SystemClock};
 pub use recovery::RecoveryReport;

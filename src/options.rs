@@ -103,7 +103,12 @@ pub struct Options {
     pub(crate) snapshot_compression: bool,
     pub(crate) pack_hex: bool,
     pub(crate) shapes: bool,
+    pub(crate) follow: Option<Duration>,
+    pub(crate) change_feed_capacity: usize,
 }
+
+/// How often a read-only handle catches up with the log by default.
+pub(crate) const DEFAULT_FOLLOW: Duration = Duration::from_millis(2);
 
 /// Redis's default `save` lines: after 3600 s if at least 1 change, 300 s
 /// if 100, 60 s if 10000.
@@ -129,6 +134,8 @@ impl Default for Options {
             snapshot_compression: true,
             pack_hex: true,
             shapes: true,
+            follow: Some(DEFAULT_FOLLOW),
+            change_feed_capacity: crate::feed::DEFAULT_CAPACITY,
         }
     }
 }
@@ -146,6 +153,8 @@ impl fmt::Debug for Options {
             .field("snapshot_compression", &self.snapshot_compression)
             .field("pack_hex", &self.pack_hex)
             .field("shapes", &self.shapes)
+            .field("follow", &self.follow)
+            .field("change_feed_capacity", &self.change_feed_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -251,6 +260,29 @@ impl Options {
     #[must_use]
     pub fn shapes(mut self, on: bool) -> Self {
         self.shapes = on;
+        self
+    }
+
+    /// How often a read-only handle ([`crate::Db::open_read_only_with`])
+    /// catches up with the writer's log in the background: `None` only
+    /// when [`crate::Db::catch_up`] is called. A catch-up with nothing new
+    /// reads a few KiB of the open segment. Default = every 2 ms. Ignored
+    /// by writers. Redis has no such knob (a replica is pushed to).
+    #[must_use]
+    pub fn follow(mut self, every: Option<Duration>) -> Self {
+        self.follow = every;
+        self
+    }
+
+    /// How many changes the change feed keeps for subscribers that fall
+    /// behind ([`crate::Db::subscribe`]); a subscriber further behind
+    /// misses the oldest and is told how many
+    /// ([`crate::feed::RecvError::Lagged`]). The feed also keeps at most
+    /// 64 MiB of changes. Default = 65,536. Redis: a client's
+    /// `client-output-buffer-limit pubsub` plays this part.
+    #[must_use]
+    pub fn change_feed_capacity(mut self, changes: usize) -> Self {
+        self.change_feed_capacity = changes.max(1);
         self
     }
 

@@ -287,13 +287,18 @@ impl<'a> Pipeline<'a> {
         for (i, (&end, &kind)) in self.cmd_ends.iter().zip(&self.kinds).enumerate() {
             let argv = &words[start..end];
             start = end;
+            let read_only = self.db.is_read_only();
             let cmd = if argv.is_empty() {
-                Err(CommandError::err("empty command"))
+                Err(CommandError::err("empty command").into())
             } else {
-                build(kind, argv).map_or_else(|| Command::parse(argv), Ok)
+                match build(kind, argv) {
+                    Some(cmd) if read_only && cmd.is_write() => Err(Error::ReadOnly),
+                    Some(cmd) => Ok(cmd),
+                    None => Command::parse_for(argv, read_only),
+                }
             };
             match cmd {
-                Err(e) => out[i] = Some(Err(e.into())),
+                Err(e) => out[i] = Some(Err(e)),
                 Ok(cmd) if cmd.touches_all() => {
                     run_segment(self.db, &mut segment, &mut out);
                     out[i] = Some(self.db.run(cmd));

@@ -144,6 +144,12 @@ impl Session {
                             self.aborted = true;
                             return Err(e.into());
                         }
+                        // A replica refuses a write before queueing it
+                        // (and EXEC then aborts), as Redis does.
+                        if self.db.is_read_only() && crate::command::is_write_name(&name) {
+                            self.aborted = true;
+                            return Err(Error::ReadOnly);
+                        }
                     }
                     q.push(words.iter().map(|w| w.to_vec()).collect());
                     Ok(Reply::Status("QUEUED".into()))

@@ -138,6 +138,8 @@ fn run_with(
     match exec(&words) {
         Ok(reply) => reply.write_cli(out),
         Err(Error::Command(e)) => format_cli_error(&e, out),
+        // Redis's own error reply, with its own prefix.
+        Err(e @ Error::ReadOnly) => out.extend_from_slice(format!("(error) {e}\n").as_bytes()),
         Err(e) => out.extend_from_slice(format!("(error) ERR {e}\n").as_bytes()),
     }
     true

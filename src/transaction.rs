@@ -180,9 +180,9 @@ impl Transaction<'_> {
     /// Redis's error for the command, or an error naming an undeclared key.
     pub fn execute<A: AsRef<[u8]>>(&mut self, argv: &[A]) -> Result<Reply> {
         let words: Vec<&[u8]> = argv.iter().map(AsRef::as_ref).collect();
-        let cmd = match Command::parse(&words) {
+        let cmd = match Command::parse_for(&words, self.db.is_read_only()) {
             Ok(cmd) => cmd,
-            Err(e) => return self.track(Err(e.into())),
+            Err(e) => return self.track(Err(e)),
         };
         match cmd.keys() {
             KeySet::All => self.track(Err(Error::Command(CommandError::err(format!(

@@ -9,7 +9,7 @@
 pub(crate) mod convert;
 mod ctx;
 mod field_ttl;
-mod glob;
+pub(crate) mod glob;
 mod hash;
 mod keys;
 pub(crate) mod reply;
@@ -209,6 +209,40 @@ fn arity(name: &str) -> Option<i32> {
     })
 }
 
+/// Whether Redis flags the command (by its lower-case name) as a write:
+/// on a read-only handle it answers `READONLY` after the arity check and
+/// before its own argument checks, as a Redis replica does.
+pub(crate) fn is_write_name(name: &str) -> bool {
+    matches!(
+        name,
+        "hset"
+            | "hmset"
+            | "hsetnx"
+            | "hdel"
+            | "hincrby"
+            | "hincrbyfloat"
+            | "del"
+            | "unlink"
+            | "rename"
+            | "renamenx"
+            | "copy"
+            | "expire"
+            | "pexpire"
+            | "expireat"
+            | "pexpireat"
+            | "persist"
+            | "flushdb"
+            | "hexpire"
+            | "hpexpire"
+            | "hexpireat"
+            | "hpexpireat"
+            | "hpersist"
+            | "hgetdel"
+            | "hgetex"
+            | "hsetex"
+    )
+}
+
 fn lower(name: &[u8]) -> String {
     String::from_utf8_lossy(name).to_ascii_lowercase()
 }
@@ -259,6 +293,49 @@ pub(crate) enum KeySet<'a> {
 }
 
 impl<'a> Command<'a> {
+    /// Whether the command may change data (Redis's `write` flag): refused
+    /// with [`crate::Error::ReadOnly`] on a read-only handle.
+    pub fn is_write(&self) -> bool {
+        use Command as C;
+        match self {
+            C::HSet { .. }
+            | C::HSetNx { .. }
+            | C::HDel { .. }
+            | C::HIncrBy { .. }
+            | C::HIncrByFloat { .. }
+            | C::Del { .. }
+            | C::Rename { .. }
+            | C::Copy { .. }
+            | C::Expire { .. }
+            | C::Persist { .. }
+            | C::FlushDb
+            | C::HExpire { .. }
+            | C::HPersist { .. }
+            | C::HGetDel { .. }
+            | C::HGetEx { .. }
+            | C::HSetEx { .. } => true,
+            C::HGet { .. }
+            | C::HMGet { .. }
+            | C::HGetAll { .. }
+            | C::HExists { .. }
+            | C::HLen { .. }
+            | C::HStrLen { .. }
+            | C::HRandField { .. }
+            | C::HScan { .. }
+            | C::Exists { .. }
+            | C::Type { .. }
+            | C::Ttl { .. }
+            | C::Keys { .. }
+            | C::Scan { .. }
+            | C::DbSize
+            | C::ObjectEncoding { .. }
+            | C::MemoryUsage { .. }
+            | C::Ping { .. }
+            | C::Echo { .. }
+            | C::HTtl { .. } => false,
+        }
+    }
+
     /// Whether the command reads or writes every key (KEYS, SCAN, DBSIZE,
     /// FLUSHDB): [`Command::keys`] without building the list.
     pub(crate) fn touches_all(&self) -> bool {
@@ -421,6 +498,25 @@ impl<'a> Command<'a> {
         }
     }
 
+    /// [`Command::parse`] for a handle that may be read-only: Redis's order
+    /// of checks on a replica, a known name and argument count first, then
+    /// `READONLY` for a write, then the command's own arguments.
+    ///
+    /// # Errors
+    /// As [`Command::parse`], or [`crate::Error::ReadOnly`].
+    pub(crate) fn parse_for(
+        argv: &[&'a [u8]],
+        read_only: bool,
+    ) -> Result<Command<'a>, crate::error::Error> {
+        if read_only {
+            let name = Self::lookup(argv)?;
+            if is_write_name(&name) {
+                return Err(crate::error::Error::ReadOnly);
+            }
+        }
+        Ok(Self::parse(argv)?)
+    }
+
     /// The checks Redis makes before running (or queueing, inside MULTI) a
     /// command: a known name, the table's argument count, a known
     /// subcommand with its own count. Returns the lower-case name.
@@ -466,6 +562,9 @@ impl<'a> Command<'a> {
 
     /// Runs the command.
     pub(crate) fn execute(self, ctx: &Ctx<'_, '_>) -> Result<Reply, crate::error::Error> {
+        if ctx.ks.is_read_only() && self.is_write() {
+            return Err(crate::error::Error::ReadOnly);
+        }
         match self {
             Command::Del { .. }
             | Command::Exists { .. }

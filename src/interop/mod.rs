@@ -18,7 +18,7 @@
 //! is not UTF-8 cannot be an object key: such a hash is written with
 //! `"fields"` as an array of `[F, V]` pairs instead; import accepts both.
 
-mod json;
+pub(crate) mod json;
 mod rdb;
 pub use rdb::{RdbCompression, RdbExportOptions, RdbImport, RdbImportOptions, RdbVersion};
 mod resp;

@@ -378,6 +378,26 @@ impl Keyspace {
         Ok((apply_locked(g, e, opts)?, t))
     }
 
+    /// Applies `e`, read from the log a follower follows, and marks the
+    /// sessions watching its keys, as a Redis replica does for the writes
+    /// its master sends.
+    pub(crate) fn apply_followed(&self, e: &Effect<'_>, opts: &Options) {
+        if e.touches_all() {
+            // FLUSHDB marks the watchers of keys that exist: look under
+            // every shard's lock, then empty them under the same locks.
+            let mut g = self.lock_all();
+            self.watches
+                .touch_existing(&mut |k| g.shard(k).hash_ref(k).is_some());
+            self.watches.touch(e);
+            let _ = apply_locked(&mut g, e, opts);
+            return;
+        }
+        self.watches.touch(e);
+        // Errors are the ones the live command met after logging (a hash
+        // outgrowing its limits); the writer met them the same way.
+        let _ = self.apply(e, opts);
+    }
+
     /// Applies `e` taking the locks it needs (replay, and commands that do
     /// not hold locks yet).
     pub(crate) fn apply(&self, e: &Effect<'_>, opts: &Options) -> Result<i64, CommandError> {

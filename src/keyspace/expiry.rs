@@ -42,8 +42,12 @@ impl Keyspace {
         now: &Now<'_>,
     ) -> Result<bool, Error> {
         // Only a key with a TTL can have expired: a shard without any
-        // (the common case) needs no lookup.
-        if shard.volatile_len() == 0 || !matches!(shard.lookup(key, now), Lookup::Expired) {
+        // (the common case) needs no lookup. A follower deletes nothing:
+        // the writer's deletion arrives through the log.
+        if self.is_read_only()
+            || shard.volatile_len() == 0
+            || !matches!(shard.lookup(key, now), Lookup::Expired)
+        {
             return Ok(false);
         }
         self.log_in(sink, shard, &Effect::Del { keys: vec![key] })?;
@@ -81,7 +85,7 @@ impl Keyspace {
         key: &[u8],
         fields: Vec<&[u8]>,
     ) -> Result<usize, Error> {
-        if fields.is_empty() {
+        if fields.is_empty() || self.is_read_only() {
             return Ok(0);
         }
         let e = Effect::HDel { key, fields };
@@ -157,7 +161,7 @@ impl Keyspace {
             }
             f(h)
         });
-        if due {
+        if due && !self.is_read_only() {
             // If the removal cannot be logged the fields stay (still
             // invisible) and a later access or the sweep retries.
             let mut shard = self.shard(key).write();
@@ -169,6 +173,9 @@ impl Keyspace {
     /// One active-expiry pass over every shard with a per-shard budget.
     /// Returns the number of keys deleted; each deletion is logged first.
     pub(crate) fn sweep(&self, now: i64, budget: usize) -> Result<usize, Error> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         let mut deleted = 0;
         for s in self.shards.iter() {
             let (volatile, hfe) = {

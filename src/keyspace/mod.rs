@@ -639,6 +639,10 @@ pub(crate) struct Keyspace {
     pub(crate) capture_lock: Mutex<()>,
     /// The keys sessions WATCH.
     pub(crate) watches: watch::Watches,
+    /// A follower's keyspace (`Db::open_read_only`): only the log it
+    /// follows changes it; expired keys and fields stay (invisible) until
+    /// the writer's deletions arrive.
+    read_only: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Keyspace {
@@ -648,7 +652,25 @@ impl Default for Keyspace {
             journal: OnceLock::new(),
             capture_lock: Mutex::new(()),
             watches: watch::Watches::default(),
+            read_only: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+}
+
+/// The journal of a read-only keyspace: every append is refused, so a
+/// write that got past the command layer's check still changes nothing
+/// (effects are logged before they are applied).
+struct RefuseWrites;
+
+impl Journal for RefuseWrites {
+    fn append(&self, _: &Effect<'_>) -> Result<u64, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn append_frame(&self, _: &[u8]) -> Result<u64, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn sync(&self, _: u64) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -818,6 +840,36 @@ impl Keyspace {
         for s in self.shards.iter() {
             s.write().shapes.set_enabled(on);
         }
+    }
+
+    /// Makes the keyspace a follower's: commands that write are refused,
+    /// reads never delete what expired, and nothing is logged.
+    pub(crate) fn set_read_only(&self) {
+        self.read_only
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.journal.set(Arc::new(RefuseWrites));
+    }
+
+    /// Whether this is a follower's keyspace.
+    #[inline]
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Replaces everything this keyspace holds with what `fresh` holds
+    /// (a follower reloading from a newer snapshot): every shard is locked
+    /// for the swap, so a reader sees the old state or the new one, never
+    /// a mix. Returns `fresh` holding the old contents, to be dropped by
+    /// the caller outside the locks.
+    pub(crate) fn replace_contents(&self, fresh: Keyspace) -> Keyspace {
+        {
+            let mut mine = self.lock_all();
+            let mut theirs = fresh.lock_all();
+            for i in 0..SHARDS {
+                std::mem::swap(mine.shard_at(i), theirs.shard_at(i));
+            }
+        }
+        fresh
     }
 
     /// Starts logging every later effect to `journal`.
@@ -1098,7 +1150,7 @@ impl Keyspace {
             Lookup::Missing => (f(None), false),
         };
         drop(shard);
-        if expired {
+        if expired && !self.is_read_only() {
             // Lazy expiry; if the deletion cannot be logged the key stays
             // (still invisible) and a later access or sweep retries.
             let _ = self.expire_locked(Sink::Journal, &mut lock.write(), key, now);
@@ -1120,7 +1172,7 @@ impl Keyspace {
         let expired = matches!(shard.lookup(key, now), Lookup::Expired);
         let r = f(&shard);
         drop(shard);
-        if expired {
+        if expired && !self.is_read_only() {
             let _ = self.expire_locked(Sink::Journal, &mut lock.write(), key, now);
         }
         r

@@ -54,7 +54,7 @@ pub(crate) struct SegmentScan {
 pub(crate) const TORN_WINDOW: usize = 1 << 20;
 
 /// One past the last non-zero byte of `buf` (0 if all zero).
-fn data_end(buf: &[u8]) -> usize {
+pub(crate) fn data_end(buf: &[u8]) -> usize {
     const CHUNK: usize = 64;
     let mut end = buf.len();
     // Whole zero chunks first (vectorizes), then byte by byte.
@@ -90,7 +90,13 @@ fn next_frame(buf: &[u8], from: usize, to: usize, max_end: usize) -> Option<usiz
 /// The highest offset a valid sync mark in `buf[from..to]` vouches for,
 /// with the mark's position. Marks have a fixed shape, so this is one pass
 /// of constant work per byte, whatever the records around them.
-fn sync_marks_in(buf: &[u8], from: usize, to: usize) -> Option<(u64, usize)> {
+pub(crate) fn sync_marks_in(buf: &[u8], from: usize, to: usize) -> Option<(u64, usize)> {
+    sync_marks_at(buf, 0, from, to)
+}
+
+/// [`sync_marks_in`] for `buf` holding the segment's bytes from offset
+/// `base` on (positions returned are relative to `buf`).
+pub(crate) fn sync_marks_at(buf: &[u8], base: u64, from: usize, to: usize) -> Option<(u64, usize)> {
     let to = to.min(buf.len());
     let mut best: Option<(u64, usize)> = None;
     let mut at = from;
@@ -101,7 +107,7 @@ fn sync_marks_in(buf: &[u8], from: usize, to: usize) -> Option<(u64, usize)> {
         {
             if let Ok(Some((_, p))) = frame_at(buf, at) {
                 if let Some((_, x)) = record::as_mark(p) {
-                    if x <= at as u64 && best.is_none_or(|(b, _)| x > b) {
+                    if x <= base + at as u64 && best.is_none_or(|(b, _)| x > b) {
                         best = Some((x, at));
                     }
                 }
@@ -122,7 +128,7 @@ pub(crate) struct Bad {
 /// A frame at `off`: Ok(Some((payload range end, payload))) for a whole
 /// frame with a good CRC, Ok(None) when the bytes end first, Err when the
 /// frame is there but wrong.
-fn frame_at(buf: &[u8], off: usize) -> Result<Option<(usize, &[u8])>, String> {
+pub(crate) fn frame_at(buf: &[u8], off: usize) -> Result<Option<(usize, &[u8])>, String> {
     let Some(hdr) = buf.get(off..off + FRAME_HEADER) else {
         return Ok(None);
     };
@@ -145,14 +151,14 @@ fn frame_at(buf: &[u8], off: usize) -> Result<Option<(usize, &[u8])>, String> {
 }
 
 /// What one whole frame is.
-enum Frame<'a> {
+pub(crate) enum Frame<'a> {
     Record(Effect<'a>),
     Synced(u64),
     Seal,
 }
 
 /// Classifies a frame whose CRC checked out at `off`.
-fn classify(payload: &[u8], off: usize) -> Result<Frame<'_>, String> {
+pub(crate) fn classify(payload: &[u8], off: usize) -> Result<Frame<'_>, String> {
     match record::as_mark(payload) {
         Some((MARK_SYNCED, x)) if x <= off as u64 => Ok(Frame::Synced(x)),
         Some((MARK_SEAL, x)) if x == off as u64 => Ok(Frame::Seal),

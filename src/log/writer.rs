@@ -82,6 +82,8 @@ struct Inner {
     /// Counts segment switches, so a sync started on one segment does not
     /// write its mark into the next.
     generation: u64,
+    /// The open segment's number (from its name).
+    number: u64,
 }
 
 #[derive(Default)]
@@ -99,6 +101,16 @@ pub(crate) struct LogWriter {
     /// The error that poisoned the writer, for every later refusal.
     cause: Mutex<String>,
     policy: FsyncPolicy,
+    /// Where each record is pushed as it is appended (for subscribers).
+    feed: std::sync::OnceLock<Arc<crate::feed::Feed>>,
+}
+
+/// The number in a segment file's name (0 for a name that is not one).
+fn number_of(path: &std::path::Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(crate::dir::segment_number)
+        .unwrap_or(0)
 }
 
 fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
@@ -144,12 +156,14 @@ impl LogWriter {
                 marked: 0,
                 sealed: false,
                 generation: 0,
+                number: number_of(&path),
             }),
             state: Mutex::new(SyncState::default()),
             cond: Condvar::new(),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             cause: Mutex::new(String::new()),
             policy,
+            feed: std::sync::OnceLock::new(),
         });
         if policy == FsyncPolicy::EverySec {
             let weak = Arc::downgrade(&w);
@@ -170,6 +184,17 @@ impl LogWriter {
     /// `offset` (found by recovery).
     pub(crate) fn set_marked(&self, offset: u64) {
         self.inner.lock().marked = offset;
+    }
+
+    /// Pushes every later record to `feed` as it is appended.
+    pub(crate) fn set_feed(&self, feed: Arc<crate::feed::Feed>) {
+        let _ = self.feed.set(feed);
+    }
+
+    /// The end of the last frame appended.
+    pub(crate) fn position(&self) -> crate::feed::LogPosition {
+        let inner = self.inner.lock();
+        crate::feed::LogPosition::new(inner.number, inner.len)
     }
 
     /// Records appended since the writer started.
@@ -204,6 +229,7 @@ impl LogWriter {
         let mut inner = self.inner.lock();
         inner.file = Box::new(seg);
         inner.sync_file = Arc::new(sync_file);
+        inner.number = number_of(&path);
         inner.path = path;
         inner.len = len;
         inner.marked = 0;
@@ -365,7 +391,13 @@ impl LogWriter {
     #[inline]
     fn write_record(&self, rec: &[u8]) -> Result<u64, Error> {
         let mut inner = self.inner.lock();
+        let start = inner.len;
         self.write_frame(&mut inner, rec, true)?;
+        if let Some(feed) = self.feed.get().filter(|f| f.active()) {
+            // Under the lock that orders the log: the feed's order is the
+            // log's.
+            feed.publish(inner.number, start, inner.len, &rec[record::FRAME_HEADER..]);
+        }
         Ok(inner.written)
     }
 
