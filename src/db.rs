@@ -248,6 +248,19 @@ impl Db {
         }
     }
 
+    /// On a read-only handle: bytes of whole records the writer has
+    /// appended past this handle's position (what the next catch-up would
+    /// apply); `None` on a writer.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the log cannot be read.
+    pub fn reader_lag_bytes(&self) -> Result<Option<u64>> {
+        match &self.shared.follower {
+            Some(f) => f.lock().lag_bytes().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A read-only handle's position, what it applied, and any damage it
     /// met; `None` on a writer.
     pub fn reader_status(&self) -> Option<ReaderStatus> {

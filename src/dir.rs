@@ -3,7 +3,8 @@
 //! rule for files MANIFEST does not list ([`classify_unlisted`]).
 //!
 //! ```text
-//! DIR/LOCK              advisory exclusive lock (std File::try_lock) while open
+//! DIR/LOCK              advisory exclusive lock (std File::try_lock) while open;
+//!                       holds the writer's process id
 //! DIR/MANIFEST          "hashkv-manifest 2\n", an optional "snapshot <name>\n",
 //!                       one "segment <name>\n" per live segment, then
 //!                       "end <crc32 of the lines before, 8 hex digits>\n"
@@ -52,18 +53,37 @@ pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     loop {
         match f.try_lock() {
-            Ok(()) => return Ok(f),
+            Ok(()) => {
+                // Who holds it, for readers and tools that find it held.
+                use std::io::Seek;
+                let mut w = &f;
+                let _ = f.set_len(0);
+                let _ = w.rewind();
+                let _ = writeln!(w, "{}", std::process::id());
+                return Ok(f);
+            }
             Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Locked {
                     path: dir.display().to_string(),
+                    pid: lock_holder(dir),
                 })
             }
             Err(TryLockError::Error(e)) => return Err(io("locking", &path, e)),
         }
     }
+}
+
+/// The process id of the writer holding `dir`'s lock, if one holds it and
+/// wrote its id there.
+pub(crate) fn lock_holder(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("LOCK")).ok()?;
+    if try_lock_shared(dir).ok()?.is_some() {
+        return None;
+    }
+    text.trim().parse().ok()
 }
 
 /// Takes the directory's lock shared if no writer holds it: `Some(file)`

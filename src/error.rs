@@ -32,11 +32,14 @@ pub enum Error {
         /// What is wrong there.
         reason: String,
     },
-    /// Another `Db` (in this or another process) has the directory open.
-    #[error("{path} is locked by another hashkv process (close it first)")]
+    /// Another `Db` (in this or another process) has the directory open
+    /// for writing. [`crate::Db::open_read_only`] opens it beside that one.
+    #[error("{path} is locked by another hashkv process{} (close it first, or open it read-only)", pid.map_or(String::new(), |p| format!(" (pid {p})")))]
     Locked {
         /// The directory.
         path: String,
+        /// The process holding it, when it wrote its id in `LOCK`.
+        pid: Option<u32>,
     },
     /// An earlier log write or fsync failed and could not be undone; the
     /// handle now refuses writes. Close and re-open the directory.

@@ -264,6 +264,33 @@ impl Follower {
         LogPosition::new(self.tail.number(), self.tail.offset())
     }
 
+    /// Bytes of whole records in the log past the position (what the next
+    /// catch-up would apply), looking ahead without applying anything.
+    pub(crate) fn lag_bytes(&self) -> Result<u64> {
+        let mut tail = self
+            .tail
+            .try_clone()
+            .map_err(|e| io("reading", self.tail.path(), e))?;
+        let mut bytes = 0u64;
+        loop {
+            let from = tail.offset();
+            let stop = tail.advance(None, u64::MAX, |_, _, _, _| {});
+            bytes += tail.offset() - from;
+            match stop {
+                Ok(Stop::Sealed) => {
+                    let n = tail.number() + 1;
+                    let path = self.dir.join(dir::segment_name(n));
+                    match File::open(&path) {
+                        Ok(f) => tail = SegmentTail::new(n, path, f),
+                        Err(_) => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(bytes)
+    }
+
     pub(crate) fn status(&self) -> ReaderStatus {
         ReaderStatus {
             position: self.position(),

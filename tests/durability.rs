@@ -136,7 +136,10 @@ fn a_second_open_gets_a_locked_error() {
     let dir = tempfile::tempdir().unwrap();
     let _db = Db::open(dir.path()).unwrap();
     match Db::open(dir.path()) {
-        Err(Error::Locked { path }) => assert!(path.contains(&*dir.path().to_string_lossy())),
+        Err(Error::Locked { path, pid }) => {
+            assert!(path.contains(&*dir.path().to_string_lossy()));
+            assert_eq!(pid, Some(std::process::id()));
+        }
         other => panic!("expected Locked, got {other:?}"),
     }
 }

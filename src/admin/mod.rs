@@ -62,6 +62,13 @@ pub struct Info {
     pub segments: Vec<FileInfo>,
     /// The fsync policy of this handle.
     pub fsync: FsyncPolicy,
+    /// Whether this handle is a reader ([`Db::open_read_only`]).
+    pub read_only: bool,
+    /// Where the handle is in the log ([`Db::log_position`]).
+    pub position: crate::LogPosition,
+    /// On a reader: bytes of whole records past its position, not applied
+    /// yet ([`Db::reader_lag_bytes`]).
+    pub lag_bytes: Option<u64>,
 }
 
 impl Info {
@@ -84,6 +91,9 @@ impl Info {
             "log_segments": self.segments.iter().map(file).collect::<Vec<_>>(),
             "log_bytes": self.segments.iter().map(|s| s.bytes).sum::<u64>(),
             "fsync": format!("{:?}", self.fsync).to_lowercase(),
+            "role": if self.read_only { "reader" } else { "writer" },
+            "log_position": self.position.to_string(),
+            "lag_bytes": self.lag_bytes,
         })
     }
 }
@@ -101,20 +111,24 @@ fn file_info(dir: &Path, name: &str) -> FileInfo {
 }
 
 impl Db {
-    /// Keys, fields, encodings, memory, and the directory's files.
+    /// Keys, fields, encodings, memory, the directory's files, and where
+    /// the handle is in the log.
     ///
     /// # Errors
-    /// None today; reserved for file-system errors.
+    /// On a reader, [`Error::Io`] when the log cannot be read.
     pub fn info(&self) -> Result<Info> {
         let st = self.keyspace().stats();
-        let (snapshot, segments) = match (self.store(), self.path()) {
-            (Some(store), Some(dir)) => {
-                let m = store.manifest();
-                (
-                    m.snapshot.as_deref().map(|s| file_info(dir, s)),
-                    m.segments.iter().map(|s| file_info(dir, s)).collect(),
-                )
-            }
+        let manifest = match (self.store(), self.path()) {
+            (Some(store), Some(_)) => Some(store.manifest()),
+            // A reader reads MANIFEST as it is now.
+            (None, Some(dir)) => crate::dir::read_manifest(dir).ok().flatten(),
+            _ => None,
+        };
+        let (snapshot, segments) = match (manifest, self.path()) {
+            (Some(m), Some(dir)) => (
+                m.snapshot.as_deref().map(|s| file_info(dir, s)),
+                m.segments.iter().map(|s| file_info(dir, s)).collect(),
+            ),
             _ => (None, Vec::new()),
         };
         Ok(Info {
@@ -130,6 +144,9 @@ impl Db {
             snapshot,
             segments,
             fsync: self.options().fsync,
+            read_only: self.is_read_only(),
+            position: self.log_position(),
+            lag_bytes: self.reader_lag_bytes()?,
         })
     }
 }

@@ -89,6 +89,23 @@ impl SegmentTail {
         }
     }
 
+    /// A second reader of the same segment, standing where this one does
+    /// (to look ahead without moving this one).
+    pub(crate) fn try_clone(&self) -> std::io::Result<SegmentTail> {
+        Ok(SegmentTail {
+            number: self.number,
+            path: self.path.clone(),
+            file: self.file.try_clone()?,
+            offset: self.offset,
+            version: self.version,
+            synced_through: self.synced_through,
+            sealed: self.sealed,
+            v1_read: self.v1_read,
+            buf: Vec::new(),
+            chunk: FIRST_CHUNK,
+        })
+    }
+
     /// The segment's number.
     pub(crate) fn number(&self) -> u64 {
         self.number

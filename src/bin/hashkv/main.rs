@@ -32,6 +32,7 @@ enum Fsync {
         echo 'HGETALL user:1' | hashkv shell data\n  \
         hashkv exec data HSET user:1 name Alice\n  \
         hashkv info data --json\n  \
+        hashkv watch data 'user:*'               # each change as it happens, beside the writer\n  \
         hashkv snapshot data --output backup.hks && hashkv restore backup.hks data2\n  \
         hashkv export data --format resp | redis-cli --pipe"
 )]
@@ -91,11 +92,19 @@ enum Cmd {
     /// Run commands read from standard input (a prompt on a terminal).
     ///
     /// Example: echo 'HSET user:1 name Alice' | hashkv shell data
+    ///
+    /// When another process has the directory open for writing, the shell
+    /// opens it read-only beside it (and says so): reads answer, writes
+    /// answer READONLY.
     Shell {
         /// The database directory (created if missing).
         dir: PathBuf,
+        /// Open read-only even when no writer holds the directory.
+        #[arg(long)]
+        read_only: bool,
     },
-    /// Run one command and print its reply.
+    /// Run one command and print its reply (read-only beside a process that
+    /// has the directory open for writing).
     ///
     /// Example: hashkv exec data HGETALL user:1
     Exec {
@@ -183,6 +192,24 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "10")]
         rdb_version: RdbVer,
     },
+    /// Print each change to the data as it happens, one line each, until
+    /// interrupted: in redis-cli's words (`hset user:1 name Alice`), or as
+    /// JSON lines. Works beside the process writing the directory.
+    ///
+    /// Example: hashkv watch data 'user:*' --json
+    Watch {
+        /// The database directory (must exist).
+        dir: PathBuf,
+        /// Only changes to keys matching this glob (as KEYS and SCAN MATCH).
+        pattern: Option<String>,
+        /// One JSON object per change (binary-safe, as the JSON export).
+        #[arg(long)]
+        json: bool,
+        /// Start after this log position (`segment:offset`, as a change's
+        /// "position" or `hashkv info` prints it) instead of now.
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Load Redis commands (RESP), JSON lines or a Redis RDB file
     /// (dump.rdb) into the database.
     ///
@@ -227,22 +254,32 @@ fn main() -> ExitCode {
         opts.compact_log_at(Some(cli.compact_log_at))
     };
     let result = match cli.command {
-        Cmd::Shell { dir } => open(&dir, opts).and_then(|db| {
+        Cmd::Shell { dir, read_only } => if read_only {
+            existing(&dir).and_then(|()| open_read_only(&dir, opts))
+        } else {
+            open_or_follow(&dir, opts)
+        }
+        .and_then(|db| {
             let stdin = io::stdin();
             if stdin.is_terminal() && io::stdout().is_terminal() {
-                interactive::run(&db, &format!("hashkv {}> ", dir.display()))
+                let ro = if db.is_read_only() {
+                    " (read-only)"
+                } else {
+                    ""
+                };
+                interactive::run(&db, &format!("hashkv {}{ro}> ", dir.display()))
             } else {
                 hashkv::shell::run(&db, stdin.lock(), io::stdout().lock(), None)
                     .map_err(|e| format!("hashkv: shell: {e}"))
             }?;
             close(db, &dir)
         }),
-        Cmd::Exec { dir, words } => open(&dir, opts).and_then(|db| {
+        Cmd::Exec { dir, words } => open_or_follow(&dir, opts).and_then(|db| {
             let mut out = Vec::new();
             let line: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
             match db.execute(&line) {
                 Ok(r) => r.write_cli(&mut out),
-                Err(hashkv::Error::Command(e)) => {
+                Err(e @ (hashkv::Error::Command(_) | hashkv::Error::ReadOnly)) => {
                     out.extend_from_slice(format!("(error) {e}\n").as_bytes())
                 }
                 Err(e) => return Err(format!("hashkv: {e}")),
@@ -252,7 +289,12 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("hashkv: {e}"))?;
             close(db, &dir)
         }),
-        Cmd::Snapshot { dir, output } => open(&dir, opts).and_then(|db| {
+        Cmd::Snapshot { dir, output } => match &output {
+            // A standalone copy can be taken beside a writer.
+            Some(_) => open_or_follow(&dir, opts),
+            None => open(&dir, opts),
+        }
+        .and_then(|db| {
             let info = match &output {
                 Some(file) => db.snapshot_to(file),
                 None => db.snapshot(),
@@ -295,7 +337,7 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Info { dir, json } => existing(&dir)
-            .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
+            .and_then(|()| open_or_follow(&dir, opts.no_auto_snapshots().active_expiry(false)))
             .and_then(|db| {
                 db.info()
                     .map_err(|e| format!("hashkv: info {}: {e}", dir.display()))
@@ -321,7 +363,7 @@ fn main() -> ExitCode {
             no_compression,
             rdb_version,
         } => existing(&dir)
-            .and_then(|()| open(&dir, opts.no_auto_snapshots().active_expiry(false)))
+            .and_then(|()| open_or_follow(&dir, opts.no_auto_snapshots().active_expiry(false)))
             .and_then(|db| {
                 let rdb = hashkv::interop::RdbExportOptions {
                     compression: if no_compression {
@@ -336,6 +378,13 @@ fn main() -> ExitCode {
                 };
                 export(&db, format, &rdb, output.as_deref(), quiet)
             }),
+        Cmd::Watch {
+            dir,
+            pattern,
+            json,
+            from,
+        } => existing(&dir)
+            .and_then(|()| watch(&dir, opts, pattern.as_deref(), json, from.as_deref())),
         Cmd::Import {
             dir,
             format: Format::Rdb,
@@ -507,6 +556,12 @@ fn print_info(i: &hashkv::admin::Info) {
         i.segments.iter().map(|s| s.bytes).sum::<u64>()
     );
     println!("fsync:{}", format!("{:?}", i.fsync).to_lowercase());
+    println!("# Log");
+    println!("role:{}", if i.read_only { "reader" } else { "writer" });
+    println!("log_position:{}", i.position);
+    if let Some(lag) = i.lag_bytes {
+        println!("lag_bytes:{lag}");
+    }
 }
 
 fn check(dir: &std::path::Path, quiet: bool) -> ExitCode {
@@ -702,10 +757,37 @@ fn import_rdb(
     Ok(())
 }
 
+/// Opens `dir` for writing or, when another process has it open for
+/// writing, read-only beside it, saying so on stderr.
+fn open_or_follow(dir: &PathBuf, opts: Options) -> Result<Db, String> {
+    match Db::open_with(dir, opts.clone()) {
+        Err(hashkv::Error::Locked { pid, .. }) => {
+            let db = open_read_only(dir, opts)?;
+            eprintln!(
+                "hashkv: {} is open for writing in another process{}; opened it read-only (writes answer READONLY)",
+                dir.display(),
+                pid.map_or(String::new(), |p| format!(" (pid {p})"))
+            );
+            Ok(db)
+        }
+        r => opened(dir, r),
+    }
+}
+
+/// Opens `dir` read-only.
+fn open_read_only(dir: &PathBuf, opts: Options) -> Result<Db, String> {
+    opened(dir, Db::open_read_only_with(dir, opts))
+}
+
 /// Opens `dir`, printing to stderr what the open cut, skipped, saved,
 /// moved or removed (nothing for a clean open).
 fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
-    let db = Db::open_with(dir, opts).map_err(|e| match e {
+    opened(dir, Db::open_with(dir, opts))
+}
+
+/// The result of an open, its error in words, its report on stderr.
+fn opened(dir: &std::path::Path, r: hashkv::Result<Db>) -> Result<Db, String> {
+    let db = r.map_err(|e| match e {
         hashkv::Error::Corrupt {
             file,
             offset,
@@ -732,6 +814,72 @@ fn open(dir: &PathBuf, opts: Options) -> Result<Db, String> {
         eprintln!("hashkv: open {}: {line}", dir.display());
     }
     Ok(db)
+}
+
+/// `hashkv watch`: follows `dir` read-only and prints each change.
+fn watch(
+    dir: &PathBuf,
+    opts: Options,
+    pattern: Option<&str>,
+    json: bool,
+    from: Option<&str>,
+) -> Result<(), String> {
+    let db = open_read_only(dir, opts.follow(None))?;
+    let pattern = pattern.filter(|p| *p != "*");
+    let mut sub = match (from, pattern) {
+        (Some(pos), p) => {
+            let pos: hashkv::LogPosition =
+                pos.parse().map_err(|e| format!("hashkv: watch: {e}"))?;
+            match p {
+                Some(p) => db.subscribe_from_matching(pos, p),
+                None => db.subscribe_from(pos),
+            }
+            .map_err(|e| format!("hashkv: watch {}: {e}", dir.display()))?
+        }
+        (None, Some(p)) => db.subscribe_matching(p),
+        (None, None) => db.subscribe(),
+    };
+    let mut out = io::stdout().lock();
+    let mut last_error = String::new();
+    loop {
+        // Catch up here rather than in the background, so damage is said.
+        match db.catch_up() {
+            Ok(_) => last_error.clear(),
+            Err(e) => {
+                let e = e.to_string();
+                if e != last_error {
+                    eprintln!("hashkv: watch {}: {e}", dir.display());
+                    last_error = e;
+                }
+            }
+        }
+        let mut wrote = false;
+        loop {
+            let line = match sub.try_recv() {
+                Ok(c) if json => c.to_json().to_string(),
+                Ok(c) => c.to_cli_line(),
+                Err(hashkv::RecvError::Empty) => break,
+                Err(hashkv::RecvError::Closed) => return Ok(()),
+                Err(hashkv::RecvError::Lagged(n)) => {
+                    eprintln!("hashkv: watch: fell behind and missed {n} changes");
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("hashkv: watch: {e}");
+                    continue;
+                }
+            };
+            if writeln!(out, "{line}").is_err() {
+                // The reader of our output went away (`| head`): done.
+                return Ok(());
+            }
+            wrote = true;
+        }
+        if wrote && out.flush().is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Closes `db`, reporting what a drop would swallow (a failed last fsync).
