@@ -93,9 +93,16 @@
 //! returns exactly what the single calls would, takes each shard's lock
 //! once per batch and prefetches the batch's keys before it reads them.
 //!
+//! Readers in other processes: one process opens a directory for writing,
+//! any number of others open it read-only ([`Db::open_read_only`]) and
+//! follow its log within milliseconds, like Redis replicas: reads answer as
+//! on the writer, writes answer [`Error::ReadOnly`]. Every change is also a
+//! [`Change`] on a bounded feed ([`Db::subscribe`], [`Db::subscribe_from`]
+//! a saved [`LogPosition`]), in the writer's process and in readers.
+//!
 //! What it is not: a server (no network protocol), a cache with eviction, or
 //! a store of Redis's other types (strings, lists, sets, ...). One process
-//! owns a database.
+//! writes a database; others may read it.
 //!
 //! Durability: a [`Db`] opened on a directory logs every write to an
 //! append-only log (CRC-framed records, fsync policy like Redis's
@@ -128,6 +135,10 @@
 //!   their commands directly on the shards they lock (`command::Ctx`),
 //!   keeping each key's old state for a rollback.
 //! - [`pipeline`]: [`pipeline::Pipeline`], batches of commands.
+//! - `follow`: a read-only handle's view of the log it follows (loading,
+//!   catch-up, damage, reloads; [`ReaderStatus`]), over `log::tail`, which
+//!   reads a segment another process is still writing; [`feed`]: the change
+//!   feed ([`Change`], [`Subscription`], [`LogPosition`]).
 //! - [`interop`]: export and import in RESP, JSON lines and Redis RDB
 //!   files ([`Db::import_rdb`], [`Db::export_rdb`]); [`admin`]: check,
 //!   repair, info.

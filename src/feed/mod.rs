@@ -12,7 +12,7 @@
 //! Subscribers decode the payloads themselves, outside the ring's lock.
 //!
 //! [`crate::Db::subscribe_from`] reads the log's segments from a position
-//! first ([`crate::log::tail`]), then joins the ring once the ring holds
+//! first (`log::tail`), then joins the ring once the ring holds
 //! the position it reached; the log is written before the ring is pushed,
 //! so the segments always hold what the ring holds.
 
