@@ -551,3 +551,63 @@ fn a_slow_subscriber_is_told_what_it_missed() {
     }
     assert_eq!(s.try_recv(), Err(RecvError::Closed));
 }
+
+/// An RDB import changes the writer's keys without commands: each key is
+/// logged whole, so a reader and a subscriber see it as the writer has it.
+#[test]
+fn an_rdb_import_reaches_readers_and_subscribers() {
+    let src = tempfile::tempdir().unwrap();
+    let rdb = src.path().join("dump.rdb");
+    {
+        let db = Db::open_with(src.path().join("db"), manual()).unwrap();
+        db.hset("a", &[("f", "1"), ("g", "2")]).unwrap();
+        let big: Vec<(String, String)> =
+            (0..600).map(|i| (format!("f{i}"), i.to_string())).collect();
+        db.hset("big", &big).unwrap();
+        db.pexpire("big", 600_000).unwrap();
+        let mut f = std::fs::File::create(&rdb).unwrap();
+        db.export_rdb_to(&mut f, &hashkv::interop::RdbExportOptions::default())
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = Db::open_with(dir.path(), manual()).unwrap();
+    w.hset("a", &[("old", "x")]).unwrap(); // replaced by the import
+    let r = Db::open_read_only_with(dir.path(), manual()).unwrap();
+    let mut sub = w.subscribe();
+    w.import_rdb(&rdb).unwrap();
+    r.catch_up().unwrap();
+    assert_eq!(dump(&r), dump(&w));
+    assert_eq!(r.hget("a", "old").unwrap(), None);
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| sub.try_recv().ok())
+        .flat_map(|c| {
+            c.kind
+                .keys()
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        got.contains(&b"a".to_vec()) && got.contains(&b"big".to_vec()),
+        "{got:?}"
+    );
+    assert!(matches!(r.import_rdb(&rdb), Err(Error::ReadOnly)));
+}
+
+/// A byte flipped in a part of the log the reader has already applied
+/// changes nothing it serves, and following goes on.
+#[test]
+fn damage_in_what_a_reader_already_read_changes_nothing_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Db::open_with(dir.path(), manual()).unwrap();
+    w.hset("a", &[("f", "1")]).unwrap();
+    let r = Db::open_read_only_with(dir.path(), manual()).unwrap();
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[12] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    w.hset("b", &[("f", "2")]).unwrap();
+    assert_eq!(r.catch_up().unwrap(), 1);
+    assert_eq!(r.hget("a", "f").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(r.hget("b", "f").unwrap().as_deref(), Some(&b"2"[..]));
+}

@@ -206,6 +206,9 @@ impl Db {
         input: &mut dyn BufRead,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Transfer> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         let mut t = Transfer::default();
         // One snapshot at the end instead of the rules' snapshots of a
         // growing keyspace along the way.

@@ -973,6 +973,69 @@ impl Keyspace {
         }
     }
 
+    /// Logs the whole state of `key` in its (locked) `shard`, after a
+    /// change made without an effect (an RDB import's put): one record
+    /// that deletes the key if `replaced`, then sets its fields, their
+    /// TTLs and its TTL. Readers and subscribers then see the key as the
+    /// writer has it, whole.
+    pub(crate) fn log_key_state(
+        &self,
+        shard: &Shard,
+        key: &[u8],
+        replaced: bool,
+    ) -> Result<(), Error> {
+        if self.journal.get().is_none() {
+            return Ok(());
+        }
+        let Some(h) = shard.hash_ref(key) else {
+            return Ok(());
+        };
+        // The fields and values printed into one buffer (no allocation
+        // per element).
+        let mut text = Vec::new();
+        let mut spans = Vec::with_capacity(h.len());
+        h.for_each(|f, v| {
+            let a = text.len();
+            f.push_to(&mut text);
+            let b = text.len();
+            v.push_to(&mut text);
+            spans.push((a, b, text.len()));
+        });
+        let mut field_ttls: Vec<(Vec<u8>, i64)> = Vec::new();
+        h.for_each_with_ttl(|f, _, t| {
+            if t != compact_ex::NO_TTL {
+                field_ttls.push((f.to_bytes(), t));
+            }
+        });
+        let mut effects = Vec::new();
+        if replaced {
+            effects.push(Effect::Del { keys: vec![key] });
+        }
+        effects.push(Effect::HSet {
+            key,
+            pairs: spans
+                .iter()
+                .map(|&(a, b, c)| (&text[a..b], &text[b..c]))
+                .collect(),
+        });
+        for (field, at_ms) in &field_ttls {
+            effects.push(Effect::HPExpireAt {
+                key,
+                at_ms: *at_ms,
+                fields: vec![field],
+            });
+        }
+        if let Some(at_ms) = shard.ttl_of(key) {
+            effects.push(Effect::PExpireAt { key, at_ms });
+        }
+        let e = if effects.len() == 1 {
+            effects.pop().expect("one effect")
+        } else {
+            Effect::Batch { effects }
+        };
+        self.log(&e).map(|_| ())
+    }
+
     /// Logs `e` (when there is a journal); call with the effect's shard
     /// locks held, before applying it.
     pub(crate) fn log(&self, e: &Effect<'_>) -> Result<Option<u64>, Error> {

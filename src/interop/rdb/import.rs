@@ -679,12 +679,19 @@ fn store(
     let ks = db.keyspace();
     ks.watches.touch_changed(std::iter::once((key, false)));
     let mut shard = ks.shard(key).write();
-    put(&mut shard).map_err(|e| {
+    let why = |e: String| {
         Bad(
             key_at,
             format!("key '{}': {e}", String::from_utf8_lossy(key)),
         )
-    })
+    };
+    let replaced = put(&mut shard).map_err(|e| why(e.to_string()))?;
+    // Logged as the key's whole state, so readers and subscribers see it
+    // (one record per key; the snapshot at the end makes the log short
+    // again).
+    ks.log_key_state(&shard, key, replaced)
+        .map_err(|e| why(e.to_string()))?;
+    Ok(replaced)
 }
 
 /// The key string at `offset` of the file (for the duplicate check).
@@ -736,6 +743,9 @@ impl Db {
         opts: &RdbImportOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<RdbImport> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         let path = path.as_ref();
         let db_opts = self.options().clone();
         let now = db_opts.clock.now_ms();
