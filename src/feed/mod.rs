@@ -207,11 +207,16 @@ impl Feed {
     /// A subscription to the changes pushed from now on.
     pub(crate) fn subscribe(self: &Arc<Feed>, pattern: Option<Vec<u8>>) -> Subscription {
         let mut r = self.ring.lock();
-        self.subscribers.fetch_add(1, Ordering::SeqCst);
-        let next = r.first + r.items.len() as u64;
-        if r.closed {
+        if self.subscribers.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The first subscriber: what a push racing the last one's
+            // departure left is dropped, so the ring holds every record
+            // from its first item on, with no gap.
+            let n = r.items.len() as u64;
             r.items.clear();
+            r.first += n;
+            r.bytes = 0;
         }
+        let next = r.first + r.items.len() as u64;
         drop(r);
         Subscription {
             feed: self.clone(),
