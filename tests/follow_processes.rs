@@ -249,6 +249,16 @@ fn random_commands(st: &WriterState, seed: u64) {
     while !st.stop.load(Ordering::Relaxed) {
         let k = key(&mut rng);
         let argv: Vec<String> = match rng.gen_range(0..16) {
+            _ if rng.gen_ratio(1, 400) => {
+                // A record larger than a reader's first read (16 KiB) and
+                // long to copy: more chances to be killed in the middle.
+                let mut a = vec!["HSET".to_owned(), k];
+                for i in 0..rng.gen_range(20..200) {
+                    a.push(format!("big{i}"));
+                    a.push(format!("{i}").repeat(rng.gen_range(100..1000)));
+                }
+                a
+            }
             0..=3 => {
                 let mut a = vec!["HSET".to_owned(), k];
                 for _ in 0..rng.gen_range(1..=4) {
@@ -530,10 +540,13 @@ fn run_writer(dir: &Path, seed: u64) -> i32 {
             std::thread::spawn(move || f(&st, s))
         })
         .collect();
+    let report = db.recovery_report();
     say(&format!(
-        "ready {} {}",
+        "ready {} {} {} {}",
         join_values(&opened),
-        if always { "always" } else { "everysec" }
+        if always { "always" } else { "everysec" },
+        u8::from(report.torn_tail.is_some()),
+        report.removed.len() + report.moved_aside.len()
     ));
     let input = stdin_lines();
     loop {
@@ -866,6 +879,12 @@ struct Harness {
     writer_ops: HashMap<u64, u64>,
     writer_runs: u64,
     always_runs: u64,
+    /// Writer opens that cut a torn tail, and files they removed or moved
+    /// aside (left by a snapshot that was killed).
+    torn_tails: u64,
+    files_cleaned: u64,
+    /// Writers killed before or right after they opened.
+    early_kills: u64,
 }
 
 impl Harness {
@@ -1028,9 +1047,19 @@ impl Harness {
             i == id && l.starts_with("ready ")
         });
         self.writer_runs += 1;
-        if l.ends_with("always") {
-            self.always_runs += 1;
-        }
+        let w: Vec<&str> = l.split_whitespace().collect();
+        self.always_runs += u64::from(w[VALUES + 1] == "always");
+        self.torn_tails += w[VALUES + 2].parse::<u64>().unwrap();
+        self.files_cleaned += w[VALUES + 3].parse::<u64>().unwrap();
+    }
+
+    /// Starts a writer and kills it before or soon after it opened (during
+    /// its recovery, or its first writes).
+    fn start_and_kill_writer(&mut self, after: Duration) {
+        let p = self.spawn("writer");
+        self.run_for(after);
+        self.kill(p);
+        self.early_kills += 1;
     }
 
     fn start_reader(&mut self) -> Proc {
@@ -1141,6 +1170,9 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         writer_ops: HashMap::new(),
         writer_runs: 0,
         always_runs: 0,
+        torn_tails: 0,
+        files_cleaned: 0,
+        early_kills: 0,
     };
     h.start_writer();
     for _ in 0..READERS {
@@ -1167,14 +1199,21 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         } else {
             h.run_for(run);
         }
+        // A reader stopped for a while (SIGSTOP): the snapshots meanwhile
+        // drop the log it had not read, and it must load the directory
+        // again. Half of them resume only after the writer was killed and
+        // started again.
+        let mut paused = None;
         if rng.gen_bool(0.25) {
-            // A reader that stops for a while: the snapshots meanwhile drop
-            // the log it had not read, and it must load the directory again.
             let i = rng.gen_range(0..READERS);
             let pid = h.readers[i].child.id();
             signal("STOP", pid);
             h.run_for(Duration::from_millis(rng.gen_range(150..600)));
-            signal("CONT", pid);
+            if round % stop_every != 0 && rng.gen_bool(0.5) {
+                paused = Some((i, pid));
+            } else {
+                signal("CONT", pid);
+            }
             pauses += 1;
         }
         if round % stop_every == 0 {
@@ -1183,10 +1222,16 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         } else {
             let w = h.writer.take().expect("a writer runs");
             h.kill(w);
+            if rng.gen_bool(0.15) {
+                h.start_and_kill_writer(Duration::from_millis(rng.gen_range(0..40)));
+            }
             if rng.gen_bool(0.2) {
                 // A reader that starts while no writer runs, beside a log
                 // that may end in a torn record.
                 let i = rng.gen_range(0..READERS);
+                if paused.is_some_and(|(p, _)| p == i) {
+                    paused = None;
+                }
                 let victim = h.readers.remove(i);
                 h.kill(victim);
                 let r = h.start_reader();
@@ -1196,6 +1241,10 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
             }
         }
         h.start_writer();
+        if let Some((_, pid)) = paused {
+            h.run_for(Duration::from_millis(rng.gen_range(0..200)));
+            signal("CONT", pid);
+        }
         if round % 20 == 0 {
             eprintln!(
                 "follow_processes: {round}/{kills} kills, {:.0?}, {} writer commands",
@@ -1234,7 +1283,8 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
     let transfers = final_values[COUNTERS];
     eprintln!(
         "follow_processes: {kills} writer kills ({} writer runs, {} with fsync always, {} \
-         commands and transactions acknowledged), \
+         commands and transactions acknowledged, {} more kills during or right after \
+         opening, {} opens cut a torn tail, {} files left by killed snapshots cleaned), \
          {reader_kills} reader kills, {pauses} reader pauses, {clean_stops} clean stops ({keys_compared} keys compared \
          with every reader), {transfers} transfer transactions, counters {:?}; readers applied \
          {} records ({} reloads) and checked the total {} times, counters {} times, mirrors {} \
@@ -1242,6 +1292,9 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         h.writer_runs,
         h.always_runs,
         h.writer_ops.values().sum::<u64>(),
+        h.early_kills,
+        h.torn_tails,
+        h.files_cleaned,
         &final_values[..COUNTERS],
         total.records,
         total.reloads,
