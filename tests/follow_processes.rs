@@ -439,6 +439,25 @@ fn counters(st: &WriterState, seed: u64) {
     }
 }
 
+/// Large records (about 50-300 KiB) one after another, on a few keys of
+/// their own: a writer killed at a random moment is then often in the
+/// middle of copying one, and leaves a torn tail.
+fn large_records(st: &WriterState, seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    while !st.stop.load(Ordering::Relaxed) {
+        let k = format!("bulk:{}", rng.gen_range(0..3));
+        let fill = char::from(b'a' + rng.gen_range(0..26u8)).to_string();
+        let mut argv = vec!["HSET".to_owned(), k];
+        for i in 0..rng.gen_range(100..300) {
+            argv.push(format!("f{i}"));
+            argv.push(fill.repeat(rng.gen_range(500..1000)));
+        }
+        tolerate(st.db.execute(&argv), &argv);
+        st.ops.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..500)));
+    }
+}
+
 fn snapshots(st: &WriterState, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     while !st.stop.load(Ordering::Relaxed) {
@@ -525,13 +544,16 @@ fn run_writer(dir: &Path, seed: u64) -> i32 {
         acked: std::array::from_fn(|i| AtomicU64::new(opened[i])),
         ops: AtomicU64::new(0),
     });
-    let workers: [fn(&WriterState, u64); 5] = [
+    let mut workers: Vec<fn(&WriterState, u64)> = vec![
         random_commands,
         random_commands,
         transfers,
         counters,
         snapshots,
     ];
+    if rng.gen_bool(0.3) {
+        workers.push(large_records);
+    }
     let threads: Vec<_> = workers
         .iter()
         .map(|&f| {
@@ -1111,6 +1133,52 @@ impl Drop for Harness {
     }
 }
 
+/// What a writer killed in the middle of an append leaves (its appends are
+/// copies into a shared mapping of zeroed space, which survive the process):
+/// the first bytes of a frame after the last whole one. Writes a strict
+/// prefix of a copy of the last frame there, in the open segment (the
+/// highest-numbered one, when MANIFEST lists it). Only while no writer runs.
+/// Returns whether it did.
+fn tear_tail(dir: &Path, rng: &mut SmallRng) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut segs: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("log-") && n.ends_with(".aof"))
+        .collect();
+    segs.sort();
+    let Some(name) = segs.pop() else { return false };
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST")).unwrap_or_default();
+    if !manifest.contains(&name) {
+        return false; // a segment a killed snapshot created but never listed
+    }
+    let path = dir.join(&name);
+    let bytes = std::fs::read(&path).unwrap();
+    // Frames: a 4-byte length (little-endian), a checksum, the payload;
+    // zeros after the last one.
+    let (mut at, mut last) = (8usize, None);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        if at + 8 + len > bytes.len() {
+            return false; // already torn
+        }
+        last = Some(at..at + 8 + len);
+        at += 8 + len;
+    }
+    let Some(frame) = last else { return false };
+    if bytes[at..].iter().any(|&b| b != 0) {
+        return false;
+    }
+    let cut = rng.gen_range(1..frame.len());
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&bytes[frame.start..frame.start + cut], at as u64)
+        .unwrap();
+    true
+}
+
 /// Sends SIGSTOP or SIGCONT to `pid`.
 fn signal(name: &str, pid: u32) {
     let status = Command::new("kill")
@@ -1183,7 +1251,7 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
     // long ones, and one at the end.
     let stop_every = if kills <= 40 { 4 } else { 10 };
     let (mut reader_kills, mut clean_stops, mut keys_compared) = (0u64, 0u64, 0u64);
-    let mut pauses = 0u64;
+    let (mut pauses, mut torn_injected) = (0u64, 0u64);
     for round in 1..=kills {
         let run = Duration::from_millis(rng.gen_range(30..300));
         if rng.gen_bool(0.4) {
@@ -1222,6 +1290,9 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         } else {
             let w = h.writer.take().expect("a writer runs");
             h.kill(w);
+            if rng.gen_bool(0.5) && tear_tail(&h.dir, &mut rng) {
+                torn_injected += 1;
+            }
             if rng.gen_bool(0.15) {
                 h.start_and_kill_writer(Duration::from_millis(rng.gen_range(0..40)));
             }
@@ -1284,7 +1355,8 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
     eprintln!(
         "follow_processes: {kills} writer kills ({} writer runs, {} with fsync always, {} \
          commands and transactions acknowledged, {} more kills during or right after \
-         opening, {} opens cut a torn tail, {} files left by killed snapshots cleaned), \
+         opening, {torn_injected} torn tails written after a kill, {} opens cut a torn \
+         tail, {} files left by killed snapshots cleaned), \
          {reader_kills} reader kills, {pauses} reader pauses, {clean_stops} clean stops ({keys_compared} keys compared \
          with every reader), {transfers} transfer transactions, counters {:?}; readers applied \
          {} records ({} reloads) and checked the total {} times, counters {} times, mirrors {} \
