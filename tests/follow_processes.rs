@@ -53,6 +53,8 @@ const TEST_NAME: &str = "readers_follow_a_writer_through_kills_and_restarts";
 const ROLE_ENV: &str = "HASHKV_FOLLOW_ROLE";
 const DIR_ENV: &str = "HASHKV_FOLLOW_DIR";
 const CHILD_SEED_ENV: &str = "HASHKV_FOLLOW_CHILD_SEED";
+/// The test process's id.
+const PARENT_ENV: &str = "HASHKV_FOLLOW_PARENT";
 /// The counters' lowest allowed values when a child starts.
 const FLOOR_ENV: &str = "HASHKV_FOLLOW_FLOOR";
 
@@ -922,6 +924,7 @@ impl Harness {
                 (self.seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_string(),
             )
             .env(FLOOR_ENV, join_values(&self.floor))
+            .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1179,17 +1182,39 @@ fn tear_tail(dir: &Path, rng: &mut SmallRng) -> bool {
     true
 }
 
-/// Sends SIGSTOP or SIGCONT to `pid`.
-fn signal(name: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -{name} {pid}: {status}");
+impl Harness {
+    /// Sends SIGSTOP or SIGCONT to `pid` (a reader's); a reader that is
+    /// gone says why first.
+    fn signal(&mut self, name: &str, pid: u32) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("running kill");
+        if !status.success() {
+            self.run_for(Duration::from_secs(1));
+            self.fail(&format!("kill -{name} {pid}: {status}"));
+        }
+    }
+}
+
+/// A child dies with the test process, even while stopped (SIGSTOP).
+#[allow(unsafe_code)]
+fn die_with_parent(parent: u32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) reads no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG)");
+    if std::os::unix::process::parent_id() != parent {
+        std::process::exit(0); // the parent died before the line above
+    }
 }
 
 fn child_role() -> Option<i32> {
     let role = std::env::var(ROLE_ENV).ok()?;
+    let parent: u32 = std::env::var(PARENT_ENV)
+        .expect("the parent")
+        .parse()
+        .expect("a pid");
+    die_with_parent(parent);
     let dir = PathBuf::from(std::env::var(DIR_ENV).expect("the directory"));
     let seed: u64 = std::env::var(CHILD_SEED_ENV)
         .expect("the seed")
@@ -1275,12 +1300,12 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         if rng.gen_bool(0.25) {
             let i = rng.gen_range(0..READERS);
             let pid = h.readers[i].child.id();
-            signal("STOP", pid);
+            h.signal("STOP", pid);
             h.run_for(Duration::from_millis(rng.gen_range(150..600)));
             if round % stop_every != 0 && rng.gen_bool(0.5) {
                 paused = Some((i, pid));
             } else {
-                signal("CONT", pid);
+                h.signal("CONT", pid);
             }
             pauses += 1;
         }
@@ -1314,7 +1339,7 @@ fn readers_follow_a_writer_through_kills_and_restarts() {
         h.start_writer();
         if let Some((_, pid)) = paused {
             h.run_for(Duration::from_millis(rng.gen_range(0..200)));
-            signal("CONT", pid);
+            h.signal("CONT", pid);
         }
         if round % 20 == 0 {
             eprintln!(
