@@ -32,8 +32,14 @@ struct Shared {
     report: RecoveryReport,
     /// Held for the life of the handle: the directory's exclusive lock.
     _lock: Option<std::fs::File>,
-    /// Dropped with the last handle, which wakes and ends the sweeper.
-    _stop: mpsc::Sender<()>,
+    /// Dropped with the last handle, which wakes and ends the background
+    /// thread.
+    stop: parking_lot::Mutex<Option<mpsc::Sender<()>>>,
+    /// The background thread, joined when the last handle goes: its work
+    /// (a snapshot under way) ends before the directory's lock is let go.
+    worker: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `Db` handles alive (the background thread holds none).
+    handles: std::sync::atomic::AtomicUsize,
     /// Transaction logs kept for reuse.
     tx_logs: crate::transaction::TxLogPool,
     /// Bulk loads under way that asked the snapshot rules to wait (each
@@ -51,6 +57,39 @@ impl Drop for Shared {
     }
 }
 
+impl Clone for Db {
+    fn clone(&self) -> Db {
+        self.shared
+            .handles
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Db {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Db {
+    /// The last handle ends the background thread and waits for it, so
+    /// the directory is closed (its lock released) when this returns, and
+    /// reopening it at once works.
+    fn drop(&mut self) {
+        if self
+            .shared
+            .handles
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            != 1
+        {
+            return;
+        }
+        drop(self.shared.stop.lock().take());
+        if let Some(worker) = self.shared.worker.lock().take() {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
 impl Shared {
     /// A reader's catch-up (0 on a writer).
     fn catch_up(&self) -> Result<u64> {
@@ -59,6 +98,19 @@ impl Shared {
             None => Ok(0),
         }
     }
+}
+
+/// What [`Db::build`] makes a handle of.
+struct Parts {
+    ks: Keyspace,
+    opts: Options,
+    store: Option<Store>,
+    report: RecoveryReport,
+    lock: Option<std::fs::File>,
+    feed: Arc<Feed>,
+    follower: Option<Follower>,
+    /// The directory of a reader (a writer's is its store's).
+    path: Option<PathBuf>,
 }
 
 /// While alive, the automatic snapshot rules wait (see
@@ -77,8 +129,9 @@ impl Drop for AutoSnapshotHold<'_> {
 /// An open hashkv database.
 ///
 /// `Db` is a handle around shared state: clone it to use it from several
-/// threads. Commands on different keys run in parallel.
-#[derive(Clone)]
+/// threads. Commands on different keys run in parallel. Dropping the last
+/// handle closes the database: it waits for background work (a snapshot
+/// under way) and releases the directory.
 pub struct Db {
     shared: Arc<Shared>,
 }
@@ -127,15 +180,16 @@ impl Db {
         writer.set_feed(feed.clone());
         ks.set_journal(writer.clone());
         let store = Store::new(path.to_path_buf(), writer, manifest);
-        Ok(Db::build(
+        Ok(Db::build(Parts {
             ks,
             opts,
-            Some(store),
+            store: Some(store),
             report,
-            Some(lock),
+            lock: Some(lock),
             feed,
-            None,
-        ))
+            follower: None,
+            path: None,
+        }))
     }
 
     /// Opens the database directory at `path` read-only with default
@@ -202,10 +256,16 @@ impl Db {
         ks.set_read_only();
         let (follower, report) = Follower::load(path, &ks, &opts)?;
         let feed = Feed::new(Some(path.to_path_buf()), opts.change_feed_capacity);
-        let mut db = Db::build(ks, opts, None, report, None, feed, Some(follower));
-        if let Some(s) = Arc::get_mut(&mut db.shared) {
-            s.path = Some(path.to_path_buf());
-        }
+        let db = Db::build(Parts {
+            ks,
+            opts,
+            store: None,
+            report,
+            lock: None,
+            feed,
+            follower: Some(follower),
+            path: Some(path.to_path_buf()),
+        });
         Ok(db)
     }
 
@@ -325,15 +385,16 @@ impl Db {
     /// A database that lives only in memory (nothing is logged).
     pub fn in_memory(opts: Options) -> Db {
         let feed = Feed::new(None, opts.change_feed_capacity);
-        Db::build(
-            Keyspace::default(),
+        Db::build(Parts {
+            ks: Keyspace::default(),
             opts,
-            None,
-            RecoveryReport::default(),
-            None,
+            store: None,
+            report: RecoveryReport::default(),
+            lock: None,
             feed,
-            None,
-        )
+            follower: None,
+            path: None,
+        })
     }
 
     /// Takes a snapshot of the database into its directory and drops the
@@ -397,7 +458,16 @@ impl Db {
     /// the fuzzing entry points).
     pub(crate) fn with_keyspace(ks: Keyspace, opts: Options) -> Db {
         let feed = Feed::new(None, opts.change_feed_capacity);
-        Db::build(ks, opts, None, RecoveryReport::default(), None, feed, None)
+        Db::build(Parts {
+            ks,
+            opts,
+            store: None,
+            report: RecoveryReport::default(),
+            lock: None,
+            feed,
+            follower: None,
+            path: None,
+        })
     }
 
     /// What opening the directory found and did: records replayed, a torn
@@ -435,29 +505,34 @@ impl Db {
         }
     }
 
-    fn build(
-        ks: Keyspace,
-        opts: Options,
-        store: Option<Store>,
-        report: RecoveryReport,
-        lock: Option<std::fs::File>,
-        feed: Arc<Feed>,
-        follower: Option<Follower>,
-    ) -> Db {
+    fn build(parts: Parts) -> Db {
+        let Parts {
+            ks,
+            opts,
+            store,
+            report,
+            lock,
+            feed,
+            follower,
+            path,
+        } = parts;
         ks.set_shapes(opts.shapes);
         let (tx, rx) = mpsc::channel::<()>();
         let reader = follower.is_some();
         let active = opts.active_expiry && !reader;
         let auto = store.is_some() && (!opts.save.is_empty() || opts.compact_log_bytes.is_some());
         let follow_every = opts.follow;
+        let path = store.as_ref().map(|s| s.dir.clone()).or(path);
         let shared = Arc::new(Shared {
             ks,
             opts,
-            path: store.as_ref().map(|s| s.dir.clone()),
+            path,
             store,
             report,
             _lock: lock,
-            _stop: tx,
+            stop: parking_lot::Mutex::new(Some(tx)),
+            worker: parking_lot::Mutex::new(None),
+            handles: std::sync::atomic::AtomicUsize::new(1),
             tx_logs: crate::transaction::TxLogPool::default(),
             bulk_loads: std::sync::atomic::AtomicUsize::new(0),
             feed,
@@ -466,17 +541,21 @@ impl Db {
         // One background thread: a reader's catch-up, or a writer's active
         // expiry and snapshot rules; it ends when the last handle drops
         // the sender.
-        if reader {
-            let weak = Arc::downgrade(&shared);
-            let _ = std::thread::Builder::new()
+        let weak = Arc::downgrade(&shared);
+        let worker = if reader {
+            std::thread::Builder::new()
                 .name("hashkv-follow".into())
-                .spawn(move || follow(&weak, &rx, follow_every));
+                .spawn(move || follow(&weak, &rx, follow_every))
+                .ok()
         } else if active || auto {
-            let weak = Arc::downgrade(&shared);
-            let _ = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("hashkv-background".into())
-                .spawn(move || background(&weak, &rx, active, auto));
-        }
+                .spawn(move || background(&weak, &rx, active, auto))
+                .ok()
+        } else {
+            None
+        };
+        *shared.worker.lock() = worker;
         Db { shared }
     }
 

@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// Another `Db` (in this or another process) has the directory open
     /// for writing. [`crate::Db::open_read_only`] opens it beside that one.
-    #[error("{path} is locked by another hashkv process{} (close it first, or open it read-only)", pid.map_or(String::new(), |p| format!(" (pid {p})")))]
+    #[error("{}", locked_text(path, *pid))]
     Locked {
         /// The directory.
         path: String,
@@ -92,6 +92,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn locked_text(path: &str, pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => format!(
+            "{path} is already open in this process (another Db handle holds it; drop that handle first, or open it read-only)"
+        ),
+        Some(p) => format!(
+            "{path} is locked by another hashkv process (pid {p}; close it first, or open it read-only)"
+        ),
+        None => format!(
+            "{path} is locked by another hashkv process (close it first, or open it read-only)"
+        ),
+    }
 }
 
 fn mapping_text(key: &str, field: Option<&str>, value: Option<&str>, reason: &str) -> String {

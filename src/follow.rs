@@ -17,9 +17,11 @@
 //! complete (docs/FORMAT.md): a sync mark past it, or a later segment
 //! holding data. Then the frame is read once more, and if it is still bad
 //! it is damage: reported by every later catch-up, while the reader keeps
-//! serving its last good state. At a seal it moves to the next segment;
-//! when that one is gone (snapshots dropped the log it had not read yet)
-//! or MANIFEST no longer lists the segment it reads without a seal, it
+//! serving its last good state. At a seal it moves to the next segment
+//! (when MANIFEST lists none after it, a switch failed after sealing, and
+//! the reader reads on past the seal, where a writer reopening the
+//! directory appends); when that one is gone (snapshots dropped the log it
+//! had not read yet) or MANIFEST no longer lists the segment it reads, it
 //! loads the directory again into a fresh keyspace and swaps it in whole
 //! (subscribers are told: [`crate::feed::RecvError::Reset`]).
 
@@ -363,6 +365,13 @@ impl Follower {
                         self.tail = t;
                         self.pending = None;
                     }
+                    // MANIFEST lists nothing after the sealed segment: a
+                    // switch failed after its seal (MANIFEST put back, the
+                    // new segment removed). A writer opening the directory
+                    // next appends after the seal, and replay reads past
+                    // it: so does the reader. (Loading again would find
+                    // the same seal, again and again.)
+                    None if self.listed_last()? => self.tail.read_past_seal(),
                     None => {
                         self.records += applied;
                         return Ok(applied + self.reload(ks, opts, feed)?);
@@ -423,6 +432,13 @@ impl Follower {
                     || m.snapshot.as_deref() == Some(dir::snapshot_name(n).as_str()))
         });
         Ok(ok.then(|| SegmentTail::new(n, path, file)))
+    }
+
+    /// Whether MANIFEST lists the segment being read as the last one.
+    fn listed_last(&self) -> Result<bool> {
+        let n = self.tail.number();
+        Ok(dir::read_manifest(&self.dir)?
+            .is_some_and(|m| m.segments.last().and_then(|s| dir::segment_number(s)) == Some(n)))
     }
 
     /// Whether MANIFEST changed and no longer lists the segment being read.
@@ -581,4 +597,53 @@ fn next_holds_data(path: &Path) -> bool {
     let mut buf = vec![0u8; 64 << 10];
     let n = f.read_at(&mut buf, 0).unwrap_or(0);
     crate::log::reader::holds_data(&buf[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use crate::log::record::{self, MARK_SEAL};
+    use crate::{Db, Options};
+
+    fn manual() -> Options {
+        Options::default().follow(None).no_auto_snapshots()
+    }
+
+    /// The last segment MANIFEST lists ends with a seal and nothing follows
+    /// it: what a switch leaves when it fails after sealing (MANIFEST is
+    /// put back, the new segment removed, the writer stops). A reader
+    /// waits there instead of loading the directory again and again (it
+    /// used to recurse until its stack overflowed), and reads on past the
+    /// seal once a writer reopening the directory appends after it.
+    #[test]
+    fn a_seal_with_no_segment_after_it_is_waited_at_then_read_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = {
+            let w = Db::open_with(dir.path(), manual()).unwrap();
+            w.hset("before", &[("f", "1")]).unwrap();
+            w.close().unwrap();
+            let m = crate::dir::read_manifest(dir.path()).unwrap().unwrap();
+            dir.path().join(m.segments.last().unwrap())
+        };
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        let at = f.metadata().unwrap().len();
+        f.write_all_at(&record::mark(MARK_SEAL, at), at).unwrap();
+        drop(f);
+        let r = Db::open_read_only_with(dir.path(), manual()).unwrap();
+        assert_eq!(r.hget("before", "f").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(r.catch_up().unwrap(), 0);
+        assert_eq!(r.reader_status().unwrap().reloads, 0);
+        let w = Db::open_with(dir.path(), manual()).unwrap();
+        w.hset("after", &[("f", "2")]).unwrap();
+        assert_eq!(r.catch_up().unwrap(), 1);
+        assert_eq!(r.hget("after", "f").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(r.log_position(), w.log_position());
+        // A switch after that is followed as usual.
+        w.snapshot().unwrap();
+        w.hset("later", &[("f", "3")]).unwrap();
+        r.catch_up().unwrap();
+        assert_eq!(r.hget("later", "f").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(r.log_position(), w.log_position());
+    }
 }

@@ -611,3 +611,32 @@ fn automatic_rules_take_snapshots_and_drop_the_log() {
     let db = Db::open_with(&b, opts()).unwrap();
     assert_eq!(dump(&db), expected);
 }
+
+/// Dropping the last handle waits for the background thread (an automatic
+/// snapshot under way finishes first) and releases the directory, so
+/// opening it again at once works every time; a second open while a
+/// handle lives says the holder is this process.
+#[test]
+fn reopening_right_after_the_last_handle_drops_works_while_snapshots_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .no_auto_snapshots()
+        .compact_log_at(Some(64 << 10));
+    let value = "v".repeat(200);
+    for round in 0..20 {
+        let db = Db::open_with(dir.path(), opts.clone())
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        for i in 0..2_000 {
+            db.hset(format!("k{}", i % 500), &[("f", value.as_str())])
+                .unwrap();
+        }
+        let err = Db::open_with(dir.path(), opts.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("already open in this process"),
+            "{err}"
+        );
+        drop(db);
+    }
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    assert_eq!(db.dbsize().unwrap(), 500);
+}

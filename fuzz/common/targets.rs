@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("open_dir", open_dir),
     ("rdb_import", rdb_import),
+    ("follow_tail", follow_tail),
 ];
 
 /// An in-memory database with tiny compact limits (so conversions happen
@@ -73,6 +74,16 @@ pub fn rdb_import(data: &[u8]) {
     b.import_rdb_with(&file, &opts, &mut |_, _| {})
         .expect("an export imports");
     assert_eq!(hashkv::fuzzing::dump(&a), hashkv::fuzzing::dump(&b));
+}
+
+/// A read-only handle over a real writer's segment (cut at any byte) that
+/// grows by appended chunks (raw bytes, frames with good checksums, valid
+/// records, sync marks, seals, zeros, the writer's own rest): after each
+/// catch-up the reader is at the end of the whole frames, with the state
+/// of replaying them, or reports damage (and keeps answering reads); after
+/// a wait it decides as a strict replay of the same bytes does.
+pub fn follow_tail(data: &[u8]) {
+    hashkv::fuzzing::follow_tail(data);
 }
 
 /// MANIFEST bytes: a parse error, or a list that keeps MANIFEST's rules and

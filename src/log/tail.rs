@@ -111,6 +111,12 @@ impl SegmentTail {
         self.number
     }
 
+    /// Reads on past the seal just read: no segment came after it (a
+    /// switch failed after sealing), so the log goes on here.
+    pub(crate) fn read_past_seal(&mut self) {
+        self.sealed = false;
+    }
+
     /// The segment's file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
