@@ -129,3 +129,37 @@ fn scan_and_hscan_cursors_parse_as_redis_7_0_does() {
     script.push(cmd(&[b"HSCAN", b"nokey", b"-5"]));
     same_as_redis("cursors", &script);
 }
+
+/// A small keyspace comes back whole from one `SCAN 0`, with cursor 0, as
+/// from Redis: empty shards and empty buckets do not use up the call's
+/// work (it once answered a nonzero cursor and an empty page).
+#[test]
+fn scan_of_a_small_keyspace_returns_every_key_at_once() {
+    let Some(server) = redis_or_skip("scan_of_a_small_keyspace", &[]) else {
+        return;
+    };
+    let mut redis = RespClient::connect(server.port).expect("connect");
+    let db = Db::in_memory(Options::default().active_expiry(false));
+    for n in 1..=9 {
+        let key = format!("key:{n}");
+        let argv: [&[u8]; 4] = [b"HSET", key.as_bytes(), b"f", b"v"];
+        redis.call(&argv).unwrap().unwrap();
+        db.execute(&argv).unwrap();
+        let page = |r: Reply| match r {
+            Reply::Array(v) => {
+                let mut keys: Vec<Reply> = match &v[1] {
+                    Reply::Array(k) => k.clone(),
+                    other => panic!("{other:?}"),
+                };
+                keys.sort_by_key(|k| format!("{k:?}"));
+                (v[0].clone(), keys)
+            }
+            other => panic!("{other:?}"),
+        };
+        let want = page(redis.call(&[b"SCAN", b"0"]).unwrap().unwrap());
+        let got = page(db.execute(&["SCAN", "0"]).unwrap());
+        assert_eq!(got, want, "{n} keys");
+        assert_eq!(got.0, Reply::Bulk(b"0".to_vec()));
+        assert_eq!(got.1.len(), n);
+    }
+}

@@ -445,15 +445,34 @@ fn scan(
     let mut shard_idx = (cursor & (SHARDS as u64 - 1)) as usize;
     let mut table_cursor = cursor >> shard_bits;
     let mut found: Vec<Vec<u8>> = Vec::new();
-    let mut budget = count.saturating_mul(10);
+    // As Redis, at most 10 x COUNT buckets with keys a call; but the
+    // keyspace is 64 tables, not one: an empty shard costs nothing and an
+    // empty bucket a sixteenth, so a small keyspace comes back whole.
+    const EMPTY_PER_STEP: usize = 16;
+    let mut budget = count.saturating_mul(10).saturating_mul(EMPTY_PER_STEP);
     loop {
-        table_cursor = ctx.with_shard_at(shard_idx, |shard| {
-            shard.scan_keys(table_cursor, |k, _| found.push(k.to_vec()))
+        let before = found.len();
+        let (next, empty_shard) = ctx.with_shard_at(shard_idx, |shard| {
+            if shard.len() == 0 {
+                return (0, true);
+            }
+            (
+                shard.scan_keys(table_cursor, |k, _| found.push(k.to_vec())),
+                false,
+            )
         })?;
+        table_cursor = next;
         if table_cursor == 0 {
             shard_idx += 1;
         }
-        budget = budget.saturating_sub(1);
+        if !empty_shard {
+            let cost = if found.len() > before {
+                EMPTY_PER_STEP
+            } else {
+                1
+            };
+            budget = budget.saturating_sub(cost);
+        }
         if shard_idx == SHARDS || budget == 0 || found.len() >= count {
             break;
         }
