@@ -145,15 +145,20 @@ impl Db {
                 Format::Json => {
                     let at = int(&self.execute(&[b"PEXPIRETIME".as_slice(), key])?);
                     let text_fields = pairs.iter().all(|(f, _)| std::str::from_utf8(f).is_ok());
+                    // Sorted by field, so two exports of the same data are the
+                    // same bytes (an object's keys are sorted; the pair form and
+                    // the field TTLs follow).
+                    let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().collect();
+                    sorted.sort_unstable();
                     let fields = if text_fields {
                         let mut m = Map::new();
-                        for (f, v) in &pairs {
+                        for (f, v) in &sorted {
                             m.insert(String::from_utf8_lossy(f).into_owned(), json_bytes(v));
                         }
                         Value::Object(m)
                     } else {
                         Value::Array(
-                            pairs
+                            sorted
                                 .iter()
                                 .map(|(f, v)| Value::Array(vec![json_bytes(f), json_bytes(v)]))
                                 .collect(),
@@ -164,7 +169,8 @@ impl Db {
                         "expire_at_ms": if at >= 0 { Value::from(at) } else { Value::Null },
                         "fields": fields,
                     });
-                    let expiries = self.field_expiries(key);
+                    let mut expiries = self.field_expiries(key);
+                    expiries.sort_unstable();
                     if !expiries.is_empty() {
                         line["field_expire_at_ms"] = Value::Array(
                             expiries
