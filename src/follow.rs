@@ -40,9 +40,13 @@ use crate::recovery::RecoveryReport;
 
 /// How often a reader that has caught up looks at MANIFEST.
 const MANIFEST_EVERY: Duration = Duration::from_millis(100);
-/// How long a frame stays "not written yet" before the reader looks for a
-/// proof that it is damage instead.
+/// How long a frame that is there but not whole stays "not written yet"
+/// before the reader looks for a proof that it is damage instead (a writer
+/// copies a frame in microseconds)...
 const PROOF_AFTER: Duration = Duration::from_millis(20);
+/// ... and how long zeros do (the usual end of the log: looking past them
+/// reads the rest of the segment, so not after every write).
+const PROOF_AFTER_ZEROS: Duration = Duration::from_secs(1);
 /// How often that look is repeated while the files change...
 const PROOF_EVERY: Duration = Duration::from_secs(1);
 /// ... and while they do not.
@@ -507,7 +511,12 @@ impl Follower {
         }
         // A proof that the frame here was complete makes it damage.
         let p = self.pending.as_mut().expect("set above");
-        if !confirming && now.duration_since(p.since) < PROOF_AFTER {
+        let after = if bad.is_some() {
+            PROOF_AFTER
+        } else {
+            PROOF_AFTER_ZEROS
+        };
+        if !confirming && now.duration_since(p.since) < after {
             return Ok(Next::Wait);
         }
         let next_path = self.dir.join(dir::segment_name(self.tail.number() + 1));
