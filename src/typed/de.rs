@@ -94,10 +94,18 @@ impl<'de, 'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> MapAccess<'de> for Pairs
         let Some((field, value)) = self.pairs.next() else {
             return Ok(None);
         };
-        let key = match std::str::from_utf8(field) {
-            Ok(s) => seed.deserialize(de::value::StrDeserializer::<DeError>::new(s)),
-            Err(_) => seed.deserialize(de::value::BytesDeserializer::<DeError>::new(field)),
-        }?;
+        // A field name reads as a value does, so a map's keys come back
+        // as they were written (`5` as a u32, `true` as a bool).
+        let key = seed.deserialize(Value(field)).map_err(|mut e| {
+            if e.field.is_none() {
+                e.field = Some((
+                    String::from_utf8_lossy(field).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
+                e.message = format!("the field name: {}", e.message);
+            }
+            e
+        })?;
         self.value = Some((field, value));
         Ok(Some(key))
     }
@@ -277,8 +285,10 @@ impl<'de> de::Deserializer<'de> for Value<'_> {
         visitor.visit_enum(self.text()?.into_deserializer())
     }
 
+    /// A struct's field name (bytes when they are not UTF-8: an unknown
+    /// field is then ignored, as any other).
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        self.deserialize_string(visitor)
+        self.deserialize_any(visitor)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {

@@ -143,6 +143,38 @@ proptest! {
         let back: BTreeMap<String, String> = db.hget_struct("m").unwrap().unwrap();
         prop_assert_eq!(back, m);
     }
+
+    /// Maps keyed by numbers and bools read back as they were written
+    /// (the field names are the keys' text).
+    #[test]
+    fn maps_with_number_keys_round_trip(
+        a in proptest::collection::btree_map(any::<u32>(), ".*", 1..30),
+        b in proptest::collection::btree_map(any::<i64>(), any::<bool>(), 1..30),
+        c in proptest::collection::btree_map(any::<bool>(), any::<u8>(), 1..3),
+    ) {
+        let db = db();
+        db.hset_struct("a", &a).unwrap();
+        db.hset_struct("b", &b).unwrap();
+        db.hset_struct("c", &c).unwrap();
+        let back_a: BTreeMap<u32, String> = db.hget_struct("a").unwrap().unwrap();
+        let back_b: BTreeMap<i64, bool> = db.hget_struct("b").unwrap().unwrap();
+        let back_c: BTreeMap<bool, u8> = db.hget_struct("c").unwrap().unwrap();
+        prop_assert_eq!(back_a, a);
+        prop_assert_eq!(back_b, b);
+        prop_assert_eq!(back_c, c);
+    }
+}
+
+#[test]
+fn a_map_key_that_does_not_parse_names_its_field() {
+    let db = db();
+    db.hset("m", &[("5", "x"), ("five", "y")]).unwrap();
+    let err = db.hget_struct::<BTreeMap<u32, String>>("m").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("five") && text.contains("field name"),
+        "{text}"
+    );
 }
 
 #[test]
