@@ -715,3 +715,23 @@ fn a_big_dict_whose_fields_all_expire_goes_away_without_reads() {
     }
     assert!(calls > 1, "4,096 fields took {calls} bounded sweep calls");
 }
+
+/// HGETEX with a time not in the future deletes each field after its
+/// reply: a field named twice reads as missing the second time (Redis 8;
+/// Valkey 9.1 answers the same), and the deletion is logged once.
+#[test]
+fn hgetex_into_the_past_deletes_a_repeated_field_after_its_first_reply() {
+    let (db, _clock) = db();
+    int(&db, "HSET k a 1 b 2");
+    assert_eq!(
+        bulks(&db, "HGETEX k EX 0 FIELDS 3 a a b"),
+        [Some("1".into()), None, Some("2".into())]
+    );
+    assert_eq!(int(&db, "EXISTS k"), 0);
+    // With a future time every occurrence answers (and sets the TTL).
+    int(&db, "HSET k a 1 b 2");
+    assert_eq!(
+        bulks(&db, "HGETEX k PX 100000 FIELDS 3 a a b"),
+        [Some("1".into()), Some("1".into()), Some("2".into())]
+    );
+}

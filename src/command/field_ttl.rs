@@ -533,9 +533,13 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                 };
                 let mut present: Vec<&[u8]> = Vec::new();
                 let mut with_ttl = false;
+                // A time not in the future deletes each field after its
+                // reply, so a repeated field reads as missing (Redis).
+                let deletes = at.is_some_and(|at| at <= now.get());
                 let out: Vec<Reply> = fields
                     .iter()
                     .map(|f| match h.get(f) {
+                        Some(_) if deletes && present.contains(f) => Reply::Nil,
                         Some(v) => {
                             // Duplicates stay: each sets the TTL again,
                             // which moves the field, as in Redis.
