@@ -337,10 +337,15 @@ fn pair_replies(out: &mut Vec<Reply>, f: Elem<'_>, v: Elem<'_>, with_values: boo
     }
 }
 
-/// Most picks a negative HRANDFIELD count may ask for. The reply is built in
-/// memory, so the count (not the data) would otherwise decide its size;
-/// Redis streams such a reply instead and runs out of memory.
-const MAX_RANDOM_PICKS: usize = 10_000_000;
+/// Most memory a negative HRANDFIELD count's reply may take (its picks, an
+/// estimate from the hash's average field and value). The reply is built
+/// in memory, so the count (not the data) would otherwise decide its size;
+/// Redis streams such a reply to the client a piece at a time.
+const MAX_RANDOM_REPLY_BYTES: usize = 256 << 20;
+
+/// What one reply element costs besides its bytes (the `Reply` and the
+/// allocation holding the bytes).
+const REPLY_OVERHEAD: usize = std::mem::size_of::<Reply>() + 16;
 
 /// HRANDFIELD, following Redis's cases: with replacement for negative
 /// counts, the whole hash when count >= size, otherwise distinct picks.
@@ -365,12 +370,20 @@ fn hrandfield(
     let size = h.len();
     let mut out = Vec::new();
     if count < 0 {
-        let n = count.unsigned_abs() as usize;
-        if n > MAX_RANDOM_PICKS {
+        let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+        let mut bytes = 0usize;
+        h.for_each(|f, v| bytes += f.len() + if with_values { v.len() } else { 0 });
+        let per_pick =
+            bytes.div_ceil(size.max(1)) + REPLY_OVERHEAD * if with_values { 2 } else { 1 };
+        let estimate = n.saturating_mul(per_pick);
+        if estimate > MAX_RANDOM_REPLY_BYTES {
             return Err(CommandError::err(format!(
-                "HRANDFIELD count exceeds hashkv's limit of {MAX_RANDOM_PICKS} picks with repetition"
+                "HRANDFIELD reply of {n} picks would take about {} MB; hashkv builds a reply in memory and allows {} MB",
+                estimate >> 20,
+                MAX_RANDOM_REPLY_BYTES >> 20
             )));
         }
+        out.reserve_exact(n * if with_values { 2 } else { 1 });
         match h {
             HashRef::Compact(_) | HashRef::Shaped(..) | HashRef::CompactEx(..) => {
                 let all = h.to_pairs();
