@@ -106,6 +106,16 @@ impl Session {
             _ => None,
         };
         if own_arity == Some(false) {
+            if name == "exec" {
+                // Redis refuses EXEC itself by discarding the transaction
+                // and the WATCHed keys, in MULTI or not.
+                self.queue = None;
+                self.aborted = false;
+                self.unwatch();
+                return Err(Error::Command(CommandError::new(
+                    "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+                )));
+            }
             self.aborted |= self.queue.is_some();
             return Err(Error::Command(CommandError::wrong_arity(&name)));
         }
