@@ -149,9 +149,14 @@ impl Rdb {
         for e in elems {
             let start = lp.len();
             match e {
-                Ok(s) => {
-                    assert!(s.len() < 64);
+                Ok(s) if s.len() < 64 => {
                     lp.push(0x80 | s.len() as u8);
+                    lp.extend_from_slice(s);
+                }
+                Ok(s) => {
+                    assert!(s.len() < 4096);
+                    lp.push(0xE0 | (s.len() >> 8) as u8);
+                    lp.push(s.len() as u8);
                     lp.extend_from_slice(s);
                 }
                 Err(i) => {
@@ -159,9 +164,15 @@ impl Rdb {
                     lp.extend_from_slice(&i.to_le_bytes());
                 }
             }
+            // The back-length: 7 bits a byte, the high part first.
             let l = lp.len() - start;
-            assert!(l < 128);
-            lp.push(l as u8);
+            assert!(l < 16383);
+            if l < 128 {
+                lp.push(l as u8);
+            } else {
+                lp.push((l >> 7) as u8);
+                lp.push((l & 127) as u8 | 128);
+            }
         }
         lp.push(0xFF);
         let total = lp.len() as u32;
@@ -844,4 +855,52 @@ fn version_12_export_round_trips_field_ttls() {
             "{key}"
         );
     }
+}
+
+/// A listpack whose values are longer than `hash-max-listpack-value`
+/// loads as a listpack, as Redis 7.0 loads it (it checks only the entry
+/// count of a listpack or ziplist; a zipmap or a dict is converted for a
+/// long element too).
+#[test]
+fn a_listpack_with_long_values_stays_a_listpack_as_redis_loads_it() {
+    let long = vec![b'x'; 100];
+    let mut f = Rdb::new(10);
+    f.byte(16)
+        .str(b"lp")
+        .listpack(&[Ok(b"a"), Ok(&long), Ok(b"b"), Err(1)]);
+    let bytes = f.finish();
+    let db = db();
+    import_bytes(&db, &bytes, &RdbImportOptions::default()).unwrap();
+    assert_eq!(
+        db.object_encoding("lp").unwrap().as_deref(),
+        Some("listpack")
+    );
+    assert_eq!(db.hget("lp", "a").unwrap(), Some(long.clone()));
+    // A write of a long value converts it, as in Redis.
+    db.hset("lp", &[(&b"c"[..], &long[..])]).unwrap();
+    assert_eq!(
+        db.object_encoding("lp").unwrap().as_deref(),
+        Some("hashtable")
+    );
+    // Redis 7.0.15 loads the same file so.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dump.rdb"), &bytes).unwrap();
+    let Some(server) = common::redis_or_skip(
+        "a_listpack_with_long_values_stays_a_listpack",
+        &[
+            "--dir",
+            &dir.path().display().to_string(),
+            "--dbfilename",
+            "dump.rdb",
+        ],
+    ) else {
+        return;
+    };
+    let mut c = RespClient::connect(server.port).unwrap();
+    assert_eq!(wait_loaded(&mut c), 1);
+    let enc = c
+        .call(&[b"OBJECT".as_slice(), b"ENCODING", b"lp"])
+        .unwrap()
+        .unwrap();
+    assert_eq!(enc, Reply::Bulk(b"listpack".to_vec()));
 }

@@ -148,6 +148,10 @@ struct Hash {
     /// unique: already the compact hash, with its pair count and longest
     /// element (`bytes` and `fields` unused).
     compact: Option<(usize, usize)>,
+    /// A ziplist or listpack (types 13, 16): Redis 7.0 loads it as it is
+    /// unless it has too many entries, whatever the length of its elements
+    /// (a zipmap or a dict is also converted for a long element).
+    entries_only: bool,
 }
 
 impl Hash {
@@ -156,6 +160,7 @@ impl Hash {
         self.fields.clear();
         self.ex = false;
         self.compact = None;
+        self.entries_only = false;
     }
 
     fn push(&mut self, e: Elem<'_>) {
@@ -478,6 +483,7 @@ impl Reader<'_> {
                 }
             }
             16 | 13 | 9 => {
+                self.hash.entries_only = t != 9;
                 let mut blob = std::mem::take(&mut self.blob);
                 self.input.string_into(&mut blob, "packed hash")?;
                 if t == 16 {
@@ -560,6 +566,7 @@ impl Reader<'_> {
             self.out.expired_keys += 1;
             return Ok(());
         }
+        let longest = if h.entries_only { 0 } else { longest };
         let hash = hash_from_pairs(&pairs, h.ex, longest, self.opts)
             .map_err(|what| Bad(key_at, format!("key '{}': {what}", key_name())))?;
         self.out.keys += 1;
@@ -578,7 +585,7 @@ impl Reader<'_> {
         ttl: Option<i64>,
         key_at: u64,
     ) -> std::result::Result<(), Bad> {
-        let Some((pairs, longest)) = self.hash.compact else {
+        let Some((pairs, _longest)) = self.hash.compact else {
             return Ok(());
         };
         self.note_key(pass, key_at)?;
@@ -592,8 +599,8 @@ impl Reader<'_> {
             return Ok(());
         };
         let h = &self.hash;
-        let fits = pairs <= self.opts.hash_max_listpack_entries
-            && longest <= self.opts.hash_max_listpack_value;
+        // A listpack stays one unless it has too many entries (Redis 7.0).
+        let fits = pairs <= self.opts.hash_max_listpack_entries;
         let replaced = store(db, &h.key, key_at, |shard| {
             if fits {
                 shard.put_compact(&h.key, &h.bytes, ttl)
