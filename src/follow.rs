@@ -572,7 +572,7 @@ impl Follower {
             }
         };
         // Every watched key may have changed.
-        ks.watches.touch_existing(&mut |_| true);
+        ks.watches.touch_all();
         drop(ks.replace_contents(fresh));
         let from = self.position();
         let records = next.records;

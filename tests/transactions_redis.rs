@@ -159,3 +159,93 @@ fn transactions_match_redis_line_for_line() {
     assert!(execs > n / 100, "too few transactions ran: {execs}");
     assert!(watch_aborts > 0, "WATCH never aborted an EXEC");
 }
+
+/// Scripts of two clients, replies compared with Redis's line for line:
+/// the cases a generated script rarely reaches.
+#[test]
+fn watch_edge_cases_match_redis() {
+    let Some(server) = redis_or_skip("watch_edge_cases_match_redis", &[]) else {
+        return;
+    };
+    let scripts: &[&[&str]] = &[
+        // COPY signals its destination only.
+        &[
+            "A HSET src f 1",
+            "A WATCH src",
+            "B COPY src dst",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        &[
+            "A HSET src f 1",
+            "A WATCH dst",
+            "B COPY src dst REPLACE",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        // FLUSHDB while watching a key already expired when watched.
+        &[
+            "A HSET x f foo",
+            "A PEXPIRE x 1",
+            "SLEEP",
+            "A WATCH x",
+            "B FLUSHDB",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        // ... and one that was live.
+        &[
+            "A HSET x f foo",
+            "A WATCH x",
+            "B FLUSHDB",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        // EXEC with arguments leaves MULTI and drops the WATCHes.
+        &[
+            "A WATCH y",
+            "A MULTI",
+            "A PING",
+            "A EXEC x",
+            "A EXEC",
+            "B HSET y f 1",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        &[
+            "A WATCH y",
+            "A EXEC x",
+            "B HSET y f 1",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+    ];
+    for script in scripts {
+        let mut ra = RespClient::connect(server.port).unwrap();
+        let mut rb = RespClient::connect(server.port).unwrap();
+        ra.call(&[b"FLUSHDB".as_slice()]).unwrap().unwrap();
+        let db = Db::in_memory(Options::default().active_expiry(false));
+        let mut sa = db.session();
+        let mut sb = db.session();
+        for line in *script {
+            if *line == "SLEEP" {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            let (client, rest) = line.split_at(2);
+            let words: Vec<String> = rest.split(' ').map(str::to_owned).collect();
+            let (want, got) = if client == "A " {
+                run(&mut ra, &mut sa, &words)
+            } else {
+                run(&mut rb, &mut sb, &words)
+            };
+            assert_eq!(got, want, "{script:?}: {line}");
+        }
+    }
+}

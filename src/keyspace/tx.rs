@@ -56,6 +56,9 @@ pub(crate) struct TxLog {
     arena: Vec<u8>,
     /// For WATCH at commit: (key number, changed by a deletion).
     watch: Vec<(usize, bool)>,
+    /// For WATCH at commit: the watchers of keys a FLUSHDB in the
+    /// transaction deleted (marked only if it commits).
+    flushed: Vec<std::sync::Arc<super::watch::Watch>>,
 }
 
 /// Keys compared by a linear scan before [`TxLog::seen`] is used.
@@ -78,6 +81,7 @@ impl TxLog {
         self.undo.clear();
         self.arena.clear();
         self.watch.clear();
+        self.flushed.clear();
     }
 
     fn key(&self, i: usize) -> &[u8] {
@@ -178,7 +182,12 @@ impl TxLog {
     ) -> Result<(), Error> {
         self.record(e)?;
         let del = matches!(e, Effect::Del { .. });
-        for k in e.keys() {
+        // COPY changes its destination only (and only it is signalled).
+        let changed = match e {
+            Effect::Copy { dst, .. } => vec![*dst],
+            _ => e.keys(),
+        };
+        for k in changed {
             let shard = g
                 .try_shard(k)
                 .ok_or_else(|| internal("a key outside the locked shards"))?;
@@ -196,8 +205,10 @@ impl TxLog {
             return Err(internal("FLUSHDB without every shard locked"));
         }
         self.record(&Effect::FlushDb)?;
-        ks.watches
-            .touch_existing(&mut |k| g.try_shard(k).is_some_and(|s| s.hash_ref(k).is_some()));
+        let existing = ks
+            .watches
+            .existing(&mut |k| g.try_shard(k).is_some_and(|s| s.hash_ref(k).is_some()));
+        self.flushed.extend(existing);
         let old = (0..super::SHARDS)
             .map(|i| {
                 let s = g.shard_at(i);
@@ -243,6 +254,7 @@ impl TxLog {
         };
         ks.watches
             .touch_changed(self.watch.iter().map(|&(i, del)| (self.key(i), del)));
+        super::watch::mark_deleted(&self.flushed);
         // Shards FLUSHDB emptied go to a running snapshot (or are dropped).
         let old: Vec<Option<Shard>> = std::mem::take(&mut self.undo)
             .into_iter()

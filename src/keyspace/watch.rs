@@ -97,9 +97,38 @@ impl Watches {
         let map = self.by_key.lock();
         for (k, list) in map.iter() {
             if exists(k) {
+                // A deletion: a key already expired when watched changes
+                // nothing logically (Redis's "FLUSHDB while watching stale
+                // keys should not fail EXEC").
                 for w in list {
-                    w.dirty.store(true, Ordering::SeqCst);
+                    mark(w, true);
                 }
+            }
+        }
+    }
+
+    /// The watchers of every watched key that `exists` (FLUSHDB in a
+    /// transaction, marked with [`mark_deleted`] once it commits).
+    pub(crate) fn existing(&self, exists: &mut dyn FnMut(&[u8]) -> bool) -> Vec<Arc<Watch>> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let map = self.by_key.lock();
+        map.iter()
+            .filter(|(k, _)| exists(k))
+            .flat_map(|(_, list)| list.iter().cloned())
+            .collect()
+    }
+
+    /// Marks every watcher (a follower loaded a newer state: anything may
+    /// have changed).
+    pub(crate) fn touch_all(&self) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for list in self.by_key.lock().values() {
+            for w in list {
+                w.dirty.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -117,6 +146,12 @@ fn touch_in(map: &HashMap<Vec<u8>, Vec<Arc<Watch>>>, e: &Effect<'_>) {
                 }
             }
         }
+        // COPY changes only its destination (Redis signals `dst` alone).
+        Effect::Copy { dst, .. } => {
+            for w in map.get(*dst).into_iter().flatten() {
+                mark(w, false);
+            }
+        }
         other => {
             for k in other.keys() {
                 for w in map.get(k).into_iter().flatten() {
@@ -124,6 +159,13 @@ fn touch_in(map: &HashMap<Vec<u8>, Vec<Arc<Watch>>>, e: &Effect<'_>) {
                 }
             }
         }
+    }
+}
+
+/// Marks watchers whose keys were deleted.
+pub(crate) fn mark_deleted(ws: &[Arc<Watch>]) {
+    for w in ws {
+        mark(w, true);
     }
 }
 
