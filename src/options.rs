@@ -300,6 +300,8 @@ impl Options {
 pub(crate) struct Now<'a> {
     clock: Option<&'a dyn Clock>,
     cached: Cell<Option<i64>>,
+    /// A transaction's one time, shared by its commands.
+    shared: Option<&'a Cell<Option<i64>>>,
 }
 
 impl<'a> Now<'a> {
@@ -307,6 +309,18 @@ impl<'a> Now<'a> {
         Now {
             clock: Some(clock),
             cached: Cell::new(None),
+            shared: None,
+        }
+    }
+
+    /// The time of a transaction: sampled once, at the first command that
+    /// needs it, for every command in it (Redis freezes the clock for an
+    /// EXEC).
+    pub(crate) fn shared(cell: &'a Cell<Option<i64>>, clock: &'a dyn Clock) -> Self {
+        Now {
+            clock: Some(clock),
+            cached: Cell::new(None),
+            shared: Some(cell),
         }
     }
 
@@ -316,7 +330,16 @@ impl<'a> Now<'a> {
         if let Some(v) = self.cached.get() {
             return v;
         }
-        let v = self.clock.map_or(0, Clock::now_ms);
+        let v = match self.shared.and_then(Cell::get) {
+            Some(v) => v,
+            None => {
+                let v = self.clock.map_or(0, Clock::now_ms);
+                if let Some(s) = self.shared {
+                    s.set(Some(v));
+                }
+                v
+            }
+        };
         self.cached.set(Some(v));
         v
     }

@@ -40,10 +40,14 @@ impl<'a, 'k> Ctx<'a, 'k> {
 
     /// A command inside the transaction `tx`.
     pub(crate) fn in_tx(ks: &'k Keyspace, opts: &'a Options, tx: &'a Locked<'k>) -> Self {
+        let now = match &tx.now {
+            Some(cell) => Now::shared(cell, &*opts.clock),
+            None => Now::lazy(&*opts.clock),
+        };
         Ctx {
             ks,
             opts,
-            now: Now::lazy(&*opts.clock),
+            now,
             tx: Some(tx),
         }
     }

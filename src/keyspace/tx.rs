@@ -326,6 +326,9 @@ pub(crate) struct Locked<'k> {
     /// journal as a single call's would (nothing to undo), and the highest
     /// ticket is kept for one sync after the locks are released.
     pub(crate) pipeline: Option<std::cell::Cell<Option<u64>>>,
+    /// A transaction's time, read once for all its commands (a pipeline's
+    /// commands each read their own).
+    pub(crate) now: Option<std::cell::Cell<Option<i64>>>,
 }
 
 impl<'k> Locked<'k> {
@@ -337,6 +340,7 @@ impl<'k> Locked<'k> {
             guard: std::cell::RefCell::new(guard),
             log: std::cell::RefCell::new(log),
             pipeline: None,
+            now: Some(std::cell::Cell::new(None)),
         }
     }
 
@@ -346,6 +350,7 @@ impl<'k> Locked<'k> {
             guard: std::cell::RefCell::new(guard),
             log: std::cell::RefCell::new(TxLog::default()),
             pipeline: Some(std::cell::Cell::new(None)),
+            now: None,
         }
     }
 
