@@ -101,7 +101,7 @@ impl Session {
         // The session's own commands: their argument counts first (inside
         // MULTI a wrong count aborts the transaction, as any other).
         let own_arity = match name.as_str() {
-            "multi" | "exec" | "discard" | "unwatch" => Some(n == 1),
+            "multi" | "exec" | "discard" | "unwatch" | "reset" => Some(n == 1),
             "watch" => Some(n >= 2),
             _ => None,
         };
@@ -142,6 +142,14 @@ impl Session {
                 }
                 self.watch(&words[1..]);
                 Ok(Reply::ok())
+            }
+            // RESET runs at once, in MULTI too: the connection's state
+            // goes back to a new one's (no MULTI, no WATCH).
+            "reset" => {
+                self.queue = None;
+                self.aborted = false;
+                self.unwatch();
+                Ok(Reply::Status("RESET".into()))
             }
             "unwatch" if self.queue.is_none() => {
                 self.unwatch();

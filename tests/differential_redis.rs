@@ -407,11 +407,27 @@ impl Gen {
                         &["hget"],
                         &["FLUSHDB", "BAD"],
                         &["FLUSHDB", "SYNC", "X"],
+                        &["SELECT", "0"],
+                        &["SELECT", "1"],
+                        &["SELECT", "-1"],
+                        &["SELECT", "x"],
+                        &["SELECT", "2147483648"],
+                        &["SELECT"],
+                        &["SWAPDB", "0", "0"],
+                        &["SWAPDB", "0", "1"],
+                        &["SWAPDB", "x", "0"],
+                        &["SWAPDB", "0", "99999999999"],
+                        &["SWAPDB", "0"],
+                        &["FLUSHALL", "BAD"],
+                        &["FLUSHALL", "SYNC", "X"],
+                        &["RESET"],
+                        &["RESET", "x"],
                     ],
                 );
                 self.words(v)
             }
             85 if self.rng.gen_ratio(1, 10) => self.words(&["FLUSHDB"]),
+            86 if self.rng.gen_ratio(1, 20) => self.words(&["FLUSHALL", "ASYNC"]),
             _ => vec![b"HGET".to_vec(), k, self.field()],
         };
         // Occasionally drop arguments to provoke arity errors.
@@ -494,6 +510,9 @@ fn run_phase(name: &str, seed: u64, n: usize, entries: usize, value: usize, big:
     let Some(server) = redis_or_skip(
         name,
         &[
+            // One keyspace, as hashkv has (SELECT, SWAPDB, FLUSHALL).
+            "--databases",
+            "1",
             "--hash-max-listpack-entries",
             &entries_s,
             "--hash-max-listpack-value",

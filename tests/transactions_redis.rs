@@ -164,7 +164,7 @@ fn transactions_match_redis_line_for_line() {
 /// the cases a generated script rarely reaches.
 #[test]
 fn watch_edge_cases_match_redis() {
-    let Some(server) = redis_or_skip("watch_edge_cases_match_redis", &[]) else {
+    let Some(server) = redis_or_skip("watch_edge_cases_match_redis", &["--databases", "1"]) else {
         return;
     };
     let scripts: &[&[&str]] = &[
@@ -223,6 +223,53 @@ fn watch_edge_cases_match_redis() {
             "B HSET y f 1",
             "A MULTI",
             "A PING",
+            "A EXEC",
+        ],
+        // One keyspace: SELECT, SWAPDB and FLUSHALL queue in MULTI; RESET
+        // runs at once, leaving MULTI and dropping the WATCHes.
+        &[
+            "A MULTI",
+            "A SELECT 0",
+            "A SWAPDB 0 0",
+            "A HSET z f 1",
+            "A FLUSHALL",
+            "A SELECT 1",
+            "A EXEC",
+            "A EXISTS z",
+        ],
+        &[
+            "A HSET z f 1",
+            "A WATCH z",
+            "B FLUSHALL",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        &[
+            "A HSET z f 1",
+            "A WATCH z",
+            "B SWAPDB 0 0",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+        ],
+        &[
+            "A WATCH z",
+            "A MULTI",
+            "A PING",
+            "A RESET",
+            "B HSET z f 2",
+            "A MULTI",
+            "A PING",
+            "A EXEC",
+            "A EXEC",
+        ],
+        &[
+            "A MULTI",
+            "A SELECT",
+            "A EXEC",
+            "A MULTI",
+            "A RESET x",
             "A EXEC",
         ],
     ];

@@ -70,7 +70,13 @@ pub(super) fn parse<'a>(
         "keys" => Command::Keys { pattern: key },
         "scan" => return Some(parse_scan(argv)),
         "dbsize" => Command::DbSize,
-        "flushdb" => {
+        "select" => Command::Select { index: key },
+        "swapdb" => Command::SwapDb {
+            a: argv[1],
+            b: argv[2],
+        },
+        "reset" => Command::Reset,
+        "flushdb" | "flushall" => {
             if argv.len() > 2
                 || (argv.len() == 2 && !eq_ic(argv[1], "sync") && !eq_ic(argv[1], "async"))
             {
@@ -428,12 +434,43 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
             Some(m) => Reply::Bulk(m.to_vec()),
         }),
         Command::Echo { message } => Ok(Reply::Bulk(message.to_vec())),
+        // One keyspace, as a Redis started with `--databases 1`: database 0
+        // is the only index there is.
+        Command::Select { index } => {
+            let i = crate::numeric::parse_i64(index).ok_or_else(CommandError::not_integer)?;
+            let i = i32::try_from(i).map_err(|_| {
+                CommandError::err(format!(
+                    "value is out of range, value must between {} and {}",
+                    i32::MIN,
+                    i32::MAX
+                ))
+            })?;
+            if i != 0 {
+                return Err(CommandError::err("DB index is out of range").into());
+            }
+            Ok(Reply::ok())
+        }
+        Command::SwapDb { a, b } => {
+            let a = db_index(a).ok_or_else(|| CommandError::err("invalid first DB index"))?;
+            let b = db_index(b).ok_or_else(|| CommandError::err("invalid second DB index"))?;
+            if a != 0 || b != 0 {
+                return Err(CommandError::err("DB index is out of range").into());
+            }
+            Ok(Reply::ok())
+        }
+        Command::Reset => Ok(Reply::Status("RESET".into())),
         _ => Err(CommandError::err("internal: not a key command").into()),
     }
 }
 
 /// SCAN over all shards: the cursor's low bits name the shard, the rest is
 /// that shard's table cursor.
+/// A database index as Redis reads it (`getIntFromObject`: a canonical
+/// integer that fits in an `int`).
+fn db_index(w: &[u8]) -> Option<i32> {
+    crate::numeric::parse_i64(w).and_then(|n| i32::try_from(n).ok())
+}
+
 fn scan(
     ctx: &Ctx<'_, '_>,
     cursor: u64,

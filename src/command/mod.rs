@@ -133,8 +133,14 @@ pub enum Command<'a> {
     },
     /// DBSIZE.
     DbSize,
-    /// FLUSHDB.
+    /// FLUSHDB / FLUSHALL (one keyspace: the same).
     FlushDb,
+    /// SELECT (the index as given; only 0 exists).
+    Select { index: &'a [u8] },
+    /// SWAPDB (the indexes as given; only 0 exists).
+    SwapDb { a: &'a [u8], b: &'a [u8] },
+    /// RESET (outside a session: answers `RESET`).
+    Reset,
     /// OBJECT ENCODING.
     ObjectEncoding { key: &'a [u8] },
     /// MEMORY USAGE.
@@ -203,7 +209,10 @@ fn arity(name: &str) -> Option<i32> {
         "copy" | "expire" | "pexpire" | "expireat" | "pexpireat" => -3,
         "scan" => -2,
         "dbsize" => 1,
-        "flushdb" | "ping" => -1,
+        "flushdb" | "flushall" | "ping" => -1,
+        "select" => 2,
+        "swapdb" => 3,
+        "reset" => 1,
         "object" | "memory" => -2,
         _ => return None,
     })
@@ -232,6 +241,8 @@ pub(crate) fn is_write_name(name: &str) -> bool {
             | "pexpireat"
             | "persist"
             | "flushdb"
+            | "flushall"
+            | "swapdb"
             | "hexpire"
             | "hpexpire"
             | "hexpireat"
@@ -309,6 +320,7 @@ impl<'a> Command<'a> {
             | C::Expire { .. }
             | C::Persist { .. }
             | C::FlushDb
+            | C::SwapDb { .. }
             | C::HExpire { .. }
             | C::HPersist { .. }
             | C::HGetDel { .. }
@@ -332,6 +344,8 @@ impl<'a> Command<'a> {
             | C::MemoryUsage { .. }
             | C::Ping { .. }
             | C::Echo { .. }
+            | C::Select { .. }
+            | C::Reset
             | C::HTtl { .. } => false,
         }
     }
@@ -387,6 +401,9 @@ impl<'a> Command<'a> {
             }
             C::Ping { .. }
             | C::Echo { .. }
+            | C::Select { .. }
+            | C::SwapDb { .. }
+            | C::Reset
             | C::Keys { .. }
             | C::Scan { .. }
             | C::DbSize
@@ -581,7 +598,10 @@ impl<'a> Command<'a> {
             | Command::ObjectEncoding { .. }
             | Command::MemoryUsage { .. }
             | Command::Ping { .. }
-            | Command::Echo { .. } => keys::execute(self, ctx),
+            | Command::Echo { .. }
+            | Command::Select { .. }
+            | Command::SwapDb { .. }
+            | Command::Reset => keys::execute(self, ctx),
             Command::HExpire { .. }
             | Command::HTtl { .. }
             | Command::HPersist { .. }
