@@ -573,3 +573,129 @@ fn a_transaction_reads_the_clock_once() {
         "transactions that saw the key both present and gone"
     );
 }
+
+/// Every field of `key` with its value and absolute expiry (-1: none).
+fn fields_with_ttls(db: &Db, key: &str) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>, i64)> = db
+        .hgetall(key)
+        .unwrap()
+        .into_iter()
+        .map(|(f, v)| {
+            let at = match db
+                .execute(&[&b"HPEXPIRETIME"[..], key.as_bytes(), b"FIELDS", b"1", &f])
+                .unwrap()
+            {
+                Reply::Array(a) => a[0].as_integer().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            (f, v, at)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A failed transaction over a dict hash puts back exactly the fields it
+/// changed (values and field TTLs), whatever mix of changes it made and in
+/// whatever order, also when the key is deleted after its fields changed.
+#[test]
+fn a_failed_transaction_on_a_big_hash_puts_back_the_fields_it_changed() {
+    let db = Db::in_memory(Options::default().active_expiry(false));
+    let pairs: Vec<(String, String)> = (0..2000)
+        .map(|i| (format!("f{i}"), i.to_string()))
+        .collect();
+    db.hset("big", &pairs).unwrap();
+    db.execute(&[
+        "HPEXPIREAT",
+        "big",
+        "4000000000000",
+        "FIELDS",
+        "3",
+        "f1",
+        "f2",
+        "f3",
+    ])
+    .unwrap();
+    db.pexpire("big", 600_000).unwrap();
+    db.hset("small", &[("a", "1")]).unwrap();
+    assert_eq!(
+        db.object_encoding("big").unwrap().as_deref(),
+        Some("hashtable")
+    );
+    let before = fields_with_ttls(&db, "big");
+    let key_ttl = db.execute(&["PEXPIRETIME", "big"]).unwrap();
+    let scripts: Vec<Box<dyn Fn(&mut hashkv::Transaction<'_>) -> hashkv::Result<()>>> = vec![
+        Box::new(|tx| {
+            tx.hset("big", &[("f1", "x"), ("new", "y"), ("f1", "z")])?;
+            tx.hincrby("big", "f5", 10)?;
+            tx.hdel("big", &["f2", "f6", "nosuch"])?;
+            tx.execute(&[
+                "HPEXPIREAT",
+                "big",
+                "4000000000001",
+                "FIELDS",
+                "2",
+                "f3",
+                "f7",
+            ])?;
+            tx.execute(&["HPERSIST", "big", "FIELDS", "1", "f3"])?;
+            tx.execute(&[
+                "HSETEX",
+                "big",
+                "PXAT",
+                "4000000000002",
+                "FIELDS",
+                "2",
+                "f8",
+                "a",
+                "f9",
+                "b",
+            ])?;
+            tx.execute(&["HSETEX", "big", "KEEPTTL", "FIELDS", "1", "f1", "k"])?;
+            tx.hdel("big", &["new"])?;
+            tx.hset("big", &[("new", "again")])?;
+            Ok(())
+        }),
+        Box::new(|tx| {
+            tx.hset("big", &[("f1", "x")])?;
+            tx.del(&["big"])?;
+            tx.hset("big", &[("only", "1")])?;
+            Ok(())
+        }),
+        Box::new(|tx| {
+            tx.hset("big", &[("f10", "x")])?;
+            tx.execute(&["RENAME", "big", "small"])?;
+            tx.hset("small", &[("f11", "y")])?;
+            Ok(())
+        }),
+    ];
+    for (n, script) in scripts.iter().enumerate() {
+        let r: hashkv::Result<()> = db.transaction(&["big", "small"], |tx| {
+            script(tx)?;
+            Err(Error::Command(hashkv::CommandError::new(
+                "ERR abort on purpose",
+            )))
+        });
+        assert!(r.is_err());
+        assert_eq!(fields_with_ttls(&db, "big"), before, "script {n}");
+        assert_eq!(
+            db.execute(&["PEXPIRETIME", "big"]).unwrap(),
+            key_ttl,
+            "script {n}"
+        );
+        assert_eq!(
+            db.hgetall("small").unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec())]
+        );
+        assert_eq!(
+            db.object_encoding("big").unwrap().as_deref(),
+            Some("hashtable")
+        );
+    }
+    // The same changes committed are all there.
+    db.transaction(&["big", "small"], |tx| scripts[0](tx))
+        .unwrap();
+    let after = fields_with_ttls(&db, "big");
+    assert_ne!(after, before);
+    assert!(after.contains(&(b"new".to_vec(), b"again".to_vec(), -1)));
+}

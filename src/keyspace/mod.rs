@@ -798,7 +798,7 @@ fn set_side(
 
 /// Options for effects whose application never converts an encoding
 /// (field removals).
-fn no_opts() -> &'static Options {
+pub(super) fn no_opts() -> &'static Options {
     static OPTS: OnceLock<Options> = OnceLock::new();
     OPTS.get_or_init(Options::default)
 }

@@ -1,7 +1,11 @@
 //! What a transaction keeps while its commands run directly on the shards
 //! it has locked ([`TxLog`]): the effects, framed as log records, to log as
-//! one record at the end; and the state every key had before its first
-//! change, to put back if the transaction does not commit.
+//! one record at the end; and what every change replaced, to put back if
+//! the transaction does not commit. A change to some fields of a dict hash
+//! keeps only those fields (their values and TTLs), so undo costs what the
+//! transaction changes, not the size of the hash; anything else keeps the
+//! key's whole state before its first change (a compact hash is a few
+//! hundred bytes at most).
 //!
 //! The shards stay write-locked from the first command to the commit or
 //! rollback, so no other thread sees a change before it is logged, and a
@@ -30,10 +34,19 @@ enum Before {
     Owned(super::OwnedHash, Option<i64>),
 }
 
+/// A field as it was: its value and TTL (0 = none), or missing.
+type FieldBefore = (Vec<u8>, Option<(Vec<u8>, i64)>);
+
 /// One step to undo, in the order they happened.
 enum Undo {
     /// Key number `key` (in [`TxLog::keys`]) had the state `before`.
     Key { key: usize, before: Before },
+    /// Some fields of key number `key`, a dict hash, as they were before
+    /// one effect changed them (the hash is not emptied by it).
+    Fields {
+        key: usize,
+        fields: Vec<FieldBefore>,
+    },
     /// FLUSHDB replaced every shard; these are the old ones, by index.
     Flush(Vec<Shard>),
 }
@@ -56,6 +69,9 @@ pub(crate) struct TxLog {
     arena: Vec<u8>,
     /// For WATCH at commit: (key number, changed by a deletion).
     watch: Vec<(usize, bool)>,
+    /// Per key number: whether an [`Undo::Key`] keeps its whole state from
+    /// before its first change (then later changes need nothing more).
+    whole: Vec<bool>,
     /// For WATCH at commit: the watchers of keys a FLUSHDB in the
     /// transaction deleted (marked only if it commits).
     flushed: Vec<std::sync::Arc<super::watch::Watch>>,
@@ -82,6 +98,7 @@ impl TxLog {
         self.arena.clear();
         self.watch.clear();
         self.flushed.clear();
+        self.whole.clear();
     }
 
     fn key(&self, i: usize) -> &[u8] {
@@ -100,10 +117,32 @@ impl TxLog {
         (0..self.key_ends.len()).rev().find(|&i| self.key(i) == key)
     }
 
-    /// Saves what `key` holds in `shard` unless the transaction changed it
-    /// already; returns its number.
-    fn save(&mut self, shard: &Shard, key: &[u8]) -> Result<usize, Error> {
+    /// The number of `key` among the changed keys, registering it.
+    fn number(&mut self, key: &[u8]) -> usize {
         if let Some(i) = self.find(key) {
+            return i;
+        }
+        self.key_bytes.extend_from_slice(key);
+        self.key_ends.push(self.key_bytes.len());
+        self.whole.push(false);
+        if self.key_ends.len() > LINEAR {
+            let mut seen = self.seen.take().unwrap_or_default();
+            if seen.is_empty() {
+                for i in 0..self.key_ends.len() - 1 {
+                    seen.insert(self.key(i).to_vec());
+                }
+            }
+            seen.insert(key.to_vec());
+            self.seen = Some(seen);
+        }
+        self.key_ends.len() - 1
+    }
+
+    /// Saves what `key` holds in `shard` unless its whole state from
+    /// before the transaction is kept already; returns its number.
+    fn save(&mut self, shard: &Shard, key: &[u8]) -> Result<usize, Error> {
+        let i = self.number(key);
+        if self.whole[i] {
             return Ok(i);
         }
         let ttl = shard.ttl_of(key);
@@ -120,20 +159,41 @@ impl TxLog {
             }
             Some(h) => Before::Owned(clone_hash(h)?, ttl),
         };
-        self.key_bytes.extend_from_slice(key);
-        self.key_ends.push(self.key_bytes.len());
-        if self.key_ends.len() > LINEAR {
-            let mut seen = self.seen.take().unwrap_or_default();
-            if seen.is_empty() {
-                for i in 0..self.key_ends.len() - 1 {
-                    seen.insert(self.key(i).to_vec());
-                }
-            }
-            seen.insert(key.to_vec());
-            self.seen = Some(seen);
-        }
-        let i = self.key_ends.len() - 1;
+        self.whole[i] = true;
         self.undo.push(Undo::Key { key: i, before });
+        Ok(i)
+    }
+
+    /// Before an effect changes `fields` of `key`: keeps just those fields
+    /// when the hash is a dict the effect cannot empty, else the key's
+    /// whole state ([`TxLog::save`]). Returns the key's number.
+    fn save_fields<'f>(
+        &mut self,
+        shard: &Shard,
+        key: &[u8],
+        fields: impl ExactSizeIterator<Item = &'f [u8]>,
+    ) -> Result<usize, Error> {
+        if self.find(key).is_some_and(|i| self.whole[i]) {
+            return self.save(shard, key);
+        }
+        let h = match shard.hash_ref(key) {
+            Some(h @ HashRef::Dict(..)) if fields.len() < h.len() => h,
+            _ => return self.save(shard, key),
+        };
+        let fields: Vec<FieldBefore> = fields
+            .map(|f| {
+                let was = h.get(f).map(|v| {
+                    let ttl = match h.field_ttl(f) {
+                        crate::hash::FieldTtl::At(t) => t,
+                        _ => 0,
+                    };
+                    (v.to_bytes(), ttl)
+                });
+                (f.to_vec(), was)
+            })
+            .collect();
+        let i = self.number(key);
+        self.undo.push(Undo::Fields { key: i, fields });
         Ok(i)
     }
 
@@ -163,6 +223,21 @@ impl TxLog {
     /// is applied to `shard`: keeps its keys' state and its record.
     pub(crate) fn before_in_shard(&mut self, shard: &Shard, e: &Effect<'_>) -> Result<(), Error> {
         self.record(e)?;
+        let fields = match e {
+            Effect::HSet { key, pairs } | Effect::HSetEx { key, pairs, .. } => {
+                Some(self.save_fields(shard, key, pairs.iter().map(|(f, _)| *f)))
+            }
+            Effect::HDel { key, fields }
+            | Effect::HPExpireAt { key, fields, .. }
+            | Effect::HPersist { key, fields } => {
+                Some(self.save_fields(shard, key, fields.iter().copied()))
+            }
+            _ => None,
+        };
+        if let Some(i) = fields {
+            self.watch.push((i?, false));
+            return Ok(());
+        }
         let del = matches!(e, Effect::Del { .. });
         let mut saved = Ok(());
         e.for_each_key(&mut |k| {
@@ -260,7 +335,7 @@ impl TxLog {
             .into_iter()
             .filter_map(|u| match u {
                 Undo::Flush(shards) => Some(shards),
-                Undo::Key { .. } => None,
+                Undo::Key { .. } | Undo::Fields { .. } => None,
             })
             .flatten()
             .map(retire)
@@ -280,6 +355,27 @@ impl TxLog {
                     for (i, s) in old.into_iter().enumerate() {
                         *g.shard_at(i) = s;
                     }
+                }
+                Undo::Fields { key, fields } => {
+                    let k = self.key(key);
+                    let Some(shard) = g.try_shard(k) else {
+                        continue;
+                    };
+                    // A dict stays a dict; the first value of a field named
+                    // twice is the one put back (the list runs backwards).
+                    let mut h = shard.edit(k, super::no_opts());
+                    for (f, was) in fields.iter().rev() {
+                        match was {
+                            None => {
+                                h.remove(f);
+                            }
+                            Some((v, ttl)) => {
+                                let _ = h.set_with(f, v, false);
+                                h.set_field_ttl(f, *ttl);
+                            }
+                        }
+                    }
+                    let _ = h.finish();
                 }
                 Undo::Key { key, before } => {
                     let k = self.key(key);
