@@ -624,7 +624,8 @@ fn a_failed_transaction_on_a_big_hash_puts_back_the_fields_it_changed() {
     );
     let before = fields_with_ttls(&db, "big");
     let key_ttl = db.execute(&["PEXPIRETIME", "big"]).unwrap();
-    let scripts: Vec<Box<dyn Fn(&mut hashkv::Transaction<'_>) -> hashkv::Result<()>>> = vec![
+    type Script = Box<dyn Fn(&mut hashkv::Transaction<'_>) -> hashkv::Result<()>>;
+    let scripts: Vec<Script> = vec![
         Box::new(|tx| {
             tx.hset("big", &[("f1", "x"), ("new", "y"), ("f1", "z")])?;
             tx.hincrby("big", "f5", 10)?;
