@@ -735,3 +735,45 @@ fn hgetex_into_the_past_deletes_a_repeated_field_after_its_first_reply() {
         [Some("1".into()), Some("1".into()), Some("2".into())]
     );
 }
+
+/// Redis 8's conversions (its `t_hash.c`): every HGETEX option makes a
+/// listpack a `listpackex` (PERSIST too), and HSETEX converts to a
+/// `hashtable` up front, whatever its TTL option, when more pairs are
+/// given than the entries limit or an argument passes the value limit,
+/// also when its fields are deleted at once by a time in the past.
+#[test]
+fn hgetex_and_hsetex_convert_as_redis_8_does() {
+    let (db, _clock) = db();
+    int(&db, "HSET p a 1");
+    bulks(&db, "HGETEX p PERSIST FIELDS 1 a");
+    assert_eq!(encoding(&db, "p"), "listpackex");
+    let mut argv: Vec<String> = "HSETEX n FIELDS 513"
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    for _ in 0..513 {
+        argv.push("f".into());
+        argv.push("1".into());
+    }
+    db.execute(&argv).unwrap();
+    assert_eq!(encoding(&db, "n"), "hashtable");
+    assert_eq!(int(&db, "HLEN n"), 1);
+    let long = "v".repeat(70);
+    int(&db, "HSET d a 1");
+    assert_eq!(int(&db, &format!("HSETEX d EX 0 FIELDS 1 b {long}")), 1);
+    assert_eq!(encoding(&db, "d"), "hashtable");
+    assert_eq!(int(&db, "HLEN d"), 1);
+    for (key, opt) in [("x", "FNX"), ("y", "FXX")] {
+        int(&db, &format!("HSET {key} a 1"));
+        let field = if opt == "FXX" { "a" } else { "b" };
+        assert_eq!(
+            int(&db, &format!("HSETEX {key} {opt} FIELDS 1 {field} {long}")),
+            1
+        );
+        assert_eq!(encoding(&db, key), "hashtable", "{opt}");
+    }
+    // Without a reason to convert, HSETEX without a time keeps a listpack.
+    int(&db, "HSET s a 1");
+    assert_eq!(int(&db, "HSETEX s FIELDS 1 b 2"), 1);
+    assert_eq!(encoding(&db, "s"), "listpack");
+}

@@ -337,6 +337,28 @@ fn to_listpackex(
     Ok(())
 }
 
+/// Converts the hash at `key` to a dict before a write of `pairs` pairs
+/// whose longest argument is `max_len` bytes (Redis's up-front
+/// conversion; not logged, as Redis does not propagate it).
+fn to_dict(
+    ctx: &Ctx<'_, '_>,
+    shard: &mut crate::keyspace::Shard,
+    key: &[u8],
+    pairs: usize,
+    max_len: usize,
+) -> Result<(), Error> {
+    if shard
+        .hash_ref(key)
+        .is_some_and(|h| !matches!(h, HashRef::Dict(..)))
+    {
+        ctx.before_unlogged_change(shard, key)?;
+        let mut e = shard.edit(key, ctx.opts);
+        e.precheck(pairs, max_len)?;
+        e.finish()?;
+    }
+    Ok(())
+}
+
 fn codes(v: Vec<i64>) -> Reply {
     Reply::Array(v.into_iter().map(Reply::Integer).collect())
 }
@@ -525,9 +547,8 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                 if shard.get(key, now).is_none() {
                     return Ok((vec![Reply::Nil; fields.len()], None));
                 }
-                if at.is_some() {
-                    to_listpackex(ctx, shard, key)?;
-                }
+                // Every HGETEX option converts a listpack (PERSIST too).
+                to_listpackex(ctx, shard, key)?;
                 let Some(h) = shard.get(key, now) else {
                     return Ok((vec![Reply::Nil; fields.len()], None));
                 };
@@ -597,8 +618,23 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                     return Ok((0, None));
                 }
                 let exists = h.is_some();
-                if exists && at.is_some() {
-                    to_listpackex(ctx, shard, key)?;
+                if exists {
+                    // Redis 8 converts up front, whatever the TTL option:
+                    // more pairs given than the entries limit, or an
+                    // argument past the value limit, make it a dict (also
+                    // when the fields are then deleted at once).
+                    let max_len = pairs
+                        .iter()
+                        .map(|(f, v)| f.len().max(v.len()))
+                        .max()
+                        .unwrap_or(0);
+                    if pairs.len() > ctx.opts.hash_max_listpack_entries
+                        || max_len > ctx.opts.hash_max_listpack_value
+                    {
+                        to_dict(ctx, shard, key, pairs.len(), max_len)?;
+                    } else if at.is_some() {
+                        to_listpackex(ctx, shard, key)?;
+                    }
                 }
                 let e = match at {
                     // Written and expired at once: only the deletions remain.
@@ -621,7 +657,7 @@ pub(super) fn execute(cmd: Command<'_>, ctx: &Ctx<'_, '_>) -> Result<Reply, Erro
                         pairs,
                         ttl: KEEP_TTL,
                     },
-                    None => Effect::HSet { key, pairs },
+                    None => Effect::HSetEx { key, pairs, ttl: 0 },
                 };
                 let (_, t) = ctx.commit(shard, &e)?;
                 Ok((1, t))

@@ -71,8 +71,9 @@ pub(crate) enum Effect<'a> {
     FlushDb,
     /// Set fields with a TTL action (HSETEX; HINCRBY and HINCRBYFLOAT on a
     /// hash with field TTLs): `ttl` is [`KEEP_TTL`] to keep each existing
-    /// field's TTL, 0 to clear it (as HSet), or an absolute Unix ms time
-    /// given to every field.
+    /// field's TTL, 0 to clear it (HSETEX without a time: as HSet, with
+    /// HSETEX's up-front conversion), or an absolute Unix ms time given to
+    /// every field.
     HSetEx {
         #[serde(borrow)]
         key: &'a [u8],
@@ -172,7 +173,7 @@ pub(crate) fn apply_in_shard(
     opts: &Options,
 ) -> Result<i64, CommandError> {
     match e {
-        Effect::HSet { key, pairs } => set_pairs(shard, key, pairs, 0, opts),
+        Effect::HSet { key, pairs } => set_pairs(shard, key, pairs, 0, false, opts),
         Effect::HDel { key, fields } => {
             let mut h = shard.edit(key, opts);
             if !h.existed() {
@@ -190,7 +191,7 @@ pub(crate) fn apply_in_shard(
             h.finish()?;
             Ok(deleted)
         }
-        Effect::HSetEx { key, pairs, ttl } => set_pairs(shard, key, pairs, *ttl, opts),
+        Effect::HSetEx { key, pairs, ttl } => set_pairs(shard, key, pairs, *ttl, true, opts),
         Effect::HPExpireAt { key, at_ms, fields } => {
             let mut h = shard.edit(key, opts);
             if !h.existed() {
@@ -229,14 +230,17 @@ pub(crate) fn apply_in_shard(
     }
 }
 
-/// HSet (`ttl` 0: existing fields lose their TTL) and HSetEx (`ttl`
-/// [`KEEP_TTL`] or an absolute time for every field): Redis's pre-check
-/// conversion, then each pair in order. Returns the fields created.
+/// HSet (`ttl` 0: existing fields lose their TTL) and HSetEx (`ttl` 0 as
+/// HSet, [`KEEP_TTL`], or an absolute time for every field): Redis's
+/// pre-check conversion (`upfront`: HSETEX's, which also counts the pairs
+/// given against the entries limit), then each pair in order. Returns the
+/// fields created.
 fn set_pairs(
     shard: &mut Shard,
     key: &[u8],
     pairs: &[(&[u8], &[u8])],
     ttl: i64,
+    upfront: bool,
     opts: &Options,
 ) -> Result<i64, CommandError> {
     if ttl == 0 && shard.overwrite_in_place(key, pairs, opts.hash_max_listpack_value, opts.pack_hex)
@@ -254,7 +258,7 @@ fn set_pairs(
     // and then by the real field count as the pairs go in, so repeated
     // fields never count twice; HSETEX (Redis 8) also converts up front
     // when the pairs given pass the entries limit.
-    let given = if ttl == 0 { 0 } else { pairs.len() };
+    let given = if upfront { pairs.len() } else { 0 };
     h.precheck(given, max_len)?;
     if ttl > 0 {
         h.make_ex();
