@@ -170,12 +170,18 @@ impl Keyspace {
         r
     }
 
-    /// One active-expiry pass over every shard with a per-shard budget.
-    /// Returns the number of keys deleted; each deletion is logged first.
+    /// One active-expiry pass over every shard, in batches of `budget`
+    /// keys or fields under a shard's lock. Like Redis's cycle it works
+    /// harder when expired items abound: a shard's batch is repeated while
+    /// it removed a full batch of fields (or a tenth of a batch of keys),
+    /// for at most [`SWEEP_TIME`] a pass, releasing the lock between
+    /// batches so writers never wait long. Returns the number of keys
+    /// deleted; each deletion is logged first.
     pub(crate) fn sweep(&self, now: i64, budget: usize) -> Result<usize, Error> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
+        let deadline = std::time::Instant::now() + SWEEP_TIME;
         let mut deleted = 0;
         for s in self.shards.iter() {
             let (volatile, hfe) = {
@@ -183,22 +189,34 @@ impl Keyspace {
                 (g.volatile_len(), g.hfe_len())
             };
             if hfe > 0 {
-                self.sweep_fields(&mut s.write(), now, budget)?;
+                while self.sweep_fields(&mut s.write(), now, budget)? >= budget
+                    && std::time::Instant::now() < deadline
+                {}
             }
             if volatile == 0 {
                 continue;
             }
-            let mut shard = s.write();
-            let keys = shard.expired_keys(now, budget);
-            if keys.is_empty() {
-                continue;
-            }
-            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            self.log(&Effect::Del { keys: refs.clone() })?;
-            for k in refs {
-                deleted += usize::from(shard.delete(k));
+            loop {
+                let mut shard = s.write();
+                let keys = shard.expired_keys(now, budget);
+                if keys.is_empty() {
+                    break;
+                }
+                let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+                self.log(&Effect::Del { keys: refs.clone() })?;
+                for k in refs {
+                    deleted += usize::from(shard.delete(k));
+                }
+                drop(shard);
+                if keys.len() * 10 < budget || std::time::Instant::now() >= deadline {
+                    break;
+                }
             }
         }
         Ok(deleted)
     }
 }
+
+/// The most one active-expiry pass works when expired items abound (a
+/// quarter of the 100 ms between passes, as Redis's slow cycle).
+const SWEEP_TIME: std::time::Duration = std::time::Duration::from_millis(25);
