@@ -39,8 +39,8 @@ fn small_db(clock: &std::sync::Arc<hashkv::ManualClock>) -> hashkv::Db {
 }
 
 /// Arbitrary bytes as a Redis RDB file: the import fails and changes
-/// nothing, or it succeeds with a consistent keyspace that an RDB 12
-/// export carries to a second database unchanged.
+/// nothing, or it succeeds with a consistent keyspace whose contents an
+/// RDB 12 export carries to a second database unchanged.
 pub fn rdb_import(data: &[u8]) {
     let clock = hashkv::ManualClock::new(1_700_000_000_000);
     let db = || small_db(&clock);
@@ -73,7 +73,18 @@ pub fn rdb_import(data: &[u8]) {
     let b = db();
     b.import_rdb_with(&file, &opts, &mut |_, _| {})
         .expect("an export imports");
-    assert_eq!(hashkv::fuzzing::dump(&a), hashkv::fuzzing::dump(&b));
+    // Same keys, fields, values and TTLs. Encodings may differ: the export
+    // writes a hash that fits Redis's default limits as a listpack, and a
+    // listpack loads as one whatever its elements' length (as in Redis
+    // 7.0), so `b` may keep as a listpack what `a`, under small limits,
+    // holds as a dict.
+    let contents = |db: &hashkv::Db| {
+        hashkv::fuzzing::dump(db)
+            .into_iter()
+            .map(|(k, pairs, ttl, _, fttl)| (k, pairs, ttl, fttl))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(contents(&a), contents(&b));
 }
 
 /// A read-only handle over a real writer's segment (cut at any byte) that
