@@ -802,3 +802,23 @@ fn active_expiry_removes_thousands_of_expired_fields_in_one_pass() {
     db.expire_cycle().unwrap();
     assert_eq!(db.dbsize().unwrap(), 0, "the key goes in one pass");
 }
+
+/// `Db::info` counts what expiry removed, lazily or by the sweep: keys
+/// (Redis's `expired_keys`) and fields (its `expired_subkeys`).
+#[test]
+fn info_counts_expired_keys_and_fields() {
+    let (db, clock) = db();
+    int(&db, "HSET a f 1");
+    int(&db, "HSET b f 1");
+    int(&db, "PEXPIRE a 10");
+    int(&db, "PEXPIRE b 10");
+    int(&db, "HSET h x 1 y 2 z 3");
+    ints(&db, "HPEXPIRE h 10 FIELDS 2 x y");
+    clock.advance(20);
+    assert_eq!(db.hget("a", "f").unwrap(), None); // lazily
+    assert_eq!(db.hget("h", "x").unwrap(), None); // lazily, one field
+    db.expire_cycle().unwrap(); // b and y
+    let info = db.info().unwrap();
+    assert_eq!((info.expired_keys, info.expired_fields), (2, 2));
+    assert_eq!(info.to_json()["expired_fields"], 2);
+}

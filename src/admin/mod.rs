@@ -69,6 +69,12 @@ pub struct Info {
     /// On a reader: bytes of whole records past its position, not applied
     /// yet ([`Db::reader_lag_bytes`]).
     pub lag_bytes: Option<u64>,
+    /// Keys removed because their TTL passed, since this handle opened
+    /// (Redis's `expired_keys`).
+    pub expired_keys: u64,
+    /// Fields removed because their TTL passed, since this handle opened
+    /// (Redis's `expired_subkeys`).
+    pub expired_fields: u64,
 }
 
 impl Info {
@@ -94,6 +100,8 @@ impl Info {
             "role": if self.read_only { "reader" } else { "writer" },
             "log_position": self.position.to_string(),
             "lag_bytes": self.lag_bytes,
+            "expired_keys": self.expired_keys,
+            "expired_fields": self.expired_fields,
         })
     }
 }
@@ -147,6 +155,16 @@ impl Db {
             read_only: self.is_read_only(),
             position: self.log_position(),
             lag_bytes: self.reader_lag_bytes()?,
+            expired_keys: self
+                .keyspace()
+                .counters
+                .expired_keys
+                .load(std::sync::atomic::Ordering::Relaxed),
+            expired_fields: self
+                .keyspace()
+                .counters
+                .expired_fields
+                .load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! active sweep over every shard.
 
 use super::*;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The keys of a side table of times (`expires`, `hfe`) whose time is
 /// before `now`, walking it from `cursor` (left where the walk stopped)
@@ -52,6 +53,7 @@ impl Keyspace {
         }
         self.log_in(sink, shard, &Effect::Del { keys: vec![key] })?;
         shard.delete(key);
+        self.counters.expired_keys.fetch_add(1, Relaxed);
         Ok(true)
     }
 
@@ -90,7 +92,9 @@ impl Keyspace {
         }
         let e = Effect::HDel { key, fields };
         self.log_in(sink, shard, &e)?;
-        Ok(effect::apply_in_shard(shard, &e, no_opts())? as usize)
+        let n = effect::apply_in_shard(shard, &e, no_opts())? as usize;
+        self.counters.expired_fields.fetch_add(n as u64, Relaxed);
+        Ok(n)
     }
 
     /// The time at which `key`'s fields are to be expired now, if any of
@@ -205,7 +209,11 @@ impl Keyspace {
                 let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
                 self.log(&Effect::Del { keys: refs.clone() })?;
                 for k in refs {
-                    deleted += usize::from(shard.delete(k));
+                    let gone = shard.delete(k);
+                    deleted += usize::from(gone);
+                    self.counters
+                        .expired_keys
+                        .fetch_add(u64::from(gone), Relaxed);
                 }
                 drop(shard);
                 if keys.len() * 10 < budget || std::time::Instant::now() >= deadline {

@@ -643,6 +643,16 @@ pub(crate) struct Keyspace {
     /// follows changes it; expired keys and fields stay (invisible) until
     /// the writer's deletions arrive.
     read_only: std::sync::atomic::AtomicBool,
+    /// What expiry removed since the keyspace was made.
+    pub(crate) counters: Counters,
+}
+
+/// Counts of what expiry removed (lazily or by the sweep), as Redis's INFO
+/// stats `expired_keys` and `expired_subkeys`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) expired_keys: std::sync::atomic::AtomicU64,
+    pub(crate) expired_fields: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Keyspace {
@@ -653,6 +663,7 @@ impl Default for Keyspace {
             capture_lock: Mutex::new(()),
             watches: watch::Watches::default(),
             read_only: std::sync::atomic::AtomicBool::new(false),
+            counters: Counters::default(),
         }
     }
 }

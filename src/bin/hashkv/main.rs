@@ -537,6 +537,9 @@ fn print_info(i: &hashkv::admin::Info) {
     println!("volatile_keys:{}", i.volatile_keys);
     println!("field_ttl_hashes:{}", i.field_ttl_hashes);
     println!("memory_bytes:{}", i.memory_bytes);
+    println!("# Stats");
+    println!("expired_keys:{}", i.expired_keys);
+    println!("expired_fields:{}", i.expired_fields);
     println!("# Persistence");
     match &i.snapshot {
         Some(s) => println!(
