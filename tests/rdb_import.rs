@@ -904,3 +904,38 @@ fn a_listpack_with_long_values_stays_a_listpack_as_redis_loads_it() {
         .unwrap();
     assert_eq!(enc, Reply::Bulk(b"listpack".to_vec()));
 }
+
+/// A function library in the format of Redis 7.0's release candidates
+/// (opcode 246: name, engine, an optional description, the code) is
+/// skipped as other functions are; Redis 7.0.15 loads such a file.
+#[test]
+fn a_release_candidate_function_record_is_skipped() {
+    let mut f = Rdb::new(10);
+    f.byte(0xF6)
+        .str(b"mylib")
+        .str(b"lua")
+        .len(1)
+        .str(b"a library")
+        .str(b"redis.register_function('f', function() return 1 end)");
+    f.byte(16).str(b"h").listpack(&[Ok(b"a"), Ok(b"1")]);
+    let bytes = f.finish();
+    let db = db();
+    let t = import_bytes(&db, &bytes, &RdbImportOptions::default()).unwrap();
+    assert_eq!(t.keys, 1);
+    assert_eq!(db.hget("h", "a").unwrap(), Some(b"1".to_vec()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dump.rdb"), &bytes).unwrap();
+    let Some(server) = common::redis_or_skip(
+        "a_release_candidate_function_record_is_skipped",
+        &[
+            "--dir",
+            &dir.path().display().to_string(),
+            "--dbfilename",
+            "dump.rdb",
+        ],
+    ) else {
+        return;
+    };
+    let mut c = RespClient::connect(server.port).unwrap();
+    assert_eq!(wait_loaded(&mut c), 1);
+}

@@ -336,10 +336,18 @@ impl Reader<'_> {
                     continue;
                 }
                 OP_FUNCTION_PRE_GA => {
-                    return Err(Bad(
-                        at,
-                        "pre-release function format (Redis 7.0 RC), not supported".into(),
-                    ));
+                    // Redis 7.0 RC1/RC2's library: name, engine, an
+                    // optional description, the code (Redis 7.0 loads it).
+                    for what in ["function name", "function engine"] {
+                        self.input.skip_string(&mut self.scratch, what)?;
+                    }
+                    if self.input.len("function description flag")? != 0 {
+                        self.input
+                            .skip_string(&mut self.scratch, "function description")?;
+                    }
+                    self.input
+                        .skip_string(&mut self.scratch, "function library")?;
+                    continue;
                 }
                 OP_SLOT_INFO => {
                     for what in ["slot", "slot size", "slot expires size"] {
