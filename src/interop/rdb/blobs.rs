@@ -356,6 +356,18 @@ pub(super) fn zipmap(
             format!("{} bytes after the zipmap's end", b.len() - 1 - pos),
         ));
     }
+    // Its first byte counts the pairs (254: too many to count), as Redis
+    // checks it; an empty zipmap is refused too.
+    let pairs = count / 2;
+    if pairs == 0 {
+        return Err((0, "empty zipmap".into()));
+    }
+    if b[0] != 254 && usize::from(b[0]) != pairs {
+        return Err((
+            0,
+            format!("zipmap header counts {} pairs, it has {pairs}", b[0]),
+        ));
+    }
     Ok(count)
 }
 
@@ -424,6 +436,13 @@ mod tests {
         for cut in 0..zm.len() {
             assert!(all(zipmap, &zm[..cut]).is_err());
         }
+        // The pair count in the first byte must be right (254: uncounted).
+        for (count, ok) in [(0u8, false), (1, false), (2, true), (3, false), (254, true)] {
+            let mut bad = zm.to_vec();
+            bad[0] = count;
+            assert_eq!(all(zipmap, &bad).is_ok(), ok, "count byte {count}");
+        }
+        assert!(all(zipmap, b"\x00\xff").is_err(), "an empty zipmap");
     }
 
     proptest::proptest! {
