@@ -395,6 +395,16 @@ fn other_types_and_databases_are_skipped_and_counted_or_refused() {
         "{:?}",
         t.summary()
     );
+    // What the other database held, by type, is said too.
+    let others: Vec<((u64, &str), u64)> = t.other_dbs.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(others, vec![((1, "hash"), 1), ((1, "string"), 1)]);
+    assert!(
+        t.summary().iter().any(
+            |l| l == "skipped 1 string key(s) in database 1 (--db picks the database imported)"
+        ),
+        "{:?}",
+        t.summary()
+    );
 
     let db1 = db();
     let t = import_bytes(
@@ -407,6 +417,9 @@ fn other_types_and_databases_are_skipped_and_counted_or_refused() {
     )
     .unwrap();
     assert_eq!((t.keys, t.other_db_keys), (1, 1));
+    // Seen from database 1, database 0's other types are listed by type.
+    assert_eq!(t.other_dbs.get(&(0, "string")), Some(&2));
+    assert_eq!(t.other_dbs.get(&(0, "hash")), Some(&1));
     assert_eq!(
         hgetall(&db1, b"h"),
         vec![(b"in-db-1".to_vec(), b"v".to_vec())]

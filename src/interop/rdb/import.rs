@@ -82,8 +82,12 @@ pub struct RdbImport {
     pub empty_keys: u64,
     /// Hashes of other databases skipped.
     pub other_db_keys: u64,
-    /// Keys of other types skipped, by type name (`string`, `list`, ...).
+    /// Keys of other types skipped in the database imported, by type name
+    /// (`string`, `list`, ...).
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Keys of the other databases skipped, hashes included, by database
+    /// and type name.
+    pub other_dbs: BTreeMap<(u64, &'static str), u64>,
     /// Anything odd that did not stop the import (bytes after the trailer,
     /// a checksum written as zero).
     pub warnings: Vec<String>,
@@ -108,10 +112,9 @@ impl RdbImport {
                 "skipped {n} {name} key(s): hashkv stores hashes only"
             ));
         }
-        if self.other_db_keys > 0 {
+        for ((db, name), n) in &self.other_dbs {
             out.push(format!(
-                "skipped {} hash(es) in other databases (--db picks one)",
-                self.other_db_keys
+                "skipped {n} {name} key(s) in database {db} (--db picks the database imported)"
             ));
         }
         if self.expired_keys > 0 {
@@ -388,18 +391,21 @@ impl Reader<'_> {
                     return Err(Bad(
                         at,
                         format!(
-                            "key '{}' is a {name} (type {op}), and --strict refuses other types than hashes",
+                            "key '{}' in database {db} is a {name} (type {op}), and --strict refuses other types than hashes",
                             String::from_utf8_lossy(&self.hash.key)
                         ),
                     ));
                 }
                 if db == self.import.db {
                     *self.out.skipped.entry(name).or_default() += 1;
+                } else {
+                    *self.out.other_dbs.entry((db, name)).or_default() += 1;
                 }
                 continue;
             }
             if db != self.import.db {
                 self.out.other_db_keys += 1;
+                *self.out.other_dbs.entry((db, "hash")).or_default() += 1;
                 continue;
             }
             self.finish_hash(pass, ttl, key_at)?;
