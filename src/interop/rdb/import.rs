@@ -8,9 +8,10 @@
 //! Damage is found before anything changes. A file whose CRC-64 trailer
 //! matches (version 5 and later, non-zero) is verified in one fast pass
 //! and then read once, checked as it is applied: it is what its writer
-//! wrote, and structural damage behind a valid checksum (a writer's bug)
-//! stops the import at its offset with the hashes before it kept and
-//! counted in the error. Any other file (no checksum, a zero one, a
+//! wrote, and a refusal behind a valid checksum (a writer's bug, or with
+//! `strict` a key of another type) stops the import at its offset and puts
+//! back every key it stored (the ones it replaced included), so a refused
+//! file leaves the database as it was. Any other file (no checksum, a zero one, a
 //! mismatch) is first read whole without changing the database: the magic
 //! and version, every record and every hash (packed layouts element by
 //! element, duplicate fields and keys) and the trailer; only a file that
@@ -18,12 +19,13 @@
 //! before that length is checked against the bytes the file has left.
 //!
 //! Each hash is built in the encoding that fits it under the database's
-//! [`Options`](crate::Options) (as Redis rebuilds encodings when it loads)
-//! and replaces whatever the key held. Keys whose expiry has passed and
-//! fields whose TTL has passed are dropped and counted. The hashes go
-//! straight into the keyspace, not through the log; a database on a
-//! directory then takes a snapshot, and the import returns only once that
-//! snapshot is durable.
+//! [`Options`](crate::Options) (as Redis 7.0 chooses encodings when it
+//! loads: a listpack or ziplist is converted only for its entry count) and
+//! replaces whatever the key held. Keys whose expiry has passed and fields
+//! whose TTL has passed are dropped and counted. The hashes go straight
+//! into the keyspace, each logged as one record of its whole state (for
+//! readers and subscribers); a database on a directory then takes a
+//! snapshot, and the import returns only once that snapshot is durable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, SeekFrom};
@@ -231,7 +233,13 @@ struct Pass<'a> {
     seen: Option<HashMap<u64, u64>>,
     /// Where each hash goes (none in a pass that only checks).
     db: Option<&'a Db>,
+    /// Every key stored so far, with what it replaced: a refusal later in
+    /// the file puts them all back.
+    undo: Undo,
 }
+
+/// Keys an import stored, each with the hash and TTL it replaced.
+type Undo = Vec<(Vec<u8>, Option<(OwnedHash, Option<i64>)>)>;
 
 struct Reader<'a> {
     path: &'a Path,
@@ -586,7 +594,9 @@ impl Reader<'_> {
         self.out.keys += 1;
         self.out.fields += pairs.len() as u64;
         if let Some(db) = pass.db {
-            let replaced = store(db, &h.key, key_at, |shard| shard.put(&h.key, hash, ttl))?;
+            let replaced = store(db, &mut pass.undo, &h.key, key_at, |shard| {
+                shard.put(&h.key, hash, ttl)
+            })?;
             self.out.replaced += u64::from(replaced);
         }
         Ok(())
@@ -615,7 +625,7 @@ impl Reader<'_> {
         let h = &self.hash;
         // A listpack stays one unless it has too many entries (Redis 7.0).
         let fits = pairs <= self.opts.hash_max_listpack_entries;
-        let replaced = store(db, &h.key, key_at, |shard| {
+        let replaced = store(db, &mut pass.undo, &h.key, key_at, |shard| {
             if fits {
                 shard.put_compact(&h.key, &h.bytes, ttl)
             } else {
@@ -693,6 +703,7 @@ fn crc_matches(path: &Path) -> Result<bool> {
 /// watchers are marked); true when it replaced a key.
 fn store(
     db: &Db,
+    undo: &mut Undo,
     key: &[u8],
     key_at: u64,
     put: impl FnOnce(&mut Shard) -> std::result::Result<bool, CommandError>,
@@ -706,13 +717,44 @@ fn store(
             format!("key '{}': {e}", String::from_utf8_lossy(key)),
         )
     };
-    let replaced = put(&mut shard).map_err(|e| why(e.to_string()))?;
+    // What the key held is kept until the import is done.
+    let old = shard.take(key);
+    if let Err(e) = put(&mut shard) {
+        if let Some((h, ttl)) = old {
+            let _ = shard.put(key, h, ttl);
+        }
+        return Err(why(e.to_string()));
+    }
+    let replaced = old.is_some();
+    undo.push((key.to_vec(), old));
     // Logged as the key's whole state, so readers and subscribers see it
     // (one record per key; the snapshot at the end makes the log short
     // again).
     ks.log_key_state(&shard, key, replaced)
         .map_err(|e| why(e.to_string()))?;
     Ok(replaced)
+}
+
+/// Puts back every key an import stored (newest first), each change
+/// logged, so a refused file leaves the database as it was.
+fn roll_back(db: &Db, undo: Undo) -> Result<()> {
+    let ks = db.keyspace();
+    for (key, old) in undo.into_iter().rev() {
+        let mut shard = ks.shard(&key).write();
+        shard.delete(&key);
+        match old {
+            Some((h, ttl)) => {
+                shard
+                    .put(&key, h, ttl)
+                    .map_err(|e| Error::Command(CommandError::err(e.message())))?;
+                ks.log_key_state(&shard, &key, true)?;
+            }
+            None => {
+                ks.log(&crate::keyspace::Effect::Del { keys: vec![&key] })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The key string at `offset` of the file (for the duplicate check).
@@ -755,9 +797,9 @@ impl Db {
     /// # Errors
     /// [`Error::Io`] naming the byte offset of the damage and what was
     /// expected there, for an unreadable, damaged, unsupported or (with
-    /// `strict`) mixed-type file: nothing is imported then, except behind
-    /// a matching checksum, where the hashes before the damage stay and
-    /// the error counts them. Or a failed snapshot.
+    /// `strict`) mixed-type file: nothing is imported then (behind a
+    /// matching checksum, the hashes stored before the refusal are put
+    /// back and the error counts them). Or a failed snapshot.
     pub fn import_rdb_with(
         &self,
         path: impl AsRef<Path>,
@@ -797,6 +839,7 @@ impl Db {
                 &mut Pass {
                     seen: Some(HashMap::new()),
                     db: None,
+                    undo: Vec::new(),
                 },
                 progress,
             )?;
@@ -804,36 +847,34 @@ impl Db {
         }
         let hold = self.hold_auto_snapshots();
         let mut apply = reader(false)?;
-        let applied = apply.run(
-            &mut Pass {
-                seen: verified.then(HashMap::new),
-                db: Some(self),
-            },
-            progress,
-        );
+        let mut pass = Pass {
+            seen: verified.then(HashMap::new),
+            db: Some(self),
+            undo: Vec::new(),
+        };
+        let applied = apply.run(&mut pass, progress);
         drop(hold);
         if let Err(e) = applied {
-            // Damage behind a matching checksum (a writer's bug), or a
-            // resource limit: what was applied stays, made durable, and the
-            // error says how much that is.
-            if self.path().is_some() && apply.out.keys > 0 {
-                self.snapshot()?;
-            }
+            // Refused after some keys went in (a record refused further
+            // on behind a matching checksum, a resource limit): they are
+            // put back, so a refused file leaves the database as it was.
+            let stored = pass.undo.len();
+            roll_back(self, std::mem::take(&mut pass.undo))?;
             return Err(match e {
-                Error::Io { op, path, source } if apply.out.keys > 0 => Error::Io {
+                Error::Io { op, path, source } if stored > 0 => Error::Io {
                     op,
                     path,
                     source: std::io::Error::new(
                         source.kind(),
                         format!(
-                            "{source} (its checksum matched: the {} hash(es) before this point were imported)",
-                            apply.out.keys
+                            "{source} (nothing was imported: the {stored} hash(es) stored before this point were put back)"
                         ),
                     ),
                 },
                 e => e,
             });
         }
+        drop(pass);
         let mut out = apply.out;
         out.warnings = warnings;
         if self.path().is_some() && out.keys > 0 {
