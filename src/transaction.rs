@@ -423,6 +423,10 @@ mod tests {
         assert!(r.unwrap_err().to_string().contains("disk full"));
         assert_eq!(dump(&db), before);
 
+        // Another session watches a key the failed FLUSHDB would have
+        // deleted: nothing happened, so its EXEC goes through.
+        let mut watcher = db.session();
+        watcher.execute(&["WATCH", "small"]).unwrap();
         let mut s = db.session();
         s.execute(&["MULTI"]).unwrap();
         s.execute(&["HSET", "small", "z", "26"]).unwrap();
@@ -432,6 +436,13 @@ mod tests {
         let r = s.execute(&["EXEC"]);
         assert!(r.unwrap_err().to_string().contains("disk full"));
         assert_eq!(dump(&db), before);
+        watcher.execute(&["MULTI"]).unwrap();
+        watcher.execute(&["PING"]).unwrap();
+        assert_eq!(
+            watcher.execute(&["EXEC"]).unwrap(),
+            Reply::Array(vec![Reply::Status("PONG".into())]),
+            "a FLUSHDB that was not logged marked a watcher"
+        );
 
         // Once the log takes writes again, the same EXEC applies.
         journal.fail.store(false, Ordering::SeqCst);
