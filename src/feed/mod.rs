@@ -275,9 +275,29 @@ fn seek(dir: &Path, pos: LogPosition) -> Result<SegmentTail> {
     match stop {
         Stop::Limit if tail.offset() == target => Ok(tail),
         Stop::Sealed if tail.offset() == target => {
-            // The end of a sealed segment is the start of the next.
-            open_segment(dir, pos.segment + 1)?
-                .ok_or_else(|| gone("the segment after it was dropped".into()))
+            // The end of a sealed segment is the start of the next (or,
+            // when MANIFEST lists it last, of what a writer reopening the
+            // directory appended after the seal).
+            match open_segment(dir, pos.segment + 1)? {
+                Some(t) => Ok(t),
+                None if listed_last(dir, pos.segment) => {
+                    tail.read_past_seal();
+                    Ok(tail)
+                }
+                None => Err(gone("the segment after it was dropped".into())),
+            }
+        }
+        Stop::Sealed if listed_last(dir, pos.segment) => {
+            // Records after a seal the writer reopened past: go on.
+            tail.read_past_seal();
+            match tail.advance(Some(target), u64::MAX, |_, _, _, _| {}) {
+                Ok(Stop::Limit) if tail.offset() == target => Ok(tail),
+                _ => Err(gone(format!(
+                    "byte {} of {} is not where a frame ends",
+                    pos.offset,
+                    dir::segment_name(pos.segment)
+                ))),
+            }
         }
         Stop::Limit | Stop::Sealed => Err(gone(format!(
             "byte {} of {} is not where a frame ends",
@@ -290,6 +310,15 @@ fn seek(dir: &Path, pos: LogPosition) -> Result<SegmentTail> {
             tail.offset()
         ))),
     }
+}
+
+/// Whether MANIFEST lists segment `n` as its last (a writer reopening the
+/// directory appends after a seal there).
+fn listed_last(dir: &Path, n: u64) -> bool {
+    dir::read_manifest(dir)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.segments.last().and_then(|s| dir::segment_number(s)) == Some(n))
 }
 
 /// Segment `n` of `dir` opened for following, or `None` when it is gone.
@@ -500,6 +529,10 @@ impl Subscription {
             Ok(Stop::Sealed) => match open_segment(&disk.dir, n + 1) {
                 Ok(Some(t)) => {
                     disk.tail = t;
+                    Ok(true)
+                }
+                Ok(None) if listed_last(&disk.dir, n) => {
+                    disk.tail.read_past_seal();
                     Ok(true)
                 }
                 _ => Err(self.reset_to_live()),

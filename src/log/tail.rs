@@ -357,7 +357,21 @@ impl SegmentTail {
         }
         let len = self.file_len()?;
         const STEP: u64 = 4 << 20;
-        let mut from = at;
+        // The frame's own bytes cannot vouch for it: a record whose value
+        // holds a mark's shape, copied in part, would otherwise read as
+        // damage. Marks are looked for past the extent its length word
+        // declares (when that is possible; a damaged length word is still
+        // found by the marks and the segments that follow).
+        let mut word = [0u8; 4];
+        let declared = match self.file.read_exact_at(&mut word, at) {
+            Ok(()) => u64::from(u32::from_le_bytes(word)),
+            Err(_) => 0,
+        };
+        let mut from = if (1..=MAX_PAYLOAD as u64).contains(&declared) {
+            at + FRAME_HEADER as u64 + declared
+        } else {
+            at
+        };
         let mut buf = Vec::new();
         while from < len {
             let to = (from + STEP + MARK_FRAME as u64).min(len);
