@@ -96,7 +96,8 @@ pub enum RecvError {
     #[error("no change within the timeout")]
     Timeout,
     /// The subscriber fell too far behind and this many changes were
-    /// dropped; the next call goes on with the oldest change kept.
+    /// dropped (all of them: with a pattern, those it would have skipped
+    /// count too); the next call goes on with the oldest change kept.
     #[error("the subscriber fell behind and missed {0} changes")]
     Lagged(u64),
     /// The changes cannot be followed one by one across this point: a
