@@ -188,3 +188,8 @@ pub use recovery::RecoveryReport;
 pub use session::Session;
 pub use snapshot::SnapshotInfo;
 pub use transaction::Transaction;
+
+/// The Rust examples of README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
