@@ -231,6 +231,22 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// Print a completion script for a shell.
+    ///
+    /// Example: hashkv completions bash > /etc/bash_completion.d/hashkv
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): hashkv(1), or with a command's name
+    /// that command's page (hashkv-watch(1), ...).
+    ///
+    /// Example: hashkv man > hashkv.1 && hashkv man watch > hashkv-watch.1
+    Man {
+        /// A command whose page to print instead (watch, export, ...).
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -254,6 +270,12 @@ fn main() -> ExitCode {
         opts.compact_log_at(Some(cli.compact_log_at))
     };
     let result = match cli.command {
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hashkv", &mut script);
+            print_bytes(&script)
+        }
+        Cmd::Man { command } => man_page(command.as_deref()).and_then(|page| print_bytes(&page)),
         Cmd::Shell { dir, read_only } => if read_only {
             existing(&dir).and_then(|()| open_read_only(&dir, opts))
         } else {
@@ -413,6 +435,35 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The roff manual page of the tool, or of one of its commands (the pages
+/// the tool's page lists as hashkv-NAME(1)).
+fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    // Building names the commands' pages (hashkv-watch) and gives them the
+    // global options.
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => cli.find_subcommand(name).cloned().ok_or_else(|| {
+            format!("hashkv: man: no command {name:?} (`hashkv --help` lists them)")
+        })?,
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .source(concat!("hashkv ", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)
+        .map_err(|e| format!("hashkv: man: {e}"))?;
+    Ok(out)
+}
+
+/// Writes `bytes` to standard output (completions, the man page).
+fn print_bytes(bytes: &[u8]) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("hashkv: writing to standard output: {e}"))
 }
 
 /// A bad command line as one line on stderr with exit code 2 (help and
