@@ -12,6 +12,7 @@ use crate::error::{CommandError, Error, Result};
 use crate::feed::{Feed, LogPosition, Subscription};
 use crate::follow::{Follower, ReaderStatus};
 use crate::hash::compact::Elem;
+use crate::keyspace::tx::TxLogPool;
 use crate::keyspace::Keyspace;
 use crate::log::writer::LogWriter;
 use crate::options::{Now, Options};
@@ -41,7 +42,7 @@ struct Shared {
     /// `Db` handles alive (the background thread holds none).
     handles: std::sync::atomic::AtomicUsize,
     /// Transaction logs kept for reuse.
-    tx_logs: crate::transaction::TxLogPool,
+    tx_logs: TxLogPool,
     /// Bulk loads under way that asked the snapshot rules to wait (each
     /// ends with a snapshot of its own).
     bulk_loads: std::sync::atomic::AtomicUsize,
@@ -533,7 +534,7 @@ impl Db {
             stop: parking_lot::Mutex::new(Some(tx)),
             worker: parking_lot::Mutex::new(None),
             handles: std::sync::atomic::AtomicUsize::new(1),
-            tx_logs: crate::transaction::TxLogPool::default(),
+            tx_logs: TxLogPool::default(),
             bulk_loads: std::sync::atomic::AtomicUsize::new(0),
             feed,
             follower: follower.map(parking_lot::Mutex::new),
@@ -588,7 +589,7 @@ impl Db {
     }
 
     /// The transaction logs kept for reuse by this database.
-    pub(crate) fn tx_logs(&self) -> &crate::transaction::TxLogPool {
+    pub(crate) fn tx_logs(&self) -> &TxLogPool {
         &self.shared.tx_logs
     }
 

@@ -6,15 +6,13 @@
 //! [`Effect::Batch`](crate::keyspace::Effect) when there is more than one),
 //! on `Err`, on a failed command or on a panic the old states are put back
 //! and nothing is logged. EXEC ([`crate::Session`]) runs its queue the same
-//! way. The bookkeeping is [`TxLog`]'s.
-
-use parking_lot::Mutex;
+//! way. The bookkeeping is [`TxLog`](crate::keyspace::TxLog)'s.
 
 use crate::command::{convert, Command, Ctx, KeySet, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::keyspace::tx::Locked;
-use crate::keyspace::{Keyspace, MultiGuard, TxLog};
+use crate::keyspace::{Keyspace, MultiGuard};
 
 /// A transaction in progress: the typed commands of [`Db`] on the declared
 /// keys, reading the transaction's own writes. Made by [`Db::transaction`].
@@ -100,26 +98,6 @@ impl Db {
         let (r, ticket) = committed?;
         ks.sync(ticket)?;
         Ok(r)
-    }
-}
-
-/// Transaction logs kept for reuse (their buffers keep their capacity).
-#[derive(Default)]
-pub(crate) struct TxLogPool(Mutex<Vec<TxLog>>);
-
-/// Logs kept at most.
-const POOL: usize = 32;
-
-impl TxLogPool {
-    pub(crate) fn take(&self) -> TxLog {
-        self.0.lock().pop().unwrap_or_default()
-    }
-
-    pub(crate) fn give(&self, log: TxLog) {
-        let mut pool = self.0.lock();
-        if pool.len() < POOL {
-            pool.push(log);
-        }
     }
 }
 

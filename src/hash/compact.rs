@@ -900,7 +900,7 @@ fn check_with(
             // A TTL element: 0 (none) or an expiry, TTL'd fields first in
             // ascending order.
             let ttl = match e {
-                Elem::Int(t) if (0..=super::compact_ex::MAX_TTL).contains(&t) => t,
+                Elem::Int(t) if (0..=super::MAX_TTL).contains(&t) => t,
                 _ => return Err(DecodeError::BadTtl { offset: pos }),
             };
             let in_order = match last_ttl {

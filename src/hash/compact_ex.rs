@@ -28,9 +28,6 @@ use super::compact::{decode_at, push_elem, push_int, size_at, Elem, Probe, Value
 /// The TTL element of a field without one.
 pub(crate) const NO_TTL: i64 = 0;
 
-/// Largest field expiry (Unix ms) Redis accepts: 2^48 - 1.
-pub(crate) const MAX_TTL: i64 = (1 << 48) - 1;
-
 /// Where a field's triple sits, and what it holds.
 pub(crate) struct FoundEx<'a> {
     /// The value.
@@ -336,7 +333,7 @@ mod tests {
             Err(DecodeError::TtlOrder { .. })
         ));
         // A TTL beyond 2^48 - 1, and one that is a string.
-        let big = triple(b"a", &ValueEnc::new(b"1", true), MAX_TTL + 1);
+        let big = triple(b"a", &ValueEnc::new(b"1", true), crate::hash::MAX_TTL + 1);
         assert!(matches!(
             check_triples(&big),
             Err(DecodeError::BadTtl { .. })

@@ -18,7 +18,9 @@
 //! - [`FieldTtls`]: the field TTLs of a dict, kept beside it (a dict without
 //!   field TTLs carries nothing extra).
 //!
-//! A [`HashRef`] is made for a point in time and hides fields expired at it.
+//! A [`HashRef`] is made for a point in time and hides fields expired at it;
+//! an [`OwnedHash`] is a hash held outside the keyspace (RENAME, COPY,
+//! loading), and [`MAX_TTL`] the largest field expiry.
 
 pub(crate) mod compact;
 pub(crate) mod compact_ex;
@@ -31,9 +33,22 @@ use std::collections::{BTreeSet, HashMap};
 use compact::{Elem, Probe};
 use dict::Dict;
 
+/// A hash owned outside a shard, in one of its encodings: moved between
+/// keys by RENAME, built by COPY, loaded from a snapshot or an RDB file.
+pub(crate) enum OwnedHash {
+    Compact(Vec<u8>),
+    /// Field/value/TTL triples.
+    CompactEx(Vec<u8>),
+    /// A dict and its field TTLs, if any.
+    Dict(Box<Dict>, Option<Box<FieldTtls>>),
+}
+
 /// A time at which nothing has expired: views made with it show every
 /// field (replay, snapshots, RENAME/COPY work on the raw contents).
 pub(crate) const NEVER: i64 = i64::MIN;
+
+/// Largest field expiry (Unix ms) Redis accepts: 2^48 - 1.
+pub(crate) const MAX_TTL: i64 = (1 << 48) - 1;
 
 /// Whether a field with TTL element `ttl` (0 = none) is expired at `now`
 /// (Redis: `expire < now`).

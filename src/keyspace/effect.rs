@@ -10,11 +10,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Keyspace, MultiGuard, OwnedHash, Shard, Sink};
+use super::{Keyspace, MultiGuard, Shard, Sink};
 use crate::error::{CommandError, Error};
 use crate::hash::compact::Elem;
 use crate::hash::dict::Dict;
 use crate::hash::HashRef;
+use crate::hash::OwnedHash;
 use crate::options::Options;
 
 /// One replayable change. Byte strings borrow from the command's arguments

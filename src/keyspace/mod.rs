@@ -55,7 +55,7 @@ use crate::hash::shape::{self, Shapes};
 use crate::hash::table::{hash_name, ArenaTable};
 use crate::hash::{
     compact, compact_ex, dict_from_compact, dict_from_triples, is_expired, FieldTtls, HashRef,
-    NEVER,
+    OwnedHash, NEVER,
 };
 use crate::options::{Now, Options};
 use crate::snapshot::buf::BigBuf;
@@ -96,15 +96,6 @@ const FLAG_SNAP: u8 = 0x40;
 
 /// Redis refuses to grow a listpack past 1 GiB and converts instead.
 const COMPACT_MAX_BYTES: usize = 1 << 30;
-
-/// An owned hash, moved between keys by RENAME and built by COPY.
-pub(crate) enum OwnedHash {
-    Compact(Vec<u8>),
-    /// Field/value/TTL triples.
-    CompactEx(Vec<u8>),
-    /// A dict and its field TTLs, if any.
-    Dict(Box<Dict>, Option<Box<FieldTtls>>),
-}
 
 /// One shard of the keyspace.
 #[derive(Default)]

@@ -5,7 +5,8 @@
 //! keeps only those fields (their values and TTLs), so undo costs what the
 //! transaction changes, not the size of the hash; anything else keeps the
 //! key's whole state before its first change (a compact hash is a few
-//! hundred bytes at most).
+//! hundred bytes at most). Spent logs go back to a [`TxLogPool`] for the
+//! next transaction.
 //!
 //! The shards stay write-locked from the first command to the commit or
 //! rollback, so no other thread sees a change before it is logged, and a
@@ -16,10 +17,12 @@
 
 use std::collections::HashSet;
 
+use parking_lot::Mutex;
+
 use super::effect::clone_hash;
 use super::{retire, shard_index, Effect, Keyspace, MultiGuard, Shard};
 use crate::error::{CommandError, Error};
-use crate::hash::HashRef;
+use crate::hash::{HashRef, OwnedHash};
 use crate::log::record;
 
 /// A key's state before the transaction changed it.
@@ -31,7 +34,7 @@ enum Before {
         end: usize,
         ttl: Option<i64>,
     },
-    Owned(super::OwnedHash, Option<i64>),
+    Owned(OwnedHash, Option<i64>),
 }
 
 /// A field as it was: its value and TTL (0 = none), or missing.
@@ -75,6 +78,26 @@ pub(crate) struct TxLog {
     /// For WATCH at commit: the watchers of keys a FLUSHDB in the
     /// transaction deleted (marked only if it commits).
     flushed: Vec<std::sync::Arc<super::watch::Watch>>,
+}
+
+/// Transaction logs kept for reuse (their buffers keep their capacity).
+#[derive(Default)]
+pub(crate) struct TxLogPool(Mutex<Vec<TxLog>>);
+
+/// Logs kept at most.
+const POOL: usize = 32;
+
+impl TxLogPool {
+    pub(crate) fn take(&self) -> TxLog {
+        self.0.lock().pop().unwrap_or_default()
+    }
+
+    pub(crate) fn give(&self, log: TxLog) {
+        let mut pool = self.0.lock();
+        if pool.len() < POOL {
+            pool.push(log);
+        }
+    }
 }
 
 /// Keys compared by a linear scan before [`TxLog::seen`] is used.

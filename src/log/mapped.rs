@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use super::writer::SegmentFile;
+use super::file::SegmentFile;
 
 /// Bytes reserved and mapped at a time.
 pub(crate) const WINDOW: u64 = 16 << 20;

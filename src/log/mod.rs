@@ -1,9 +1,10 @@
 //! The append-only log: record framing ([`record`]), the writer with its
 //! fsync policies ([`writer`]) over a mapped, preallocated segment
-//! ([`mapped`]), the reader that tells a torn tail from corruption
+//! ([`mapped`]) behind the file seam ([`file`]), the reader that tells a torn tail from corruption
 //! ([`reader`]) and the follower's reader of a segment still being written
 //! ([`tail`]).
 
+pub(crate) mod file;
 pub(crate) mod mapped;
 pub(crate) mod reader;
 pub(crate) mod record;

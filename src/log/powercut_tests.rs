@@ -20,9 +20,10 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::file::{SegmentFile, SegmentSync};
 use super::reader;
 use super::record::SEGMENT_MAGIC;
-use super::writer::{LogWriter, SegmentFile, SegmentSync};
+use super::writer::LogWriter;
 use crate::db::Db;
 use crate::keyspace::Keyspace;
 use crate::options::{FsyncPolicy, Options};

@@ -19,46 +19,18 @@
 //!   [`Error::Poisoned`] naming the first error, reads keep working.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::file::{SegmentFile, SegmentSync};
 use super::mapped::MappedSegment;
 use super::record;
 use crate::error::Error;
 use crate::keyspace::{Effect, Journal};
 use crate::options::FsyncPolicy;
-
-/// The file operations the writer needs: the seam where tests inject
-/// ENOSPC and EIO.
-pub(crate) trait SegmentFile: Send {
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()>;
-    fn set_len(&mut self, len: u64) -> std::io::Result<()>;
-}
-
-/// Makes what was written durable; separate from [`SegmentFile`] so the
-/// fsync runs without the append lock.
-pub(crate) trait SegmentSync: Send + Sync {
-    fn sync_data(&self) -> std::io::Result<()>;
-}
-
-impl SegmentFile for File {
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        Write::write_all(self, buf)
-    }
-    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
-        File::set_len(self, len)
-    }
-}
-
-impl SegmentSync for File {
-    fn sync_data(&self) -> std::io::Result<()> {
-        File::sync_data(self)
-    }
-}
 
 /// At most this many yields while gathering writers for one group fsync.
 const GATHER_YIELDS: usize = 32;

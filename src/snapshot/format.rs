@@ -47,8 +47,7 @@ use crate::error::Error;
 use crate::hash::compact;
 use crate::hash::dict::Dict;
 use crate::hash::shape::Shape;
-use crate::hash::HashRef;
-use crate::keyspace::OwnedHash;
+use crate::hash::{HashRef, OwnedHash};
 use crate::options::Options;
 
 /// File magic: "HKVSNAP" + format version.
@@ -680,7 +679,7 @@ fn entry<'a>(c: &mut Cur<'a>, opts: &Options, shapes: &[ReadShape<'a>]) -> Resul
                     let at = c.at();
                     let b = c.take(8, "field TTL")?;
                     let t = i64::from_le_bytes(b.try_into().expect("8 bytes"));
-                    if !(0..=crate::hash::compact_ex::MAX_TTL).contains(&t) {
+                    if !(0..=crate::hash::MAX_TTL).contains(&t) {
                         return Err(bad(at, format!("impossible field TTL {t}")));
                     }
                     t

@@ -38,7 +38,8 @@ use super::{crc64, OP_AUX, OP_EOF, OP_EXPIRETIME_MS, OP_RESIZEDB, OP_SELECTDB};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
-use crate::keyspace::{OwnedHash, Shard};
+use crate::hash::OwnedHash;
+use crate::keyspace::Shard;
 use crate::options::Options;
 use crate::snapshot::format::hash_from_pairs;
 
@@ -210,7 +211,7 @@ impl Hash {
                     ends.1 = self.bytes.len();
                 }
                 _ => match e {
-                    Elem::Int(t) if (0..=crate::hash::compact_ex::MAX_TTL).contains(&t) => {
+                    Elem::Int(t) if (0..=crate::hash::MAX_TTL).contains(&t) => {
                         self.fields.push((ends.0, ends.1, t));
                     }
                     _ => return Err((0, format!("field TTL {e:?} is not a time"))),
@@ -488,7 +489,7 @@ impl Reader<'_> {
                             (24, k) => min.saturating_add(k as i64).saturating_sub(1),
                             (_, k) => k as i64,
                         };
-                        if !(0..=crate::hash::compact_ex::MAX_TTL).contains(&abs) {
+                        if !(0..=crate::hash::MAX_TTL).contains(&abs) {
                             return Err(Bad(
                                 self.input.offset,
                                 format!("field TTL {abs} out of range"),
