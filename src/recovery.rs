@@ -395,7 +395,7 @@ pub(crate) fn recover(
             log.marked = s.valid_end;
         } else if s.synced_through > 0 && report.torn_tail.is_none() {
             report.notes.push(format!(
-                "{} does not end with the sync mark a clean close leaves (the last session crashed, or the file was cut): bytes {}..{} were replayed, but no fsync vouched for them",
+                "{} does not end with the sync mark a clean close leaves (the last process writing it crashed, or the file was cut): bytes {}..{} were replayed, but no fsync vouched for them",
                 append_to.display(),
                 s.synced_through,
                 s.valid_end
