@@ -152,7 +152,7 @@ pub fn snapshot_bytes(db: &Db) -> Vec<u8> {
     bytes
 }
 
-/// A log kept in memory: what a [`Db`] from [`logged_db`] wrote.
+/// A log kept in memory: what a [`Db`] from [`logged_db_with`] wrote.
 #[derive(Default)]
 pub struct MemLog {
     bytes: Mutex<Vec<u8>>,
@@ -187,7 +187,8 @@ impl Journal for MemLog {
 
 /// An in-memory database whose writes are logged to a [`MemLog`], with the
 /// fuzzing thresholds (4 fields, 8 bytes).
-pub fn logged_db() -> (Db, Arc<MemLog>) {
+#[cfg(test)]
+pub(crate) fn logged_db() -> (Db, Arc<MemLog>) {
     logged_db_with(opts())
 }
 
@@ -196,7 +197,8 @@ pub fn opts_with_clock(clock: Arc<dyn crate::Clock>) -> Options {
     opts().clock(clock)
 }
 
-/// [`logged_db`] with options `o`.
+/// An in-memory database whose writes are logged to a [`MemLog`], with
+/// options `o`.
 pub fn logged_db_with(o: Options) -> (Db, Arc<MemLog>) {
     let log = Arc::new(MemLog::default());
     log.bytes.lock().extend_from_slice(record::SEGMENT_MAGIC);

@@ -182,7 +182,6 @@ pub use db::Db;
 pub use error::{CommandError, Error, Result};
 pub use feed::{Change, ChangeKind, LogPosition, RecvError, Subscription};
 pub use follow::ReaderStatus;
-pub use hash::compact::{validate as validate_compact, DecodeError};
 pub use options::{Clock, FsyncPolicy, ManualClock, Options, RecoveryMode, SystemClock};
 pub use recovery::RecoveryReport;
 pub use session::Session;

@@ -78,6 +78,7 @@ pub enum FsyncPolicy {
 
 /// What opening does with a damaged log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// Truncate a torn tail of the last segment (and report it); fail on
     /// any other damage with an error naming the file and offset.

@@ -22,6 +22,7 @@ use crate::options::{Options, RecoveryMode};
 
 /// A torn tail that was cut off the last segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornTail {
     /// The segment file.
     pub file: String,
@@ -37,6 +38,7 @@ pub struct TornTail {
 
 /// A damaged byte range skipped in salvage mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Skipped {
     /// The segment file.
     pub file: String,
@@ -50,6 +52,7 @@ pub struct Skipped {
 
 /// What opening a directory found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The snapshot loaded first, if MANIFEST names one.
     pub snapshot: Option<String>,

@@ -51,6 +51,7 @@ pub enum Severity {
 
 /// One thing [`check`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finding {
     /// The file.
     pub file: String,
@@ -64,6 +65,7 @@ pub struct Finding {
 
 /// One file [`check`] read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckedFile {
     /// The file.
     pub file: String,
@@ -77,6 +79,7 @@ pub struct CheckedFile {
 
 /// What [`check`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Every file read, in MANIFEST order.
     pub files: Vec<CheckedFile>,
@@ -137,9 +140,9 @@ impl CheckReport {
 /// `dir` without changing anything, listing every problem with its file and
 /// offset: a damaged or missing MANIFEST, listed files that are missing,
 /// unlisted files and what the next open does with them. Compact hashes in
-/// the snapshot get the deep check ([`crate::validate_compact`]: canonical
-/// elements, unique fields). `progress(done, total)` is called with bytes
-/// as files are read.
+/// the snapshot get the deep check (the compact encoding's full validation:
+/// canonical elements, unique fields). `progress(done, total)` is called
+/// with bytes as files are read.
 ///
 /// Safe beside a writer: log segments are read with `read(2)`, never
 /// mapped (a writer cutting a segment cannot kill the check), the snapshot
@@ -411,6 +414,7 @@ pub(crate) fn check_pass(
 
 /// What [`repair`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RepairReport {
     /// Where the files it changed were copied first (None if nothing
     /// needed changing).

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::options::FsyncPolicy;
 
 mod check;
-pub use crate::interop::{Format, Transfer, MAX_ARGS, MAX_BULK, MAX_JSON_LINE};
+pub use crate::interop::{Format, Transfer};
 pub use check::{check, repair, CheckReport, CheckedFile, Finding, RepairReport, Severity};
 
 pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -25,6 +25,7 @@ pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error
 
 /// A file of the directory, for [`Info`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FileInfo {
     /// The file name.
     pub name: String,
@@ -36,6 +37,7 @@ pub struct FileInfo {
 
 /// What [`Db::info`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Info {
     /// Keys (DBSIZE).
     pub keys: u64,

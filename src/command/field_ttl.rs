@@ -72,6 +72,7 @@ impl FieldTime {
 
 /// What HGETEX and HSETEX do to the TTLs of the fields they touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FieldTtlAction {
     /// No option: HGETEX leaves TTLs alone, HSETEX clears them.
     None,
@@ -102,6 +103,7 @@ impl FieldCond {
 
 /// Which view an HTTL-family command reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FieldTtlKind {
     /// HTTL: remaining seconds, rounded up.
     Seconds,

@@ -19,6 +19,7 @@ pub struct ExpireCond {
 
 /// Which TTL view a TTL-family command reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TtlKind {
     /// TTL: remaining seconds, rounded to nearest.
     Seconds,

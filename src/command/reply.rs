@@ -5,6 +5,7 @@ use crate::error::CommandError;
 
 /// A command's reply, as Redis's RESP2 protocol types it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// A status line such as `OK`, `PONG` or a TYPE name.
     Status(String),
@@ -63,7 +64,7 @@ impl Reply {
 }
 
 /// A command error as `redis-cli --no-raw` prints it.
-pub fn format_cli_error(e: &CommandError, out: &mut Vec<u8>) {
+pub(crate) fn format_cli_error(e: &CommandError, out: &mut Vec<u8>) {
     out.extend_from_slice(b"(error) ");
     out.extend_from_slice(e.message().as_bytes());
     out.push(b'\n');

@@ -46,7 +46,7 @@
 mod check;
 mod hex;
 
-pub use check::validate;
+pub(crate) use check::validate;
 pub(crate) use check::{check, check_elements, check_triples, Layout};
 pub(crate) use hex::{hex_case, pack_hex, MAX_PACKED_HEX, MIN_PACKED_HEX};
 use hex::{hex_to_vec, push_hex, unpack_hex};
@@ -123,7 +123,7 @@ impl Elem<'_> {
 
 /// Why a buffer is not a valid compact hash.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// An element's header or payload runs past the end of the buffer.
     #[error("element at byte {offset} runs past the end of the buffer")]
     Truncated {
@@ -183,7 +183,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The byte offset the error names, if it names one.
-    pub fn offset(&self) -> Option<usize> {
+    pub(crate) fn offset(&self) -> Option<usize> {
         match *self {
             DecodeError::Truncated { offset }
             | DecodeError::BadEncoding { offset, .. }

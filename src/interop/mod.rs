@@ -37,6 +37,7 @@ use resp::{resp_command, RespReader};
 
 /// Export and import formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// RESP2 commands (HSET in chunks of at most 1,000 pairs per hash, then
     /// PEXPIREAT), as `redis-cli --pipe` reads them.
@@ -47,6 +48,7 @@ pub enum Format {
 
 /// Counts of an export or import.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transfer {
     /// Keys written (export) or commands / lines applied (import).
     pub items: u64,
@@ -73,11 +75,11 @@ fn int(r: &Reply) -> i64 {
 
 /// Most bytes one JSON line may have on import (a line is parsed whole,
 /// and its parsed form takes several times its size).
-pub const MAX_JSON_LINE: usize = 64 << 20;
+pub(crate) const MAX_JSON_LINE: usize = 64 << 20;
 /// Most bytes one RESP argument may have (Redis's `proto-max-bulk-len`).
-pub const MAX_BULK: usize = 512 << 20;
+pub(crate) const MAX_BULK: usize = 512 << 20;
 /// Most arguments one RESP command may have.
-pub const MAX_ARGS: usize = 1 << 24;
+pub(crate) const MAX_ARGS: usize = 1 << 24;
 
 impl Db {
     /// Calls `f(key)` for every key, one shard's key names at a time.

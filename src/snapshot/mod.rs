@@ -47,6 +47,7 @@ use format::{Header, SnapshotWriter, SECTION_TARGET};
 
 /// What a snapshot wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     /// The snapshot file.
     pub path: PathBuf,

@@ -10,7 +10,7 @@ use crate::numeric;
 
 /// Checks that `buf` is a valid compact hash (all invariants in the module
 /// doc) and returns its pair count. Used for anything read from outside.
-pub fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
+pub(crate) fn validate(buf: &[u8]) -> Result<usize, DecodeError> {
     check(buf).map(|(pairs, _)| pairs)
 }
 

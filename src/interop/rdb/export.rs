@@ -288,6 +288,7 @@ fn listpack_from_compact(lp: &mut Vec<u8>, buf: &[u8]) -> usize {
 
 /// Whether an RDB export compresses strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RdbCompression {
     /// LZF for strings over 20 bytes when it saves space, as Redis does
     /// with `rdbcompression yes` (its default).
@@ -299,6 +300,7 @@ pub enum RdbCompression {
 
 /// The RDB version an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RdbVersion {
     /// Version 10, loaded by Redis 7.0 and later; cannot hold field TTLs
     /// (an export with any is refused rather than drop them).

@@ -67,6 +67,7 @@ pub struct RdbImportOptions {
 
 /// What an RDB import read and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RdbImport {
     /// The file's RDB version.
     pub version: u32,
