@@ -805,7 +805,10 @@ fn active_expiry_removes_thousands_of_expired_fields_in_one_pass() {
     while db.dbsize().unwrap() > 0 {
         db.expire_cycle().unwrap();
         passes += 1;
-        assert!(passes <= 10, "4,096 expired fields took more than 10 passes");
+        assert!(
+            passes <= 10,
+            "4,096 expired fields took more than 10 passes"
+        );
     }
 }
 
