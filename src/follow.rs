@@ -633,8 +633,8 @@ mod tests {
     /// The last segment MANIFEST lists ends with a seal and nothing follows
     /// it: what a switch leaves when it fails after sealing (MANIFEST is
     /// put back, the new segment removed, the writer stops). A reader
-    /// waits there instead of loading the directory again and again (it
-    /// used to recurse until its stack overflowed), and reads on past the
+    /// waits there instead of loading the directory again and again (which,
+    /// done by recursion, would overflow its stack), and reads on past the
     /// seal once a writer reopening the directory appends after it.
     #[test]
     fn a_seal_with_no_segment_after_it_is_waited_at_then_read_past() {

@@ -1,5 +1,5 @@
 //! The damage suite: a data directory damaged the way disks, crashes and
-//! people do, one test per finding of issue 14 and sweeps over every
+//! people do, one test per kind of damage and sweeps over every
 //! MANIFEST line, every missing file and every file cut at each sixteenth.
 //!
 //! The invariant after each damage: open either succeeds with every byte

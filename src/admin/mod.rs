@@ -1,7 +1,7 @@
 //! What the `hashkv` tool does beyond commands, as a library: [`check`] a
 //! directory's checksums and [`repair`] it (the `check` module) and
 //! [`Db::info`]. Export and import live in [`crate::interop`]; their types
-//! are re-exported here as the tool and earlier code name them.
+//! are re-exported here, where the tool names them.
 
 use std::path::Path;
 
