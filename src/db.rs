@@ -247,7 +247,22 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_read_only_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
-        let path = path.as_ref();
+        Db::open_read_only_until(path.as_ref(), opts, None)
+    }
+
+    /// [`Db::open_read_only_with`] whose state is the writer's right after
+    /// the record ending at `until` (when given) rather than at the end of
+    /// the log: what follows every change after a saved position one by one
+    /// ([`Db::follow_with`]) starts from.
+    ///
+    /// # Errors
+    /// As [`Db::open_read_only_with`], and [`Error::PositionGone`] when the
+    /// log no longer holds `until`.
+    pub(crate) fn open_read_only_until(
+        path: &Path,
+        opts: Options,
+        until: Option<LogPosition>,
+    ) -> Result<Db> {
         if !path.is_dir() {
             return Err(Error::Io {
                 op: "opening read-only",
@@ -258,7 +273,7 @@ impl Db {
         let ks = Keyspace::default();
         ks.set_shapes(opts.shapes);
         ks.set_read_only();
-        let (follower, report) = Follower::load(path, &ks, &opts)?;
+        let (follower, report) = Follower::load_until(path, &ks, &opts, until)?;
         let feed = Feed::new(Some(path.to_path_buf()), opts.change_feed_capacity);
         let db = Db::build(Parts {
             ks,
@@ -335,6 +350,32 @@ impl Db {
     /// on a writer as its commands make them, on a reader as it applies
     /// them. Bounded ([`Options::change_feed_capacity`]); never slows the
     /// writer. An in-memory database has no log and feeds nothing.
+    /// On a read-only handle: [`Db::catch_up`] of at most `budget` records,
+    /// showing `visit` each record before and after it is applied (and
+    /// each reload), so a caller sees the state around every change. On a
+    /// writer: `Ok(0)`. Meant for a handle opened with `follow(None)`, or
+    /// the background thread applies records the visitor never sees.
+    ///
+    /// # Errors
+    /// As [`Db::catch_up`].
+    pub(crate) fn follow_with(
+        &self,
+        budget: u64,
+        visit: &mut dyn FnMut(crate::follow::Visit<'_, '_>),
+    ) -> Result<u64> {
+        match &self.shared.follower {
+            Some(f) => f.lock().catch_up_with(
+                &self.shared.ks,
+                &self.shared.opts,
+                Some(&self.shared.feed),
+                None,
+                budget,
+                visit,
+            ),
+            None => Ok(0),
+        }
+    }
+
     ///
     /// # Examples
     /// ```
@@ -362,6 +403,14 @@ impl Db {
 
     /// The changes after `position` (a [`crate::feed::Change::position`]
     /// or a [`Db::log_position`] saved earlier), read back from the log's
+    /// [`Db::reader_lag_bytes`] with the number of records too.
+    pub(crate) fn reader_lag(&self) -> Result<Option<(u64, u64)>> {
+        match &self.shared.follower {
+            Some(f) => f.lock().lag().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// segments, then every later change as [`Db::subscribe`] gives them:
     /// what anything that must resume after a restart builds on.
     ///

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::dir::{self, Manifest};
 use crate::error::{Error, Result};
 use crate::feed::{Feed, LogPosition};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Effect, Keyspace};
 use crate::log::tail::{SegmentTail, Stop};
 use crate::options::Options;
 use crate::recovery::RecoveryReport;
@@ -74,6 +74,18 @@ pub struct ReaderStatus {
     /// What the last catch-ups did beyond applying records (reloads,
     /// MANIFEST trouble), oldest first, at most 16.
     pub notes: Vec<String>,
+}
+
+/// What [`Follower::catch_up_with`] shows its visitor.
+pub(crate) enum Visit<'a, 'e> {
+    /// A record about to be applied: the keyspace holds the state before it.
+    Before(&'a Effect<'e>),
+    /// A record applied: the keyspace holds the state after it, and the
+    /// record ends at this position.
+    After(&'a Effect<'e>, LogPosition),
+    /// The follower loaded the directory again from a newer snapshot: the
+    /// changes cannot be followed one by one across this point.
+    Reloaded,
 }
 
 /// A file's identity and state, to see whether it changed.
@@ -220,7 +232,36 @@ impl Follower {
         ks: &Keyspace,
         opts: &Options,
     ) -> Result<(Follower, RecoveryReport)> {
+        Follower::load_until(dir, ks, opts, None)
+    }
+
+    /// [`Follower::load`], replaying the log only up to `until` (where a
+    /// record ends) when given: the state is then the writer's right after
+    /// that record.
+    ///
+    /// # Errors
+    /// As [`Follower::load`], and [`Error::PositionGone`] when the log no
+    /// longer holds `until` (a snapshot dropped its segment) or it is not
+    /// where a record ends.
+    pub(crate) fn load_until(
+        dir: &Path,
+        ks: &Keyspace,
+        opts: &Options,
+        until: Option<LogPosition>,
+    ) -> Result<(Follower, RecoveryReport)> {
         let (m, snap, segs) = open_listed(dir)?;
+        if let (Some(u), Some(first)) = (until, segs.first()) {
+            if u.segment < first.number() {
+                return Err(Error::PositionGone {
+                    requested: u,
+                    why: format!(
+                        "segment {} is no longer in {} (a snapshot dropped it)",
+                        dir::segment_name(u.segment),
+                        dir.display()
+                    ),
+                });
+            }
+        }
         let mut report = RecoveryReport::default();
         if let (Some(name), Some(file)) = (&m.snapshot, snap) {
             let path = dir.join(name);
@@ -259,7 +300,18 @@ impl Follower {
             snapshot: m.snapshot.clone(),
             notes: VecDeque::new(),
         };
-        f.catch_up(ks, opts, None)?;
+        f.catch_up_with(ks, opts, None, until, u64::MAX, &mut |_| {})?;
+        if let Some(u) = until {
+            if f.position() != u {
+                return Err(Error::PositionGone {
+                    requested: u,
+                    why: format!(
+                        "the log reads to {} and does not end a record there",
+                        f.position()
+                    ),
+                });
+            }
+        }
         report.records = f.records;
         ks.rebuild_encodings(opts);
         Ok((f, report))
@@ -273,14 +325,20 @@ impl Follower {
     /// Bytes of whole records in the log past the position (what the next
     /// catch-up would apply), looking ahead without applying anything.
     pub(crate) fn lag_bytes(&self) -> Result<u64> {
+        self.lag().map(|(bytes, _)| bytes)
+    }
+
+    /// Bytes and records of whole records in the log past the position.
+    pub(crate) fn lag(&self) -> Result<(u64, u64)> {
         let mut tail = self
             .tail
             .try_clone()
             .map_err(|e| io("reading", self.tail.path(), e))?;
         let mut bytes = 0u64;
+        let mut records = 0u64;
         loop {
             let from = tail.offset();
-            let stop = tail.advance(None, u64::MAX, |_, _, _, _| {});
+            let stop = tail.advance(None, u64::MAX, |_, _, _, _| records += 1);
             bytes += tail.offset() - from;
             match stop {
                 Ok(Stop::Sealed) => {
@@ -294,7 +352,7 @@ impl Follower {
                 _ => break,
             }
         }
-        Ok(bytes)
+        Ok((bytes, records))
     }
 
     pub(crate) fn status(&self) -> ReaderStatus {
@@ -336,22 +394,49 @@ impl Follower {
         opts: &Options,
         feed: Option<&Feed>,
     ) -> Result<u64> {
+        self.catch_up_with(ks, opts, feed, None, u64::MAX, &mut |_| {})
+    }
+
+    /// [`Follower::catch_up`] stopping at `until` (a record's end) and
+    /// after `budget` records, showing `visit` each record before and after
+    /// it is applied, and each reload.
+    ///
+    /// # Errors
+    /// As [`Follower::catch_up`].
+    pub(crate) fn catch_up_with(
+        &mut self,
+        ks: &Keyspace,
+        opts: &Options,
+        feed: Option<&Feed>,
+        until: Option<LogPosition>,
+        budget: u64,
+        visit: &mut dyn FnMut(Visit<'_, '_>),
+    ) -> Result<u64> {
         if self.damage.is_some() {
             // A repair may have replaced the damaged log: start again from
             // what MANIFEST lists then.
             if self.manifest_dropped_us()? {
-                return self.reload(ks, opts, feed);
+                let n = self.reload(ks, opts, feed)?;
+                visit(Visit::Reloaded);
+                return Ok(n);
             }
             return Err(self.damage_error().expect("checked above"));
         }
         let mut applied = 0u64;
         loop {
             let n = self.tail.number();
-            let stop = self.tail.advance(None, u64::MAX, |e, payload, start, end| {
+            if until.is_some_and(|u| self.position() >= u) || applied >= budget {
+                break;
+            }
+            let limit = until.filter(|u| u.segment == n).map(|u| u.offset);
+            let left = budget - applied;
+            let stop = self.tail.advance(limit, left, |e, payload, start, end| {
+                visit(Visit::Before(&e));
                 ks.apply_followed(&e, opts);
                 if let Some(feed) = feed {
                     feed.publish(n, start, end, payload);
                 }
+                visit(Visit::After(&e, LogPosition::new(n, end)));
                 applied += 1;
             });
             match stop {
@@ -364,6 +449,7 @@ impl Follower {
                     ));
                     return Err(self.damage_error().expect("set above"));
                 }
+                Ok(Stop::Sealed) if until.is_some_and(|u| u.segment == n) => break,
                 Ok(Stop::Sealed) => match self.next_segment()? {
                     Some(t) => {
                         self.tail = t;
@@ -378,7 +464,9 @@ impl Follower {
                     None if self.listed_last()? => self.tail.read_past_seal(),
                     None => {
                         self.records += applied;
-                        return Ok(applied + self.reload(ks, opts, feed)?);
+                        let n = self.reload(ks, opts, feed)?;
+                        visit(Visit::Reloaded);
+                        return Ok(applied + n);
                     }
                 },
                 // A version-1 segment read whole goes on in the next one
@@ -401,7 +489,9 @@ impl Follower {
                     }
                     Next::Reload => {
                         self.records += applied;
-                        return Ok(applied + self.reload(ks, opts, feed)?);
+                        let n = self.reload(ks, opts, feed)?;
+                        visit(Visit::Reloaded);
+                        return Ok(applied + n);
                     }
                     Next::Damage(reason) => {
                         self.records += applied;

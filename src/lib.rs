@@ -174,6 +174,8 @@ pub mod recovery;
 pub mod session;
 pub mod shell;
 mod snapshot;
+#[cfg(feature = "sync")]
+pub mod sync;
 mod transaction;
 pub mod typed;
 

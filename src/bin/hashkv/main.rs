@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod interactive;
+mod sync;
 use hashkv::{Db, FsyncPolicy, Options};
 
 /// When log writes reach the disk.
@@ -231,6 +232,36 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// Copy the data into Redis, Valkey or Redis Cluster, then send every
+    /// change as the application makes it (beside it: the directory is
+    /// opened read-only), until interrupted (SIGINT/SIGTERM: the batch in
+    /// flight is finished and the position saved).
+    ///
+    /// Example: hashkv sync data --to redis://127.0.0.1:7000 --cluster --state data.sync
+    Sync {
+        /// The database directory (must exist).
+        dir: PathBuf,
+        /// The target: redis://[user:password@]host:port[/db].
+        #[arg(long)]
+        to: String,
+        /// The target is a Redis Cluster (the URL names any node).
+        #[arg(long)]
+        cluster: bool,
+        /// Save the position the target acknowledged here, and resume from
+        /// it (without it every run starts with a full copy).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Copy, send the changes in the log as it is now, and exit.
+        #[arg(long)]
+        once: bool,
+        /// Only keys matching this glob (as SCAN MATCH).
+        #[arg(long = "match", value_name = "PATTERN")]
+        pattern: Option<String>,
+        /// Send fields without their TTLs to a target that has none
+        /// (instead of stopping at the first field TTL).
+        #[arg(long)]
+        drop_field_ttls: bool,
+    },
     /// Print a completion script for a shell.
     ///
     /// Example: hashkv completions bash > /etc/bash_completion.d/hashkv
@@ -400,6 +431,28 @@ fn main() -> ExitCode {
                 };
                 export(&db, format, &rdb, output.as_deref(), quiet)
             }),
+        Cmd::Sync {
+            dir,
+            to,
+            cluster,
+            state,
+            once,
+            pattern,
+            drop_field_ttls,
+        } => existing(&dir).and_then(|()| {
+            sync::run(
+                sync::Args {
+                    dir,
+                    to,
+                    cluster,
+                    state,
+                    once,
+                    pattern,
+                    drop_field_ttls,
+                },
+                quiet,
+            )
+        }),
         Cmd::Watch {
             dir,
             pattern,
