@@ -309,7 +309,19 @@ impl<'p> Translator<'p> {
                 }
             }
             Effect::Batch { effects } => {
+                // A FLUSHDB in a transaction also removes what its earlier
+                // parts created.
+                let mut seen: Vec<Vec<u8>> = Vec::new();
                 for part in effects {
+                    if matches!(part, Effect::FlushDb) {
+                        for k in seen.drain(..) {
+                            if self.wanted(&k) && !self.flushed.contains(&k) {
+                                key_cmd("DEL", &k, &[], out);
+                            }
+                        }
+                    } else {
+                        part.for_each_key(&mut |k| seen.push(k.to_vec()));
+                    }
                     self.effect(part, db, out);
                 }
             }
