@@ -145,7 +145,7 @@ fn show(e: &Event, bar: &indicatif::ProgressBar, status: &indicatif::ProgressBar
             message,
             attempt,
             after,
-        } => eprintln!(
+        } if !quiet => eprintln!(
             "hashkv: sync: {message}; trying again in {} ms (try {})",
             after.as_millis(),
             attempt + 1
