@@ -42,6 +42,7 @@ fn not_ours(dir: &Path) -> Error {
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Severity {
     /// Opening would fail (or, salvaging, lose data) because of it.
     Corrupt,

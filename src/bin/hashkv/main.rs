@@ -700,6 +700,7 @@ fn check(dir: &std::path::Path, quiet: bool) -> ExitCode {
         let sev = match f.severity {
             hashkv::admin::Severity::Corrupt => "CORRUPT",
             hashkv::admin::Severity::Warning => "warning",
+            _ => "note",
         };
         println!("{sev}: {} at byte {}: {}", f.file, f.offset, f.what);
     }
