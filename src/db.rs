@@ -153,6 +153,19 @@ impl Db {
     /// Opens (creating if missing) the database directory at `path` with
     /// default [`Options`].
     ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = hashkv::Db::open(dir.path())?;
+    /// db.hset("user:1", &[("name", "Alice")])?;
+    /// db.close()?;
+    ///
+    /// // The next open replays the log: the write is there.
+    /// let db = hashkv::Db::open(dir.path())?;
+    /// assert_eq!(db.hget("user:1", "name")?.as_deref(), Some(&b"Alice"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Io`] if the directory cannot be created.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
@@ -162,6 +175,24 @@ impl Db {
     /// Opens the database directory at `path` with `opts`: takes its lock,
     /// replays its log (cutting a torn tail, see [`Db::recovery_report`]),
     /// and logs every later write according to the fsync policy.
+    ///
+    /// # Examples
+    /// ```
+    /// use hashkv::{Db, FsyncPolicy, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// // Every write is on disk before its call returns.
+    /// let opts = Options::default().fsync(FsyncPolicy::Always);
+    /// let db = Db::open_with(dir.path(), opts.clone())?;
+    /// db.hset("stock:42", &[("units", "3")])?;
+    ///
+    /// // The directory has one writer at a time.
+    /// assert!(matches!(
+    ///     Db::open_with(dir.path(), opts),
+    ///     Err(hashkv::Error::Locked { .. })
+    /// ));
+    /// assert!(db.recovery_report().torn_tail.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Locked`] if another handle has the directory open,
@@ -436,6 +467,18 @@ impl Db {
     }
 
     /// A database that lives only in memory (nothing is logged).
+    ///
+    /// # Examples
+    /// ```
+    /// use hashkv::{Db, Options};
+    /// let db = Db::in_memory(Options::default());
+    /// db.hset("cart:7", &[("apples", "3"), ("pears", "1")])?;
+    /// assert_eq!(db.hlen("cart:7")?, 2);
+    /// // Handles are cheap clones of one database.
+    /// let other = db.clone();
+    /// assert_eq!(other.hincrby("cart:7", "apples", 2)?, 5);
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
     pub fn in_memory(opts: Options) -> Db {
         let feed = Feed::new(None, opts.change_feed_capacity);
         Db::build(Parts {
@@ -456,6 +499,20 @@ impl Db {
     /// snapshot holds the state as of that switch. One snapshot runs at a
     /// time; a second call waits for the first. Also run automatically by
     /// the rules of [`Options::save`] and [`Options::compact_log_at`].
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = hashkv::Db::open(dir.path())?;
+    /// for i in 0..1000 {
+    ///     db.hset(format!("user:{i}"), &[("visits", i.to_string())])?;
+    /// }
+    /// let info = db.snapshot()?;
+    /// assert_eq!(info.keys, 1000);
+    /// assert!(info.path.starts_with(dir.path()));
+    /// // The next open loads the snapshot instead of replaying 1,000 writes.
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] when a file cannot be written (the directory then

@@ -91,6 +91,21 @@ pub enum RecoveryMode {
 
 /// Options of a [`crate::Db`]. Build with [`Options::default`] and the
 /// chained setters.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use hashkv::{Db, FsyncPolicy, Options};
+/// let opts = Options::default()
+///     .fsync(FsyncPolicy::EverySec)
+///     // A snapshot after 60 s with at least 10,000 changes (Redis's `save`).
+///     .save(Duration::from_secs(60), 10_000)
+///     .hash_max_listpack_entries(256);
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open_with(dir.path(), opts)?;
+/// assert_eq!(db.info()?.fsync, FsyncPolicy::EverySec);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Options {
     pub(crate) hash_max_listpack_entries: usize,

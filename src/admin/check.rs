@@ -153,6 +153,22 @@ impl CheckReport {
 /// the writer just replaced is not reported as missing and the tail being
 /// written is not reported as torn.
 ///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let db = hashkv::Db::open(dir.path())?;
+/// db.hset("user:1", &[("name", "Alice")])?;
+/// db.close()?;
+///
+/// let report = hashkv::admin::check(dir.path(), &mut |_, _| {})?;
+/// assert!(report.is_clean());
+/// assert_eq!(report.advice(dir.path()), None);
+/// for f in &report.files {
+///     println!("{} {}: {} bytes", f.kind, f.file, f.bytes);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// [`Error::Io`] when `dir` is missing, is not a hashkv directory or a
 /// file cannot be read.
@@ -559,6 +575,24 @@ pub(crate) fn rebuild_manifest(dir: &Path) -> Result<(Manifest, Vec<String>)> {
 /// every valid record. Every file it will change is first copied to
 /// `dir/backup-<unix seconds>/` and the copies fsynced. Without `salvage`,
 /// damage inside the log is an error that says to use it.
+///
+/// # Examples
+/// ```
+/// use hashkv::{admin, Db, Options};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path())?;
+/// db.hset("user:1", &[("name", "Alice")])?;
+/// db.close()?;
+/// std::fs::remove_file(dir.path().join("MANIFEST"))?;
+///
+/// assert!(!admin::check(dir.path(), &mut |_, _| {})?.is_clean());
+/// let report = admin::repair(dir.path(), false, &Options::default())?;
+/// assert!(report.backup.is_some());
+/// assert!(!report.manifest.is_empty()); // how MANIFEST was rebuilt
+/// let db = Db::open(dir.path())?;
+/// assert_eq!(db.hget("user:1", "name")?.as_deref(), Some(&b"Alice"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::Corrupt`] for damage that needs `salvage`, a damaged snapshot

@@ -124,6 +124,16 @@ impl Db {
     /// Keys, fields, encodings, memory, the directory's files, and where
     /// the handle is in the log.
     ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.hset("user:1", &[("name", "Alice"), ("age", "25")])?;
+    /// let info = db.info()?;
+    /// assert_eq!((info.keys, info.fields, info.listpack_hashes), (1, 2, 1));
+    /// println!("{}", info.to_json());
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// On a reader, [`Error::Io`] when the log cannot be read.
     pub fn info(&self) -> Result<Info> {

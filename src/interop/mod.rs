@@ -102,6 +102,21 @@ impl Db {
     /// Writes every live key to `out` in `format`; `progress(done, total)`
     /// counts keys.
     ///
+    /// # Examples
+    /// ```
+    /// use hashkv::interop::Format;
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.hset("user:1", &[("name", "Alice")])?;
+    /// let mut out = Vec::new();
+    /// let t = db.export(Format::Json, &mut out, &mut |_, _| {})?;
+    /// assert_eq!(t.items, 1);
+    /// assert_eq!(
+    ///     String::from_utf8(out)?,
+    ///     "{\"expire_at_ms\":null,\"fields\":{\"name\":\"Alice\"},\"key\":\"user:1\"}\n"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Io`] when `out` fails.
     pub fn export(
@@ -204,6 +219,23 @@ impl Db {
     /// `progress(bytes, 0)` reports bytes read. A database on a directory
     /// takes a snapshot at the end, so the next open loads it instead of
     /// replaying the import's log.
+    ///
+    /// # Examples
+    /// ```
+    /// use hashkv::interop::Format;
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// // What `redis-cli --pipe` reads; a command that fails is counted.
+    /// let resp = "*4\r\n$4\r\nHSET\r\n$6\r\nuser:1\r\n$4\r\nname\r\n$5\r\nAlice\r\n\
+    ///             *2\r\n$4\r\nLPOP\r\n$6\r\nuser:1\r\n";
+    /// let t = db.import(Format::Resp, &mut resp.as_bytes(), &mut |_, _| {})?;
+    /// assert_eq!(t.errors.len(), 1);
+    /// assert_eq!(db.hget("user:1", "name")?.as_deref(), Some(&b"Alice"[..]));
+    ///
+    /// let json = r#"{"key": "user:2", "expire_at_ms": null, "fields": {"name": "Bob"}}"#;
+    /// db.import(Format::Json, &mut json.as_bytes(), &mut |_, _| {})?;
+    /// assert_eq!(db.hget("user:2", "name")?.as_deref(), Some(&b"Bob"[..]));
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Io`] for unreadable or malformed input, or a failed write to

@@ -570,6 +570,19 @@ impl Db {
     /// (version 10, loaded by Redis 7.0 and later; LZF as Redis writes
     /// it), replacing the file only once it is complete and synced.
     ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.hset("user:1", &[("name", "Alice")])?;
+    /// let file = dir.path().join("dump.rdb");
+    /// let t = db.export_rdb(&file)?;
+    /// assert_eq!(t.items, 1);
+    /// // redis-server loads this file as its dump.rdb.
+    /// assert!(std::fs::read(&file)?.starts_with(b"REDIS0010"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// A hash with field TTLs (RDB version 10 cannot hold them: the export
     /// stops rather than drop them; [`Db::export_rdb_to`] with

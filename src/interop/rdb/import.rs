@@ -773,6 +773,22 @@ impl Db {
     /// Imports the hashes of a Redis RDB file (database 0; other types
     /// skipped and counted). See [`Db::import_rdb_with`].
     ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let file = dir.path().join("dump.rdb");
+    /// let source = hashkv::Db::in_memory(hashkv::Options::default());
+    /// source.hset("user:1", &[("name", "Alice"), ("age", "25")])?;
+    /// source.export_rdb(&file)?;
+    ///
+    /// // Into a directory: the import ends with a snapshot of it.
+    /// let db = hashkv::Db::open(dir.path().join("db"))?;
+    /// let t = db.import_rdb(&file)?;
+    /// assert_eq!((t.keys, t.fields), (1, 2));
+    /// assert_eq!(db.hget("user:1", "age")?.as_deref(), Some(&b"25"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Db::import_rdb_with`].
     pub fn import_rdb(&self, path: impl AsRef<Path>) -> Result<RdbImport> {
