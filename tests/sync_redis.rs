@@ -60,9 +60,20 @@ fn start(bin: &str, port: u16, extra: &[&str]) -> Server {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
     let s = Server { child, _dir: dir };
+    // Accepting connections is not yet serving: wait for a reply.
+    let ready = |p: u16| {
+        std::net::TcpStream::connect(("127.0.0.1", p)).is_ok_and(|mut t| {
+            use std::io::{Read, Write};
+            let mut b = [0u8; 64];
+            t.write_all(b"PING\r\n").is_ok() && t.read(&mut b).is_ok_and(|n| n > 0)
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while conn(port).is_err() {
-        assert!(Instant::now() < deadline, "{bin} on port {port} did not start");
+    while !ready(port) {
+        assert!(
+            Instant::now() < deadline,
+            "{bin} on port {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     s
@@ -301,7 +312,9 @@ fn scenario(
         db.snapshot().unwrap();
         db.snapshot().unwrap();
     }
-    let out = sync_cmd(&data, url, &state, cluster, true).output().unwrap();
+    let out = sync_cmd(&data, url, &state, cluster, true)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "sync --once: {}",
@@ -386,12 +399,20 @@ fn field_ttls_to_a_server_without_them_are_refused_naming_the_key() {
         .arg("--drop-field-ttls")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut c = conn(port).unwrap();
     let h: BTreeMap<String, String> = redis::cmd("HGETALL").arg("h").query(&mut c).unwrap();
     assert_eq!(h.len(), 2);
     // A key of another type in the way: refused, named, nothing deleted.
-    redis::cmd("SET").arg("str").arg("x").query::<()>(&mut c).unwrap();
+    redis::cmd("SET")
+        .arg("str")
+        .arg("x")
+        .query::<()>(&mut c)
+        .unwrap();
     db.execute(&["HSET", "str", "f", "v"]).unwrap();
     let out = sync_cmd(&data, &url, &state, false, true)
         .arg("--drop-field-ttls")
@@ -399,13 +420,22 @@ fn field_ttls_to_a_server_without_them_are_refused_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("key \"str\"") && err.contains("WRONGTYPE"), "{err}");
+    assert!(
+        err.contains("key \"str\"") && err.contains("WRONGTYPE"),
+        "{err}"
+    );
     let s: String = redis::cmd("GET").arg("str").query(&mut c).unwrap();
     assert_eq!(s, "x");
     // An unreachable target: a one-line error naming it.
-    let out = sync_cmd(&data, "redis://127.0.0.1:1", &dir.path().join("s2"), false, true)
-        .output()
-        .unwrap();
+    let out = sync_cmd(
+        &data,
+        "redis://127.0.0.1:1",
+        &dir.path().join("s2"),
+        false,
+        true,
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -452,7 +482,11 @@ fn sync_to_a_cluster_follows_a_resharding() {
         .args(["--cluster-replicas", "0", "--cluster-yes"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Wait until every node agrees.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -493,4 +527,78 @@ fn sync_to_a_cluster_follows_a_resharding() {
         }
     });
     drop(servers);
+}
+
+#[test]
+fn a_wrong_password_stops_at_once_and_match_keeps_other_keys_out() {
+    if !have("redis-server") {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let port = base_port(6);
+    let _s = start("redis-server", port, &["--requirepass", "secret"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = Db::open(&data).unwrap();
+    db.execute(&["HSET", "user:1", "name", "Alice"]).unwrap();
+    db.execute(&["HSET", "order:1", "total", "9"]).unwrap();
+    let state = dir.path().join("s");
+    let t = Instant::now();
+    let out = sync_cmd(
+        &data,
+        &format!("redis://:wrong@127.0.0.1:{port}"),
+        &state,
+        false,
+        true,
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WRONGPASS") || err.contains("uthentication"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong@"),
+        "the password is never shown: {err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "no retries on a wrong password"
+    );
+    assert!(!state.exists(), "nothing acknowledged, nothing saved");
+    let url = format!("redis://:secret@127.0.0.1:{port}");
+    let out = sync_cmd(&data, &url, &state, false, true)
+        .args(["--match", "user:*"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db.execute(&["HSET", "order:2", "total", "1"]).unwrap();
+    db.execute(&["RENAME", "user:1", "order:3"]).unwrap();
+    db.execute(&["HSET", "user:2", "name", "Bob"]).unwrap();
+    let out = sync_cmd(&data, &url, &state, false, true)
+        .args(["--match", "user:*"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["user:2"]);
+    // The state file belongs to this pattern: another one is refused.
+    let out = sync_cmd(&data, &url, &state, false, true).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give another state file"));
 }

@@ -38,6 +38,8 @@ use translate::{Translated, Translator, Unit};
 const STEP: u64 = 4096;
 /// Commands sent in one pipeline at most.
 const PIPELINE_COMMANDS: usize = 4096;
+/// Connections a full copy sends through at once.
+const COPY_CONNECTIONS: usize = 3;
 /// How often the state file is written while changes flow (and at exit).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
 
@@ -422,7 +424,9 @@ impl Sync {
                     Db::open_read_only_until(&b.dir, opts, None)?,
                     Some((
                         true,
-                        format!("the saved position {pos} is gone ({why}): copying everything again"),
+                        format!(
+                            "the saved position {pos} is gone ({why}): copying everything again"
+                        ),
                     )),
                 ),
                 Err(e) => return Err(e.into()),
@@ -468,7 +472,9 @@ fn connect(
                 }
                 return Ok(t);
             }
-            Err((true, message)) if attempt < retries && !stop.is_some_and(|s| s.load(Ordering::SeqCst)) => {
+            Err((true, message))
+                if attempt < retries && !stop.is_some_and(|s| s.load(Ordering::SeqCst)) =>
+            {
                 let after = backoff(attempt);
                 if let Some(f) = on_event {
                     f(&Event::Retrying {
@@ -480,6 +486,56 @@ fn connect(
                 std::thread::sleep(after);
             }
             Err((_, message)) => return Err(SyncError::Connect(message)),
+        }
+    }
+}
+
+/// Sends `units` to `target`, retrying what may pass (on a new connection),
+/// and returns the commands sent. `acked` is the position the target had
+/// acknowledged before, for the messages.
+fn send_with_retry(
+    target: &mut Target,
+    units: &[(&Unit, LogPosition)],
+    retries: u32,
+    acked: LogPosition,
+    stopping: &dyn Fn() -> bool,
+    emit: &mut dyn FnMut(Event),
+) -> Result<u64, SyncError> {
+    let refs: Vec<&Unit> = units.iter().map(|(u, _)| *u).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match target.send(&refs) {
+            Ok(()) => return Ok(refs.iter().map(|u| u.cmds.len() as u64).sum()),
+            Err(SendError::Refused { unit, key, message }) => {
+                return Err(SyncError::Refused {
+                    target: target.shown.clone(),
+                    key: show_key(&key),
+                    position: units.get(unit).map_or(acked, |u| u.1),
+                    message,
+                });
+            }
+            Err(SendError::Retry(message)) => {
+                if attempt >= retries || stopping() && attempt > 1 {
+                    return Err(SyncError::GaveUp {
+                        target: target.shown.clone(),
+                        tries: attempt,
+                        position: acked,
+                        message,
+                    });
+                }
+                let after = backoff(attempt);
+                emit(Event::Retrying {
+                    message,
+                    attempt,
+                    after,
+                });
+                std::thread::sleep(after);
+                // A new connection: the old one may be half broken.
+                if let Ok(t) = target.connect_again() {
+                    *target = t;
+                }
+            }
         }
     }
 }
@@ -548,46 +604,22 @@ impl Run<'_> {
     /// Sends `units` (each with the position it belongs to), retrying what
     /// may pass.
     fn send(&mut self, units: &[(&Unit, LogPosition)]) -> Result<(), SyncError> {
-        let refs: Vec<&Unit> = units.iter().map(|(u, _)| *u).collect();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.target.send(&refs) {
-                Ok(()) => {
-                    self.report.commands += refs.iter().map(|u| u.cmds.len() as u64).sum::<u64>();
-                    return Ok(());
+        let stop = self.stop;
+        let on_event = &mut *self.on_event;
+        let n = send_with_retry(
+            &mut self.target,
+            units,
+            self.retries,
+            self.report.position,
+            &|| stop.is_some_and(|s| s.load(Ordering::SeqCst)),
+            &mut |e| {
+                if let Some(f) = on_event.as_mut() {
+                    f(&e);
                 }
-                Err(SendError::Refused { unit, key, message }) => {
-                    return Err(SyncError::Refused {
-                        target: self.target.shown.clone(),
-                        key: show_key(&key),
-                        position: units.get(unit).map_or(self.report.position, |u| u.1),
-                        message,
-                    });
-                }
-                Err(SendError::Retry(message)) => {
-                    if attempt >= self.retries || self.stopping() && attempt > 1 {
-                        return Err(SyncError::GaveUp {
-                            target: self.target.shown.clone(),
-                            tries: attempt,
-                            position: self.report.position,
-                            message,
-                        });
-                    }
-                    let after = backoff(attempt);
-                    self.emit(Event::Retrying {
-                        message,
-                        attempt,
-                        after,
-                    });
-                    std::thread::sleep(after);
-                    // A new connection: the old one may be half broken.
-                    if let Ok(t) = Target::connect_again(&self.target) {
-                        self.target = t;
-                    }
-                }
-            }
-        }
+            },
+        )?;
+        self.report.commands += n;
+        Ok(())
     }
 
     /// Copies every live key of `db` (matching the pattern); `again` when
@@ -602,59 +634,7 @@ impl Run<'_> {
         // empty (no key can be in the way).
         let guard = again || self.dbsize_with_retry()? > 0;
         let position = db.log_position();
-        let (mut keys, mut fields) = (0u64, 0u64);
-        let mut batch: Vec<Unit> = Vec::new();
-        let mut batch_cmds = 0usize;
-        for i in 0..crate::keyspace::SHARDS {
-            let mut units = Vec::new();
-            {
-                let now = Now::lazy(&*db.options().clock);
-                let shard = db.keyspace().shard_at(i).read();
-                shard.for_each_live(&now, |key, h, ttl| {
-                    if !self.pattern.is_none_or(|p| crate::command::glob::matches(p, key)) {
-                        return;
-                    }
-                    let t = h.now();
-                    let mut c = translate::Content {
-                        ttl,
-                        ..Default::default()
-                    };
-                    h.for_each_with_ttl(|f, v, at| {
-                        if at != 0 && crate::hash::is_expired(at, t) {
-                            return;
-                        }
-                        let f = f.to_bytes();
-                        if at != 0 {
-                            c.field_ttls.push((f.clone(), at));
-                        }
-                        c.pairs.push((f, v.to_bytes()));
-                    });
-                    if c.pairs.is_empty() {
-                        return;
-                    }
-                    fields += c.pairs.len() as u64;
-                    let mut cmds = Vec::new();
-                    translate::replace_cmds(key, Some(&c), guard, &mut cmds);
-                    units.push(Unit {
-                        cmds,
-                        atomic: false,
-                    });
-                });
-            }
-            for mut u in units {
-                self.fit_field_ttls(&mut u, position)?;
-                batch_cmds += u.cmds.len();
-                batch.push(u);
-                keys += 1;
-                if batch_cmds >= PIPELINE_COMMANDS {
-                    self.send_copy(&mut batch, position)?;
-                    batch_cmds = 0;
-                    self.emit(Event::Copied { keys, total });
-                }
-            }
-        }
-        self.send_copy(&mut batch, position)?;
-        self.emit(Event::Copied { keys, total });
+        let (keys, fields) = self.copy_keys(db, guard, position)?;
         let mut deleted = 0u64;
         if again {
             deleted = self.delete_stale(db)?;
@@ -671,14 +651,141 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn send_copy(&mut self, batch: &mut Vec<Unit>, position: LogPosition) -> Result<(), SyncError> {
-        if batch.is_empty() {
-            return Ok(());
+    /// Sends every live key of `db` as a replacement, from this thread
+    /// through [`COPY_CONNECTIONS`] connections (each key's commands on one
+    /// of them, in order), so the target always has a pipeline to work on
+    /// while the next is built. Returns the keys and fields sent.
+    fn copy_keys(
+        &mut self,
+        db: &Db,
+        guard: bool,
+        position: LogPosition,
+    ) -> Result<(u64, u64), SyncError> {
+        let total = db.dbsize()?.max(0) as u64;
+        let mut conns = Vec::with_capacity(COPY_CONNECTIONS);
+        for _ in 0..COPY_CONNECTIONS {
+            conns.push(
+                self.target
+                    .connect_again()
+                    .map_err(|(_, m)| SyncError::Connect(m))?,
+            );
         }
-        let units: Vec<(&Unit, LogPosition)> = batch.iter().map(|u| (u, position)).collect();
-        self.send(&units)?;
-        batch.clear();
-        Ok(())
+        let retries = self.retries;
+        let acked = self.report.position;
+        let (mut keys, mut fields) = (0u64, 0u64);
+        let sent = std::thread::scope(|scope| -> Result<u64, SyncError> {
+            let mut workers = Vec::new();
+            for mut t in conns {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Unit>>(2);
+                let h = scope.spawn(move || -> Result<u64, SyncError> {
+                    let mut n = 0;
+                    for batch in rx {
+                        let units: Vec<(&Unit, LogPosition)> =
+                            batch.iter().map(|u| (u, position)).collect();
+                        n += send_with_retry(
+                            &mut t,
+                            &units,
+                            retries,
+                            acked,
+                            &|| false,
+                            &mut |_| {},
+                        )?;
+                    }
+                    Ok(n)
+                });
+                workers.push((Some(tx), h));
+            }
+            let mut next = 0usize;
+            let mut batch: Vec<Unit> = Vec::new();
+            let mut batch_cmds = 0usize;
+            let mut failed = false;
+            'shards: for i in 0..crate::keyspace::SHARDS {
+                let mut units = Vec::new();
+                {
+                    let now = Now::lazy(&*db.options().clock);
+                    let shard = db.keyspace().shard_at(i).read();
+                    shard.for_each_live(&now, |key, h, ttl| {
+                        if !self
+                            .pattern
+                            .is_none_or(|p| crate::command::glob::matches(p, key))
+                        {
+                            return;
+                        }
+                        let t = h.now();
+                        let mut c = translate::Content {
+                            ttl,
+                            ..Default::default()
+                        };
+                        h.for_each_with_ttl(|f, v, at| {
+                            if at != 0 && crate::hash::is_expired(at, t) {
+                                return;
+                            }
+                            let f = f.to_bytes();
+                            if at != 0 {
+                                c.field_ttls.push((f.clone(), at));
+                            }
+                            c.pairs.push((f, v.to_bytes()));
+                        });
+                        if c.pairs.is_empty() {
+                            return;
+                        }
+                        fields += c.pairs.len() as u64;
+                        let mut cmds = Vec::new();
+                        translate::replace_cmds(key, Some(&c), guard, &mut cmds);
+                        units.push(Unit {
+                            cmds,
+                            atomic: false,
+                        });
+                    });
+                }
+                for mut u in units {
+                    self.fit_field_ttls(&mut u, position)?;
+                    batch_cmds += u.cmds.len();
+                    batch.push(u);
+                    keys += 1;
+                    if batch_cmds >= PIPELINE_COMMANDS {
+                        let tx = workers[next % workers.len()].0.as_ref();
+                        next += 1;
+                        if tx.is_none_or(|tx| tx.send(std::mem::take(&mut batch)).is_err()) {
+                            failed = true;
+                            break 'shards;
+                        }
+                        batch_cmds = 0;
+                        self.emit(Event::Copied { keys, total });
+                    }
+                }
+            }
+            if !failed && !batch.is_empty() {
+                if let Some(tx) = workers[next % workers.len()].0.as_ref() {
+                    let _ = tx.send(batch);
+                }
+            }
+            let mut sent = 0;
+            let mut first_err = None;
+            for w in &mut workers {
+                w.0.take(); // no more batches: the worker ends
+            }
+            for (_, h) in workers {
+                match h.join() {
+                    Ok(Ok(n)) => sent += n,
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        first_err.get_or_insert(SyncError::Connect(
+                            "a copy connection's thread failed".into(),
+                        ));
+                    }
+                }
+            }
+            match first_err {
+                Some(e) => Err(e),
+                None => Ok(sent),
+            }
+        })?;
+        self.report.commands += sent;
+        self.emit(Event::Copied { keys, total });
+        Ok((keys, fields))
     }
 
     fn dbsize_with_retry(&mut self) -> Result<u64, SyncError> {
@@ -813,7 +920,11 @@ impl Run<'_> {
             let mut end = start;
             let mut cmds = 0usize;
             while end < pending.len() && (end == start || cmds < PIPELINE_COMMANDS) {
-                cmds += pending[end].units.iter().map(|u| u.cmds.len()).sum::<usize>();
+                cmds += pending[end]
+                    .units
+                    .iter()
+                    .map(|u| u.cmds.len())
+                    .sum::<usize>();
                 end += 1;
             }
             let units: Vec<(&Unit, LogPosition)> = pending[start..end]

@@ -123,7 +123,11 @@ mod tests {
         fs::write(&p, b"{\"version\": 1").unwrap();
         let e = State::read(&p).unwrap_err().to_string();
         assert!(e.contains("not a sync state file"), "{e}");
-        fs::write(&p, b"{\"version\":1,\"dir\":\"d\",\"target\":\"t\",\"pattern\":\"*\",\"position\":\"x\"}").unwrap();
+        fs::write(
+            &p,
+            b"{\"version\":1,\"dir\":\"d\",\"target\":\"t\",\"pattern\":\"*\",\"position\":\"x\"}",
+        )
+        .unwrap();
         assert!(State::read(&p).is_err());
     }
 }

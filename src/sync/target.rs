@@ -235,7 +235,8 @@ impl Target {
             (None, None) => "an unknown server".into(),
         };
         let r = self.query_one(redis::cmd("COMMAND").arg("INFO").arg("HPEXPIREAT"))?;
-        self.field_ttls = matches!(&r, Value::Array(items) if items.iter().any(|v| !matches!(v, Value::Nil)));
+        self.field_ttls =
+            matches!(&r, Value::Array(items) if items.iter().any(|v| !matches!(v, Value::Nil)));
         Ok(())
     }
 
@@ -275,7 +276,9 @@ impl Target {
 
     /// Keys in the whole target (every master of a cluster).
     pub(crate) fn dbsize(&mut self) -> Result<u64, SendError> {
-        let nodes = self.masters().map_err(|e| SendError::Retry(e.to_string()))?;
+        let nodes = self
+            .masters()
+            .map_err(|e| SendError::Retry(e.to_string()))?;
         let nodes = nodes.unwrap_or_else(|| vec![(String::new(), 0)]);
         let mut n = 0u64;
         for node in &nodes {
@@ -476,9 +479,6 @@ mod tests {
             redact("redis://:secret@127.0.0.1:6379/0"),
             "redis://:***@127.0.0.1:6379/0"
         );
-        assert_eq!(
-            redact("redis://app:secret@h:1"),
-            "redis://app:***@h:1"
-        );
+        assert_eq!(redact("redis://app:secret@h:1"), "redis://app:***@h:1");
     }
 }

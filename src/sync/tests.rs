@@ -56,7 +56,11 @@ fn apply(target: &Db, cmds: &[Words]) {
             target.execute(&[b"DEL".as_slice(), &w[1]]).unwrap();
         } else {
             let r = target.execute(w);
-            assert!(r.is_ok(), "{:?} -> {r:?}", String::from_utf8_lossy(&w.concat()));
+            assert!(
+                r.is_ok(),
+                "{:?} -> {r:?}",
+                String::from_utf8_lossy(&w.concat())
+            );
         }
     }
 }

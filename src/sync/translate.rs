@@ -131,7 +131,12 @@ fn hset_cmds(key: &[u8], pairs: &[(&[u8], &[u8])], out: &mut Vec<Words>) {
 
 /// The commands that make `key` hold `content` (or nothing) whatever it
 /// held; `guard` first checks it is not a key of another type.
-pub(crate) fn replace_cmds(key: &[u8], content: Option<&Content>, guard: bool, out: &mut Vec<Words>) {
+pub(crate) fn replace_cmds(
+    key: &[u8],
+    content: Option<&Content>,
+    guard: bool,
+    out: &mut Vec<Words>,
+) {
     if guard {
         out.push(vec![GUARD.to_vec(), key.to_vec()]);
     } else if content.is_none() {
