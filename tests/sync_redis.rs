@@ -304,7 +304,7 @@ fn scenario(
     }
     // A snapshot that drops the log the state file points into: the next
     // sync copies everything again and deletes what hashkv no longer holds.
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         for _ in 0..200 {
             let _ = db.execute(&random_command(&mut rng, field_ttls));
         }

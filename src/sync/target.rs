@@ -60,7 +60,7 @@ pub(crate) enum SendError {
 
 enum Conn {
     One(redis::Connection),
-    Cluster(ClusterConnection),
+    Cluster(Box<ClusterConnection>),
 }
 
 /// A connected target.
@@ -185,7 +185,7 @@ impl Target {
                 .response_timeout(REPLY_TIMEOUT)
                 .build()
                 .map_err(|e| (false, format!("{shown}: {e}")))?;
-            Conn::Cluster(client.get_connection().map_err(fail)?)
+            Conn::Cluster(Box::new(client.get_connection().map_err(fail)?))
         } else {
             let client = redis::Client::open(url).map_err(|e| (false, format!("{shown}: {e}")))?;
             let c = client

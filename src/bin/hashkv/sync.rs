@@ -83,20 +83,16 @@ fn show(e: &Event, bar: &indicatif::ProgressBar, status: &indicatif::ProgressBar
             target,
             server,
             field_ttls,
-        } => {
-            if !quiet {
-                let ttls = if *field_ttls {
-                    "with field TTLs"
-                } else {
-                    "without field TTLs"
-                };
-                eprintln!("hashkv: sync: connected to {target} ({server}, {ttls})");
-            }
+        } if !quiet => {
+            let ttls = if *field_ttls {
+                "with field TTLs"
+            } else {
+                "without field TTLs"
+            };
+            eprintln!("hashkv: sync: connected to {target} ({server}, {ttls})");
         }
-        Event::Resuming { position } => {
-            if !quiet {
-                eprintln!("hashkv: sync: resuming after log position {position}");
-            }
+        Event::Resuming { position } if !quiet => {
+            eprintln!("hashkv: sync: resuming after log position {position}");
         }
         Event::CopyStarted { keys, why } => {
             if !quiet {
