@@ -11,8 +11,14 @@
 //! the run is printed; `HASHKV_GROWTH_CANARY=1` adds a thread that reports
 //! machine-wide stalls overlapping the worst calls.
 //!
-//! Run: `cargo bench --bench growth [-- N]`.
+//! Run: `cargo bench --bench growth [-- N]`. With `HASHKV_CHART_DATA=DIR`
+//! the run's latency over time (mean, p99 and maximum of each of 500 equal
+//! slices of the calls) also goes to `DIR/growth.csv`
+//! (docs/charts/regenerate.sh).
 #![allow(missing_docs)]
+
+#[path = "common/chart_data.rs"]
+mod chart_data;
 
 use std::time::Instant;
 
@@ -71,6 +77,9 @@ fn main() {
     windows.push(usage());
     let mut field = String::with_capacity(16);
     let value = "0123456789abcdef";
+    // Chart slices: the run's clock at the end of each.
+    let slice = n.div_ceil(500).max(1);
+    let mut slice_ends: Vec<f64> = Vec::with_capacity(n / slice + 1);
     let start = Instant::now();
     for i in 0..n {
         field.clear();
@@ -86,6 +95,9 @@ fn main() {
         if (i + 1) % WINDOW == 0 {
             windows.push(usage());
         }
+        if (i + 1) % slice == 0 || i + 1 == n {
+            slice_ends.push(start.elapsed().as_secs_f64());
+        }
     }
     windows.push(usage());
     let steal = steal_ticks().saturating_sub(steal_before);
@@ -95,6 +107,35 @@ fn main() {
         .unwrap_or_default();
     let total = start.elapsed();
     assert_eq!(db.hlen("big").unwrap() as usize, n);
+    if chart_data::dir().is_some() {
+        let rows: Vec<Vec<String>> = lat
+            .chunks(slice)
+            .zip(&slice_ends)
+            .map(|(calls, &at)| {
+                let mut ns: Vec<u64> = calls.iter().map(|c| c.0).collect();
+                ns.sort_unstable();
+                let mean = ns.iter().sum::<u64>() as f64 / ns.len() as f64;
+                let p99 = ns[((ns.len() as f64 * 0.99) as usize).min(ns.len() - 1)];
+                vec![
+                    (calls[calls.len() - 1].1 + 1).to_string(),
+                    format!("{at:.4}"),
+                    format!("{:.3}", mean / 1e3),
+                    format!("{:.3}", p99 as f64 / 1e3),
+                    format!("{:.3}", ns[ns.len() - 1] as f64 / 1e3),
+                ]
+            })
+            .collect();
+        let mut notes = chart_data::machine_notes(&chart_data::command("growth"));
+        notes.push(format!(
+            "one hash grown to {n} fields, one HSET a call; each row is {slice} calls"
+        ));
+        chart_data::write(
+            "growth",
+            &notes,
+            &["fields", "elapsed_s", "mean_us", "p99_us", "max_us"],
+            &rows,
+        );
+    }
     let mut worst: Vec<(u64, usize)> = lat.clone();
     worst.sort_unstable_by(|a, b| b.cmp(a));
     let mut ns: Vec<u64> = lat.iter().map(|x| x.0).collect();

@@ -5,8 +5,13 @@
 //! Run: `cargo bench --bench memory` (all datasets) or
 //! `cargo bench --bench memory -- profiles|big|objects [scale]`, where scale
 //! divides the dataset size (default 1 = the full sizes of docs/PERFORMANCE.md).
+//! `all` stands for all three datasets before a scale. With
+//! `HASHKV_CHART_DATA=DIR` the figures also go to `DIR/memory.csv`
+//! (docs/charts/regenerate.sh).
 #![allow(missing_docs)]
 
+#[path = "common/chart_data.rs"]
+mod chart_data;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "common/datasets.rs"]
@@ -164,6 +169,8 @@ fn main() {
     };
     println!("| dataset | fields | raw bytes/field | hashkv bytes/field | Redis bytes/field | hashkv / Redis |");
     println!("|---|---|---|---|---|---|");
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut redis_version = String::new();
     for name in names {
         let d = dataset(name, scale);
         let out = Command::new(std::env::current_exe().expect("exe"))
@@ -189,6 +196,14 @@ fn main() {
             continue;
         };
         let per = |b: u64| b as f64 / d.fields as f64;
+        rows.push(vec![
+            d.name.to_owned(),
+            d.fields.to_string(),
+            format!("{:.1}", per(d.raw_bytes)),
+            format!("{:.1}", per(hk)),
+            format!("{:.1}", per(rd)),
+        ]);
+        redis_version.clone_from(&version);
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.1} (Redis {}) | {:.2} |",
             d.name,
@@ -198,6 +213,24 @@ fn main() {
             per(rd),
             version,
             hk as f64 / rd as f64
+        );
+    }
+    if !rows.is_empty() {
+        let mut notes = chart_data::machine_notes(&chart_data::command("memory"));
+        notes.push(format!(
+            "resident memory after loading minus before, per field; scale 1/{scale}; Redis {redis_version}"
+        ));
+        chart_data::write(
+            "memory",
+            &notes,
+            &[
+                "dataset",
+                "fields",
+                "raw_bytes_per_field",
+                "hashkv_bytes_per_field",
+                "redis_bytes_per_field",
+            ],
+            &rows,
         );
     }
 }

@@ -17,9 +17,13 @@
 //!
 //! Run: `cargo bench --bench redis_best [-- --keys N --runs R]` (default
 //! 1,000,000 keys, 3 runs; medians printed). Under `cargo test
-//! --all-targets` it runs one small round, hashkv side only.
+//! --all-targets` it runs one small round, hashkv side only. With
+//! `HASHKV_CHART_DATA=DIR` the throughput medians also go to
+//! `DIR/redis_best.csv` (docs/charts/regenerate.sh).
 #![allow(missing_docs)]
 
+#[path = "common/chart_data.rs"]
+mod chart_data;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "common/datasets.rs"]
@@ -447,6 +451,31 @@ fn main() {
         "| HGET random, 2 threads | - | {} | {:.2}x one thread |",
         fmt_rate(o(4)),
         o(4) / o(0)
+    );
+    let mut notes = chart_data::machine_notes(&chart_data::command("redis_best"));
+    notes.push(format!(
+        "{n} W1 profiles, uniform random keys, medians of {runs} run(s); Redis: redis-benchmark -c 50 -P 64"
+    ));
+    let rows: Vec<Vec<String>> = [
+        ("HGET one call at a time", 0, 0),
+        ("HSET one call at a time", 1, 1),
+        ("HGET pipelines of 64", 2, 0),
+        ("HSET pipelines of 64", 3, 1),
+    ]
+    .iter()
+    .map(|&(label, ours_i, theirs_i)| {
+        vec![
+            label.to_owned(),
+            format!("{:.0}", o(ours_i)),
+            t(theirs_i).map_or(String::new(), |x| format!("{x:.0}")),
+        ]
+    })
+    .collect();
+    chart_data::write(
+        "redis_best",
+        &notes,
+        &["measure", "hashkv_ops_per_s", "redis_ops_per_s"],
+        &rows,
     );
     let secs = |x: f64| format!("{x:.3} s");
     let faster = |theirs: Option<f64>, ours: f64| {

@@ -11,8 +11,14 @@
 //!
 //! Run: `cargo bench --bench snapshot [-- FIELDS]` (default 10,000,000 and
 //! 1,000,000). Under `cargo test --all-targets` it runs a small smoke test.
+//! With `HASHKV_CHART_DATA=DIR` the paced writes' latency over time (p99
+//! and maximum of each 20 ms, without and during snapshots) goes to
+//! `DIR/snapshot_latency.csv` and the snapshots' spans to
+//! `DIR/snapshot_runs.csv` (docs/charts/regenerate.sh).
 #![allow(missing_docs)]
 
+#[path = "common/chart_data.rs"]
+mod chart_data;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -221,9 +227,23 @@ fn redis_side(dir: &std::path::Path, fields: u64) -> Option<(u64, f64, f64, f64)
     Some((rdb, logged, to_pong, empty_start))
 }
 
-/// p99.9 and max latency (µs) of HSETs paced at `rate` per second for
-/// `dur`, and the peak RSS growth seen meanwhile.
-fn paced(db: &Db, rate: u64, dur: Duration, fields: u64) -> (f64, f64, u64) {
+/// What one paced run measured.
+struct Paced {
+    /// p99.9 latency, µs.
+    p999: f64,
+    /// The slowest write, µs.
+    max: f64,
+    /// Peak growth of anonymous resident memory, bytes.
+    extra: u64,
+    /// When the run started.
+    start: Instant,
+    /// Each write's start (ns after `start`) and latency (ns).
+    writes: Vec<(u64, u64)>,
+}
+
+/// HSETs paced at `rate` per second for `dur`: their latencies and the
+/// peak RSS growth seen meanwhile.
+fn paced(db: &Db, rate: u64, dur: Duration, fields: u64) -> Paced {
     let stop = Arc::new(AtomicBool::new(false));
     let base = rss();
     let peak = {
@@ -256,18 +276,49 @@ fn paced(db: &Db, rate: u64, dur: Duration, fields: u64) -> (f64, f64, u64) {
             &[(id.to_string(), hex40(i))],
         )
         .unwrap();
-        lat.push(t.elapsed().as_nanos() as u64);
+        lat.push((
+            t.duration_since(start).as_nanos() as u64,
+            t.elapsed().as_nanos() as u64,
+        ));
         i += 1;
     }
     stop.store(true, Ordering::Relaxed);
     let peak = peak.join().unwrap();
-    lat.sort_unstable();
-    let p = lat[(lat.len() as f64 * 0.999) as usize] as f64 / 1e3;
-    (
-        p,
-        lat[lat.len() - 1] as f64 / 1e3,
-        peak.saturating_sub(base),
-    )
+    let mut ns: Vec<u64> = lat.iter().map(|w| w.1).collect();
+    ns.sort_unstable();
+    Paced {
+        p999: ns[(ns.len() as f64 * 0.999) as usize] as f64 / 1e3,
+        max: ns[ns.len() - 1] as f64 / 1e3,
+        extra: peak.saturating_sub(base),
+        start,
+        writes: lat,
+    }
+}
+
+/// Chart rows of one paced run: p99 and maximum latency of each 20 ms.
+fn latency_rows(phase: &str, run: &Paced) -> Vec<Vec<String>> {
+    const BIN_NS: u64 = 20_000_000;
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < run.writes.len() {
+        let bin = run.writes[i].0 / BIN_NS;
+        let mut ns: Vec<u64> = run.writes[i..]
+            .iter()
+            .take_while(|w| w.0 / BIN_NS == bin)
+            .map(|w| w.1)
+            .collect();
+        i += ns.len();
+        ns.sort_unstable();
+        let p99 = ns[((ns.len() as f64 * 0.99) as usize).min(ns.len() - 1)];
+        rows.push(vec![
+            phase.to_owned(),
+            ((bin * BIN_NS + BIN_NS / 2) / 1_000_000).to_string(),
+            ns.len().to_string(),
+            format!("{:.2}", p99 as f64 / 1e3),
+            format!("{:.2}", ns[ns.len() - 1] as f64 / 1e3),
+        ]);
+    }
+    rows
 }
 
 fn main() {
@@ -314,21 +365,48 @@ fn main() {
                 Duration::from_millis(200)
             };
             let rate = 100_000;
-            let (quiet, quiet_max, _) = paced(&db, rate, dur, fields);
+            let quiet_run = paced(&db, rate, dur, fields);
+            let (quiet, quiet_max) = (quiet_run.p999, quiet_run.max);
             let snapper = {
                 let db = db.clone();
                 let stop_at = Instant::now() + dur;
                 std::thread::spawn(move || {
-                    let mut n = 0;
+                    let mut spans = Vec::new();
                     while Instant::now() < stop_at {
+                        let began = Instant::now();
                         db.snapshot().unwrap();
-                        n += 1;
+                        spans.push((began, Instant::now()));
                     }
-                    n
+                    spans
                 })
             };
-            let (busy, busy_max, extra) = paced(&db, rate, dur, fields);
-            let snaps = snapper.join().unwrap();
+            let busy_run = paced(&db, rate, dur, fields);
+            let (busy, busy_max, extra) = (busy_run.p999, busy_run.max, busy_run.extra);
+            let spans = snapper.join().unwrap();
+            let snaps = spans.len();
+            if chart_data::dir().is_some() {
+                let mut notes = chart_data::machine_notes(&chart_data::command("snapshot"));
+                notes.push(format!(
+                    "{fields} fields (objects dataset); HSETs paced at {rate}/s for {:.1} s without snapshots, then as long with snapshots back to back",
+                    dur.as_secs_f64()
+                ));
+                let mut rows = latency_rows("none", &quiet_run);
+                rows.extend(latency_rows("snapshots", &busy_run));
+                chart_data::write(
+                    "snapshot_latency",
+                    &notes,
+                    &["phase", "t_ms", "writes", "p99_us", "max_us"],
+                    &rows,
+                );
+                let ms = |at: Instant| {
+                    // A snapshot may start a moment before the writes do.
+                    let d = at.saturating_duration_since(busy_run.start);
+                    format!("{:.1}", d.as_secs_f64() * 1e3)
+                };
+                let runs: Vec<Vec<String>> =
+                    spans.iter().map(|&(a, b)| vec![ms(a), ms(b)]).collect();
+                chart_data::write("snapshot_runs", &notes, &["start_ms", "end_ms"], &runs);
+            }
             println!(
                 "  writes at {rate}/s: p99.9 {quiet:.1} us (max {quiet_max:.0}) without a snapshot, {busy:.1} us (max {busy_max:.0}) during {snaps} snapshots ({:.2}x); extra anonymous RSS {:.1} MB = {:.1}% of the {:.0} MB of data",
                 busy / quiet,
