@@ -780,8 +780,8 @@ fn hgetex_and_hsetex_convert_as_redis_8_does() {
 }
 
 /// Active expiry works harder when expired fields abound, as Redis's does:
-/// 4,096 fields past their TTL go in one pass (a pass used to remove 200
-/// fields of a hash, so the key stayed about two seconds; Redis's own test
+/// 4,096 fields past their TTL go in one pass (a pass that stopped at 200
+/// fields of a hash would keep the key about two seconds; Redis's own test
 /// waits about one).
 #[test]
 fn active_expiry_removes_thousands_of_expired_fields_in_one_pass() {

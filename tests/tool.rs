@@ -588,7 +588,7 @@ fn bad_arguments_are_one_line_errors() {
 
 /// Two exports of the same data are the same bytes: a dict hash's fields
 /// and field TTLs come out sorted by field, whatever order the table
-/// holds them in (they used to follow the table's order).
+/// holds them in.
 #[test]
 fn json_export_of_the_same_data_is_the_same_bytes() {
     let export = |order: &mut dyn Iterator<Item = usize>| {

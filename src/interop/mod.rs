@@ -10,8 +10,8 @@
 //! where `expire_at_ms` is the key's absolute expiry in Unix milliseconds
 //! (as PEXPIRETIME says) or `null`, so two exports of the same data are the
 //! same and a restore later keeps the original expiry. Import also accepts
-//! `"ttl_ms"` (time left when exported, applied relative to the import), as
-//! earlier hashkv versions wrote it. Keys, fields and values that are valid UTF-8 are JSON
+//! `"ttl_ms"` in its place (time left when exported, applied relative to
+//! the import). Keys, fields and values that are valid UTF-8 are JSON
 //! strings (JSON's own escapes for quotes, backslashes and control
 //! characters); any other byte string is written as `{"base64": "..."}`
 //! (standard alphabet, padded), so every byte comes back. A field name that
