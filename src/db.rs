@@ -2,9 +2,15 @@
 //! method goes through the command layer, so typed calls and
 //! [`Db::execute`] behave identically. This module owns opening, closing,
 //! snapshots, following and the background thread; the typed command
-//! methods are `commands`'s.
+//! methods are `commands`'s, batch reads ([`Db::get_many`],
+//! [`Db::view_many`]) `view`'s and batch writes ([`WriteBatch`]) `batch`'s.
 
+mod batch;
 mod commands;
+mod view;
+
+pub use batch::WriteBatch;
+pub use view::HashView;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};

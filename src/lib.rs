@@ -180,7 +180,7 @@ mod transaction;
 pub mod typed;
 
 pub use command::{Command, Reply};
-pub use db::Db;
+pub use db::{Db, HashView, WriteBatch};
 pub use error::{CommandError, Error, Result};
 pub use feed::{Change, ChangeKind, LogPosition, RecvError, Subscription};
 pub use follow::ReaderStatus;

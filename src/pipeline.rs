@@ -14,6 +14,11 @@
 //!   the whole batch overlap instead of following one another. A key that
 //!   turns out expired, or a hash with field TTLs, is answered afterwards
 //!   by the single call (which expires lazily).
+//! - A segment of HSETs (and HMSETs) only runs as one batch: the shards
+//!   of its keys write-locked once, its records (each the single call's)
+//!   appended to the log in one write after room for all of them is
+//!   reserved, then applied in order with their lookups prefetched; a
+//!   failed append applies none of them. Then one wait for durability.
 //! - Any other segment write-locks the shards of all its keys once (in
 //!   shard order), prefetches the same way, and runs its commands in order
 //!   on the locked shards, each logging its change before applying it as
@@ -26,7 +31,7 @@ use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
 use crate::keyspace::tx::Locked;
-use crate::keyspace::{shard_of_hash, Lookup, Shard, SHARDS};
+use crate::keyspace::{shard_of_hash, HSetItem, Lookup, Shard, SHARDS};
 use crate::options::Now;
 use crate::transaction;
 use parking_lot::RwLockReadGuard;
@@ -456,6 +461,13 @@ fn write_segment<'c>(
     segment: &mut Vec<(usize, Command<'c>)>,
     out: &mut [Option<Result<Reply>>],
 ) {
+    if segment
+        .iter()
+        .all(|(_, c)| matches!(c, Command::HSet { pairs, .. } if !pairs.is_empty()))
+    {
+        hset_segment(db, segment, out);
+        return;
+    }
     let ks = db.keyspace();
     let mut hashes: Vec<u64> = Vec::with_capacity(segment.len());
     let mut mask = 0u64;
@@ -495,4 +507,50 @@ fn write_segment<'c>(
             }
         }
     }
+}
+
+/// A segment of HSETs only: one batch ([`Keyspace::hset_batch`]), its
+/// records appended in one write, one wait for durability.
+///
+/// [`Keyspace::hset_batch`]: crate::keyspace::Keyspace::hset_batch
+fn hset_segment<'c>(
+    db: &Db,
+    segment: &mut Vec<(usize, Command<'c>)>,
+    out: &mut [Option<Result<Reply>>],
+) {
+    let items: Vec<HSetItem<'_>> = segment
+        .iter()
+        .map(|(_, c)| match c {
+            Command::HSet { key, pairs, .. } => HSetItem { key, pairs },
+            // The caller sends HSETs only.
+            _ => HSetItem {
+                key: b"",
+                pairs: &[],
+            },
+        })
+        .collect();
+    let ks = db.keyspace();
+    let now = Now::lazy(&*db.options().clock);
+    let ran = ks.hset_batch(&items, &now, db.options(), |j, r| {
+        let (i, cmd) = &segment[j];
+        let ok = matches!(cmd, Command::HSet { ok_reply: true, .. });
+        out[*i] = Some(
+            r.map(|n| if ok { Reply::ok() } else { Reply::Integer(n) })
+                .map_err(Error::Command),
+        );
+    });
+    let res = ran.and_then(|ticket| ks.sync(ticket));
+    if let Err(e) = res {
+        // Not logged (nothing applied), or logged but not made durable:
+        // every command of the segment reports it, as its single call would.
+        let text = e.to_string();
+        for (i, _) in segment.iter() {
+            if !matches!(out[*i], Some(Err(_))) {
+                out[*i] = Some(Err(Error::Command(CommandError::err(format!(
+                    "the pipeline's writes could not be logged or made durable: {text}"
+                )))));
+            }
+        }
+    }
+    segment.clear();
 }

@@ -236,7 +236,7 @@ pub(crate) fn apply_in_shard(
 /// pre-check conversion (`upfront`: HSETEX's, which also counts the pairs
 /// given against the entries limit), then each pair in order. Returns the
 /// fields created.
-fn set_pairs(
+pub(super) fn set_pairs(
     shard: &mut Shard,
     key: &[u8],
     pairs: &[(&[u8], &[u8])],

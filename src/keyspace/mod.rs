@@ -29,14 +29,16 @@
 //! [`FLAG_SNAP`] equals its shard's `snap_bit`. Lock order for multi-key commands:
 //! ascending shard index ([`Keyspace::lock_many`]).
 //!
-//! Submodules: `edit` (a hash opened for writing), `effect` (what commands
-//! change, as logged and applied), `expiry` (lazy and active expiry),
+//! Submodules: `batch` (many HSETs logged in one append), `edit` (a hash
+//! opened for writing), `effect` (what commands change, as logged and
+//! applied), `expiry` (lazy and active expiry),
 //! `capture` (snapshots while writers run), `tx` (transactions' effects
 //! and undo), `watch` (WATCH), `shard` (one shard's tables and what is
 //! read and stored there whole). This module owns the [`Keyspace`] (the
 //! shards and their locks, the journal, loading and state records) and the
 //! payload tags.
 
+mod batch;
 mod capture;
 mod edit;
 pub(crate) mod effect;
@@ -62,6 +64,7 @@ use crate::hash::{
 use crate::options::{Now, Options};
 use crate::snapshot::buf::BigBuf;
 use crate::snapshot::format::SnapshotWriter;
+pub(crate) use batch::HSetItem;
 use capture::retire;
 pub(crate) use capture::Capture;
 pub(crate) use effect::Effect;
@@ -127,6 +130,18 @@ pub(crate) trait Journal: Send + Sync {
     /// Appends a record already framed (see `log::record`); returns a
     /// ticket for [`Journal::sync`].
     fn append_frame(&self, frame: &[u8]) -> Result<u64, Error>;
+    /// Appends `count` records already framed, back to back in `frames`,
+    /// in one write: all of them or, on error, none; returns the ticket of
+    /// the last. (This default appends them one by one, for journals that
+    /// cannot fail part way.)
+    fn append_frames(&self, frames: &[u8], count: u64) -> Result<u64, Error> {
+        let _ = count;
+        let mut ticket = 0;
+        for (a, b) in crate::log::record::frame_spans(frames) {
+            ticket = self.append_frame(&frames[a..b])?;
+        }
+        Ok(ticket)
+    }
     /// Returns once the record with `ticket` is as durable as the fsync
     /// policy promises.
     fn sync(&self, ticket: u64) -> Result<(), Error>;
@@ -181,6 +196,9 @@ impl Journal for RefuseWrites {
         Err(Error::ReadOnly)
     }
     fn append_frame(&self, _: &[u8]) -> Result<u64, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn append_frames(&self, _: &[u8], _: u64) -> Result<u64, Error> {
         Err(Error::ReadOnly)
     }
     fn sync(&self, _: u64) -> Result<(), Error> {

@@ -12,6 +12,14 @@ use std::io::Write;
 pub(crate) trait SegmentFile: Send {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()>;
     fn set_len(&mut self, len: u64) -> std::io::Result<()>;
+    /// Makes room for `n` more bytes, so that a `write_all` of at most
+    /// that many cannot fail for want of space (a batch reserves its
+    /// records whole before it changes anything). Files that cannot
+    /// reserve answer `Ok` and may still fail the write.
+    fn reserve(&mut self, n: usize) -> std::io::Result<()> {
+        let _ = n;
+        Ok(())
+    }
 }
 
 /// Makes what was written durable; separate from [`SegmentFile`] so the

@@ -231,6 +231,12 @@ impl SegmentFile for MappedSegment {
         Ok(())
     }
 
+    fn reserve(&mut self, n: usize) -> io::Result<()> {
+        // A window covering the `n` bytes, its blocks allocated: the copy
+        // into it is a `memcpy` that cannot fail.
+        self.window_for(n).map(drop)
+    }
+
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         // Appends are all or nothing here, so this only ever undoes whole
         // records: zero them so the reader sees the end of the log.
