@@ -33,7 +33,8 @@ use crate::command::Reply;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use json::{json_bytes, parse_json_line, KeyExpiry};
-use resp::{resp_command, RespReader};
+pub(crate) use resp::resp_command;
+use resp::RespReader;
 
 /// Export and import formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

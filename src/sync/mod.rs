@@ -6,16 +6,16 @@
 //! every hash to the target, then follows the log and sends each change as
 //! the application makes it, in log order. The reader it follows with
 //! applies the log in step with it (`follow(None)`, one record at a time
-//! under [`Db::follow_with`]), so sync sees the data right before and right
+//! under `Db::follow_with`), so sync sees the data right before and right
 //! after every change: what makes each change safe to send twice
-//! ([`translate`]), and so delivery at least once exact.
+//! (`translate`), so delivering at least once ends as delivering once.
 //!
 //! The log position the target has acknowledged is saved in a state file
-//! ([`state`]); a restart loads the directory up to that position and goes
+//! (`state`); a restart loads the directory up to that position and goes
 //! on from there. When a snapshot dropped that part of the log, sync copies
 //! everything again and deletes the target's hashes that hashkv no longer
 //! holds. The target side (connections, pipelines, a cluster's slots) is
-//! [`target`].
+//! `target`.
 
 mod state;
 mod target;
@@ -540,6 +540,50 @@ fn send_with_retry(
     }
 }
 
+/// What a full copy hands a connection: units, or RESP written ahead.
+enum CopyBatch {
+    Units(Vec<Unit>),
+    Packed(target::Packed),
+}
+
+/// [`send_with_retry`] for RESP written ahead (a full copy at `position`).
+fn send_packed_with_retry(
+    target: &mut Target,
+    p: &target::Packed,
+    retries: u32,
+    position: LogPosition,
+) -> Result<u64, SyncError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match target.send_packed(p) {
+            Ok(()) => return Ok(p.count as u64),
+            Err(SendError::Refused { key, message, .. }) => {
+                return Err(SyncError::Refused {
+                    target: target.shown.clone(),
+                    key: show_key(&key),
+                    position,
+                    message,
+                })
+            }
+            Err(SendError::Retry(message)) => {
+                if attempt >= retries {
+                    return Err(SyncError::GaveUp {
+                        target: target.shown.clone(),
+                        tries: attempt,
+                        position,
+                        message,
+                    });
+                }
+                std::thread::sleep(backoff(attempt));
+                if let Ok(t) = target.connect_again() {
+                    *target = t;
+                }
+            }
+        }
+    }
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64 << attempt.min(6).saturating_sub(1)).min(Duration::from_secs(5))
 }
@@ -654,7 +698,8 @@ impl Run<'_> {
     /// Sends every live key of `db` as a replacement, from this thread
     /// through [`COPY_CONNECTIONS`] connections (each key's commands on one
     /// of them, in order), so the target always has a pipeline to work on
-    /// while the next is built. Returns the keys and fields sent.
+    /// while the next is built. Into a single server the commands are
+    /// written as RESP directly. Returns the keys and fields sent.
     fn copy_keys(
         &mut self,
         db: &Db,
@@ -670,37 +715,47 @@ impl Run<'_> {
                     .map_err(|(_, m)| SyncError::Connect(m))?,
             );
         }
+        let packed = !self.target.is_cluster();
         let retries = self.retries;
         let acked = self.report.position;
         let (mut keys, mut fields) = (0u64, 0u64);
         let sent = std::thread::scope(|scope| -> Result<u64, SyncError> {
             let mut workers = Vec::new();
             for mut t in conns {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Unit>>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<CopyBatch>(2);
                 let h = scope.spawn(move || -> Result<u64, SyncError> {
                     let mut n = 0;
                     for batch in rx {
-                        let units: Vec<(&Unit, LogPosition)> =
-                            batch.iter().map(|u| (u, position)).collect();
-                        n += send_with_retry(
-                            &mut t,
-                            &units,
-                            retries,
-                            acked,
-                            &|| false,
-                            &mut |_| {},
-                        )?;
+                        n += match batch {
+                            CopyBatch::Units(batch) => {
+                                let units: Vec<(&Unit, LogPosition)> =
+                                    batch.iter().map(|u| (u, position)).collect();
+                                send_with_retry(
+                                    &mut t,
+                                    &units,
+                                    retries,
+                                    acked,
+                                    &|| false,
+                                    &mut |_| {},
+                                )?
+                            }
+                            CopyBatch::Packed(p) => {
+                                send_packed_with_retry(&mut t, &p, retries, position)?
+                            }
+                        };
                     }
                     Ok(n)
                 });
                 workers.push((Some(tx), h));
             }
             let mut next = 0usize;
-            let mut batch: Vec<Unit> = Vec::new();
+            let mut units: Vec<Unit> = Vec::new();
+            let mut resp = target::Packed::default();
             let mut batch_cmds = 0usize;
             let mut failed = false;
+            let mut contents: Vec<(Vec<u8>, translate::Content)> = Vec::new();
             'shards: for i in 0..crate::keyspace::SHARDS {
-                let mut units = Vec::new();
+                contents.clear();
                 {
                     let now = Now::lazy(&*db.options().clock);
                     let shard = db.keyspace().shard_at(i).read();
@@ -726,27 +781,39 @@ impl Run<'_> {
                             }
                             c.pairs.push((f, v.to_bytes()));
                         });
-                        if c.pairs.is_empty() {
-                            return;
+                        if !c.pairs.is_empty() {
+                            contents.push((key.to_vec(), c));
                         }
-                        fields += c.pairs.len() as u64;
+                    });
+                }
+                for (key, mut c) in contents.drain(..) {
+                    if !c.field_ttls.is_empty() && !self.target.field_ttls {
+                        self.refuse_or_drop_field_ttls(&key, position)?;
+                        c.field_ttls.clear();
+                    }
+                    fields += c.pairs.len() as u64;
+                    keys += 1;
+                    if packed {
+                        translate::replace_resp(&key, &c, guard, &mut resp);
+                        batch_cmds = resp.count;
+                    } else {
                         let mut cmds = Vec::new();
-                        translate::replace_cmds(key, Some(&c), guard, &mut cmds);
+                        translate::replace_cmds(&key, Some(&c), guard, &mut cmds);
+                        batch_cmds += cmds.len();
                         units.push(Unit {
                             cmds,
                             atomic: false,
                         });
-                    });
-                }
-                for mut u in units {
-                    self.fit_field_ttls(&mut u, position)?;
-                    batch_cmds += u.cmds.len();
-                    batch.push(u);
-                    keys += 1;
+                    }
                     if batch_cmds >= PIPELINE_COMMANDS {
+                        let batch = if packed {
+                            CopyBatch::Packed(std::mem::take(&mut resp))
+                        } else {
+                            CopyBatch::Units(std::mem::take(&mut units))
+                        };
                         let tx = workers[next % workers.len()].0.as_ref();
                         next += 1;
-                        if tx.is_none_or(|tx| tx.send(std::mem::take(&mut batch)).is_err()) {
+                        if tx.is_none_or(|tx| tx.send(batch).is_err()) {
                             failed = true;
                             break 'shards;
                         }
@@ -755,16 +822,21 @@ impl Run<'_> {
                     }
                 }
             }
-            if !failed && !batch.is_empty() {
+            if !failed && batch_cmds > 0 {
+                let batch = if packed {
+                    CopyBatch::Packed(resp)
+                } else {
+                    CopyBatch::Units(units)
+                };
                 if let Some(tx) = workers[next % workers.len()].0.as_ref() {
                     let _ = tx.send(batch);
                 }
             }
-            let mut sent = 0;
-            let mut first_err = None;
             for w in &mut workers {
                 w.0.take(); // no more batches: the worker ends
             }
+            let mut sent = 0;
+            let mut first_err = None;
             for (_, h) in workers {
                 match h.join() {
                     Ok(Ok(n)) => sent += n,
@@ -786,6 +858,29 @@ impl Run<'_> {
         self.report.commands += sent;
         self.emit(Event::Copied { keys, total });
         Ok((keys, fields))
+    }
+
+    /// A key with field TTLs meets a target without them: the error, or
+    /// (with `drop_field_ttls`) a warning the first time.
+    fn refuse_or_drop_field_ttls(
+        &mut self,
+        key: &[u8],
+        position: LogPosition,
+    ) -> Result<(), SyncError> {
+        let key = show_key(key);
+        if !self.drop_field_ttls {
+            return Err(SyncError::FieldTtls {
+                target: self.target.shown.clone(),
+                server: self.target.server.clone(),
+                key,
+                position,
+            });
+        }
+        if !self.warned_ttls {
+            self.warned_ttls = true;
+            self.emit(Event::FieldTtlsDropped { key });
+        }
+        Ok(())
     }
 
     fn dbsize_with_retry(&mut self) -> Result<u64, SyncError> {

@@ -19,7 +19,7 @@ use redis::{Cmd, ConnectionLike, Value};
 use super::translate::{key_of, Unit, Words, GUARD};
 
 /// Deletes KEYS[1] if it is a hash; refuses any other type.
-const GUARD_SCRIPT: &str = "local t = redis.call('TYPE', KEYS[1])['ok'] \
+pub(crate) const GUARD_SCRIPT: &str = "local t = redis.call('TYPE', KEYS[1])['ok'] \
 if t == 'hash' then redis.call('DEL', KEYS[1]) \
 elseif t ~= 'none' then return redis.error_reply('WRONGTYPE the target holds ' .. t .. ' under this key, not a hash') end \
 return 0";
@@ -43,6 +43,16 @@ return 1";
 /// How long connecting may take, and a reply.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Commands already written as RESP, for a full copy into a single
+/// server: `count` commands, the `i`th about `keys[cmd_key[i]]`.
+#[derive(Debug, Default)]
+pub(crate) struct Packed {
+    pub buf: Vec<u8>,
+    pub count: usize,
+    pub cmd_key: Vec<u32>,
+    pub keys: Vec<Vec<u8>>,
+}
 
 /// Why sending failed.
 #[derive(Debug)]
@@ -330,6 +340,43 @@ impl Target {
                 if cursor == 0 {
                     break;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the target is a cluster (a full copy then goes through
+    /// [`Target::send`], which routes each key).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Sends RESP commands written ahead to a single server and waits for
+    /// every reply; a refusal names the key (`unit` is its index in
+    /// `p.keys`).
+    pub(crate) fn send_packed(&mut self, p: &Packed) -> Result<(), SendError> {
+        let Conn::One(c) = &mut self.conn else {
+            return Err(SendError::Retry(
+                "a cluster takes no packed commands".into(),
+            ));
+        };
+        if p.count == 0 {
+            return Ok(());
+        }
+        let replies = c
+            .req_packed_commands(&p.buf, 0, p.count)
+            .map_err(|e| SendError::Retry(e.to_string()))?;
+        for (n, v) in replies.iter().enumerate() {
+            if let Some((code, message)) = first_error(v) {
+                if server_error_retryable(&code) {
+                    return Err(SendError::Retry(message));
+                }
+                let k = p.cmd_key.get(n).copied().unwrap_or(0) as usize;
+                return Err(SendError::Refused {
+                    unit: k,
+                    key: p.keys.get(k).cloned().unwrap_or_default(),
+                    message,
+                });
             }
         }
         Ok(())

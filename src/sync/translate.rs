@@ -157,6 +157,46 @@ pub(crate) fn replace_cmds(
     }
 }
 
+/// [`replace_cmds`] written as RESP into `out` (a full copy into a
+/// single server: no command is built word by word).
+pub(crate) fn replace_resp(key: &[u8], c: &Content, guard: bool, out: &mut super::target::Packed) {
+    use crate::interop::resp_command;
+    let k = out.keys.len() as u32;
+    out.keys.push(key.to_vec());
+    let cmd = |argv: &[&[u8]], out: &mut super::target::Packed| {
+        // Writing to a Vec cannot fail.
+        let _ = resp_command(&mut out.buf, argv);
+        out.count += 1;
+        out.cmd_key.push(k);
+    };
+    if guard {
+        cmd(
+            &[b"EVAL", super::target::GUARD_SCRIPT.as_bytes(), b"1", key],
+            out,
+        );
+    }
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(2 + 2 * CHUNK.min(c.pairs.len()));
+    for chunk in c.pairs.chunks(CHUNK) {
+        argv.clear();
+        argv.push(b"HSET");
+        argv.push(key);
+        for (f, v) in chunk {
+            argv.push(f);
+            argv.push(v);
+        }
+        cmd(&argv, out);
+    }
+    let mut ttl_cmds = Vec::new();
+    field_ttl_cmds(key, &c.field_ttls, &mut ttl_cmds);
+    if let Some(at) = c.ttl {
+        ttl_cmds.push(vec![word("PEXPIREAT"), key.to_vec(), num(at)]);
+    }
+    for w in &ttl_cmds {
+        let argv: Vec<&[u8]> = w.iter().map(Vec::as_slice).collect();
+        cmd(&argv, out);
+    }
+}
+
 /// Follows the reader record by record and turns each into [`Unit`]s.
 pub(crate) struct Translator<'p> {
     pattern: Option<&'p [u8]>,
