@@ -39,7 +39,7 @@ const STEP: u64 = 4096;
 /// Commands sent in one pipeline at most.
 const PIPELINE_COMMANDS: usize = 4096;
 /// Connections a full copy sends through at once.
-const COPY_CONNECTIONS: usize = 3;
+const COPY_CONNECTIONS: usize = 2;
 /// How often the state file is written while changes flow (and at exit).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
 
