@@ -9,7 +9,9 @@
 //!   disk" in its log, after SAVE and a restart); `redis-cli --pipe` of the
 //!   dataset as RESP into an empty server.
 //! - hashkv (`FsyncPolicy::EverySec`, in process, one thread): HGET and
-//!   HSET one call at a time and in pipelines of 64; HGET from 2 threads;
+//!   HSET one call at a time and in pipelines of 64; batches
+//!   (`Db::get_many` of 64 and of 1,000 keys, `Db::write_batch` of 64
+//!   HSETs); HGET from 2 threads;
 //!   open of the directory (a snapshot of the dataset); `Db::import` of the
 //!   same RESP file; `Db::export_rdb` of the dataset (MB/s) and
 //!   `Db::import_rdb` of that file into a new directory (against Redis's
@@ -198,7 +200,7 @@ fn rate(ops: usize, f: impl FnOnce()) -> f64 {
 /// hashkv's side: (HGET 1, HSET 1, HGET x64, HSET x64, HGET 2 threads,
 /// open s, import s, RDB export MB/s, RDB import s (into a directory,
 /// with the snapshot that makes it durable), RDB import s (in memory)).
-fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 10] {
+fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 13] {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options::default().fsync(FsyncPolicy::EverySec);
@@ -243,6 +245,33 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 10] {
                 p.hset(key_buf(i), &[("username", "x")]);
             }
             std::hint::black_box(p.run());
+        }
+    });
+    // Batches: `Db::get_many` of 64 and of 1,000 keys (the value borrowed,
+    // nothing built per key), and `Db::write_batch` of 64 HSETs.
+    let get_many = |size: usize| {
+        let mut keys: Vec<[u8; 17]> = Vec::with_capacity(size);
+        rate(ops, || {
+            for chunk in picks.chunks(size) {
+                keys.clear();
+                keys.extend(chunk.iter().map(|&i| key_buf(i)));
+                let mut bytes = 0;
+                db.get_many(&keys, "username", |_, v| bytes += v.map_or(0, <[u8]>::len))
+                    .unwrap();
+                std::hint::black_box(bytes);
+            }
+        })
+    };
+    let get64 = get_many(64);
+    let get1000 = get_many(1000);
+    let mut batch = hashkv::WriteBatch::new();
+    let batch64 = rate(ops, || {
+        for chunk in picks.chunks(64) {
+            batch.clear();
+            for &i in chunk {
+                batch.hset(key_buf(i), &[("username", "x")]);
+            }
+            std::hint::black_box(db.write_batch(&batch).unwrap());
         }
     });
     let hget2 = rate(ops, || {
@@ -300,6 +329,9 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 10] {
         export_mbs,
         rdb_import,
         rdb_import_mem,
+        get64,
+        get1000,
+        batch64,
     ]
 }
 
@@ -308,12 +340,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `HASHKV_BEST_PROFILE=hget1|hget64|hset1|hset64`: only that loop, on
-/// `--keys` keys in memory, for perf or callgrind; `rdb`: an RDB export of
+/// `HASHKV_BEST_PROFILE=hget1|hget64|hset1|hset64|get64|get1000|batch64`:
+/// only that loop (`get64`, `get1000`: `Db::get_many` of that many keys;
+/// `batch64`: `Db::write_batch` of 64 HSETs), on
+/// `--keys` keys in memory (or logged, with `HASHKV_BEST_LOG=1`), for
+/// perf or callgrind; `rdb`: an RDB export of
 /// those keys (with and without LZF) and its import (in memory, then into
 /// a directory with its snapshot), each timed.
 fn profile_loop(which: &str, n: u64) {
-    let db = Db::in_memory(Options::default());
+    // `HASHKV_BEST_LOG=1`: a directory with the `EverySec` log, as the
+    // full bench runs, instead of memory only.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = if std::env::var_os("HASHKV_BEST_LOG").is_some() {
+        let opts = Options::default().fsync(FsyncPolicy::EverySec);
+        Db::open_with(tmp.path().join("db"), opts).unwrap()
+    } else {
+        Db::in_memory(Options::default())
+    };
     let keys: Vec<String> = (0..n).map(key).collect();
     for i in 0..n {
         db.hset(&keys[i as usize], &profile(i)).unwrap();
@@ -332,6 +375,28 @@ fn profile_loop(which: &str, n: u64) {
         "hset1" => picks.iter().for_each(|&i| {
             db.hset(key_buf(i), &[("username", "x")]).unwrap();
         }),
+        "get64" | "get1000" => {
+            let size = if which == "get64" { 64 } else { 1000 };
+            let mut keys: Vec<[u8; 17]> = Vec::with_capacity(size);
+            for chunk in picks.chunks(size) {
+                keys.clear();
+                keys.extend(chunk.iter().map(|&i| key_buf(i)));
+                let mut bytes = 0;
+                db.get_many(&keys, "username", |_, v| bytes += v.map_or(0, <[u8]>::len))
+                    .unwrap();
+                std::hint::black_box(bytes);
+            }
+        }
+        "batch64" => {
+            let mut batch = hashkv::WriteBatch::new();
+            for chunk in picks.chunks(64) {
+                batch.clear();
+                for &i in chunk {
+                    batch.hset(key_buf(i), &[("username", "x")]);
+                }
+                std::hint::black_box(db.write_batch(&batch).unwrap());
+            }
+        }
         "hget64" | "hset64" => {
             for chunk in picks.chunks(64) {
                 let mut p = db.pipeline();
@@ -414,7 +479,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let resp = tmp.path().join("profiles.resp");
     resp_file(&resp, n);
-    let mut ours: Vec<[f64; 10]> = Vec::new();
+    let mut ours: Vec<[f64; 13]> = Vec::new();
     let mut theirs: Vec<[f64; 4]> = Vec::new();
     for run in 0..runs {
         ours.push(hashkv_side(n, &resp));
@@ -439,6 +504,18 @@ fn main() {
         ("HSET random, one call at a time", 1, 1),
         ("HGET random, pipelines of 64", 2, 0),
         ("HSET random, pipelines of 64", 3, 1),
+    ] {
+        println!(
+            "| {label} | {} | {} | {} |",
+            fmt_opt(t(theirs_i), &fmt_rate),
+            fmt_rate(o(ours_i)),
+            ratio(o(ours_i), t(theirs_i))
+        );
+    }
+    for (label, ours_i, theirs_i) in [
+        ("HGET random, `get_many` of 64 keys", 10, 0),
+        ("HGET random, `get_many` of 1,000 keys", 11, 0),
+        ("HSET random, `write_batch` of 64", 12, 1),
     ] {
         println!(
             "| {label} | {} | {} | {} |",
