@@ -754,16 +754,36 @@ impl Run<'_> {
             let mut batch_cmds = 0usize;
             let mut failed = false;
             let mut contents: Vec<(Vec<u8>, translate::Content)> = Vec::new();
+            let field_ttls = self.target.field_ttls;
+            let mut ttl_key: Option<Vec<u8>> = None;
+            let pattern = self.pattern;
             'shards: for i in 0..crate::keyspace::SHARDS {
                 contents.clear();
                 {
                     let now = Now::lazy(&*db.options().clock);
                     let shard = db.keyspace().shard_at(i).read();
                     shard.for_each_live(&now, |key, h, ttl| {
-                        if !self
-                            .pattern
-                            .is_none_or(|p| crate::command::glob::matches(p, key))
-                        {
+                        if !pattern.is_none_or(|p| crate::command::glob::matches(p, key)) {
+                            return;
+                        }
+                        if packed {
+                            // Written straight from the hash, handed to a
+                            // connection every pipeline's worth.
+                            let c =
+                                translate::copy_resp(key, &h, ttl, guard, field_ttls, &mut resp);
+                            if c.fields > 0 {
+                                fields += c.fields;
+                                keys += 1;
+                                if c.had_field_ttls && !field_ttls && ttl_key.is_none() {
+                                    ttl_key = Some(key.to_vec());
+                                }
+                            }
+                            if resp.count >= PIPELINE_COMMANDS && !failed {
+                                let tx = workers[next % workers.len()].0.as_ref();
+                                next += 1;
+                                let batch = CopyBatch::Packed(std::mem::take(&mut resp));
+                                failed = tx.is_none_or(|tx| tx.send(batch).is_err());
+                            }
                             return;
                         }
                         let t = h.now();
@@ -786,6 +806,13 @@ impl Run<'_> {
                         }
                     });
                 }
+                if failed {
+                    break 'shards;
+                }
+                if let Some(k) = ttl_key.take() {
+                    // A key with field TTLs met a target without them.
+                    self.refuse_or_drop_field_ttls(&k, position)?;
+                }
                 for (key, mut c) in contents.drain(..) {
                     if !c.field_ttls.is_empty() && !self.target.field_ttls {
                         self.refuse_or_drop_field_ttls(&key, position)?;
@@ -793,33 +820,31 @@ impl Run<'_> {
                     }
                     fields += c.pairs.len() as u64;
                     keys += 1;
-                    if packed {
-                        translate::replace_resp(&key, &c, guard, &mut resp);
-                        batch_cmds = resp.count;
+                    let mut cmds = Vec::new();
+                    translate::replace_cmds(&key, Some(&c), guard, &mut cmds);
+                    batch_cmds += cmds.len();
+                    units.push(Unit {
+                        cmds,
+                        atomic: false,
+                    });
+                }
+                if packed {
+                    batch_cmds = resp.count;
+                }
+                if batch_cmds >= PIPELINE_COMMANDS {
+                    let batch = if packed {
+                        CopyBatch::Packed(std::mem::take(&mut resp))
                     } else {
-                        let mut cmds = Vec::new();
-                        translate::replace_cmds(&key, Some(&c), guard, &mut cmds);
-                        batch_cmds += cmds.len();
-                        units.push(Unit {
-                            cmds,
-                            atomic: false,
-                        });
+                        CopyBatch::Units(std::mem::take(&mut units))
+                    };
+                    let tx = workers[next % workers.len()].0.as_ref();
+                    next += 1;
+                    if tx.is_none_or(|tx| tx.send(batch).is_err()) {
+                        failed = true;
+                        break 'shards;
                     }
-                    if batch_cmds >= PIPELINE_COMMANDS {
-                        let batch = if packed {
-                            CopyBatch::Packed(std::mem::take(&mut resp))
-                        } else {
-                            CopyBatch::Units(std::mem::take(&mut units))
-                        };
-                        let tx = workers[next % workers.len()].0.as_ref();
-                        next += 1;
-                        if tx.is_none_or(|tx| tx.send(batch).is_err()) {
-                            failed = true;
-                            break 'shards;
-                        }
-                        batch_cmds = 0;
-                        self.emit(Event::Copied { keys, total });
-                    }
+                    batch_cmds = 0;
+                    self.emit(Event::Copied { keys, total });
                 }
             }
             if !failed && batch_cmds > 0 {

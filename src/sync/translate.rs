@@ -157,43 +157,124 @@ pub(crate) fn replace_cmds(
     }
 }
 
-/// [`replace_cmds`] written as RESP into `out` (a full copy into a
-/// single server: no command is built word by word).
-pub(crate) fn replace_resp(key: &[u8], c: &Content, guard: bool, out: &mut super::target::Packed) {
-    use crate::interop::resp_command;
+/// Appends `n` in decimal.
+fn push_num(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends a RESP array header of `n` elements.
+fn push_header(out: &mut Vec<u8>, n: usize) {
+    out.push(b'*');
+    push_num(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one RESP bulk string.
+fn push_bulk(out: &mut Vec<u8>, b: &[u8]) {
+    out.push(b'$');
+    push_num(out, b.len());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What [`copy_resp`] wrote for a key.
+pub(crate) struct Copied {
+    /// Fields written (0: the key had none live, nothing was written).
+    pub fields: u64,
+    /// Whether the key has field TTLs (left out unless `field_ttls`).
+    pub had_field_ttls: bool,
+}
+
+/// A key's replacement written as RESP straight from the hash (a full copy
+/// into a single server): no field is copied into a buffer of its own.
+/// Field TTLs are written when `field_ttls`.
+pub(crate) fn copy_resp(
+    key: &[u8],
+    h: &crate::hash::HashRef<'_>,
+    ttl: Option<i64>,
+    guard: bool,
+    field_ttls: bool,
+    out: &mut super::target::Packed,
+) -> Copied {
+    let t = h.now();
+    let live = |at: i64| at == 0 || !crate::hash::is_expired(at, t);
+    let (mut n, mut had) = (0usize, false);
+    h.for_each_with_ttl(|_, _, at| {
+        if live(at) {
+            n += 1;
+            had |= at != 0;
+        }
+    });
+    if n == 0 {
+        return Copied {
+            fields: 0,
+            had_field_ttls: false,
+        };
+    }
     let k = out.keys.len() as u32;
     out.keys.push(key.to_vec());
-    let cmd = |argv: &[&[u8]], out: &mut super::target::Packed| {
-        // Writing to a Vec cannot fail.
-        let _ = resp_command(&mut out.buf, argv);
+    if guard {
+        crate::interop::resp_command(
+            &mut out.buf,
+            &[b"EVAL", super::target::GUARD_SCRIPT.as_bytes(), b"1", key],
+        )
+        .ok();
         out.count += 1;
         out.cmd_key.push(k);
-    };
-    if guard {
-        cmd(
-            &[b"EVAL", super::target::GUARD_SCRIPT.as_bytes(), b"1", key],
-            out,
-        );
     }
-    let mut argv: Vec<&[u8]> = Vec::with_capacity(2 + 2 * CHUNK.min(c.pairs.len()));
-    for chunk in c.pairs.chunks(CHUNK) {
-        argv.clear();
-        argv.push(b"HSET");
-        argv.push(key);
-        for (f, v) in chunk {
-            argv.push(f);
-            argv.push(v);
+    let (mut left, mut in_chunk, mut chunk) = (n, 0usize, 0usize);
+    let mut ttls: Vec<(Vec<u8>, i64)> = Vec::new();
+    let (buf, count, cmd_key) = (&mut out.buf, &mut out.count, &mut out.cmd_key);
+    h.for_each_with_ttl(|f, v, at| {
+        if !live(at) {
+            return;
         }
-        cmd(&argv, out);
+        if in_chunk == 0 {
+            chunk = left.min(CHUNK);
+            push_header(buf, 2 + 2 * chunk);
+            push_bulk(buf, b"HSET");
+            push_bulk(buf, key);
+            *count += 1;
+            cmd_key.push(k);
+        }
+        f.with_bytes(|b| push_bulk(buf, b));
+        v.with_bytes(|b| push_bulk(buf, b));
+        if at != 0 && field_ttls {
+            ttls.push((f.to_bytes(), at));
+        }
+        left -= 1;
+        in_chunk += 1;
+        if in_chunk == chunk {
+            in_chunk = 0;
+        }
+    });
+    let mut rest = Vec::new();
+    field_ttl_cmds(key, &ttls, &mut rest);
+    if let Some(at) = ttl {
+        rest.push(vec![word("PEXPIREAT"), key.to_vec(), num(at)]);
     }
-    let mut ttl_cmds = Vec::new();
-    field_ttl_cmds(key, &c.field_ttls, &mut ttl_cmds);
-    if let Some(at) = c.ttl {
-        ttl_cmds.push(vec![word("PEXPIREAT"), key.to_vec(), num(at)]);
+    for w in &rest {
+        push_header(&mut out.buf, w.len());
+        for a in w {
+            push_bulk(&mut out.buf, a);
+        }
+        out.count += 1;
+        out.cmd_key.push(k);
     }
-    for w in &ttl_cmds {
-        let argv: Vec<&[u8]> = w.iter().map(Vec::as_slice).collect();
-        cmd(&argv, out);
+    Copied {
+        fields: n as u64,
+        had_field_ttls: had,
     }
 }
 
