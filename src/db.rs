@@ -351,6 +351,32 @@ impl Db {
     }
 
     /// Where this handle is in the directory's log: on a writer, the end
+    /// On a read-only handle: [`Db::catch_up`] of at most `budget` records,
+    /// showing `visit` each record before and after it is applied (and
+    /// each reload), so a caller sees the state around every change. On a
+    /// writer: `Ok(0)`. Meant for a handle opened with `follow(None)`, or
+    /// the background thread applies records the visitor never sees.
+    ///
+    /// # Errors
+    /// As [`Db::catch_up`].
+    pub(crate) fn follow_with(
+        &self,
+        budget: u64,
+        visit: &mut dyn FnMut(crate::follow::Visit<'_, '_>),
+    ) -> Result<u64> {
+        match &self.shared.follower {
+            Some(f) => f.lock().catch_up_with(
+                &self.shared.ks,
+                &self.shared.opts,
+                Some(&self.shared.feed),
+                None,
+                budget,
+                visit,
+            ),
+            None => Ok(0),
+        }
+    }
+
     /// of the last record appended; on a reader, the end of the last record
     /// applied. A reader's lag is the difference to the writer's. In
     /// memory: `0:0`.
@@ -378,6 +404,14 @@ impl Db {
     }
 
     /// A read-only handle's position, what it applied, and any damage it
+    /// [`Db::reader_lag_bytes`] with the number of records too.
+    pub(crate) fn reader_lag(&self) -> Result<Option<(u64, u64)>> {
+        match &self.shared.follower {
+            Some(f) => f.lock().lag().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// met; `None` on a writer.
     pub fn reader_status(&self) -> Option<ReaderStatus> {
         self.shared.follower.as_ref().map(|f| f.lock().status())
@@ -387,32 +421,6 @@ impl Db {
     /// on a writer as its commands make them, on a reader as it applies
     /// them. Bounded ([`Options::change_feed_capacity`]); never slows the
     /// writer. An in-memory database has no log and feeds nothing.
-    /// On a read-only handle: [`Db::catch_up`] of at most `budget` records,
-    /// showing `visit` each record before and after it is applied (and
-    /// each reload), so a caller sees the state around every change. On a
-    /// writer: `Ok(0)`. Meant for a handle opened with `follow(None)`, or
-    /// the background thread applies records the visitor never sees.
-    ///
-    /// # Errors
-    /// As [`Db::catch_up`].
-    pub(crate) fn follow_with(
-        &self,
-        budget: u64,
-        visit: &mut dyn FnMut(crate::follow::Visit<'_, '_>),
-    ) -> Result<u64> {
-        match &self.shared.follower {
-            Some(f) => f.lock().catch_up_with(
-                &self.shared.ks,
-                &self.shared.opts,
-                Some(&self.shared.feed),
-                None,
-                budget,
-                visit,
-            ),
-            None => Ok(0),
-        }
-    }
-
     ///
     /// # Examples
     /// ```
@@ -440,14 +448,6 @@ impl Db {
 
     /// The changes after `position` (a [`crate::feed::Change::position`]
     /// or a [`Db::log_position`] saved earlier), read back from the log's
-    /// [`Db::reader_lag_bytes`] with the number of records too.
-    pub(crate) fn reader_lag(&self) -> Result<Option<(u64, u64)>> {
-        match &self.shared.follower {
-            Some(f) => f.lock().lag().map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// segments, then every later change as [`Db::subscribe`] gives them:
     /// what anything that must resume after a restart builds on.
     ///
