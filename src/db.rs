@@ -350,7 +350,6 @@ impl Db {
         self.shared.catch_up()
     }
 
-    /// Where this handle is in the directory's log: on a writer, the end
     /// On a read-only handle: [`Db::catch_up`] of at most `budget` records,
     /// showing `visit` each record before and after it is applied (and
     /// each reload), so a caller sees the state around every change. On a
@@ -378,6 +377,7 @@ impl Db {
     }
 
     /// of the last record appended; on a reader, the end of the last record
+    /// Where this handle is in the directory's log: on a writer, the end
     /// applied. A reader's lag is the difference to the writer's. In
     /// memory: `0:0`.
     pub fn log_position(&self) -> LogPosition {
@@ -403,7 +403,6 @@ impl Db {
         }
     }
 
-    /// A read-only handle's position, what it applied, and any damage it
     /// [`Db::reader_lag_bytes`] with the number of records too.
     pub(crate) fn reader_lag(&self) -> Result<Option<(u64, u64)>> {
         match &self.shared.follower {
@@ -413,6 +412,7 @@ impl Db {
     }
 
     /// met; `None` on a writer.
+    /// A read-only handle's position, what it applied, and any damage it
     pub fn reader_status(&self) -> Option<ReaderStatus> {
         self.shared.follower.as_ref().map(|f| f.lock().status())
     }
