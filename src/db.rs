@@ -376,8 +376,8 @@ impl Db {
         }
     }
 
-    /// of the last record appended; on a reader, the end of the last record
     /// Where this handle is in the directory's log: on a writer, the end
+    /// of the last record appended; on a reader, the end of the last record
     /// applied. A reader's lag is the difference to the writer's. In
     /// memory: `0:0`.
     pub fn log_position(&self) -> LogPosition {
@@ -411,8 +411,8 @@ impl Db {
         }
     }
 
-    /// met; `None` on a writer.
     /// A read-only handle's position, what it applied, and any damage it
+    /// met; `None` on a writer.
     pub fn reader_status(&self) -> Option<ReaderStatus> {
         self.shared.follower.as_ref().map(|f| f.lock().status())
     }
