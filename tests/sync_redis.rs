@@ -602,3 +602,57 @@ fn a_wrong_password_stops_at_once_and_match_keeps_other_keys_out() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give another state file"));
 }
+
+#[test]
+fn a_full_target_stops_sync_naming_the_key_and_keeps_the_position() {
+    if !have("redis-server") {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let port = base_port(7);
+    let _s = start(
+        "redis-server",
+        port,
+        &["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = Db::open(&data).unwrap();
+    db.execute(&["HSET", "small", "a", "1"]).unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let state = dir.path().join("s");
+    let out = sync_cmd(&data, &url, &state, false, true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(&state).unwrap();
+    // Then far more than 3 MB of changes.
+    let big = "x".repeat(1000);
+    for i in 0..10_000 {
+        db.execute(&["HSET", &format!("k:{i}"), "v", &big]).unwrap();
+    }
+    let out = sync_cmd(&data, &url, &state, false, true).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OOM") && err.contains("key \"k:"), "{err}");
+    assert!(err.contains("log position"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // What the target acknowledged before stays saved (the changes after
+    // it are sent again next time).
+    let now = std::fs::read_to_string(&state).unwrap();
+    let pos = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s).unwrap()["position"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (before, after): (hashkv::LogPosition, hashkv::LogPosition) =
+        (pos(&saved).parse().unwrap(), pos(&now).parse().unwrap());
+    assert!(after >= before);
+    assert!(
+        after < db.log_position(),
+        "the refused change is not acknowledged"
+    );
+}
