@@ -7,6 +7,7 @@
 
 mod batch;
 mod commands;
+mod load;
 mod view;
 
 pub use batch::WriteBatch;

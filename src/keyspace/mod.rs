@@ -43,6 +43,7 @@ mod capture;
 mod edit;
 pub(crate) mod effect;
 mod expiry;
+mod load;
 mod shard;
 pub(crate) mod tx;
 pub(crate) mod watch;

@@ -147,6 +147,53 @@ pub(crate) fn push_hset(
     Ok(())
 }
 
+/// Appends to `out` the bincode of `Effect::HSet { key, pairs }` alone (no
+/// frame header, no version byte): one effect's body inside an
+/// `Effect::Batch` record ([`batch_frame_at`]).
+pub(crate) fn push_hset_body(out: &mut Vec<u8>, key: &[u8], pairs: &[(&[u8], &[u8])]) {
+    /// `Effect::HSet`'s variant index.
+    const HSET_VARIANT: u8 = 0;
+    out.push(HSET_VARIANT);
+    push_bytes(out, key);
+    push_varint(out, pairs.len() as u64);
+    for (f, v) in pairs {
+        push_bytes(out, f);
+        push_bytes(out, v);
+    }
+}
+
+/// Room [`batch_frame_at`] needs before the first effect body: the frame
+/// header, the version byte, the variant and the longest count varint.
+pub(crate) const BATCH_HEAD_ROOM: usize = FRAME_HEADER + 2 + 9;
+
+/// Frames one `Effect::Batch` record of the `count` effect bodies that
+/// `buf` holds from [`BATCH_HEAD_ROOM`] on (written there by
+/// [`push_hset_body`] or taken from [`encode`]'s records past their
+/// version byte), writing its header into the room before them. Returns
+/// where the frame starts in `buf` (it ends at `buf`'s end): the record is
+/// byte for byte what [`encode`] writes for the batch.
+pub(crate) fn batch_frame_at(buf: &mut [u8], count: u64) -> Result<usize, String> {
+    /// `Effect::Batch`'s variant index.
+    const BATCH_VARIANT: u8 = 11;
+    let mut varint = Vec::with_capacity(9);
+    push_varint(&mut varint, count);
+    let start = BATCH_HEAD_ROOM - varint.len() - 2 - FRAME_HEADER;
+    let payload_len = buf.len() - start - FRAME_HEADER;
+    if payload_len > MAX_PAYLOAD {
+        return Err(format!(
+            "log record of {payload_len} bytes exceeds the {MAX_PAYLOAD}-byte limit"
+        ));
+    }
+    let body = start + FRAME_HEADER;
+    buf[body] = PAYLOAD_VERSION;
+    buf[body + 1] = BATCH_VARIANT;
+    buf[body + 2..BATCH_HEAD_ROOM].copy_from_slice(&varint);
+    let crc = crc32fast::hash(&buf[body..]);
+    buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(start)
+}
+
 /// The frames of `frames` (whole frames back to back, as a batch of
 /// records is appended): each one's start and end in `frames`.
 pub(crate) fn frame_spans(frames: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -353,6 +400,39 @@ mod tests {
             let len = encode(&whole, &mut scratch).unwrap();
             assert_eq!(framed, scratch[..len], "{n} effects");
             assert_eq!(decode(&framed[FRAME_HEADER..]).unwrap(), whole);
+        }
+    }
+
+    /// A batch record built from bodies in place is the batch encoded
+    /// whole, for counts on both sides of a varint width.
+    #[test]
+    fn a_batch_framed_in_place_equals_the_batch_encoded() {
+        for n in [1usize, 2, 250, 251, 300] {
+            let keys: Vec<String> = (0..n).map(|i| format!("key:{i}")).collect();
+            let mut buf = vec![0u8; BATCH_HEAD_ROOM];
+            let mut effects = Vec::new();
+            let mut scratch = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                if i % 7 == 3 {
+                    let e = Effect::Del {
+                        keys: vec![k.as_bytes()],
+                    };
+                    let len = encode(&e, &mut scratch).unwrap();
+                    buf.extend_from_slice(&scratch[FRAME_HEADER + 1..len]);
+                    effects.push(e);
+                }
+                let pairs: Vec<(&[u8], &[u8])> = vec![(b"f", k.as_bytes()), (b"g", b"12")];
+                push_hset_body(&mut buf, k.as_bytes(), &pairs);
+                effects.push(Effect::HSet {
+                    key: k.as_bytes(),
+                    pairs,
+                });
+            }
+            let start = batch_frame_at(&mut buf, effects.len() as u64).unwrap();
+            let whole = Effect::Batch { effects };
+            let len = encode(&whole, &mut scratch).unwrap();
+            assert_eq!(buf[start..], scratch[..len], "{n} effects");
+            assert_eq!(decode(&buf[start + FRAME_HEADER..]).unwrap(), whole);
         }
     }
 
