@@ -347,7 +347,12 @@ fn sync_to_a_standalone_redis_survives_kills_and_lost_positions() {
     let port = base_port(0);
     let _s = start("redis-server", port, &[]);
     let url = format!("redis://127.0.0.1:{port}");
-    for seed in [2u64, 3] {
+    // HASHKV_SYNC_SEEDS=N runs N seeds (a longer soak); 2 by default.
+    let seeds: u64 = std::env::var("HASHKV_SYNC_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for seed in 2..2 + seeds {
         redis::cmd("FLUSHALL")
             .query::<()>(&mut conn(port).unwrap())
             .unwrap();
