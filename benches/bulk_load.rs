@@ -13,6 +13,10 @@
 //!   fields, each logged as one record); `load` fsyncs once at the end.
 //!   Then the same into an in-memory database (no log, no fsync), which
 //!   shows what logging costs.
+//! - hashkv `Db::import` of the profiles as a RESP file of HSETs (what
+//!   `redis-cli --pipe` reads; written before the timing), then
+//!   `Db::close`: parsing included, and the snapshot `import` takes at
+//!   its end.
 //!
 //! The profiles are built in memory before any timing. Each engine writes
 //! into a fresh directory under the system's temporary directory.
@@ -68,11 +72,12 @@ fn main() {
         "{keys} W1 profiles, {fields} fields, {:.1} MB of keys, fields and values; batches of {BATCH_FIELDS} fields; {runs} runs",
         bytes as f64 / 1e6
     );
-    let engines: [(&str, Engine); 4] = [
+    let engines: [(&str, Engine); 5] = [
         ("lmdb (heed)", heed_load),
         ("hashkv write_batch", hashkv_write_batch),
         ("hashkv load", hashkv_load),
         ("hashkv load in memory", hashkv_load_in_memory),
+        ("hashkv import (RESP)", hashkv_import),
     ];
     let mut medians = Vec::new();
     for (name, run) in engines {
@@ -188,6 +193,37 @@ fn load_into(db: &Db, data: &[Profile]) -> f64 {
                 .map(|(k, pairs)| (k, pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())))),
         )
         .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    secs
+}
+
+fn hashkv_import(data: &[Profile]) -> f64 {
+    let (dir, db) = hashkv_dir();
+    let resp = dir.path().join("profiles.resp");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&resp).unwrap());
+        for (k, pairs) in data {
+            write!(
+                out,
+                "*{}\r\n$4\r\nHSET\r\n${}\r\n{k}\r\n",
+                2 + 2 * pairs.len(),
+                k.len()
+            )
+            .unwrap();
+            for (f, v) in pairs {
+                write!(out, "${}\r\n{f}\r\n${}\r\n{v}\r\n", f.len(), v.len()).unwrap();
+            }
+        }
+        out.flush().unwrap();
+    }
+    let start = Instant::now();
+    let mut input = std::io::BufReader::new(std::fs::File::open(&resp).unwrap());
+    let t = db
+        .import(hashkv::interop::Format::Resp, &mut input, &mut |_, _| {})
+        .unwrap();
+    db.close().unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert!(t.errors.is_empty(), "{:?}", t.errors);
     secs

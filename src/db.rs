@@ -11,6 +11,7 @@ mod load;
 mod view;
 
 pub use batch::WriteBatch;
+pub(crate) use load::Staged;
 pub use view::HashView;
 
 use std::path::{Path, PathBuf};

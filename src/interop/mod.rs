@@ -30,7 +30,7 @@ use serde_json::{json, Map, Value};
 
 use crate::admin::io;
 use crate::command::Reply;
-use crate::db::Db;
+use crate::db::{Db, Staged};
 use crate::error::{Error, Result};
 use json::{json_bytes, parse_json_line, KeyExpiry};
 pub(crate) use resp::resp_command;
@@ -59,12 +59,8 @@ pub struct Transfer {
     pub errors: Vec<String>,
 }
 
-/// The words of `argv` as slices.
-fn slices(argv: &[Vec<u8>]) -> Vec<&[u8]> {
-    argv.iter().map(Vec::as_slice).collect()
-}
-
-/// Pairs per HSET in a RESP export.
+/// Pairs per HSET in a RESP export (and per staged HSET of a JSON
+/// import).
 const CHUNK: usize = 1000;
 
 fn int(r: &Reply) -> i64 {
@@ -214,7 +210,11 @@ impl Db {
     /// Reads `format` from `input` and applies it: RESP commands run as
     /// they are (any command hashkv knows); JSON lines set each key's
     /// fields (HSET, merging into an existing hash) and TTL. A command that
-    /// fails is counted in [`Transfer::errors`] and the import goes on;
+    /// fails is counted in [`Transfer::errors`] and the import goes on.
+    /// Runs of `HSET`/`HMSET` commands, and JSON lines' fields, go in as
+    /// [`Db::load`] loads: batches of about 1,000 fields, each logged as one
+    /// record, a new key's compact hash built straight from its pairs; any
+    /// other command runs after the batch before it, so the order holds;
     /// input that cannot be parsed stops it with an error naming the byte
     /// offset or line (the commands before it stay applied).
     /// `progress(bytes, 0)` reports bytes read. A database on a directory
@@ -251,6 +251,9 @@ impl Db {
             return Err(Error::ReadOnly);
         }
         let mut t = Transfer::default();
+        // Runs of HSETs (and JSON lines' fields) go in as `Db::load`'s
+        // batches; any other command runs after the batch before it.
+        let mut staged = Staged::default();
         // One snapshot at the end instead of the rules' snapshots of a
         // growing keyspace along the way.
         let hold = self.hold_auto_snapshots();
@@ -278,86 +281,113 @@ impl Db {
             t.items += 1;
             Ok(())
         };
-        match format {
-            Format::Resp => {
-                let mut r = RespReader { input, offset: 0 };
-                let (mut args, mut ends) = (Vec::new(), Vec::new());
-                while r.next_into(&mut args, &mut ends).map_err(bad)? {
-                    if ends.is_empty() {
-                        continue;
+        let body = (|| -> Result<()> {
+            match format {
+                Format::Resp => {
+                    let mut r = RespReader { input, offset: 0 };
+                    let (mut args, mut ends) = (Vec::new(), Vec::new());
+                    while r.next_into(&mut args, &mut ends).map_err(bad)? {
+                        if ends.is_empty() {
+                            continue;
+                        }
+                        let mut start = 0;
+                        let argv: Vec<&[u8]> = ends
+                            .iter()
+                            .map(|&end| {
+                                let a = &args[start..end];
+                                start = end;
+                                a
+                            })
+                            .collect();
+                        let hset = argv[0].eq_ignore_ascii_case(b"HSET")
+                            || argv[0].eq_ignore_ascii_case(b"HMSET");
+                        if hset {
+                            t.fields += (argv.len().saturating_sub(2) / 2) as u64;
+                        }
+                        if hset && argv.len() >= 4 && argv.len().is_multiple_of(2) {
+                            // Loaded in batches (HMSET's reply aside, the same
+                            // change as HSET's).
+                            t.items += 1;
+                            staged.key(argv[1], t.items);
+                            for p in argv[2..].chunks_exact(2) {
+                                staged.pair(p[0], p[1]);
+                            }
+                            if staged.full() {
+                                self.load_staged(&mut staged, &mut t, "command")?;
+                            }
+                        } else {
+                            self.load_staged(&mut staged, &mut t, "command")?;
+                            run(&mut t, &argv)?;
+                        }
+                        progress(r.offset, 0);
                     }
-                    let mut start = 0;
-                    let argv: Vec<&[u8]> = ends
-                        .iter()
-                        .map(|&end| {
-                            let a = &args[start..end];
-                            start = end;
-                            a
-                        })
-                        .collect();
-                    let hset = argv[0].eq_ignore_ascii_case(b"HSET")
-                        || argv[0].eq_ignore_ascii_case(b"HMSET");
-                    if hset {
-                        t.fields += (argv.len().saturating_sub(2) / 2) as u64;
-                    }
-                    run(&mut t, &argv)?;
-                    progress(r.offset, 0);
                 }
-            }
-            Format::Json => {
-                let mut line = String::new();
-                let mut n = 0u64;
-                let mut read = 0u64;
-                loop {
-                    line.clear();
-                    let got = std::io::Read::take(&mut *input, MAX_JSON_LINE as u64 + 1)
-                        .read_line(&mut line)
-                        .map_err(|e| io("reading", Path::new("<input>"), e))?;
-                    if got == 0 {
-                        break;
-                    }
-                    n += 1;
-                    if got > MAX_JSON_LINE {
-                        return Err(bad(format!(
+                Format::Json => {
+                    let mut line = String::new();
+                    let mut n = 0u64;
+                    let mut read = 0u64;
+                    loop {
+                        line.clear();
+                        let got = std::io::Read::take(&mut *input, MAX_JSON_LINE as u64 + 1)
+                            .read_line(&mut line)
+                            .map_err(|e| io("reading", Path::new("<input>"), e))?;
+                        if got == 0 {
+                            break;
+                        }
+                        n += 1;
+                        if got > MAX_JSON_LINE {
+                            return Err(bad(format!(
                             "line {n}: longer than {} MiB, the limit for one JSON line (split the hash over several lines)",
                             MAX_JSON_LINE >> 20
                         )));
-                    }
-                    read += got as u64;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let (key, ttl, pairs, expiries) =
-                        parse_json_line(&line).map_err(|e| bad(format!("line {n}: {e}")))?;
-                    for chunk in pairs.chunks(CHUNK) {
-                        let mut argv = vec![b"HSET".to_vec(), key.clone()];
-                        for (f, v) in chunk {
-                            argv.push(f.clone());
-                            argv.push(v.clone());
                         }
-                        run(&mut t, &slices(&argv))?;
-                    }
-                    t.fields += pairs.len() as u64;
-                    for (f, at) in expiries {
-                        let at = at.to_string();
-                        run(
-                            &mut t,
-                            &[b"HPEXPIREAT", &key, at.as_bytes(), b"FIELDS", b"1", &f],
-                        )?;
-                    }
-                    match ttl {
-                        Some(KeyExpiry::At(ms)) => {
-                            run(&mut t, &[b"PEXPIREAT", &key, ms.to_string().as_bytes()])?;
+                        read += got as u64;
+                        if line.trim().is_empty() {
+                            continue;
                         }
-                        Some(KeyExpiry::In(ms)) => {
-                            run(&mut t, &[b"PEXPIRE", &key, ms.to_string().as_bytes()])?;
+                        let (key, ttl, pairs, expiries) =
+                            parse_json_line(&line).map_err(|e| bad(format!("line {n}: {e}")))?;
+                        for chunk in pairs.chunks(CHUNK) {
+                            t.items += 1;
+                            staged.key(&key, t.items);
+                            for (f, v) in chunk {
+                                staged.pair(f, v);
+                            }
+                            if staged.full() {
+                                self.load_staged(&mut staged, &mut t, "command")?;
+                            }
                         }
-                        None => {}
+                        t.fields += pairs.len() as u64;
+                        if ttl.is_some() || !expiries.is_empty() {
+                            self.load_staged(&mut staged, &mut t, "command")?;
+                        }
+                        for (f, at) in expiries {
+                            let at = at.to_string();
+                            run(
+                                &mut t,
+                                &[b"HPEXPIREAT", &key, at.as_bytes(), b"FIELDS", b"1", &f],
+                            )?;
+                        }
+                        match ttl {
+                            Some(KeyExpiry::At(ms)) => {
+                                run(&mut t, &[b"PEXPIREAT", &key, ms.to_string().as_bytes()])?;
+                            }
+                            Some(KeyExpiry::In(ms)) => {
+                                run(&mut t, &[b"PEXPIRE", &key, ms.to_string().as_bytes()])?;
+                            }
+                            None => {}
+                        }
+                        progress(read, 0);
                     }
-                    progress(read, 0);
                 }
             }
-        }
+            Ok(())
+        })();
+        // What was staged before an error is applied too, as the commands
+        // before it are.
+        let flushed = self.load_staged(&mut staged, &mut t, "command");
+        body?;
+        flushed?;
         drop(hold);
         if self.path().is_some() && t.items > 0 {
             // The next open loads this instead of replaying the import.
@@ -513,6 +543,64 @@ mod tests {
             text.contains(r#"{"expire_at_ms":null,"fields":{"f":"v"},"key":{"base64":"/w=="}}"#),
             "{text}"
         );
+    }
+
+    /// HSETs load in batches, other commands run between them in their
+    /// order, a refused HSET is counted, and the HSETs staged before a
+    /// parse error are applied as the commands before it are; the same
+    /// stream run command by command leaves the same data.
+    #[test]
+    fn resp_import_keeps_command_order_around_batches() {
+        let mut out = Vec::new();
+        let cmds: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"HSET".into(), b"a".into(), b"f".into(), b"1".into()],
+            vec![
+                b"HMSET".into(),
+                b"b".into(),
+                b"f".into(),
+                b"1".into(),
+                b"g".into(),
+                b"2".into(),
+            ],
+            vec![b"DEL".into(), b"a".into()],
+            vec![b"HSET".into(), b"a".into(), b"g".into(), b"2".into()],
+            vec![b"HSET".into(), b"b".into(), b"f".into(), b"3".into()],
+            vec![b"HSET".into(), b"c".into(), b"f".into()],
+            vec![b"HINCRBY".into(), b"b".into(), b"f".into(), b"10".into()],
+            vec![b"HSET".into(), b"d".into(), b"f".into(), b"4".into()],
+        ];
+        for c in &cmds {
+            let argv: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+            resp_command(&mut out, &argv).unwrap();
+        }
+        let single = db();
+        for c in &cmds {
+            let argv: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+            let _ = single.execute(&argv);
+        }
+        let d = db();
+        let t = d
+            .import(Format::Resp, &mut &out[..], &mut |_, _| {})
+            .unwrap();
+        assert_eq!(t.items, cmds.len() as u64);
+        assert_eq!(t.errors.len(), 1, "{:?}", t.errors);
+        for k in ["a", "b", "c", "d"] {
+            assert_eq!(d.hgetall(k).unwrap(), single.hgetall(k).unwrap(), "{k}");
+        }
+        assert_eq!(d.hget("b", "f").unwrap().as_deref(), Some(&b"13"[..]));
+        // Damage after two HSETs: they are applied, the error names the byte.
+        let d = db();
+        let mut bad = Vec::new();
+        resp_command(&mut bad, &[b"HSET", b"x", b"f", b"1"]).unwrap();
+        resp_command(&mut bad, &[b"HSET", b"y", b"f", b"2"]).unwrap();
+        let at = bad.len();
+        bad.extend_from_slice(b"*x\r\n");
+        let err = d
+            .import(Format::Resp, &mut &bad[..], &mut |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains(&format!("byte {at}")), "{err}");
+        assert_eq!(d.hget("x", "f").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(d.hget("y", "f").unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]
