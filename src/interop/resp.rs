@@ -28,9 +28,35 @@ impl RespReader<'_> {
     /// at most `max`; `None` at a clean end of input.
     fn number(&mut self, prefix: u8, max: usize) -> std::result::Result<Option<usize>, String> {
         let at = self.offset;
+        // The commonest case: the whole line is in the reader's buffer and
+        // well formed (`prefix`, up to 19 digits, `\r\n`): read in place.
+        {
+            let buf = self
+                .input
+                .fill_buf()
+                .map_err(|e| format!("reading at byte {at}: {e}"))?;
+            if buf.first() == Some(&prefix) {
+                let digits = buf[1..]
+                    .iter()
+                    .take(20)
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if (1..=19).contains(&digits) && buf.get(1 + digits..3 + digits) == Some(b"\r\n") {
+                    let v = buf[1..1 + digits]
+                        .iter()
+                        .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+                    if let Some(v) = usize::try_from(v).ok().filter(|&v| v <= max) {
+                        let n = 3 + digits;
+                        self.input.consume(n);
+                        self.offset += n as u64;
+                        return Ok(Some(v));
+                    }
+                }
+            }
+        }
         let mut l = [0u8; 64];
         let mut n = 0;
-        // The common case: the whole line is in the reader's buffer.
+        // The whole line is in the reader's buffer.
         {
             let buf = self
                 .input
