@@ -88,7 +88,7 @@ pub fn load_snapshot_with(bytes: &[u8], o: Options) -> Result<Db, String> {
                 fields,
                 len,
                 values,
-            } => shard.put_shaped(e.key, fields, len, values, e.ttl),
+            } => shard.put_shaped(e.key, fields, len, values, e.ttl, &mut None),
             crate::snapshot::format::EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
         }
         .map(|_| ())

@@ -247,6 +247,18 @@ impl Shapes {
         }
     }
 
+    /// Takes a reference to shape `id` when its fields are `fields`, and
+    /// says whether it did: a snapshot's shaped hashes name the same list
+    /// one after another, and comparing it with the last one's shape
+    /// spares a fingerprint and a lookup per hash.
+    pub(crate) fn retain_same(&mut self, id: u16, fields: &[u8]) -> bool {
+        let same = self.get(id).is_some_and(|s| s.fields() == fields);
+        if same {
+            self.retain(id);
+        }
+        same
+    }
+
     /// Drops one reference to shape `id`. A shape left without hashes
     /// waits among the idle ones; past [`IDLE_MAX`] of them, those still
     /// unused are freed.

@@ -573,6 +573,8 @@ impl Keyspace {
             for &(_, h, _) in run {
                 shard.prefetch_slot(h);
             }
+            // The shape of the run's last shaped hash.
+            let mut hint = None;
             for &(_, _, i) in run {
                 let Some((at, e)) = entries[i].take() else {
                     continue;
@@ -583,7 +585,7 @@ impl Keyspace {
                         fields,
                         len,
                         values,
-                    } => shard.put_shaped(e.key, fields, len, values, e.ttl),
+                    } => shard.put_shaped(e.key, fields, len, values, e.ttl, &mut hint),
                     EntryHash::Owned(h) => shard.put(e.key, h, e.ttl),
                 }
                 .map_err(|err| {

@@ -109,7 +109,10 @@ impl Shard {
     }
 
     /// Stores a shaped hash read from a snapshot: `fields` (`len` of them,
-    /// checked) are interned as they are, the values copied.
+    /// checked) are interned as they are, the values copied. `hint` is the
+    /// shape of the last shaped hash stored this way in this shard (taken
+    /// again without a lookup when its fields are the same), and is set to
+    /// this one's.
     pub(crate) fn put_shaped(
         &mut self,
         key: &[u8],
@@ -117,11 +120,16 @@ impl Shard {
         len: usize,
         values: &[u8],
         ttl: Option<i64>,
+        hint: &mut Option<u16>,
     ) -> Result<bool, CommandError> {
-        let id = if self.shapes.enabled() {
-            self.shapes.intern_fields(fields, len)
-        } else {
+        let id = if !self.shapes.enabled() {
             None
+        } else if let Some(h) = hint.filter(|&h| self.shapes.retain_same(h, fields)) {
+            Some(h)
+        } else {
+            let id = self.shapes.intern_fields(fields, len);
+            *hint = id;
+            id
         };
         let Some(id) = id else {
             let mut pairs = Vec::with_capacity(fields.len() + values.len());
