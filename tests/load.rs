@@ -227,3 +227,39 @@ fn interleaved_shapes_come_back_from_a_snapshot() {
     assert_eq!(got.shapes, info.shapes);
     assert!(got.shaped_hashes >= info.shaped_hashes, "{got:?}");
 }
+
+/// A load stores the compact hashes and shapes single HSETs store, in
+/// about the memory they take (the memory per field of
+/// docs/PERFORMANCE.md holds for it).
+#[test]
+fn a_load_takes_the_memory_single_hsets_take() {
+    let profile = |i: u32| -> Vec<(String, String)> {
+        vec![
+            ("username".into(), format!("user{i}")),
+            ("email".into(), format!("user{i}@example.com")),
+            ("joined".into(), (1_600_000_000 + i * 37).to_string()),
+            (
+                "sha".into(),
+                format!("{:040x}", u128::from(i) * 0x9e37_79b9),
+            ),
+        ]
+    };
+    let loaded = Db::in_memory(Options::default());
+    let single = Db::in_memory(Options::default());
+    loaded
+        .load((0..5_000).map(|i| (format!("user:{i:012}"), profile(i))))
+        .unwrap();
+    for i in 0..5_000 {
+        single.hset(format!("user:{i:012}"), &profile(i)).unwrap();
+    }
+    let (a, b) = (loaded.info().unwrap(), single.info().unwrap());
+    assert_eq!(
+        (a.keys, a.fields, a.shaped_hashes, a.shapes),
+        (b.keys, b.fields, b.shaped_hashes, b.shapes)
+    );
+    // The key tables sized up front (a little room for an uneven spread)
+    // and where the per-process hash seed puts keys move the total by a
+    // few percent either way.
+    let (m, n) = (a.memory_bytes as f64, b.memory_bytes as f64);
+    assert!((m / n - 1.0).abs() < 0.1, "{m} against {n} bytes");
+}

@@ -19,6 +19,9 @@ pub(crate) const LOAD_BATCH_FIELDS: usize = 1_000;
 /// reaches [`LOAD_BATCH_FIELDS`] (big values).
 const LOAD_BATCH_BYTES: usize = 1 << 20;
 
+/// Most keys a load's `size_hint` sizes the key tables for.
+const RESERVE_MAX: usize = 1 << 26;
+
 /// Errors kept in a [`Transfer`] (the count goes on).
 const KEEP_ERRORS: usize = 100;
 
@@ -137,8 +140,10 @@ impl Db {
         let mut staged = Staged::default();
         let items = items.into_iter();
         // Into an empty database, key tables sized for the keys announced
-        // up front grow no more.
-        self.keyspace().reserve_keys(items.size_hint().0 as u64);
+        // up front grow no more (a hint past `RESERVE_MAX` keys is taken
+        // as that many: the tables grow on from there).
+        let hint = items.size_hint().0.min(RESERVE_MAX);
+        self.keyspace().reserve_keys(hint as u64);
         for (key, pairs) in items {
             t.items += 1;
             staged.key(key.as_ref(), t.items);
