@@ -5,7 +5,10 @@
 //! 100-field plain hash, a 10,000-field dict. Ops: hget, hget-hex, hgetall,
 //! hset-same, hset-resize, hset-hex, hincrby, h8-hgetall, h8-hmget, h8-hget,
 //! h8-hdelhset, h8-hexists-last, h100-missing, h100-last, d-hgetall, d-hget,
-//! d-hincrby, d-hset, d-hmget. The figures of docs/PERFORMANCE.md ("What
+//! d-hincrby, d-hset, d-hmget, and hset-add and hdel, which add a 7th
+//! field to a profile or remove its `bio` (each key once for N up to
+//! 10,000, so the hash changes shape). `--no-shapes` runs it all with
+//! `Options::shapes(false)`. The figures of docs/PERFORMANCE.md ("What
 //! shapes and packing cost in time") compare two commits built from this
 //! file. Without arguments (as `cargo test --all-targets` runs it) it runs
 //! each op a few times.
@@ -16,7 +19,7 @@ use std::hint::black_box;
 #[path = "common/datasets.rs"]
 mod datasets;
 use datasets::hex_profile as profile;
-const OPS: [&str; 19] = [
+const OPS: [&str; 21] = [
     "hget",
     "hget-hex",
     "hgetall",
@@ -36,22 +39,25 @@ const OPS: [&str; 19] = [
     "d-hincrby",
     "d-hset",
     "d-hmget",
+    "hset-add",
+    "hdel",
 ];
 
 fn main() {
+    let shapes = !std::env::args().any(|a| a == "--no-shapes");
     let a: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
     match (a.first(), a.get(1).and_then(|n| n.parse().ok())) {
-        (Some(op), Some(n)) => run(op, n),
-        _ => OPS.iter().for_each(|op| run(op, 3)),
+        (Some(op), Some(n)) => run(op, n, shapes),
+        _ => OPS.iter().for_each(|op| run(op, 3, shapes)),
     }
 }
 
-fn run(op: &str, iters: usize) {
+fn run(op: &str, iters: usize, shapes: bool) {
     let n = 10_000usize;
-    let db = Db::in_memory(Options::default().active_expiry(false));
+    let db = Db::in_memory(Options::default().active_expiry(false).shapes(shapes));
     let keys: Vec<String> = (0..n).map(|i| format!("user:{i}")).collect();
     for (i, k) in keys.iter().enumerate() {
         db.hset(k, &profile(i)).unwrap();
@@ -147,6 +153,12 @@ fn run(op: &str, iters: usize) {
             }
             "d-hmget" => {
                 black_box(db.hmget("d10k", &probes).unwrap());
+            }
+            "hset-add" => {
+                black_box(db.hset(k, &[("plan", "pro")]).unwrap());
+            }
+            "hdel" => {
+                black_box(db.hdel(k, &["bio"]).unwrap());
             }
             _ => panic!("unknown op {op}"),
         }

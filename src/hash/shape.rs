@@ -19,10 +19,13 @@
 //! goes back and forth between two lists does not make and free a shape
 //! at every write), then they are freed together.
 //!
-//! Writes open a shaped hash as its plain pair buffer (the keyspace's
-//! edit), and storing a pair buffer finds its shape again ([`Shapes::intern`],
-//! which keeps the old shape without a lookup when the fields did not
-//! change).
+//! Writes that add or remove one field of a shaped hash edit its values
+//! and a copy of its field list apart (the keyspace's edit), and storing
+//! them looks the new list up where it is ([`Shapes::intern_fields_of`]),
+//! never building the hash's pair buffer unless it stays plain. Other
+//! writes open a shaped hash as its plain pair buffer, and storing a pair
+//! buffer finds its shape again ([`Shapes::intern`], which keeps the old
+//! shape without a lookup when the fields did not change).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -40,6 +43,16 @@ const MAX_SHAPES: usize = u16::MAX as usize;
 const SEEN: usize = 256;
 /// Shapes without a hash kept before they are freed.
 pub(crate) const IDLE_MAX: usize = 32;
+/// Remembered moves from one shape to another by one field.
+const MOVES: usize = 64;
+
+/// How a field list differs from the shape it was copied from: one field
+/// added at the end, or the field at this byte offset removed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change {
+    Added,
+    Removed(usize),
+}
 
 /// One shared field list.
 #[derive(Debug)]
@@ -94,6 +107,12 @@ pub(crate) struct Shapes {
     enabled: bool,
     /// Scratch: the field elements of the list being interned.
     scratch: Vec<u8>,
+    /// (change, from, to): the shape a hash of shape `from` went to by
+    /// one field added or removed, by a hash of the two, so a fingerprint
+    /// and an index lookup are saved when hashes change shape the same way
+    /// again. A hint: `to` is used only when its fields are the new list
+    /// (ids are reused once shapes are freed).
+    moves: Vec<(u64, u16, u16)>,
 }
 
 impl Default for Shapes {
@@ -107,6 +126,7 @@ impl Default for Shapes {
             live: 0,
             enabled: true,
             scratch: Vec::new(),
+            moves: Vec::new(),
         }
     }
 }
@@ -148,7 +168,7 @@ impl Shapes {
         key: &[u8],
     ) -> Option<u16> {
         let id = if self.enabled {
-            self.find_or_make(pairs, old, key)
+            self.find_or_make(pairs, 2, old, key)
         } else {
             None
         };
@@ -159,6 +179,65 @@ impl Shapes {
             }
         }
         id
+    }
+
+    /// As [`Shapes::intern`] for a hash held as its field list `fields`
+    /// (elements back to back) apart from its values: the shape to store
+    /// it with, or None to store it plain (the caller joins fields and
+    /// values). The same shape as [`Shapes::intern`] of the joined pair
+    /// buffer, without building it.
+    ///
+    /// `change` says how `fields` differs from `old`'s fields, if it is
+    /// known: the shape the same move led to last time is tried first.
+    pub(crate) fn intern_fields_of(
+        &mut self,
+        fields: &[u8],
+        old: Option<u16>,
+        key: &[u8],
+        change: Option<Change>,
+    ) -> Option<u16> {
+        if !self.enabled {
+            return None;
+        }
+        let mv = old
+            .zip(change)
+            .and_then(|(from, c)| Some((from, self.move_tag(from, c, fields)?)));
+        let known = mv.and_then(|(from, tag)| {
+            let &(t, f, to) = self.moves.get(move_slot(from, tag))?;
+            // Only the shape whose fields these are: the one the index
+            // gives for them.
+            (t == tag && f == from && self.get(to).is_some_and(|s| s.fields() == fields))
+                .then_some(to)
+        });
+        let id = match known {
+            Some(id) => Some(id),
+            None => {
+                let id = self.find_or_make(fields, 1, old, key);
+                if let (Some(id), Some((from, tag))) = (id, mv) {
+                    if self.moves.is_empty() {
+                        self.moves = vec![(0, 0, 0); MOVES];
+                    }
+                    self.moves[move_slot(from, tag)] = (tag, from, id);
+                }
+                id
+            }
+        };
+        if let Some(id) = id.filter(|&id| old != Some(id)) {
+            self.retain(id);
+        }
+        id
+    }
+
+    /// What identifies a move from shape `from` to field list `fields`
+    /// (never 0): the offset of a removed field, or a hash of an added one.
+    fn move_tag(&self, from: u16, change: Change, fields: &[u8]) -> Option<u64> {
+        Some(match change {
+            Change::Removed(at) => ((at as u64) << 2) | 1,
+            Change::Added => {
+                let added = fields.get(self.get(from)?.fields().len()..)?;
+                (mix(0, added, 0, added.len()) << 2) | 2
+            }
+        })
     }
 
     /// The shape whose fields are `fields` (`len` of them), made if there
@@ -179,14 +258,27 @@ impl Shapes {
         (self.get(id)?.fields() == fields).then_some(id)
     }
 
-    /// Fields of `pairs` into the scratch buffer, then: the old shape if
-    /// they are its fields, the indexed shape, or a new one when a second
-    /// key stores them.
-    fn find_or_make(&mut self, pairs: &[u8], old: Option<u16>, key: &[u8]) -> Option<u16> {
+    /// The field list of `list` (a pair buffer when `stride` is 2, field
+    /// elements alone when 1): the old shape if they are its fields, the
+    /// indexed shape, or a new one when a second key stores them.
+    fn find_or_make(
+        &mut self,
+        list: &[u8],
+        stride: usize,
+        old: Option<u16>,
+        key: &[u8],
+    ) -> Option<u16> {
         // Fingerprint and compare the fields where they are; they are
         // copied only to make a shape.
-        let fp = fingerprint(pairs, 2)?;
-        let same = |s: &Shape| s.fp == fp && same_fields(pairs, s.fields());
+        let fp = fingerprint(list, stride)?;
+        let same = |s: &Shape| {
+            s.fp == fp
+                && if stride == 2 {
+                    same_fields(list, s.fields())
+                } else {
+                    s.fields() == list
+                }
+        };
         if let Some(o) = old.filter(|&o| self.get(o).is_some_and(same)) {
             return Some(o);
         }
@@ -204,8 +296,11 @@ impl Shapes {
             *slot = (fp, kh);
             return None;
         }
+        if stride == 1 {
+            return self.make(fp, list, count(list));
+        }
         let mut fields = std::mem::take(&mut self.scratch);
-        let id = split_fields(pairs, &mut fields).and_then(|len| self.make(fp, &fields, len));
+        let id = split_fields(list, &mut fields).and_then(|len| self.make(fp, &fields, len));
         self.scratch = fields;
         id
     }
@@ -291,6 +386,12 @@ impl Shapes {
             }
         }
     }
+}
+
+/// The entry of [`Shapes::moves`] for a move from `from` tagged `tag`.
+#[inline]
+fn move_slot(from: u16, tag: u64) -> usize {
+    ((tag ^ u64::from(from)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % MOVES
 }
 
 /// A [`std::hash::Hasher`] for keys that are fingerprints already.
@@ -389,6 +490,16 @@ fn quick_size(buf: &[u8], pos: usize) -> Option<usize> {
         _ => return size_at(buf, pos),
     };
     (pos + size <= buf.len()).then_some(size)
+}
+
+/// Number of elements in `buf`.
+fn count(buf: &[u8]) -> usize {
+    let (mut pos, mut n) = (0, 0);
+    while let Some(size) = quick_size(buf, pos) {
+        pos += size;
+        n += 1;
+    }
+    n
 }
 
 /// Whether the fields of pair buffer `pairs` are exactly `fields`.
@@ -490,22 +601,31 @@ pub(crate) struct Found<'a> {
     /// Start and end of the value element in the values.
     pub(crate) start: usize,
     pub(crate) end: usize,
+    /// Start and end of the field element in the fields.
+    pub(crate) field_start: usize,
+    pub(crate) field_end: usize,
 }
 
 /// Finds `field` among the shape's fields, then its value.
 #[inline]
 pub(crate) fn find<'a>(shape: &Shape, values: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
-    let f = shape.fields();
+    find_in(shape.fields(), values, field)
+}
+
+/// Finds `field` among the field elements `f`, then its value among the
+/// value elements `values` (a hash held as its two lists).
+#[inline]
+pub(crate) fn find_in<'a>(f: &[u8], values: &'a [u8], field: &Probe<'_>) -> Option<Found<'a>> {
     let mut pos = 0;
     let mut index = 0;
-    loop {
+    let field_end = loop {
         let size = size_at(f, pos)?;
         if field.matches_at(f, pos, size) {
-            break;
+            break pos + size;
         }
         pos += size;
         index += 1;
-    }
+    };
     let mut vp = 0;
     for _ in 0..index {
         vp += size_at(values, vp)?;
@@ -515,6 +635,8 @@ pub(crate) fn find<'a>(shape: &Shape, values: &'a [u8], field: &Probe<'_>) -> Op
         value,
         start: vp,
         end,
+        field_start: pos,
+        field_end,
     })
 }
 
@@ -620,6 +742,55 @@ mod tests {
         s.free_idle();
         assert!(s.get(id).is_none());
         assert!(s.by_fp.is_empty());
+    }
+
+    #[test]
+    fn a_field_list_apart_gets_the_shape_its_pair_buffer_would() {
+        let mut s = Shapes::default();
+        let a = pairs_buf(&[("name", "Alice"), ("age", "25")]);
+        let ab = pairs_buf(&[("name", "Alice"), ("age", "25"), ("city", "Oslo")]);
+        let mut v = Vec::new();
+        assert_eq!(s.intern(&a, &mut v, None, b"k1"), None);
+        let a_id = s.intern(&a, &mut v, None, b"k2").unwrap();
+        let mut fields = Vec::new();
+        split_fields(&ab, &mut fields).unwrap();
+        let added = Some(Change::Added);
+        // Seen once, then shared from the second key, as a pair buffer.
+        assert_eq!(s.intern_fields_of(&fields, Some(a_id), b"k1", added), None);
+        let ab_id = s
+            .intern_fields_of(&fields, Some(a_id), b"k2", added)
+            .unwrap();
+        assert_eq!(s.get(ab_id).unwrap().fields(), &fields[..]);
+        // The remembered move and the pair buffer agree.
+        assert_eq!(
+            s.intern_fields_of(&fields, Some(a_id), b"k3", added),
+            Some(ab_id)
+        );
+        assert_eq!(s.intern(&ab, &mut v, None, b"k4"), Some(ab_id));
+        assert_eq!(s.get(ab_id).unwrap().refs, 3);
+        // Removing "age" from a: its own list, not a's or ab's shape.
+        let mut name = Vec::new();
+        push_elem(&mut name, b"name");
+        let removed = Some(Change::Removed(name.len()));
+        assert_eq!(s.intern_fields_of(&name, Some(a_id), b"k1", removed), None);
+        // A move whose shape was freed, its id taken by another list, is
+        // not followed.
+        for _ in 0..3 {
+            s.release(ab_id);
+        }
+        s.free_idle();
+        assert!(s.get(ab_id).is_none());
+        let other = pairs_buf(&[("x", "1"), ("y", "2"), ("z", "3")]);
+        assert_eq!(s.intern(&other, &mut v, None, b"k1"), None);
+        assert_eq!(s.intern(&other, &mut v, None, b"k2"), Some(ab_id));
+        let again = s
+            .intern_fields_of(&fields, Some(a_id), b"k5", added)
+            .unwrap();
+        assert_ne!(again, ab_id);
+        assert_eq!(s.get(again).unwrap().fields(), &fields[..]);
+        // Sharing off: plain.
+        s.set_enabled(false);
+        assert_eq!(s.intern_fields_of(&fields, Some(a_id), b"k6", added), None);
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub(super) enum Work {
     Compact(Vec<u8>),
     /// A shaped hash: its shape (the payload's) and its values.
     Shaped(u16, Vec<u8>),
+    /// A shaped hash that gained or lost a field, held as its field list
+    /// (a copy of the shape's, edited; the shard's scratch, lent until
+    /// `finish`) and its values apart: stored with the new list's shape
+    /// without building its pair buffer.
+    Split {
+        fields: Vec<u8>,
+        values: Vec<u8>,
+        /// How the fields differ from the shape's, while by one field.
+        change: Option<shape::Change>,
+    },
     /// Field/value/TTL triples.
     CompactEx(Vec<u8>),
     Dict(u32),
@@ -143,15 +153,67 @@ impl HashEdit<'_> {
         self.existed
     }
 
-    /// The shaped hash as its pair buffer, to add or remove a field.
+    /// The shaped (or split) hash as its pair buffer.
     fn unshape(&mut self) {
-        if let Work::Shaped(id, values) = &self.work {
-            let mut pairs = Vec::new();
-            if let Some(s) = self.shard.shapes.get(*id) {
-                shape::join(s.fields(), values, &mut pairs);
+        let mut pairs = Vec::new();
+        match &mut self.work {
+            Work::Shaped(id, values) => {
+                if let Some(s) = self.shard.shapes.get(*id) {
+                    shape::join(s.fields(), values, &mut pairs);
+                }
             }
-            self.work = Work::Compact(pairs);
+            Work::Split { fields, values, .. } => {
+                shape::join(fields, values, &mut pairs);
+                self.shard.fields = std::mem::take(fields);
+            }
+            _ => return,
         }
+        self.work = Work::Compact(pairs);
+    }
+
+    /// The shaped hash as its field list (a copy of its shape's, less the
+    /// element at `skip`) and its values, to add or remove a field (the
+    /// `change` made).
+    fn split(&mut self, skip: std::ops::Range<usize>, change: shape::Change) {
+        if let Work::Shaped(id, values) = &mut self.work {
+            let Some(s) = self.shard.shapes.get(*id) else {
+                self.unshape();
+                return;
+            };
+            let mut fields = std::mem::take(&mut self.shard.fields);
+            fields.clear();
+            fields.extend_from_slice(&s.fields()[..skip.start]);
+            fields.extend_from_slice(&s.fields()[skip.end..]);
+            let values = std::mem::take(values);
+            self.work = Work::Split {
+                fields,
+                values,
+                change: Some(change),
+            };
+        }
+    }
+
+    /// Bytes of a shaped or split hash as a pair buffer.
+    fn split_len(&self) -> usize {
+        match &self.work {
+            Work::Shaped(id, values) => {
+                values.len() + self.shard.shapes.get(*id).map_or(0, |s| s.fields().len())
+            }
+            Work::Split { fields, values, .. } => fields.len() + values.len(),
+            _ => 0,
+        }
+    }
+
+    /// Where `field`'s value sits in a shaped or split hash: the value's
+    /// and the field's byte ranges.
+    fn find_split(&self, field: &[u8]) -> Option<(usize, usize, usize, usize)> {
+        let probe = compact::Probe::new(field);
+        let found = match &self.work {
+            Work::Shaped(id, values) => shape::find(self.shard.shapes.get(*id)?, values, &probe),
+            Work::Split { fields, values, .. } => shape::find_in(fields, values, &probe),
+            _ => None,
+        }?;
+        Some((found.start, found.end, found.field_start, found.field_end))
     }
 
     /// Whether the hash has no field (no scan of a compact buffer).
@@ -159,6 +221,7 @@ impl HashEdit<'_> {
         match &self.work {
             Work::Compact(buf) | Work::CompactEx(buf) => buf.is_empty(),
             Work::Shaped(..) => false,
+            Work::Split { fields, .. } => fields.is_empty(),
             Work::Dict(id) => self.dict(*id).is_none_or(|d| d.len() == 0),
         }
     }
@@ -184,7 +247,7 @@ impl HashEdit<'_> {
                 self.work = Work::Dict(id);
                 self.dirty = true;
             }
-            Work::Dict(_) | Work::Shaped(..) => {}
+            Work::Dict(_) | Work::Shaped(..) | Work::Split { .. } => {}
         }
         Ok(())
     }
@@ -206,7 +269,7 @@ impl HashEdit<'_> {
     pub(crate) fn precheck(&mut self, pairs: usize, max_len: usize) -> Result<(), CommandError> {
         if matches!(
             self.work,
-            Work::Compact(_) | Work::CompactEx(_) | Work::Shaped(..)
+            Work::Compact(_) | Work::CompactEx(_) | Work::Shaped(..) | Work::Split { .. }
         ) && (pairs > self.opts.hash_max_listpack_entries
             || max_len > self.opts.hash_max_listpack_value)
         {
@@ -224,21 +287,35 @@ impl HashEdit<'_> {
         value: &[u8],
         keep_ttl: bool,
     ) -> Result<bool, CommandError> {
-        if let Work::Shaped(id, values) = &mut self.work {
-            // An existing field's value changes where it is; anything else
-            // needs the pair buffer.
+        if let Work::Shaped(..) | Work::Split { .. } = &self.work {
+            // An existing field's value changes where it is; a new field
+            // goes at the end of the field list and its value at the end
+            // of the values, as in the pair buffer; anything else needs
+            // the pair buffer.
             let limit = self.opts.hash_max_listpack_value;
-            let found = self
-                .shard
-                .shapes
-                .get(*id)
-                .and_then(|s| shape::find(s, values, &compact::Probe::new(field)))
-                .map(|f| (f.start, f.end));
-            match found {
-                Some((start, end)) if value.len() <= limit => {
-                    compact::ValueEnc::new(value, self.opts.pack_hex).replace(values, start, end);
+            let pack = self.opts.pack_hex;
+            match self.find_split(field) {
+                Some((start, end, ..)) if value.len() <= limit => {
+                    if let Work::Shaped(_, values) | Work::Split { values, .. } = &mut self.work {
+                        compact::ValueEnc::new(value, pack).replace(values, start, end);
+                    }
                     self.dirty = true;
                     return Ok(false);
+                }
+                None if field.len() <= limit
+                    && value.len() <= limit
+                    && self.split_len() + field.len() + value.len() + 20 <= COMPACT_MAX_BYTES =>
+                {
+                    if let Work::Split { change, .. } = &mut self.work {
+                        *change = None;
+                    }
+                    self.split(0..0, shape::Change::Added);
+                    if let Work::Split { fields, values, .. } = &mut self.work {
+                        compact::push_elem(fields, field);
+                        compact::push_value(values, value, pack);
+                        self.counted(true)?;
+                        return Ok(true);
+                    }
                 }
                 _ => self.unshape(),
             }
@@ -278,7 +355,7 @@ impl HashEdit<'_> {
                 new
             }
             // Written or unshaped above.
-            Work::Shaped(..) => false,
+            Work::Shaped(..) | Work::Split { .. } => false,
         };
         Ok(new)
     }
@@ -296,7 +373,7 @@ impl HashEdit<'_> {
             (Some(c), _) => c + 1,
             (None, Work::Compact(buf)) => compact::len(buf),
             (None, Work::CompactEx(buf)) => compact_ex::len(buf),
-            (None, Work::Dict(_) | Work::Shaped(..)) => return Ok(()),
+            (None, Work::Dict(_) | Work::Shaped(..) | Work::Split { .. }) => return Ok(()),
         };
         self.count = Some(n);
         if n > self.opts.hash_max_listpack_entries {
@@ -310,10 +387,7 @@ impl HashEdit<'_> {
     pub(crate) fn field_ttl(&self, field: &[u8]) -> Option<i64> {
         match &self.work {
             Work::Compact(buf) => compact::find(buf, &compact::Probe::new(field)).map(|_| 0),
-            Work::Shaped(id, values) => {
-                let s = self.shard.shapes.get(*id)?;
-                shape::find(s, values, &compact::Probe::new(field)).map(|_| 0)
-            }
+            Work::Shaped(..) | Work::Split { .. } => self.find_split(field).map(|_| 0),
             Work::CompactEx(buf) => {
                 compact_ex::find(buf, &compact::Probe::new(field)).map(|f| f.ttl)
             }
@@ -343,7 +417,7 @@ impl HashEdit<'_> {
         }
         self.make_ex();
         match &mut self.work {
-            Work::Compact(_) | Work::Shaped(..) => false,
+            Work::Compact(_) | Work::Shaped(..) | Work::Split { .. } => false,
             Work::CompactEx(buf) => {
                 self.dirty = true;
                 compact_ex::set_ttl(buf, field, at)
@@ -364,11 +438,28 @@ impl HashEdit<'_> {
 
     /// Removes `field`; true when it was present.
     pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
-        if matches!(self.work, Work::Shaped(..)) {
-            if self.field_ttl(field).is_none() {
+        if let Work::Shaped(..) | Work::Split { .. } = &self.work {
+            // The field and its value leave their lists where they are.
+            let Some((start, end, fs, fe)) = self.find_split(field) else {
                 return false;
+            };
+            if let Work::Split { fields, change, .. } = &mut self.work {
+                fields.drain(fs..fe);
+                *change = None;
+            } else {
+                self.split(fs..fe, shape::Change::Removed(fs));
             }
-            self.unshape();
+            match &mut self.work {
+                Work::Split { values, .. } => {
+                    values.drain(start..end);
+                }
+                // No shape: unshaped, removed as a pair buffer.
+                _ => return self.remove(field),
+            }
+            self.count = self.count.map(|c| c - 1);
+            self.dirty = true;
+            self.fields_changed = true;
+            return true;
         }
         match &mut self.work {
             Work::Compact(buf) => {
@@ -398,15 +489,20 @@ impl HashEdit<'_> {
                 }
                 gone
             }
-            // Unshaped above.
-            Work::Shaped(..) => false,
+            // Removed above.
+            Work::Shaped(..) | Work::Split { .. } => false,
         }
     }
 
     /// Stores the result: writes the compact buffer back, records a new
     /// dict, or deletes the key when the hash is empty; then brings the
     /// field-expiry index up to date.
-    pub(crate) fn finish(self) -> Result<(), CommandError> {
+    pub(crate) fn finish(mut self) -> Result<(), CommandError> {
+        if let Work::Split { fields, .. } = &mut self.work {
+            if fields.is_empty() {
+                self.shard.fields = std::mem::take(fields);
+            }
+        }
         if self.is_empty() {
             if let Work::Dict(id) = self.work {
                 if !self.existed {
@@ -424,7 +520,7 @@ impl HashEdit<'_> {
             return Ok(());
         }
         let min = match &self.work {
-            Work::Compact(_) | Work::Shaped(..) => None,
+            Work::Compact(_) | Work::Shaped(..) | Work::Split { .. } => None,
             Work::CompactEx(buf) => compact_ex::min_ttl(buf),
             Work::Dict(id) => {
                 let id = *id;
@@ -459,6 +555,16 @@ impl HashEdit<'_> {
                     self.shard.store_pairs(self.key, buf, flag, self.shape)?;
                     Ok(false)
                 }
+                // Finds the new field list's shape where it is.
+                Work::Split {
+                    fields,
+                    values,
+                    change,
+                } => {
+                    self.shard
+                        .store_split(self.key, fields, values, flag, self.shape, *change)?;
+                    Ok(false)
+                }
                 // The same shape: the payload's reference carries over.
                 Work::Shaped(id, values) => self
                     .shard
@@ -476,7 +582,14 @@ impl HashEdit<'_> {
                     .keys
                     .set_parts(self.key, &[&[TAG_DICT | flag], &id.to_le_bytes()]),
             };
-            let other = !matches!(self.work, Work::Compact(_) | Work::Shaped(..));
+            let other = !matches!(
+                self.work,
+                Work::Compact(_) | Work::Shaped(..) | Work::Split { .. }
+            );
+            // The field list's scratch goes back to the shard.
+            if let Work::Split { fields, .. } = &mut self.work {
+                self.shard.fields = std::mem::take(fields);
+            }
             res.map_err(|_| CommandError::too_large())?;
             // The payload replaced held a shape.
             if let Some(id) = self.shape.filter(|_| other) {

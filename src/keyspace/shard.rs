@@ -41,6 +41,9 @@ pub(crate) struct Shard {
     pub(super) shapes: Shapes,
     /// Scratch for the values of a hash being stored with a shape.
     pub(super) values: Vec<u8>,
+    /// Scratch for the field list of a shaped hash that gains or loses a
+    /// field (lent to the edit, [`super::edit::Work::Split`]).
+    pub(super) fields: Vec<u8>,
 }
 
 /// What a lookup found.
@@ -100,6 +103,42 @@ impl Shard {
         self.values = values;
         // The payload written holds `id`'s reference, the one it replaced
         // held `old`'s; a failed write replaced nothing.
+        if id != old {
+            if let Some(d) = if res.is_ok() { old } else { id } {
+                self.shapes.release(d);
+            }
+        }
+        res.map(|_| ()).map_err(|_| CommandError::too_large())
+    }
+
+    /// As [`Shard::store_pairs`] for a compact hash held as its field
+    /// elements `fields` and its value elements `values` apart: with the
+    /// shape of that field list when it is shared (no pair buffer built),
+    /// else joined and stored plain. `change` says how the fields differ
+    /// from `old`'s, when they differ by one field.
+    pub(super) fn store_split(
+        &mut self,
+        key: &[u8],
+        fields: &[u8],
+        values: &[u8],
+        flag: u8,
+        old: Option<u16>,
+        change: Option<shape::Change>,
+    ) -> Result<(), CommandError> {
+        let id = self.shapes.intern_fields_of(fields, old, key, change);
+        let res = match id {
+            Some(id) => self
+                .keys
+                .set_parts(key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values]),
+            None => {
+                let mut pairs = std::mem::take(&mut self.values);
+                pairs.clear();
+                shape::join(fields, values, &mut pairs);
+                let res = self.keys.set_parts(key, &[&[TAG_COMPACT | flag], &pairs]);
+                self.values = pairs;
+                res
+            }
+        };
         if id != old {
             if let Some(d) = if res.is_ok() { old } else { id } {
                 self.shapes.release(d);
