@@ -628,19 +628,8 @@ impl Run<'_> {
         let Some(w) = unit.cmds.iter().find(|w| is_ttl(w)) else {
             return Ok(());
         };
-        let key = show_key(translate::key_of(w));
-        if !self.drop_field_ttls {
-            return Err(SyncError::FieldTtls {
-                target: self.target.shown.clone(),
-                server: self.target.server.clone(),
-                key,
-                position,
-            });
-        }
-        if !self.warned_ttls {
-            self.warned_ttls = true;
-            self.emit(Event::FieldTtlsDropped { key });
-        }
+        let key = translate::key_of(w).to_vec();
+        self.refuse_or_drop_field_ttls(&key, position)?;
         unit.cmds.retain(|w| !is_ttl(w));
         Ok(())
     }
@@ -786,21 +775,7 @@ impl Run<'_> {
                             }
                             return;
                         }
-                        let t = h.now();
-                        let mut c = translate::Content {
-                            ttl,
-                            ..Default::default()
-                        };
-                        h.for_each_with_ttl(|f, v, at| {
-                            if at != 0 && crate::hash::is_expired(at, t) {
-                                return;
-                            }
-                            let f = f.to_bytes();
-                            if at != 0 {
-                                c.field_ttls.push((f.clone(), at));
-                            }
-                            c.pairs.push((f, v.to_bytes()));
-                        });
+                        let c = translate::Content::of(&h, ttl);
                         if !c.pairs.is_empty() {
                             contents.push((key.to_vec(), c));
                         }

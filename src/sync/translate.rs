@@ -71,13 +71,14 @@ pub(crate) struct Content {
     pub ttl: Option<i64>,
 }
 
-/// `key`'s live content in `db` now, or `None` when it has none.
-pub(crate) fn content(db: &Db, key: &[u8]) -> Option<Content> {
-    let now = Now::lazy(&*db.options().clock);
-    let mut c = db.keyspace().read(key, &now, |h| {
-        let h = h?;
+impl Content {
+    /// The live fields of `h` (expired ones left out), with `ttl`.
+    pub(crate) fn of(h: &crate::hash::HashRef<'_>, ttl: Option<i64>) -> Content {
         let t = h.now();
-        let mut c = Content::default();
+        let mut c = Content {
+            ttl,
+            ..Content::default()
+        };
         h.for_each_with_ttl(|f, v, at| {
             if at != 0 && crate::hash::is_expired(at, t) {
                 return;
@@ -88,8 +89,16 @@ pub(crate) fn content(db: &Db, key: &[u8]) -> Option<Content> {
             }
             c.pairs.push((f, v.to_bytes()));
         });
-        Some(c)
-    })?;
+        c
+    }
+}
+
+/// `key`'s live content in `db` now, or `None` when it has none.
+pub(crate) fn content(db: &Db, key: &[u8]) -> Option<Content> {
+    let now = Now::lazy(&*db.options().clock);
+    let mut c = db
+        .keyspace()
+        .read(key, &now, |h| h.map(|h| Content::of(&h, None)))?;
     if c.pairs.is_empty() {
         return None;
     }
