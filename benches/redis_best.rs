@@ -199,8 +199,10 @@ fn rate(ops: usize, f: impl FnOnce()) -> f64 {
 
 /// hashkv's side: (HGET 1, HSET 1, HGET x64, HSET x64, HGET 2 threads,
 /// open s, import s, RDB export MB/s, RDB import s (into a directory,
-/// with the snapshot that makes it durable), RDB import s (in memory)).
-fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 13] {
+/// with the snapshot that makes it durable), RDB import s (in memory),
+/// `get_many` 64, `get_many` 1,000, `write_batch` 64, HGET x64 through
+/// `Pipeline::run_with`).
+fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 14] {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options::default().fsync(FsyncPolicy::EverySec);
@@ -236,6 +238,22 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 13] {
                 p.hget(key_buf(i), "username");
             }
             std::hint::black_box(p.run());
+        }
+    });
+    // The same pipelines, replies lent by `Pipeline::run_with`.
+    let hget64w = rate(ops, || {
+        for chunk in picks.chunks(64) {
+            let mut p = db.pipeline();
+            for &i in chunk {
+                p.hget(key_buf(i), "username");
+            }
+            let mut bytes = 0;
+            p.run_with(|_, r| {
+                if let Ok(hashkv::Reply::Bulk(v)) = r {
+                    bytes += v.len();
+                }
+            });
+            std::hint::black_box(bytes);
         }
     });
     let hset64 = rate(ops, || {
@@ -332,6 +350,7 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 13] {
         get64,
         get1000,
         batch64,
+        hget64w,
     ]
 }
 
@@ -340,8 +359,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `HASHKV_BEST_PROFILE=hget1|hget64|hset1|hset64|get64|get1000|batch64`:
-/// only that loop (`get64`, `get1000`: `Db::get_many` of that many keys;
+/// `HASHKV_BEST_PROFILE=hget1|hget64|hget64w|hset1|hset64|get64|get1000|batch64`:
+/// only that loop (`hget64w`: pipelines of 64 HGETs through
+/// `Pipeline::run_with`; `get64`, `get1000`: `Db::get_many` of that many keys;
 /// `batch64`: `Db::write_batch` of 64 HSETs), on
 /// `--keys` keys in memory (or logged, with `HASHKV_BEST_LOG=1`), for
 /// perf or callgrind; `rdb`: an RDB export of
@@ -395,6 +415,21 @@ fn profile_loop(which: &str, n: u64) {
                     batch.hset(key_buf(i), &[("username", "x")]);
                 }
                 std::hint::black_box(db.write_batch(&batch).unwrap());
+            }
+        }
+        "hget64w" => {
+            for chunk in picks.chunks(64) {
+                let mut p = db.pipeline();
+                for &i in chunk {
+                    p.hget(key_buf(i), "username");
+                }
+                let mut bytes = 0;
+                p.run_with(|_, r| {
+                    if let Ok(hashkv::Reply::Bulk(v)) = r {
+                        bytes += v.len();
+                    }
+                });
+                std::hint::black_box(bytes);
             }
         }
         "hget64" | "hset64" => {
@@ -479,7 +514,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let resp = tmp.path().join("profiles.resp");
     resp_file(&resp, n);
-    let mut ours: Vec<[f64; 13]> = Vec::new();
+    let mut ours: Vec<[f64; 14]> = Vec::new();
     let mut theirs: Vec<[f64; 4]> = Vec::new();
     for run in 0..runs {
         ours.push(hashkv_side(n, &resp));
@@ -503,6 +538,7 @@ fn main() {
         ("HGET random, one call at a time", 0, 0),
         ("HSET random, one call at a time", 1, 1),
         ("HGET random, pipelines of 64", 2, 0),
+        ("HGET random, pipelines of 64, `run_with`", 13, 0),
         ("HSET random, pipelines of 64", 3, 1),
     ] {
         println!(

@@ -30,6 +30,7 @@ use crate::command::{Command, Reply};
 use crate::db::Db;
 use crate::error::{CommandError, Error, Result};
 use crate::hash::table::hash_name;
+use crate::hash::HashRef;
 use crate::keyspace::tx::Locked;
 use crate::keyspace::{shard_of_hash, HSetItem, Lookup, Shard, SHARDS};
 use crate::options::Now;
@@ -278,6 +279,74 @@ impl<'a> Pipeline<'a> {
     /// Runs the queued commands in order and returns each one's reply (or
     /// error) as the single call would.
     pub fn run(self) -> Vec<Result<Reply>> {
+        let mut out = Collect(Vec::new());
+        out.0.resize_with(self.cmd_ends.len(), || None);
+        self.run_into(&mut out);
+        out.0
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(internal("a command was not run"))))
+            .collect()
+    }
+
+    /// Runs the queued commands in order as [`Pipeline::run`] does, and
+    /// lends each reply to `f` with its command's index, in index order,
+    /// instead of returning a vector of replies.
+    ///
+    /// The replies of HGET, HEXISTS, HLEN, HSTRLEN and EXISTS of one key
+    /// answered by the batch read path are written into one reply buffer
+    /// the pipeline reuses: a pipeline of such reads allocates nothing per
+    /// command (only a few buffers per pipeline). Other replies are built
+    /// as [`Pipeline::run`] builds them. A write's reply is lent once its
+    /// segment is durable (or has failed to be).
+    ///
+    /// `f` may run while the pipeline holds shard locks (a read is lent
+    /// from where its value is stored): it must not call this database (or
+    /// a clone of it), or it may wait for itself.
+    ///
+    /// # Examples
+    /// ```
+    /// let db = hashkv::Db::in_memory(hashkv::Options::default());
+    /// db.hset("object:1", &[("addr", "9f86d081")])?;
+    /// let mut p = db.pipeline();
+    /// p.hget("object:1", "addr").hget("object:2", "addr").cmd(&["HLEN"]);
+    /// let mut seen = Vec::new();
+    /// p.run_with(|i, reply| match reply {
+    ///     Ok(hashkv::Reply::Bulk(v)) => seen.push((i, String::from_utf8_lossy(v).into_owned())),
+    ///     Ok(other) => seen.push((i, format!("{other:?}"))),
+    ///     Err(e) => seen.push((i, e.to_string())),
+    /// });
+    /// assert_eq!(seen[0], (0, "9f86d081".to_owned()));
+    /// assert_eq!(seen[1], (1, "Nil".to_owned()));
+    /// assert!(seen[2].1.contains("wrong number of arguments"));
+    /// # Ok::<(), hashkv::Error>(())
+    /// ```
+    pub fn run_with<F>(self, f: F)
+    where
+        F: FnMut(usize, std::result::Result<&Reply, &Error>),
+    {
+        let mut out = Lend {
+            f,
+            next: 0,
+            pending: std::collections::BTreeMap::new(),
+            reply: Reply::Nil,
+            // Most values fit; a longer one grows it once for the rest.
+            buf: Vec::with_capacity(64),
+        };
+        let n = self.cmd_ends.len();
+        self.run_into(&mut out);
+        // Every command is answered; a gap would be a bug here, and is
+        // reported rather than skipped.
+        while out.next < n {
+            let i = out.next;
+            let r = out
+                .pending
+                .remove(&i)
+                .unwrap_or_else(|| Err(internal("a command was not run")));
+            out.answer(i, r);
+        }
+    }
+
+    fn run_into<O: Answers>(self, out: &mut O) {
         let mut words: Vec<&[u8]> = Vec::with_capacity(self.word_ends.len());
         let mut start = 0;
         for &end in &self.word_ends {
@@ -285,14 +354,12 @@ impl<'a> Pipeline<'a> {
             start = end;
         }
         let n = self.cmd_ends.len();
-        let mut out: Vec<Option<Result<Reply>>> = Vec::with_capacity(n);
-        out.resize_with(n, || None);
         let mut segment: Vec<(usize, Command<'_>)> = Vec::with_capacity(n);
         let mut start = 0;
+        let read_only = self.db.is_read_only();
         for (i, (&end, &kind)) in self.cmd_ends.iter().zip(&self.kinds).enumerate() {
             let argv = &words[start..end];
             start = end;
-            let read_only = self.db.is_read_only();
             let cmd = if argv.is_empty() {
                 Err(CommandError::err("empty command").into())
             } else {
@@ -303,18 +370,105 @@ impl<'a> Pipeline<'a> {
                 }
             };
             match cmd {
-                Err(e) => out[i] = Some(Err(e)),
+                Err(e) => out.answer(i, Err(e)),
                 Ok(cmd) if cmd.touches_all() => {
-                    run_segment(self.db, &mut segment, &mut out);
-                    out[i] = Some(self.db.run(cmd));
+                    run_segment(self.db, &mut segment, out);
+                    out.answer(i, self.db.run(cmd));
                 }
                 Ok(cmd) => segment.push((i, cmd)),
             }
         }
-        run_segment(self.db, &mut segment, &mut out);
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(internal("a command was not run"))))
-            .collect()
+        run_segment(self.db, &mut segment, out);
+    }
+}
+
+/// Where a pipeline's answers go: [`Pipeline::run`]'s vector or
+/// [`Pipeline::run_with`]'s callback.
+trait Answers {
+    /// Command `i`'s final reply.
+    fn answer(&mut self, i: usize, r: Result<Reply>);
+
+    /// Command `i`'s reply, a plain read of the live hash `h` (or none).
+    fn answer_read(&mut self, i: usize, cmd: &Command<'_>, h: Option<HashRef<'_>>) {
+        self.answer(i, Ok(read_reply(cmd, h)));
+    }
+}
+
+/// Every reply kept, for [`Pipeline::run`].
+struct Collect(Vec<Option<Result<Reply>>>);
+
+impl Answers for Collect {
+    fn answer(&mut self, i: usize, r: Result<Reply>) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(r);
+        }
+    }
+}
+
+/// Replies lent to a callback in index order, for [`Pipeline::run_with`]:
+/// one answered ahead of its turn waits in `pending`.
+struct Lend<F> {
+    f: F,
+    /// The index the callback gets next.
+    next: usize,
+    pending: std::collections::BTreeMap<usize, Result<Reply>>,
+    /// The reply lent for reads, rebuilt in place.
+    reply: Reply,
+    /// A bulk reply's bytes, kept between replies.
+    buf: Vec<u8>,
+}
+
+impl<F: FnMut(usize, std::result::Result<&Reply, &Error>)> Lend<F> {
+    fn flush(&mut self) {
+        while let Some(r) = self.pending.remove(&self.next) {
+            (self.f)(self.next, r.as_ref());
+            self.next += 1;
+        }
+    }
+}
+
+impl<F: FnMut(usize, std::result::Result<&Reply, &Error>)> Answers for Lend<F> {
+    fn answer(&mut self, i: usize, r: Result<Reply>) {
+        if i == self.next {
+            (self.f)(i, r.as_ref());
+            self.next += 1;
+            self.flush();
+        } else {
+            self.pending.insert(i, r);
+        }
+    }
+
+    fn answer_read(&mut self, i: usize, cmd: &Command<'_>, h: Option<HashRef<'_>>) {
+        if i != self.next {
+            self.pending.insert(i, Ok(read_reply(cmd, h)));
+            return;
+        }
+        if let Reply::Bulk(v) = std::mem::replace(&mut self.reply, Reply::Nil) {
+            self.buf = v;
+        }
+        self.reply = match cmd {
+            Command::HGet { field, .. } => match h.and_then(|h| h.get(field)) {
+                Some(e) => {
+                    let mut v = std::mem::take(&mut self.buf);
+                    v.clear();
+                    e.push_to(&mut v);
+                    Reply::Bulk(v)
+                }
+                None => Reply::Nil,
+            },
+            Command::HExists { field, .. } => {
+                Reply::Integer(i64::from(h.and_then(|h| h.get(field)).is_some()))
+            }
+            Command::HLen { .. } => Reply::Integer(h.map_or(0, |h| h.len() as i64)),
+            Command::HStrLen { field, .. } => {
+                Reply::Integer(h.and_then(|h| h.get(field)).map_or(0, |v| v.len() as i64))
+            }
+            Command::Exists { .. } => Reply::Integer(i64::from(h.is_some())),
+            other => read_reply(other, h),
+        };
+        (self.f)(i, Ok(&self.reply));
+        self.next += 1;
+        self.flush();
     }
 }
 
@@ -377,11 +531,7 @@ fn fast_read_key<'c>(cmd: &Command<'c>) -> Option<&'c [u8]> {
     }
 }
 
-fn run_segment<'c>(
-    db: &Db,
-    segment: &mut Vec<(usize, Command<'c>)>,
-    out: &mut [Option<Result<Reply>>],
-) {
+fn run_segment<O: Answers>(db: &Db, segment: &mut Vec<(usize, Command<'_>)>, out: &mut O) {
     if segment.is_empty() {
         return;
     }
@@ -394,11 +544,7 @@ fn run_segment<'c>(
 
 /// Plain reads: every shard read-locked once, lookups prefetched in two
 /// stages across the whole segment, then answered.
-fn read_segment<'c>(
-    db: &Db,
-    segment: &mut Vec<(usize, Command<'c>)>,
-    out: &mut [Option<Result<Reply>>],
-) {
+fn read_segment<O: Answers>(db: &Db, segment: &mut Vec<(usize, Command<'_>)>, out: &mut O) {
     const _: () = assert!(SHARDS <= 64, "the shard set is a u64 mask");
     let ks = db.keyspace();
     let now = Now::lazy(&*db.options().clock);
@@ -439,10 +585,8 @@ fn read_segment<'c>(
             continue;
         };
         match g.lookup_hashed(key, h, &now) {
-            Lookup::Missing => out[i] = Some(Ok(read_reply(&cmd, None))),
-            Lookup::Live(hr) if !hr.has_field_ttls() => {
-                out[i] = Some(Ok(read_reply(&cmd, Some(hr))))
-            }
+            Lookup::Missing => out.answer_read(i, &cmd, None),
+            Lookup::Live(hr) if !hr.has_field_ttls() => out.answer_read(i, &cmd, Some(hr)),
             // Expired key, or fields that may be: the single call expires
             // them lazily (it needs the write lock).
             _ => later.push((i, cmd)),
@@ -450,17 +594,13 @@ fn read_segment<'c>(
     }
     drop(guards);
     for (i, cmd) in later {
-        out[i] = Some(db.run(cmd));
+        out.answer(i, db.run(cmd));
     }
 }
 
 /// Anything else: the shards of every key write-locked once, the
 /// commands run in order on them, their records appended together.
-fn write_segment<'c>(
-    db: &Db,
-    segment: &mut Vec<(usize, Command<'c>)>,
-    out: &mut [Option<Result<Reply>>],
-) {
+fn write_segment<O: Answers>(db: &Db, segment: &mut Vec<(usize, Command<'_>)>, out: &mut O) {
     if segment
         .iter()
         .all(|(_, c)| matches!(c, Command::HSet { pairs, .. } if !pairs.is_empty()))
@@ -490,22 +630,26 @@ fn write_segment<'c>(
         }
     }
     let locked = Locked::for_pipeline(g);
-    let indices: Vec<usize> = segment.iter().map(|(i, _)| *i).collect();
+    // Held until durability is known: a write answers only then.
+    let mut done: Vec<(usize, Result<Reply>)> = Vec::with_capacity(segment.len());
     for (i, cmd) in segment.drain(..) {
-        out[i] = Some(transaction::run_in(db, &locked, cmd));
+        done.push((i, transaction::run_in(db, &locked, cmd)));
     }
     let ticket = locked.pipeline_ticket();
     drop(locked);
     if let Err(e) = ks.sync(ticket) {
         // As a single call, a write whose durability failed reports it.
         let text = e.to_string();
-        for i in indices {
-            if matches!(out[i], Some(Ok(_))) {
-                out[i] = Some(Err(Error::Command(CommandError::err(format!(
+        for (_, r) in done.iter_mut() {
+            if r.is_ok() {
+                *r = Err(Error::Command(CommandError::err(format!(
                     "the pipeline's writes were logged but not made durable: {text}"
-                )))));
+                ))));
             }
         }
+    }
+    for (i, r) in done {
+        out.answer(i, r);
     }
 }
 
@@ -513,11 +657,7 @@ fn write_segment<'c>(
 /// records appended in one write, one wait for durability.
 ///
 /// [`Keyspace::hset_batch`]: crate::keyspace::Keyspace::hset_batch
-fn hset_segment<'c>(
-    db: &Db,
-    segment: &mut Vec<(usize, Command<'c>)>,
-    out: &mut [Option<Result<Reply>>],
-) {
+fn hset_segment<O: Answers>(db: &Db, segment: &mut Vec<(usize, Command<'_>)>, out: &mut O) {
     let items: Vec<HSetItem<'_>> = segment
         .iter()
         .map(|(_, c)| match c {
@@ -531,10 +671,12 @@ fn hset_segment<'c>(
         .collect();
     let ks = db.keyspace();
     let now = Now::lazy(&*db.options().clock);
+    // Held until durability is known: a write answers only then.
+    let mut done: Vec<Option<Result<Reply>>> = Vec::with_capacity(segment.len());
+    done.resize_with(segment.len(), || None);
     let ran = ks.hset_batch(&items, &now, db.options(), |j, r| {
-        let (i, cmd) = &segment[j];
-        let ok = matches!(cmd, Command::HSet { ok_reply: true, .. });
-        out[*i] = Some(
+        let ok = matches!(segment[j].1, Command::HSet { ok_reply: true, .. });
+        done[j] = Some(
             r.map(|n| if ok { Reply::ok() } else { Reply::Integer(n) })
                 .map_err(Error::Command),
         );
@@ -544,13 +686,18 @@ fn hset_segment<'c>(
         // Not logged (nothing applied), or logged but not made durable:
         // every command of the segment reports it, as its single call would.
         let text = e.to_string();
-        for (i, _) in segment.iter() {
-            if !matches!(out[*i], Some(Err(_))) {
-                out[*i] = Some(Err(Error::Command(CommandError::err(format!(
+        for r in done.iter_mut() {
+            if !matches!(r, Some(Err(_))) {
+                *r = Some(Err(Error::Command(CommandError::err(format!(
                     "the pipeline's writes could not be logged or made durable: {text}"
                 )))));
             }
         }
     }
-    segment.clear();
+    for ((i, _), r) in segment.drain(..).zip(done) {
+        out.answer(
+            i,
+            r.unwrap_or_else(|| Err(internal("a command was not run"))),
+        );
+    }
 }

@@ -193,3 +193,50 @@ fn a_batch_of_hsets_allocates_a_fixed_number_of_times() {
         assert!(n64 <= 8, "{n64} allocations for a batch");
     }
 }
+
+#[test]
+fn a_pipeline_of_reads_run_with_allocates_nothing_per_command() {
+    let db = loaded();
+    // Keys are formatted outside the count: what is counted is the
+    // queueing into the pipeline's kept buffers and the run. Strings,
+    // integers and packed hex values, missing keys, HEXISTS and HLEN.
+    let keys: Vec<String> = (0..1000)
+        .map(|i| match i % 3 {
+            0 => format!("user:{i}"),
+            1 => format!("object:{}", i % 20),
+            _ => format!("missing:{i}"),
+        })
+        .collect();
+    let run = |n: usize| {
+        let (mut bulk, mut ints) = (0, 0);
+        let mut p = db.pipeline();
+        for k in &keys[..n] {
+            p.hget(k, "name")
+                .hget(k, "visits")
+                .hget(k, "19999")
+                .cmd(&["HEXISTS", k, "7"])
+                .cmd(&["HLEN", k]);
+        }
+        p.run_with(|_, r| match r {
+            Ok(hashkv::Reply::Bulk(v)) => bulk += v.len(),
+            Ok(hashkv::Reply::Integer(n)) => ints += n,
+            _ => {}
+        });
+        assert!(bulk > 0 && ints > 0);
+    };
+    run(1000); // warm-up: the thread's buffers grow once
+    let small = allocations(|| run(13));
+    let big = allocations(|| run(1000));
+    eprintln!("allocations: pipeline of 65 reads {small}, of 5,000 {big}");
+    assert_eq!(small, big, "allocations grow with the pipeline");
+    assert!(small <= 6, "{small} allocations for a pipeline");
+    // `run` builds a reply per command.
+    let collected = allocations(|| {
+        let mut p = db.pipeline();
+        for k in &keys {
+            p.hget(k, "name");
+        }
+        assert_eq!(p.run().len(), 1000);
+    });
+    assert!(collected >= 300, "{collected}");
+}

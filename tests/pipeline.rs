@@ -102,20 +102,35 @@ proptest! {
         batches in proptest::collection::vec(proptest::collection::vec(command(), 1..40), 1..6)
     ) {
         let (ca, cb) = (ManualClock::new(1_000_000), ManualClock::new(1_000_000));
+        let cc = ManualClock::new(1_000_000);
         let a = Db::in_memory(opts(ca.clone()));
         let b = Db::in_memory(opts(cb.clone()));
+        // The same batches through `run_with`, which lends the replies.
+        let c = Db::in_memory(opts(cc.clone()));
         for batch in &batches {
             let mut p = a.pipeline();
-            for (n, c) in batch.iter().enumerate() {
-                queue(&mut p, c, n % 2 == 0);
+            for (n, cmd) in batch.iter().enumerate() {
+                queue(&mut p, cmd, n % 2 == 0);
             }
             let piped: Replies = p.run().into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
-            let single: Replies = batch.iter().map(|c| b.execute(c).map_err(|e| e.to_string())).collect();
-            prop_assert_eq!(piped, single, "batch {:?}", batch);
+            let single: Replies = batch.iter().map(|cmd| b.execute(cmd).map_err(|e| e.to_string())).collect();
+            let mut p = c.pipeline();
+            for (n, cmd) in batch.iter().enumerate() {
+                queue(&mut p, cmd, n % 2 == 1);
+            }
+            let mut lent: Replies = Vec::new();
+            p.run_with(|i, r| {
+                assert_eq!(i, lent.len(), "replies are lent in order");
+                lent.push(r.cloned().map_err(|e| e.to_string()));
+            });
+            prop_assert_eq!(&piped, &single, "batch {:?}", batch);
+            prop_assert_eq!(&lent, &single, "batch {:?}", batch);
             prop_assert_eq!(dump(&a), dump(&b));
+            prop_assert_eq!(dump(&c), dump(&b));
             // Let TTLs set in this batch pass before the next.
             ca.advance(10);
             cb.advance(10);
+            cc.advance(10);
         }
     }
 }

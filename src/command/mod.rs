@@ -254,8 +254,50 @@ pub(crate) fn is_write_name(name: &str) -> bool {
     )
 }
 
-fn lower(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).to_ascii_lowercase()
+/// A command or subcommand name in lower case, kept on the stack: parsing
+/// a command allocates nothing for its name. A name longer than any known
+/// one, or not ASCII, becomes the empty name, which no table holds (errors
+/// for unknown names quote the words themselves, not this).
+#[derive(Clone, Copy)]
+pub(crate) struct Name {
+    bytes: [u8; Name::MAX],
+    len: u8,
+}
+
+impl Name {
+    /// Longer than every name hashkv knows.
+    const MAX: usize = 24;
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+fn lower(name: &[u8]) -> Name {
+    let mut n = Name {
+        bytes: [0; Name::MAX],
+        len: 0,
+    };
+    if name.len() <= Name::MAX && name.is_ascii() {
+        n.bytes[..name.len()].copy_from_slice(name);
+        n.bytes[..name.len()].make_ascii_lowercase();
+        n.len = name.len() as u8;
+    }
+    n
 }
 
 /// Redis's text for an unknown command (argv[0] and the first arguments,
@@ -541,7 +583,7 @@ impl<'a> Command<'a> {
     /// # Errors
     /// Redis's error for an unknown command or subcommand or a wrong
     /// argument count (inside MULTI these abort the transaction).
-    pub(crate) fn lookup(argv: &[&[u8]]) -> Result<String, CommandError> {
+    pub(crate) fn lookup(argv: &[&[u8]]) -> Result<Name, CommandError> {
         let Some(first) = argv.first() else {
             return Err(CommandError::err("empty command"));
         };
