@@ -22,7 +22,7 @@ use parking_lot::RwLockReadGuard;
 
 use super::Db;
 use crate::error::Result;
-use crate::hash::compact::Elem;
+use crate::hash::compact::{Elem, Probe};
 use crate::hash::table::hash_name;
 use crate::hash::{HashRef, NEVER};
 use crate::keyspace::{shard_of_hash, Lookup, Shard, Sink, SHARDS};
@@ -208,8 +208,10 @@ impl Db {
         mut f: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<()> {
         let field = field.as_ref();
+        // The field encoded once for every hash of the batch.
+        let probe = Probe::new(field);
         self.visit_many(keys, Some(field), |i, h, text| match h {
-            Some(h) => match h.get(field) {
+            Some(h) => match h.get_probed(field, &probe) {
                 Some(v) => f(i, Some(bytes_of(v, text))),
                 None => f(i, None),
             },

@@ -224,6 +224,19 @@ impl<'a> HashRef<'a> {
         }
     }
 
+    /// [`HashRef::get`] with `field` already encoded as `probe` (a batch
+    /// reading one field of many hashes encodes it once).
+    pub(crate) fn get_probed(&self, field: &[u8], probe: &Probe<'_>) -> Option<Elem<'a>> {
+        match *self {
+            HashRef::Compact(b) => compact::find(b, probe).map(|f| f.value),
+            HashRef::Shaped(s, v) => shape::find(s, v, probe).map(|f| f.value),
+            HashRef::CompactEx(b, now) => compact_ex::find(b, probe)
+                .filter(|f| !is_expired(f.ttl, now))
+                .map(|f| f.value),
+            HashRef::Dict(..) => self.get(field),
+        }
+    }
+
     /// The TTL state of `field` at the view's time.
     pub(crate) fn field_ttl(&self, field: &[u8]) -> FieldTtl {
         let ttl = match *self {
