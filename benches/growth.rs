@@ -6,12 +6,21 @@
 //! To tell hashkv's stalls from the machine's, the writing thread's
 //! involuntary context switches and page faults are sampled every 1,024
 //! calls (`getrusage(RUSAGE_THREAD)`), and the worst calls are printed with
-//! the counts of their window; the same memory pattern without hashkv
-//! ("control") runs first in a fresh child process; the VM's steal time over
-//! the run is printed; `HASHKV_GROWTH_CANARY=1` adds a thread that reports
-//! machine-wide stalls overlapping the worst calls.
+//! the counts of their window; the VM's steal time over the run is printed;
+//! `HASHKV_GROWTH_CANARY=1` adds a thread that reports machine-wide stalls
+//! overlapping the worst calls.
 //!
-//! Run: `cargo bench --bench growth [-- N]`. With `HASHKV_CHART_DATA=DIR`
+//! The control: after each run, a fresh child process touches the same
+//! memory without hashkv (32 KiB blocks filled a field at a time, a table
+//! written at random), one step per field, each step paced to the run's
+//! mean call time, so it runs as long as the run did and meets the
+//! machine's own stalls (preemption, the hypervisor) as often. Its worst
+//! step is what the machine alone gives; the run's worst call is compared
+//! with it (goal: within 2x).
+//!
+//! Run: `cargo bench --bench growth [-- N] [--runs R]` (R runs, default
+//! 1, each with its control; a summary line counts the runs whose worst
+//! call is within 2x of its control's). With `HASHKV_CHART_DATA=DIR`
 //! the run's latency over time (mean, p99 and maximum of each of 500 equal
 //! slices of the calls) also goes to `DIR/growth.csv`
 //! (docs/charts/regenerate.sh).
@@ -28,26 +37,60 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
     // then this runs as a quick smoke test.
     let full = std::env::args().any(|a| a == "--bench");
-    if std::env::var_os("HASHKV_GROWTH_CONTROL").is_some() {
-        let n = std::env::var("HASHKV_GROWTH_CONTROL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000);
-        control(n);
+    let env_num = |name: &str| -> Option<u64> { std::env::var(name).ok()?.parse().ok() };
+    if let Some(n) = env_num("HASHKV_GROWTH_CONTROL") {
+        control(n as usize, env_num("HASHKV_GROWTH_PACE_NS").unwrap_or(0));
         return;
     }
-    let n: usize = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .find_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1);
+    let n: usize = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--runs"))
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(if full { 10_000_000 } else { 20_000 });
-    // The control first, in a fresh process, so it pays its page faults as
-    // the hashkv run does.
-    if let Ok(exe) = std::env::current_exe() {
-        let _ = std::process::Command::new(exe)
+    let mut within = 0;
+    for r in 0..runs {
+        if runs > 1 {
+            println!("run {} of {runs}", r + 1);
+        }
+        let (worst, mean) = run(n);
+        // The control in a fresh process, so it pays its page faults as the
+        // run did, paced to the run's mean call so it lasts as long.
+        let exe = std::env::current_exe().expect("the bench's path");
+        let out = std::process::Command::new(exe)
             .env("HASHKV_GROWTH_CONTROL", n.to_string())
-            .status();
+            .env("HASHKV_GROWTH_PACE_NS", (mean as u64).to_string())
+            .output()
+            .expect("the control process");
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        let control_worst: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("control worst ns: ")?.trim().parse().ok());
+        if let Some(c) = control_worst {
+            let ratio = worst as f64 / c;
+            within += usize::from(ratio <= 2.0);
+            println!(
+                "worst call {:.1} us, control's worst step {:.1} us: {ratio:.2}x",
+                worst as f64 / 1e3,
+                c / 1e3
+            );
+        }
     }
+    if runs > 1 {
+        println!("runs whose worst call is within 2x of their control's: {within} of {runs}");
+    }
+}
+
+/// One run: a hash grown to `n` fields. Returns the worst call and the
+/// mean call, in ns.
+fn run(n: usize) -> (u64, f64) {
     let steal_before = steal_ticks();
     // With HASHKV_GROWTH_CANARY set, a canary spins on the other core: the
     // gaps it sees between two clock reads are stalls of the whole machine,
@@ -203,6 +246,7 @@ fn main() {
         (last.minflt - first.minflt) as f64 / spans,
         steal
     );
+    (ns[ns.len() - 1], total.as_nanos() as f64 / n as f64)
 }
 
 /// CLOCK_MONOTONIC in ns (to line slow calls up with `perf record -k
@@ -257,13 +301,17 @@ fn steal_ticks() -> u64 {
 
 /// The same amount of memory touched without hashkv: 32 KiB blocks filled
 /// 28 bytes at a time plus a 64 MiB table written at random, every step
-/// timed. What this machine's page faults alone cost, to compare the
+/// timed, each step lasting at least `pace_ns` (spinning after its work),
+/// so that the whole takes as long as the run it is compared with. What
+/// this machine's page faults and stalls alone cost, to compare the
 /// maximum above against.
-fn control(n: usize) {
+fn control(n: usize, pace_ns: u64) {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     let mut table = vec![0u32; 1 << 24];
     let mut worst = 0u64;
     let mut x: u64 = 88_172_645_463_325_252;
+    let pace = std::time::Duration::from_nanos(pace_ns);
+    let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
         if blocks.last().is_none_or(|b| b.len() + 28 > 32_768) {
@@ -276,10 +324,15 @@ fn control(n: usize) {
         x ^= x >> 7;
         x ^= x << 17;
         table[(x as usize) & ((1 << 24) - 1)] = i as u32;
+        while t.elapsed() < pace {
+            std::hint::spin_loop();
+        }
         worst = worst.max(t.elapsed().as_nanos() as u64);
     }
     println!(
-        "control (same memory touched, no hashkv, fresh process): max {:.1} us",
+        "control (same memory touched, no hashkv, fresh process, steps paced to {pace_ns} ns, {:.2} s): max {:.1} us",
+        start.elapsed().as_secs_f64(),
         worst as f64 / 1e3
     );
+    println!("control worst ns: {worst}");
 }
