@@ -191,6 +191,23 @@ fn redis_side(n: u64, resp: &std::path::Path) -> Option<[f64; 4]> {
     Some([hget, hset, load, pipe])
 }
 
+/// Pipelines of 64 HGETs of `picks`, replies lent by `Pipeline::run_with`.
+fn hget_pipelines_lent(db: &Db, picks: &[usize]) {
+    for chunk in picks.chunks(64) {
+        let mut p = db.pipeline();
+        for &i in chunk {
+            p.hget(key_buf(i), "username");
+        }
+        let mut bytes = 0;
+        p.run_with(|_, r| {
+            if let Ok(hashkv::Reply::Bulk(v)) = r {
+                bytes += v.len();
+            }
+        });
+        std::hint::black_box(bytes);
+    }
+}
+
 fn rate(ops: usize, f: impl FnOnce()) -> f64 {
     let start = Instant::now();
     f();
@@ -241,21 +258,7 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 14] {
         }
     });
     // The same pipelines, replies lent by `Pipeline::run_with`.
-    let hget64w = rate(ops, || {
-        for chunk in picks.chunks(64) {
-            let mut p = db.pipeline();
-            for &i in chunk {
-                p.hget(key_buf(i), "username");
-            }
-            let mut bytes = 0;
-            p.run_with(|_, r| {
-                if let Ok(hashkv::Reply::Bulk(v)) = r {
-                    bytes += v.len();
-                }
-            });
-            std::hint::black_box(bytes);
-        }
-    });
+    let hget64w = rate(ops, || hget_pipelines_lent(&db, &picks));
     let hset64 = rate(ops, || {
         for chunk in picks.chunks(64) {
             let mut p = db.pipeline();
@@ -417,21 +420,7 @@ fn profile_loop(which: &str, n: u64) {
                 std::hint::black_box(db.write_batch(&batch).unwrap());
             }
         }
-        "hget64w" => {
-            for chunk in picks.chunks(64) {
-                let mut p = db.pipeline();
-                for &i in chunk {
-                    p.hget(key_buf(i), "username");
-                }
-                let mut bytes = 0;
-                p.run_with(|_, r| {
-                    if let Ok(hashkv::Reply::Bulk(v)) = r {
-                        bytes += v.len();
-                    }
-                });
-                std::hint::black_box(bytes);
-            }
-        }
+        "hget64w" => hget_pipelines_lent(&db, &picks),
         "hget64" | "hset64" => {
             for chunk in picks.chunks(64) {
                 let mut p = db.pipeline();
