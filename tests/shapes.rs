@@ -351,6 +351,65 @@ fn a_hash_leaves_its_shape_and_the_shape_goes_with_its_last_hash() {
     assert_eq!((info.keys, info.shaped_hashes, info.shapes), (0, 0, 0));
 }
 
+#[test]
+fn hashes_that_gain_or_lose_a_field_the_same_way_share_the_new_shape() {
+    let clock = ManualClock::new(T0);
+    let shaped = Db::in_memory(opts(&clock, 512, 64));
+    let plain = Db::in_memory(opts(&clock, 512, 64).shapes(false).pack_hex(false));
+    let n = 6000;
+    for db in [&shaped, &plain] {
+        for i in 0..n {
+            db.hset(format!("user:{i}"), &profile(i)).unwrap();
+        }
+        // Every shard sees each move many times: after the first, the
+        // hashes follow the remembered move to the shape it led to.
+        for i in 0..n {
+            let k = format!("user:{i}");
+            match i % 6 {
+                0 => drop(db.execute(&["HDEL", &k, "email"]).unwrap()),
+                1 => drop(db.execute(&["HSET", &k, "plan", "pro"]).unwrap()),
+                2 => drop(db.execute(&["HDEL", &k, "email", "sha"]).unwrap()),
+                3 => drop(db.execute(&["HSET", &k, "plan", "pro", "x", "1"]).unwrap()),
+                // Out and back: the original shape again.
+                4 => {
+                    db.execute(&["HDEL", &k, "sha"]).unwrap();
+                    db.execute(&["HSET", &k, "sha", "0123456789abcdef"])
+                        .unwrap();
+                }
+                _ => {
+                    db.execute(&["HSET", &k, "plan", "pro"]).unwrap();
+                    db.execute(&["HDEL", &k, "plan", "username"]).unwrap();
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        let k = format!("user:{i}");
+        assert_eq!(
+            shaped.execute(&["HGETALL", &k]).unwrap(),
+            plain.execute(&["HGETALL", &k]).unwrap(),
+            "{k}"
+        );
+    }
+    let info = shaped.info().unwrap();
+    // Six lists of 1,000 hashes each: all but the first of a list in a
+    // shard are shaped (the 4th case is its original list again).
+    assert!(info.shaped_hashes >= u64::from(n) - 6 * 64, "{info:?}");
+    assert!(info.shapes >= 6, "{info:?}");
+    // Another round, and each hash leaves its shape: the references moved
+    // along add up, so no shape is left once the hashes are gone.
+    for i in 0..n {
+        shaped
+            .execute(&["HDEL", &format!("user:{i}"), "joined"])
+            .unwrap();
+    }
+    for i in 0..n {
+        shaped.execute(&["DEL", &format!("user:{i}")]).unwrap();
+    }
+    let info = shaped.info().unwrap();
+    assert_eq!((info.keys, info.shaped_hashes, info.shapes), (0, 0, 0));
+}
+
 /// A snapshot in format version 1 (before shapes and packed hex), written
 /// by hashkv at commit a44cbe1 from [`v1_contents`]; see
 /// tests/data/snapshots/README.md.

@@ -539,6 +539,12 @@ impl<'a> Probe<'a> {
                 u64::from_le_bytes(w.try_into().expect("8 bytes")) & self.mask == self.word
                     && (size <= 8 || self.matches(&buf[pos..pos + size]))
             }
+            // An element of at most 8 bytes at the end of the buffer (the
+            // last of a field list): the word that ends with it, shifted.
+            None if size <= 8 && pos + size >= 8 && pos + size <= buf.len() => {
+                let w = &buf[pos + size - 8..pos + size];
+                u64::from_le_bytes(w.try_into().expect("8 bytes")) >> (8 * (8 - size)) == self.word
+            }
             None => self.matches(&buf[pos..pos + size]),
         }
     }
@@ -653,6 +659,7 @@ pub(crate) fn len(buf: &[u8]) -> usize {
 /// Sets `field` to `value` in `buf`. Returns true when the field is new
 /// (appended at the end); an existing field keeps its position.
 /// With `pack`, a hex value is stored packed ([`ValueEnc`]).
+#[inline]
 pub(crate) fn set(buf: &mut Vec<u8>, field: &[u8], value: &[u8], pack: bool) -> bool {
     let probe = Probe::new(field);
     let enc = ValueEnc::new(value, pack);
@@ -679,6 +686,7 @@ pub(crate) fn overwrite(buf: &mut [u8], field: &[u8], value: &[u8], pack: bool) 
 }
 
 /// Removes `field`; true when it was present.
+#[inline]
 pub(crate) fn remove(buf: &mut Vec<u8>, field: &[u8]) -> bool {
     match find(buf, &Probe::new(field)) {
         Some(found) => {

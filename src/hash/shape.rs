@@ -19,10 +19,13 @@
 //! goes back and forth between two lists does not make and free a shape
 //! at every write), then they are freed together.
 //!
-//! Writes that add or remove one field of a shaped hash edit its values
-//! and a copy of its field list apart (the keyspace's edit), and storing
-//! them looks the new list up where it is ([`Shapes::intern_fields_of`]),
-//! never building the hash's pair buffer unless it stays plain. Other
+//! Writes that add or remove one field of a shaped hash take the shape a
+//! remembered move of the same kind led to ([`Shapes::after_removal`],
+//! [`Shapes::after_addition`]) and edit only the values; without one they
+//! edit the values and a copy of the field list apart (the keyspace's
+//! edit), and storing them looks the new list up where it is
+//! ([`Shapes::intern_fields_of`], which remembers the move), never
+//! building the hash's pair buffer unless it stays plain. Other
 //! writes open a shaped hash as its plain pair buffer, and storing a pair
 //! buffer finds its shape again ([`Shapes::intern`], which keeps the old
 //! shape without a lookup when the fields did not change).
@@ -47,11 +50,12 @@ pub(crate) const IDLE_MAX: usize = 32;
 const MOVES: usize = 64;
 
 /// How a field list differs from the shape it was copied from: one field
-/// added at the end, or the field at this byte offset removed.
+/// added at the end, or the field at this byte offset removed (a shape's
+/// fields take at most [`MAX_FIELD_BYTES`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Change {
     Added,
-    Removed(usize),
+    Removed(u16),
 }
 
 /// One shared field list.
@@ -108,10 +112,10 @@ pub(crate) struct Shapes {
     /// Scratch: the field elements of the list being interned.
     scratch: Vec<u8>,
     /// (change, from, to): the shape a hash of shape `from` went to by
-    /// one field added or removed, by a hash of the two, so a fingerprint
-    /// and an index lookup are saved when hashes change shape the same way
-    /// again. A hint: `to` is used only when its fields are the new list
-    /// (ids are reused once shapes are freed).
+    /// one field added or removed, by a hash of the two, so the next hash
+    /// that changes shape the same way takes `to` without copying or
+    /// comparing its fields, a fingerprint or an index lookup. Only shapes
+    /// not freed are named (ids are reused once shapes are freed).
     moves: Vec<(u64, u16, u16)>,
 }
 
@@ -187,52 +191,77 @@ impl Shapes {
     /// values). The same shape as [`Shapes::intern`] of the joined pair
     /// buffer, without building it.
     ///
-    /// `change` says how `fields` differs from `old`'s fields, if it is
-    /// known: the shape the same move led to last time is tried first.
+    /// `moved` says which shape `fields` were copied from and how they
+    /// differ from its fields, when that is one field: the shape found is
+    /// remembered as where that move leads ([`Shapes::after_removal`],
+    /// [`Shapes::after_addition`]).
     pub(crate) fn intern_fields_of(
         &mut self,
         fields: &[u8],
         old: Option<u16>,
         key: &[u8],
-        change: Option<Change>,
+        moved: Option<(u16, Change)>,
     ) -> Option<u16> {
         if !self.enabled {
             return None;
         }
-        let mv = old
-            .zip(change)
-            .and_then(|(from, c)| Some((from, self.move_tag(from, c, fields)?)));
-        let known = mv.and_then(|(from, tag)| {
-            let &(t, f, to) = self.moves.get(move_slot(from, tag))?;
-            // Only the shape whose fields these are: the one the index
-            // gives for them.
-            (t == tag && f == from && self.get(to).is_some_and(|s| s.fields() == fields))
-                .then_some(to)
-        });
-        let id = match known {
-            Some(id) => Some(id),
-            None => {
-                let id = self.find_or_make(fields, 1, old, key);
-                if let (Some(id), Some((from, tag))) = (id, mv) {
-                    if self.moves.is_empty() {
-                        self.moves = vec![(0, 0, 0); MOVES];
-                    }
-                    self.moves[move_slot(from, tag)] = (tag, from, id);
+        let id = self.find_or_make(fields, 1, old, key);
+        if let (Some(id), Some((from, change))) = (id, moved) {
+            if let Some(tag) = self.move_tag(from, change, fields) {
+                if self.moves.is_empty() {
+                    self.moves = vec![(0, 0, 0); MOVES];
                 }
-                id
+                self.moves[move_slot(from, tag)] = (tag, from, id);
             }
-        };
+        }
         if let Some(id) = id.filter(|&id| old != Some(id)) {
             self.retain(id);
         }
         id
     }
 
+    /// The shape of the fields of shape `from` less the one at byte offset
+    /// `at`, if a move remembered says which (no reference taken). Certain
+    /// without comparing fields: a move names only shapes that are not
+    /// freed ([`Shapes::free_idle`] forgets the moves naming those it
+    /// frees), a shape's fields never change, and the move was recorded
+    /// with the shape found for exactly that list.
+    #[inline]
+    pub(crate) fn after_removal(&self, from: u16, at: u16) -> Option<u16> {
+        if !self.enabled {
+            return None;
+        }
+        let tag = (u64::from(at) << 2) | 1;
+        let &(t, f, to) = self.moves.get(move_slot(from, tag))?;
+        let to = (t == tag && f == from).then_some(to)?;
+        self.get(to)?;
+        Some(to)
+    }
+
+    /// The shape of the fields of shape `from` followed by the field
+    /// element `added`, if a move remembered says which (no reference
+    /// taken). The move's shape has `from`'s fields then one more (see
+    /// [`Shapes::after_removal`]); the tag is a hash of that one, so it is
+    /// compared with `added`.
+    #[inline]
+    pub(crate) fn after_addition(&self, from: u16, added: &[u8]) -> Option<u16> {
+        if !self.enabled || self.moves.is_empty() {
+            return None;
+        }
+        let tag = (mix(0, added, 0, added.len()) << 2) | 2;
+        let &(t, f, to) = self.moves.get(move_slot(from, tag))?;
+        if t != tag || f != from {
+            return None;
+        }
+        let at = self.get(from)?.fields().len();
+        (self.get(to)?.fields().get(at..)? == added).then_some(to)
+    }
+
     /// What identifies a move from shape `from` to field list `fields`
     /// (never 0): the offset of a removed field, or a hash of an added one.
     fn move_tag(&self, from: u16, change: Change, fields: &[u8]) -> Option<u64> {
         Some(match change {
-            Change::Removed(at) => ((at as u64) << 2) | 1,
+            Change::Removed(at) => (u64::from(at) << 2) | 1,
             Change::Added => {
                 let added = fields.get(self.get(from)?.fields().len()..)?;
                 (mix(0, added, 0, added.len()) << 2) | 2
@@ -333,7 +362,8 @@ impl Shapes {
     }
 
     /// Takes one more reference to shape `id`.
-    fn retain(&mut self, id: u16) {
+    #[inline]
+    pub(crate) fn retain(&mut self, id: u16) {
         if let Some(s) = self.list.get_mut(usize::from(id)).and_then(Option::as_mut) {
             s.refs += 1;
             if s.refs == 1 {
@@ -357,17 +387,22 @@ impl Shapes {
     /// Drops one reference to shape `id`. A shape left without hashes
     /// waits among the idle ones; past [`IDLE_MAX`] of them, those still
     /// unused are freed.
+    #[inline]
     pub(crate) fn release(&mut self, id: u16) {
         let Some(s) = self.list.get_mut(usize::from(id)).and_then(Option::as_mut) else {
             return;
         };
-        if s.refs == 0 {
-            return;
+        if s.refs > 1 {
+            s.refs -= 1;
+        } else if s.refs == 1 {
+            s.refs = 0;
+            self.went_idle(id);
         }
-        s.refs -= 1;
-        if s.refs > 0 {
-            return;
-        }
+    }
+
+    /// Shape `id`, its last reference dropped, joins the idle ones.
+    #[cold]
+    fn went_idle(&mut self, id: u16) {
         self.live -= 1;
         self.idle.push(id);
         if self.idle.len() > IDLE_MAX {
@@ -375,14 +410,26 @@ impl Shapes {
         }
     }
 
-    /// Frees every shape without hashes.
+    /// Frees every shape without hashes, and forgets the moves that name
+    /// one of them (its id may come back with other fields).
     pub(crate) fn free_idle(&mut self) {
+        let mut freed = false;
         for id in std::mem::take(&mut self.idle) {
             let slot = &mut self.list[usize::from(id)];
             if let Some(s) = slot.as_ref().filter(|s| s.refs == 0) {
                 self.by_fp.remove(&s.fp);
                 *slot = None;
                 self.free.push(id);
+                freed = true;
+            }
+        }
+        if freed {
+            let list = &self.list;
+            let gone = |id: u16| list.get(usize::from(id)).is_none_or(Option::is_none);
+            for m in &mut self.moves {
+                if m.0 != 0 && (gone(m.1) || gone(m.2)) {
+                    *m = (0, 0, 0);
+                }
             }
         }
     }
@@ -754,13 +801,22 @@ mod tests {
         let a_id = s.intern(&a, &mut v, None, b"k2").unwrap();
         let mut fields = Vec::new();
         split_fields(&ab, &mut fields).unwrap();
-        let added = Some(Change::Added);
+        let mut city = Vec::new();
+        push_elem(&mut city, b"city");
+        let mut town = Vec::new();
+        push_elem(&mut town, b"town");
+        let added = Some((a_id, Change::Added));
         // Seen once, then shared from the second key, as a pair buffer.
         assert_eq!(s.intern_fields_of(&fields, Some(a_id), b"k1", added), None);
+        assert_eq!(s.after_addition(a_id, &city), None, "no move yet");
         let ab_id = s
             .intern_fields_of(&fields, Some(a_id), b"k2", added)
             .unwrap();
         assert_eq!(s.get(ab_id).unwrap().fields(), &fields[..]);
+        // The move is remembered, for that field only.
+        assert_eq!(s.after_addition(a_id, &city), Some(ab_id));
+        assert_eq!(s.after_addition(a_id, &town), None);
+        assert_eq!(s.after_addition(ab_id, &city), None);
         // The remembered move and the pair buffer agree.
         assert_eq!(
             s.intern_fields_of(&fields, Some(a_id), b"k3", added),
@@ -768,29 +824,51 @@ mod tests {
         );
         assert_eq!(s.intern(&ab, &mut v, None, b"k4"), Some(ab_id));
         assert_eq!(s.get(ab_id).unwrap().refs, 3);
-        // Removing "age" from a: its own list, not a's or ab's shape.
+        // Removing "age" from a: its own list, not a's or ab's shape; a
+        // move to it once a second key makes it a shape.
         let mut name = Vec::new();
         push_elem(&mut name, b"name");
-        let removed = Some(Change::Removed(name.len()));
+        let at = u16::try_from(name.len()).unwrap();
+        let removed = Some((a_id, Change::Removed(at)));
         assert_eq!(s.intern_fields_of(&name, Some(a_id), b"k1", removed), None);
+        assert_eq!(s.after_removal(a_id, at), None);
+        let n_id = s
+            .intern_fields_of(&name, Some(a_id), b"k2", removed)
+            .unwrap();
+        assert_eq!(s.get(n_id).unwrap().fields(), &name[..]);
+        assert_eq!(s.after_removal(a_id, at), Some(n_id));
+        assert_eq!(s.after_removal(a_id, 0), None);
+        assert_eq!(s.after_removal(ab_id, at), None);
         // A move whose shape was freed, its id taken by another list, is
-        // not followed.
+        // forgotten.
         for _ in 0..3 {
             s.release(ab_id);
         }
         s.free_idle();
         assert!(s.get(ab_id).is_none());
+        assert_eq!(s.after_addition(a_id, &city), None);
+        assert_eq!(s.after_removal(a_id, at), Some(n_id), "other moves stay");
         let other = pairs_buf(&[("x", "1"), ("y", "2"), ("z", "3")]);
         assert_eq!(s.intern(&other, &mut v, None, b"k1"), None);
         assert_eq!(s.intern(&other, &mut v, None, b"k2"), Some(ab_id));
+        assert_eq!(s.after_addition(a_id, &city), None);
         let again = s
             .intern_fields_of(&fields, Some(a_id), b"k5", added)
             .unwrap();
         assert_ne!(again, ab_id);
         assert_eq!(s.get(again).unwrap().fields(), &fields[..]);
-        // Sharing off: plain.
+        assert_eq!(s.after_addition(a_id, &city), Some(again));
+        // A move from a freed shape is forgotten too.
+        s.release(n_id);
+        s.release(a_id);
+        s.free_idle();
+        assert!(s.get(a_id).is_none());
+        assert_eq!(s.after_removal(a_id, at), None);
+        assert_eq!(s.after_addition(a_id, &city), None);
+        // Sharing off: plain, and no move followed.
         s.set_enabled(false);
-        assert_eq!(s.intern_fields_of(&fields, Some(a_id), b"k6", added), None);
+        assert_eq!(s.intern_fields_of(&fields, Some(again), b"k6", None), None);
+        assert_eq!(s.after_addition(a_id, &city), None);
     }
 
     #[test]

@@ -100,9 +100,22 @@ impl Shard {
     }
 }
 
+/// Removes `buf[start..end]` (within it), moving the bytes after it down.
+#[inline]
+fn cut(buf: &mut Vec<u8>, start: usize, end: usize) {
+    let n = buf.len();
+    if end < n {
+        buf.copy_within(end.., start);
+    }
+    buf.truncate(n - (end - start));
+}
+
 pub(super) enum Work {
     Compact(Vec<u8>),
-    /// A shaped hash: its shape (the payload's) and its values.
+    /// A shaped hash: its shape and its values. The shape is the
+    /// payload's until a field added or removed moves the hash to the
+    /// shape a remembered move names (its reference is taken, and the
+    /// payload's dropped, when it is stored).
     Shaped(u16, Vec<u8>),
     /// A shaped hash that gained or lost a field, held as its field list
     /// (a copy of the shape's, edited; the shard's scratch, lent until
@@ -111,8 +124,9 @@ pub(super) enum Work {
     Split {
         fields: Vec<u8>,
         values: Vec<u8>,
-        /// How the fields differ from the shape's, while by one field.
-        change: Option<shape::Change>,
+        /// The shape the fields were copied from and how they differ from
+        /// its fields, while by one field.
+        moved: Option<(u16, shape::Change)>,
     },
     /// Field/value/TTL triples.
     CompactEx(Vec<u8>),
@@ -174,7 +188,7 @@ impl HashEdit<'_> {
     /// The shaped hash as its field list (a copy of its shape's, less the
     /// element at `skip`) and its values, to add or remove a field (the
     /// `change` made).
-    fn split(&mut self, skip: std::ops::Range<usize>, change: shape::Change) {
+    fn split(&mut self, skip: std::ops::Range<usize>, change: Option<shape::Change>) {
         if let Work::Shaped(id, values) = &mut self.work {
             let Some(s) = self.shard.shapes.get(*id) else {
                 self.unshape();
@@ -188,7 +202,7 @@ impl HashEdit<'_> {
             self.work = Work::Split {
                 fields,
                 values,
-                change: Some(change),
+                moved: change.map(|c| (*id, c)),
             };
         }
     }
@@ -306,10 +320,25 @@ impl HashEdit<'_> {
                     && value.len() <= limit
                     && self.split_len() + field.len() + value.len() + 20 <= COMPACT_MAX_BYTES =>
                 {
-                    if let Work::Split { change, .. } = &mut self.work {
-                        *change = None;
+                    if let Work::Shaped(id, values) = &mut self.work {
+                        // A move remembered: the shape of the fields and
+                        // this one, and only the value to add.
+                        let mut elem = std::mem::take(&mut self.shard.fields);
+                        elem.clear();
+                        compact::push_elem(&mut elem, field);
+                        let to = self.shard.shapes.after_addition(*id, &elem);
+                        self.shard.fields = elem;
+                        if let Some(to) = to {
+                            *id = to;
+                            compact::push_value(values, value, pack);
+                            self.counted(true)?;
+                            return Ok(true);
+                        }
                     }
-                    self.split(0..0, shape::Change::Added);
+                    if let Work::Split { moved, .. } = &mut self.work {
+                        *moved = None;
+                    }
+                    self.split(0..0, Some(shape::Change::Added));
                     if let Work::Split { fields, values, .. } = &mut self.work {
                         compact::push_elem(fields, field);
                         compact::push_value(values, value, pack);
@@ -439,27 +468,7 @@ impl HashEdit<'_> {
     /// Removes `field`; true when it was present.
     pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
         if let Work::Shaped(..) | Work::Split { .. } = &self.work {
-            // The field and its value leave their lists where they are.
-            let Some((start, end, fs, fe)) = self.find_split(field) else {
-                return false;
-            };
-            if let Work::Split { fields, change, .. } = &mut self.work {
-                fields.drain(fs..fe);
-                *change = None;
-            } else {
-                self.split(fs..fe, shape::Change::Removed(fs));
-            }
-            match &mut self.work {
-                Work::Split { values, .. } => {
-                    values.drain(start..end);
-                }
-                // No shape: unshaped, removed as a pair buffer.
-                _ => return self.remove(field),
-            }
-            self.count = self.count.map(|c| c - 1);
-            self.dirty = true;
-            self.fields_changed = true;
-            return true;
+            return self.remove_split(field);
         }
         match &mut self.work {
             Work::Compact(buf) => {
@@ -492,6 +501,45 @@ impl HashEdit<'_> {
             // Removed above.
             Work::Shaped(..) | Work::Split { .. } => false,
         }
+    }
+
+    /// [`HashEdit::remove`] from a shaped or split hash (kept apart so
+    /// that the plain path stays small).
+    #[inline(never)]
+    fn remove_split(&mut self, field: &[u8]) -> bool {
+        // The field and its value leave their lists where they are.
+        let Some((start, end, fs, fe)) = self.find_split(field) else {
+            return false;
+        };
+        match &mut self.work {
+            Work::Split { fields, moved, .. } => {
+                cut(fields, fs, fe);
+                *moved = None;
+            }
+            // A move remembered: the shape of the fields less this
+            // one, and only the value to remove.
+            Work::Shaped(id, values) => {
+                let at = u16::try_from(fs).ok();
+                match at.and_then(|at| self.shard.shapes.after_removal(*id, at)) {
+                    Some(to) => {
+                        *id = to;
+                        cut(values, start, end);
+                    }
+                    None => self.split(fs..fe, at.map(shape::Change::Removed)),
+                }
+            }
+            _ => {}
+        }
+        match &mut self.work {
+            Work::Shaped(..) => {}
+            Work::Split { values, .. } => cut(values, start, end),
+            // No shape: unshaped, removed as a pair buffer.
+            _ => return self.remove(field),
+        }
+        self.count = self.count.map(|c| c - 1);
+        self.dirty = true;
+        self.fields_changed = true;
+        true
     }
 
     /// Stores the result: writes the compact buffer back, records a new
@@ -559,17 +607,32 @@ impl HashEdit<'_> {
                 Work::Split {
                     fields,
                     values,
-                    change,
+                    moved,
                 } => {
                     self.shard
-                        .store_split(self.key, fields, values, flag, self.shape, *change)?;
+                        .store_split(self.key, fields, values, flag, self.shape, *moved)?;
                     Ok(false)
                 }
                 // The same shape: the payload's reference carries over.
-                Work::Shaped(id, values) => self
+                Work::Shaped(id, values) if self.shape == Some(*id) => self
                     .shard
                     .keys
                     .set_parts(self.key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values]),
+                // Another shape (a remembered move): its reference is
+                // taken for the new payload, the old payload's dropped.
+                Work::Shaped(id, values) => {
+                    let id = *id;
+                    self.shard.shapes.retain(id);
+                    let res = self
+                        .shard
+                        .keys
+                        .set_parts(self.key, &[&[TAG_SHAPED | flag], &id.to_le_bytes(), values]);
+                    let drop = if res.is_ok() { self.shape } else { Some(id) };
+                    if let Some(d) = drop {
+                        self.shard.shapes.release(d);
+                    }
+                    res
+                }
                 Work::CompactEx(buf) => self
                     .shard
                     .keys

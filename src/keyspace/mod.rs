@@ -505,6 +505,7 @@ impl Keyspace {
 
     /// Logs `e` (when there is a journal); call with the effect's shard
     /// locks held, before applying it.
+    #[inline]
     pub(crate) fn log(&self, e: &Effect<'_>) -> Result<Option<u64>, Error> {
         let t = match self.journal.get() {
             Some(j) => j.append(e).map(Some)?,

@@ -114,8 +114,9 @@ impl Shard {
     /// As [`Shard::store_pairs`] for a compact hash held as its field
     /// elements `fields` and its value elements `values` apart: with the
     /// shape of that field list when it is shared (no pair buffer built),
-    /// else joined and stored plain. `change` says how the fields differ
-    /// from `old`'s, when they differ by one field.
+    /// else joined and stored plain. `moved` says which shape the fields
+    /// were copied from and how they differ from its fields, when they
+    /// differ by one field.
     pub(super) fn store_split(
         &mut self,
         key: &[u8],
@@ -123,9 +124,9 @@ impl Shard {
         values: &[u8],
         flag: u8,
         old: Option<u16>,
-        change: Option<shape::Change>,
+        moved: Option<(u16, shape::Change)>,
     ) -> Result<(), CommandError> {
-        let id = self.shapes.intern_fields_of(fields, old, key, change);
+        let id = self.shapes.intern_fields_of(fields, old, key, moved);
         let res = match id {
             Some(id) => self
                 .keys

@@ -256,3 +256,41 @@ fn duplicates_found_in_big_buffers_too() {
         }
     }
 }
+
+#[test]
+fn probes_match_elements_at_the_end_of_a_buffer() {
+    // A field list: every element, the last one too, is found by a probe
+    // of its own bytes and no other, whatever bytes come before it.
+    let names: [&[u8]; 9] = [
+        b"a",
+        b"bio",
+        b"1",
+        b"-5",
+        b"1234567",
+        b"seven77",
+        b"eight888",
+        b"",
+        b"x",
+    ];
+    for pad in 0..10 {
+        for last in names {
+            let mut buf = Vec::new();
+            for i in 0..pad {
+                push_elem(&mut buf, format!("p{i}").as_bytes());
+            }
+            let pos = buf.len();
+            push_elem(&mut buf, last);
+            let size = buf.len() - pos;
+            for probe in names {
+                let want = probe == last;
+                assert_eq!(
+                    Probe::new(probe).matches_at(&buf, pos, size),
+                    want,
+                    "{last:?} at {pos} against {probe:?}"
+                );
+            }
+            let other = Probe::new(b"bia");
+            assert_eq!(other.matches_at(&buf, pos, size), last == b"bia");
+        }
+    }
+}
