@@ -182,3 +182,34 @@ proptest! {
         prop_assert_eq!(all, m.into_iter().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn pages_after_the_first_are_allocated_whole_unless_big_entries_have_their_own() {
+    const PAGE: usize = 32 * 1024;
+    let fill = |t: &mut ArenaTable, pages: usize| {
+        let mut i = 0u32;
+        while t.arena.pages.len() < pages {
+            t.set(format!("key:{i}").as_bytes(), &[7u8; 100]).unwrap();
+            i += 1;
+        }
+        i
+    };
+    // The first page grows by doubling up to a page; the next are whole.
+    let mut t = ArenaTable::new();
+    t.set(b"first", b"v").unwrap();
+    assert!(t.arena.pages[0].buf.capacity() < PAGE);
+    fill(&mut t, 3);
+    assert!(t.arena.pages.iter().all(|p| p.buf.capacity() == PAGE));
+    // A table with an entry in a heap page of its own keeps doubling, so
+    // its small buffers can fill the holes such entries leave.
+    let mut t = ArenaTable::new();
+    t.set(b"big", &[1u8; 10_000]).unwrap();
+    let n = fill(&mut t, 4);
+    let tail = t.arena.tail.unwrap() as usize;
+    assert!(t.arena.pages[tail].buf.capacity() < PAGE);
+    for i in 0..n {
+        let k = format!("key:{i}");
+        assert_eq!(t.get(k.as_bytes()).map(<[u8]>::len), Some(100), "{k}");
+    }
+    assert_eq!(t.get(b"big").unwrap(), &[1u8; 10_000][..]);
+}
