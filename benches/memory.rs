@@ -7,7 +7,9 @@
 //! divides the dataset size (default 1 = the full sizes of docs/PERFORMANCE.md).
 //! `all` stands for all three datasets before a scale. With
 //! `HASHKV_CHART_DATA=DIR` the figures also go to `DIR/memory.csv`
-//! (docs/charts/regenerate.sh).
+//! (docs/charts/regenerate.sh). With `HASHKV_MEMORY_DETAIL=1` a line under
+//! each row says where hashkv's resident bytes go: what `Db::info` accounts
+//! for, and (glibc) the heap's bytes in use and free.
 #![allow(missing_docs)]
 
 #[path = "common/chart_data.rs"]
@@ -66,7 +68,23 @@ fn self_pid() -> u32 {
     std::process::id()
 }
 
-/// Child mode: load into hashkv and print the RSS growth.
+/// The C heap's bytes in use and free (glibc's `mallinfo2`; zeros
+/// elsewhere).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn heap() -> (u64, u64) {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    ((m.uordblks + m.hblkhd) as u64, m.fordblks as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap() -> (u64, u64) {
+    (0, 0)
+}
+
+/// Child mode: load into hashkv and print the RSS growth (and what the
+/// database accounts for, the heap's growth in use and free).
 fn child(name: &str, scale: u64) {
     let d = dataset(name, scale);
     let db = Db::in_memory(
@@ -75,12 +93,20 @@ fn child(name: &str, scale: u64) {
             .active_expiry(false),
     );
     let before = rss_bytes(self_pid()).unwrap_or(0);
+    let (used0, free0) = heap();
     generate(name, scale, |k, pairs| {
         db.hset(k, pairs).expect("hset");
     });
     let after = rss_bytes(self_pid()).unwrap_or(0);
+    let (used, free) = heap();
     let keys = db.dbsize().unwrap();
     println!("RESULT {} {}", after.saturating_sub(before), keys);
+    println!(
+        "DETAIL {} {} {}",
+        db.info().expect("info").memory_bytes,
+        used.saturating_sub(used0),
+        free as i64 - free0 as i64
+    );
 }
 
 fn redis(d: &Dataset, scale: u64) -> Option<(u64, String)> {
@@ -185,6 +211,20 @@ fn main() {
                     .and_then(|r| r.split(' ').next()?.parse().ok())
             })
             .expect("child result");
+        let detail = std::env::var_os("HASHKV_MEMORY_DETAIL")
+            .and(text.lines().find_map(|l| l.strip_prefix("DETAIL ")))
+            .map(|l| {
+                let v: Vec<f64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
+                let per = |b: f64| b / d.fields as f64;
+                format!(
+                    "|  | hashkv's {:.1}: accounted (Db::info memory_bytes) {:.1}; heap in use {:.1}, heap free {:.1}, other resident {:.1} |",
+                    per(hk as f64),
+                    per(v[0]),
+                    per(v[1]),
+                    per(v[2]),
+                    per(hk as f64 - v[1] - v[2]),
+                )
+            });
         let Some((rd, version)) = redis(&d, scale) else {
             println!(
                 "| {} | {} | {:.1} | {:.1} | (no redis-server) | |",
@@ -214,6 +254,9 @@ fn main() {
             version,
             hk as f64 / rd as f64
         );
+        if let Some(line) = detail {
+            println!("{line}");
+        }
     }
     if !rows.is_empty() {
         let mut notes = chart_data::machine_notes(&chart_data::command("memory"));
