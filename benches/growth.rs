@@ -54,12 +54,12 @@ fn main() {
         .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--runs"))
         .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(if full { 10_000_000 } else { 20_000 });
-    let mut within = 0;
+    let (mut within, mut within_calm) = (0, 0);
     for r in 0..runs {
         if runs > 1 {
             println!("run {} of {runs}", r + 1);
         }
-        let (worst, mean) = run(n);
+        let (worst, calm, mean) = run(n);
         // The control in a fresh process, so it pays its page faults as the
         // run did, paced to the run's mean call so it lasts as long.
         let exe = std::env::current_exe().expect("the bench's path");
@@ -70,27 +70,41 @@ fn main() {
             .expect("the control process");
         let text = String::from_utf8_lossy(&out.stdout);
         print!("{text}");
-        let control_worst: Option<f64> = text
-            .lines()
-            .find_map(|l| l.strip_prefix("control worst ns: ")?.trim().parse().ok());
-        if let Some(c) = control_worst {
+        let line = |prefix: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+        };
+        if let (Some(c), Some(c_calm)) = (
+            line("control worst ns: "),
+            line("control worst unpreempted ns: "),
+        ) {
             let ratio = worst as f64 / c;
+            let calm_ratio = calm as f64 / c_calm;
             within += usize::from(ratio <= 2.0);
+            within_calm += usize::from(calm_ratio <= 2.0);
             println!(
-                "worst call {:.1} us, control's worst step {:.1} us: {ratio:.2}x",
+                "worst call {:.1} us, control's worst step {:.1} us: {ratio:.2}x; \
+                 in windows without a preemption: {:.1} us vs {:.1} us: {calm_ratio:.2}x",
                 worst as f64 / 1e3,
-                c / 1e3
+                c / 1e3,
+                calm as f64 / 1e3,
+                c_calm / 1e3
             );
         }
     }
     if runs > 1 {
-        println!("runs whose worst call is within 2x of their control's: {within} of {runs}");
+        println!(
+            "runs whose worst call is within 2x of their control's: {within} of {runs}; \
+             counting only calls whose {WINDOW}-call window has no involuntary context switch: \
+             {within_calm} of {runs}"
+        );
     }
 }
 
-/// One run: a hash grown to `n` fields. Returns the worst call and the
+/// One run: a hash grown to `n` fields. Returns the worst call, the worst
+/// call of the windows in which the thread was never preempted, and the
 /// mean call, in ns.
-fn run(n: usize) -> (u64, f64) {
+fn run(n: usize) -> (u64, u64, f64) {
     let steal_before = steal_ticks();
     // With HASHKV_GROWTH_CANARY set, a canary spins on the other core: the
     // gaps it sees between two clock reads are stalls of the whole machine,
@@ -246,7 +260,16 @@ fn run(n: usize) -> (u64, f64) {
         (last.minflt - first.minflt) as f64 / spans,
         steal
     );
-    (ns[ns.len() - 1], total.as_nanos() as f64 / n as f64)
+    let calm = lat
+        .iter()
+        .filter(|&&(_, i)| {
+            let (a, b) = (windows[i / WINDOW], windows[i / WINDOW + 1]);
+            b.nivcsw == a.nivcsw
+        })
+        .map(|&(t, _)| t)
+        .max()
+        .unwrap_or(0);
+    (ns[ns.len() - 1], calm, total.as_nanos() as f64 / n as f64)
 }
 
 /// CLOCK_MONOTONIC in ns (to line slow calls up with `perf record -k
@@ -311,8 +334,19 @@ fn control(n: usize, pace_ns: u64) {
     let mut worst = 0u64;
     let mut x: u64 = 88_172_645_463_325_252;
     let pace = std::time::Duration::from_nanos(pace_ns);
+    // The worst step of each window of calls, and whether the thread was
+    // preempted in it.
+    let (mut window_worst, mut calm) = (0u64, 0u64);
+    let mut before = usage();
     let start = Instant::now();
     for i in 0..n {
+        if i % WINDOW == 0 && i > 0 {
+            let now = usage();
+            if now.nivcsw == before.nivcsw {
+                calm = calm.max(window_worst);
+            }
+            (before, window_worst) = (now, 0);
+        }
         let t = Instant::now();
         if blocks.last().is_none_or(|b| b.len() + 28 > 32_768) {
             blocks.push(Vec::with_capacity(32_768));
@@ -327,7 +361,12 @@ fn control(n: usize, pace_ns: u64) {
         while t.elapsed() < pace {
             std::hint::spin_loop();
         }
-        worst = worst.max(t.elapsed().as_nanos() as u64);
+        let took = t.elapsed().as_nanos() as u64;
+        worst = worst.max(took);
+        window_worst = window_worst.max(took);
+    }
+    if usage().nivcsw == before.nivcsw {
+        calm = calm.max(window_worst);
     }
     println!(
         "control (same memory touched, no hashkv, fresh process, steps paced to {pace_ns} ns, {:.2} s): max {:.1} us",
@@ -335,4 +374,5 @@ fn control(n: usize, pace_ns: u64) {
         worst as f64 / 1e3
     );
     println!("control worst ns: {worst}");
+    println!("control worst unpreempted ns: {calm}");
 }

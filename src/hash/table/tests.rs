@@ -213,3 +213,26 @@ fn pages_after_the_first_are_allocated_whole_unless_big_entries_have_their_own()
     }
     assert_eq!(t.get(b"big").unwrap(), &[1u8; 10_000][..]);
 }
+
+#[test]
+fn a_zeroed_chunk_is_empty_slots() {
+    let chunk = Slot::zeroed_chunk(CHUNK_SLOTS);
+    assert_eq!(chunk.len(), CHUNK_SLOTS);
+    assert!(chunk.iter().all(|s| {
+        let (tag, addr) = (s.tag, s.addr);
+        tag == EMPTY && addr == 0
+    }));
+    // A table grown through many chunks finds every entry and no other.
+    let mut t = ArenaTable::new();
+    for i in 0..300_000u32 {
+        t.set(format!("f{i}").as_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    for i in (0..300_000u32).step_by(997) {
+        assert_eq!(
+            t.get(format!("f{i}").as_bytes()),
+            Some(&i.to_le_bytes()[..])
+        );
+    }
+    assert_eq!(t.get(b"missing"), None);
+    assert_eq!(t.len(), 300_000);
+}
