@@ -528,11 +528,12 @@ impl ArenaTable {
             if old.slots[i].tag >= 0x80 {
                 let addr = old.slots[i].addr;
                 let hash = hash_name(self.arena.entry(addr).0);
-                // Allocating a chunk of the new arrays (320 KiB of fresh
-                // pages, each faulted in as entries land on it: about 200 us
-                // on this VM) is the expensive part of a step; at most one
+                // Starting a chunk of the new arrays (320 KiB, its pages
+                // faulted in as entries land on them) is the expensive part
+                // of a step; at most one
                 // per step, so the first steps of a migration are not the
-                // slowest calls.
+                // slowest calls. (Only the home slot's chunk is checked: an
+                // insert probing past a chunk's end may start one more.)
                 if !self.cur.slots.has_chunk(hash as usize & self.cur.mask) {
                     if fresh == 1 && visits != usize::MAX {
                         break;
