@@ -24,7 +24,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::effect::set_pairs;
-use super::{shard_of_hash, Effect, Keyspace, Lookup};
+use super::{shard_of_hash, Effect, Keyspace, Lookup, MultiGuard, Shard};
 use crate::error::{CommandError, Error};
 use crate::hash::table::hash_name;
 use crate::log::record;
@@ -49,19 +49,24 @@ thread_local! {
 /// Frame buffers larger than this are freed rather than kept.
 const KEEP_FRAMES: usize = 4 << 20;
 
+/// A batch of HSETs with its shards locked: each item's key hash, the
+/// guard over their shards, and the items whose key had expired (to be
+/// deleted, and logged as deleted, before their HSET), ascending.
+pub(super) struct Items<'k> {
+    pub(super) hashes: Vec<u64>,
+    pub(super) guard: MultiGuard<'k>,
+    pub(super) expired: Vec<usize>,
+}
+
 impl Keyspace {
-    /// Runs the HSETs of `items` in order as one batch (see the module
-    /// doc): `done` gets each command's index and its count of new fields,
-    /// or its error. Returns the ticket to wait for durability with, after
-    /// the caller has nothing locked; `Err` when the records could not be
-    /// logged, and then nothing was applied.
-    pub(crate) fn hset_batch(
+    /// Hashes the keys of `items`, write-locks their shards once (in
+    /// ascending order) and finds the keys that had expired: what a batch
+    /// of HSETs and a load batch do before logging.
+    pub(super) fn lock_items(
         &self,
         items: &[HSetItem<'_>],
         now: &Now<'_>,
-        opts: &Options,
-        mut done: impl FnMut(usize, Result<i64, CommandError>),
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Items<'_>, Error> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
@@ -74,20 +79,16 @@ impl Keyspace {
                 h
             })
             .collect();
-        let mut g = self.lock_mask(mask);
-        let n = items.len();
-        for &h in &hashes[..n.min(2 * AHEAD)] {
-            if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
+        let mut guard = self.lock_mask(mask);
+        for &h in &hashes[..items.len().min(2 * AHEAD)] {
+            if let Some(s) = guard.try_shard_at(shard_of_hash(h)) {
                 s.prefetch_slot(h);
             }
         }
-        // Commands whose key had expired (deleted before their HSET), and
-        // commands refused before logging (too large for one record); both
-        // are rare, so allocated only when met, and ascending.
+        // Rare, so allocated only when met.
         let mut expired: Vec<usize> = Vec::new();
-        let mut refused: Vec<(usize, String)> = Vec::new();
         for (i, (it, &h)) in items.iter().zip(&hashes).enumerate() {
-            let Some(shard) = g.try_shard_at(shard_of_hash(h)) else {
+            let Some(shard) = guard.try_shard_at(shard_of_hash(h)) else {
                 continue;
             };
             // Only a key with a TTL can have expired, and a key an earlier
@@ -100,13 +101,96 @@ impl Keyspace {
                 expired.push(i);
             }
         }
+        Ok(Items {
+            hashes,
+            guard,
+            expired,
+        })
+    }
+
+    /// Applies a logged batch in order: marks the watchers of its keys,
+    /// then for each item prefetches the table slots (and, with `entries`,
+    /// the entries) of the items ahead, deletes its key if it had expired
+    /// (logged before its HSET, as a single call logs it), and gives
+    /// `done` the result of `apply` on its shard.
+    pub(super) fn apply_items(
+        &self,
+        items: &[HSetItem<'_>],
+        locked: &mut Items<'_>,
+        entries: bool,
+        mut done: impl FnMut(usize, Result<i64, CommandError>),
+        mut apply: impl FnMut(usize, &mut Shard, u64) -> Result<i64, CommandError>,
+    ) {
+        let Items {
+            hashes,
+            guard,
+            expired,
+        } = locked;
+        for &i in expired.iter() {
+            self.watches.touch(&Effect::Del {
+                keys: vec![items[i].key],
+            });
+        }
+        for it in items {
+            self.watches.touch(&Effect::HSet {
+                key: it.key,
+                pairs: Vec::new(),
+            });
+        }
+        let slots_ahead = if entries { 2 * AHEAD } else { AHEAD };
+        let mut next_expired = expired.iter().peekable();
+        for (i, (it, &h)) in items.iter().zip(hashes.iter()).enumerate() {
+            if let Some(&h) = hashes.get(i + slots_ahead) {
+                if let Some(s) = guard.try_shard_at(shard_of_hash(h)) {
+                    s.prefetch_slot(h);
+                }
+            }
+            if entries {
+                if let Some(&h) = hashes.get(i + AHEAD) {
+                    if let Some(s) = guard.try_shard_at(shard_of_hash(h)) {
+                        s.prefetch_entry(h);
+                    }
+                }
+            }
+            let gone = next_expired.next_if_eq(&&i).is_some();
+            let Some(shard) = guard.try_shard_at(shard_of_hash(h)) else {
+                done(
+                    i,
+                    Err(CommandError::err("internal: batch: a key was not locked")),
+                );
+                continue;
+            };
+            if gone {
+                shard.delete(it.key);
+                self.counters.expired_keys.fetch_add(1, Relaxed);
+            }
+            done(i, apply(i, shard, h));
+        }
+    }
+
+    /// Runs the HSETs of `items` in order as one batch (see the module
+    /// doc): `done` gets each command's index and its count of new fields,
+    /// or its error. Returns the ticket to wait for durability with, after
+    /// the caller has nothing locked; `Err` when the records could not be
+    /// logged, and then nothing was applied.
+    pub(crate) fn hset_batch(
+        &self,
+        items: &[HSetItem<'_>],
+        now: &Now<'_>,
+        opts: &Options,
+        done: impl FnMut(usize, Result<i64, CommandError>),
+    ) -> Result<Option<u64>, Error> {
+        let mut locked = self.lock_items(items, now)?;
+        // Commands refused before logging (too large for one record): rare,
+        // so allocated only when met, and ascending.
+        let mut refused: Vec<(usize, String)> = Vec::new();
         let journal = self.journal.get();
         let mut frames = FRAMES.try_with(std::cell::Cell::take).unwrap_or_default();
         frames.clear();
         let mut count = 0u64;
         if journal.is_some() {
             let mut scratch = Vec::new();
-            let mut next_expired = expired.iter().peekable();
+            let mut next_expired = locked.expired.iter().peekable();
             for (i, it) in items.iter().enumerate() {
                 if next_expired.next_if_eq(&&i).is_some() {
                     let len = record::encode(&Effect::Del { keys: vec![it.key] }, &mut scratch)
@@ -129,49 +213,17 @@ impl Keyspace {
         }
         let ticket = logged?;
         // Logged: from here on nothing fails as a batch.
-        for &i in &expired {
-            self.watches.touch(&Effect::Del {
-                keys: vec![items[i].key],
-            });
-        }
-        for it in items {
-            self.watches.touch(&Effect::HSet {
-                key: it.key,
-                pairs: Vec::new(),
-            });
-        }
-        let mut next_expired = expired.iter().peekable();
         let mut next_refused = refused.into_iter().peekable();
-        for (i, (it, &h)) in items.iter().zip(&hashes).enumerate() {
-            if let Some(&h) = hashes.get(i + 2 * AHEAD) {
-                if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
-                    s.prefetch_slot(h);
-                }
-            }
-            if let Some(&h) = hashes.get(i + AHEAD) {
-                if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
-                    s.prefetch_entry(h);
-                }
-            }
-            let gone = next_expired.next_if_eq(&&i).is_some();
-            let Some(shard) = g.try_shard_at(shard_of_hash(h)) else {
-                done(
-                    i,
-                    Err(CommandError::err("internal: batch: a key was not locked")),
-                );
-                continue;
-            };
-            if gone {
-                // Logged above, as a single call logs it before its HSET.
-                shard.delete(it.key);
-                self.counters.expired_keys.fetch_add(1, Relaxed);
-            }
-            if let Some((_, m)) = next_refused.next_if(|(j, _)| *j == i) {
-                done(i, Err(CommandError::err(m)));
-                continue;
-            }
-            done(i, set_pairs(shard, it.key, it.pairs, 0, false, opts));
-        }
+        self.apply_items(
+            items,
+            &mut locked,
+            true,
+            done,
+            |i, shard, _| match next_refused.next_if(|(j, _)| *j == i) {
+                Some((_, m)) => Err(CommandError::err(m)),
+                None => set_pairs(shard, items[i].key, items[i].pairs, 0, false, opts),
+            },
+        );
         Ok(ticket)
     }
 }

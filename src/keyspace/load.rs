@@ -22,19 +22,12 @@
 //!    outgrowing hashkv's limits) is that command's alone, as replay meets
 //!    it the same way.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use super::effect::set_pairs;
-use super::{shard_of_hash, Effect, HSetItem, Keyspace, Lookup, Shard};
+use super::{Effect, HSetItem, Keyspace, Shard};
 use crate::error::{CommandError, Error};
 use crate::hash::compact;
-use crate::hash::table::hash_name;
 use crate::log::record;
 use crate::options::{Now, Options};
-
-/// How many commands ahead of the one being applied its key's table slot
-/// is prefetched.
-const AHEAD: usize = 16;
 
 /// Pairs checked for a repeated field one against another; longer lists
 /// go through HSET's path.
@@ -60,34 +53,9 @@ impl Keyspace {
         items: &[HSetItem<'_>],
         now: &Now<'_>,
         opts: &Options,
-        mut done: impl FnMut(usize, Result<i64, CommandError>),
+        done: impl FnMut(usize, Result<i64, CommandError>),
     ) -> Result<Option<u64>, Error> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly);
-        }
-        let mut mask = 0u64;
-        let hashes: Vec<u64> = items
-            .iter()
-            .map(|it| {
-                let h = hash_name(it.key);
-                mask |= 1 << shard_of_hash(h);
-                h
-            })
-            .collect();
-        let mut g = self.lock_mask(mask);
-        // Commands whose key had expired (deleted before their HSET).
-        let mut expired: Vec<usize> = Vec::new();
-        for (i, (it, &h)) in items.iter().zip(&hashes).enumerate() {
-            let Some(shard) = g.try_shard_at(shard_of_hash(h)) else {
-                continue;
-            };
-            if shard.volatile_len() > 0
-                && matches!(shard.lookup_hashed(it.key, h, now), Lookup::Expired)
-                && !items[..i].iter().any(|e| e.key == it.key)
-            {
-                expired.push(i);
-            }
-        }
+        let mut locked = self.lock_items(items, now)?;
         let ticket = match self.journal.get() {
             Some(journal) if !items.is_empty() => {
                 let mut buf = RECORD.try_with(std::cell::Cell::take).unwrap_or_default();
@@ -95,7 +63,7 @@ impl Keyspace {
                 buf.resize(record::BATCH_HEAD_ROOM, 0);
                 let mut scratch = Vec::new();
                 let mut count = 0u64;
-                let mut next_expired = expired.iter().peekable();
+                let mut next_expired = locked.expired.iter().peekable();
                 for (i, it) in items.iter().enumerate() {
                     if next_expired.next_if_eq(&&i).is_some() {
                         let len = record::encode(&Effect::Del { keys: vec![it.key] }, &mut scratch)
@@ -116,46 +84,12 @@ impl Keyspace {
             }
             _ => None,
         };
-        // Logged: from here on nothing fails as a batch.
-        for &i in &expired {
-            self.watches.touch(&Effect::Del {
-                keys: vec![items[i].key],
-            });
-        }
-        for it in items {
-            self.watches.touch(&Effect::HSet {
-                key: it.key,
-                pairs: Vec::new(),
-            });
-        }
-        for &h in &hashes[..items.len().min(AHEAD)] {
-            if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
-                s.prefetch_slot(h);
-            }
-        }
+        // Logged: from here on nothing fails as a batch. New keys have no
+        // entry to prefetch: only their slots are.
         let mut pairs_buf = PAIRS.try_with(std::cell::Cell::take).unwrap_or_default();
-        let mut next_expired = expired.iter().peekable();
-        for (i, (it, &h)) in items.iter().zip(&hashes).enumerate() {
-            if let Some(&h) = hashes.get(i + AHEAD) {
-                if let Some(s) = g.try_shard_at(shard_of_hash(h)) {
-                    s.prefetch_slot(h);
-                }
-            }
-            let gone = next_expired.next_if_eq(&&i).is_some();
-            let Some(shard) = g.try_shard_at(shard_of_hash(h)) else {
-                done(
-                    i,
-                    Err(CommandError::err("internal: load: a key was not locked")),
-                );
-                continue;
-            };
-            if gone {
-                // Logged above, as a single call logs it before its HSET.
-                shard.delete(it.key);
-                self.counters.expired_keys.fetch_add(1, Relaxed);
-            }
-            done(i, load_one(shard, it, h, opts, &mut pairs_buf));
-        }
+        self.apply_items(items, &mut locked, false, done, |i, shard, h| {
+            load_one(shard, &items[i], h, opts, &mut pairs_buf)
+        });
         let _ = PAIRS.try_with(|c| c.set(pairs_buf));
         Ok(ticket)
     }
