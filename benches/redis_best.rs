@@ -191,6 +191,48 @@ fn redis_side(n: u64, resp: &std::path::Path) -> Option<[f64; 4]> {
     Some([hget, hset, load, pipe])
 }
 
+/// Pipelines of 64 HGETs (or HSETs) of `picks`, replies returned by
+/// `Pipeline::run`.
+fn pipelines(db: &Db, picks: &[usize], hset: bool) {
+    for chunk in picks.chunks(64) {
+        let mut p = db.pipeline();
+        for &i in chunk {
+            if hset {
+                p.hset(key_buf(i), &[("username", "x")]);
+            } else {
+                p.hget(key_buf(i), "username");
+            }
+        }
+        std::hint::black_box(p.run());
+    }
+}
+
+/// `Db::get_many` of `picks` in batches of `size` (the value borrowed,
+/// nothing built per key).
+fn get_many(db: &Db, picks: &[usize], size: usize) {
+    let mut keys: Vec<[u8; 17]> = Vec::with_capacity(size);
+    for chunk in picks.chunks(size) {
+        keys.clear();
+        keys.extend(chunk.iter().map(|&i| key_buf(i)));
+        let mut bytes = 0;
+        db.get_many(&keys, "username", |_, v| bytes += v.map_or(0, <[u8]>::len))
+            .unwrap();
+        std::hint::black_box(bytes);
+    }
+}
+
+/// `Db::write_batch` of 64 HSETs of `picks` at a time.
+fn write_batches(db: &Db, picks: &[usize]) {
+    let mut batch = hashkv::WriteBatch::new();
+    for chunk in picks.chunks(64) {
+        batch.clear();
+        for &i in chunk {
+            batch.hset(key_buf(i), &[("username", "x")]);
+        }
+        std::hint::black_box(db.write_batch(&batch).unwrap());
+    }
+}
+
 /// Pipelines of 64 HGETs of `picks`, replies lent by `Pipeline::run_with`.
 fn hget_pipelines_lent(db: &Db, picks: &[usize]) {
     for chunk in picks.chunks(64) {
@@ -248,53 +290,15 @@ fn hashkv_side(n: u64, resp: &std::path::Path) -> [f64; 14] {
             db.hset(key_buf(i), &[("username", "x")]).unwrap();
         }
     });
-    let hget64 = rate(ops, || {
-        for chunk in picks.chunks(64) {
-            let mut p = db.pipeline();
-            for &i in chunk {
-                p.hget(key_buf(i), "username");
-            }
-            std::hint::black_box(p.run());
-        }
-    });
+    let hget64 = rate(ops, || pipelines(&db, &picks, false));
     // The same pipelines, replies lent by `Pipeline::run_with`.
     let hget64w = rate(ops, || hget_pipelines_lent(&db, &picks));
-    let hset64 = rate(ops, || {
-        for chunk in picks.chunks(64) {
-            let mut p = db.pipeline();
-            for &i in chunk {
-                p.hset(key_buf(i), &[("username", "x")]);
-            }
-            std::hint::black_box(p.run());
-        }
-    });
+    let hset64 = rate(ops, || pipelines(&db, &picks, true));
     // Batches: `Db::get_many` of 64 and of 1,000 keys (the value borrowed,
     // nothing built per key), and `Db::write_batch` of 64 HSETs.
-    let get_many = |size: usize| {
-        let mut keys: Vec<[u8; 17]> = Vec::with_capacity(size);
-        rate(ops, || {
-            for chunk in picks.chunks(size) {
-                keys.clear();
-                keys.extend(chunk.iter().map(|&i| key_buf(i)));
-                let mut bytes = 0;
-                db.get_many(&keys, "username", |_, v| bytes += v.map_or(0, <[u8]>::len))
-                    .unwrap();
-                std::hint::black_box(bytes);
-            }
-        })
-    };
-    let get64 = get_many(64);
-    let get1000 = get_many(1000);
-    let mut batch = hashkv::WriteBatch::new();
-    let batch64 = rate(ops, || {
-        for chunk in picks.chunks(64) {
-            batch.clear();
-            for &i in chunk {
-                batch.hset(key_buf(i), &[("username", "x")]);
-            }
-            std::hint::black_box(db.write_batch(&batch).unwrap());
-        }
-    });
+    let get64 = rate(ops, || get_many(&db, &picks, 64));
+    let get1000 = rate(ops, || get_many(&db, &picks, 1000));
+    let batch64 = rate(ops, || write_batches(&db, &picks));
     let hget2 = rate(ops, || {
         std::thread::scope(|s| {
             for half in picks.chunks(ops.div_ceil(2)) {
@@ -398,42 +402,12 @@ fn profile_loop(which: &str, n: u64) {
         "hset1" => picks.iter().for_each(|&i| {
             db.hset(key_buf(i), &[("username", "x")]).unwrap();
         }),
-        "get64" | "get1000" => {
-            let size = if which == "get64" { 64 } else { 1000 };
-            let mut keys: Vec<[u8; 17]> = Vec::with_capacity(size);
-            for chunk in picks.chunks(size) {
-                keys.clear();
-                keys.extend(chunk.iter().map(|&i| key_buf(i)));
-                let mut bytes = 0;
-                db.get_many(&keys, "username", |_, v| bytes += v.map_or(0, <[u8]>::len))
-                    .unwrap();
-                std::hint::black_box(bytes);
-            }
-        }
-        "batch64" => {
-            let mut batch = hashkv::WriteBatch::new();
-            for chunk in picks.chunks(64) {
-                batch.clear();
-                for &i in chunk {
-                    batch.hset(key_buf(i), &[("username", "x")]);
-                }
-                std::hint::black_box(db.write_batch(&batch).unwrap());
-            }
-        }
+        "get64" => get_many(&db, &picks, 64),
+        "get1000" => get_many(&db, &picks, 1000),
+        "batch64" => write_batches(&db, &picks),
         "hget64w" => hget_pipelines_lent(&db, &picks),
-        "hget64" | "hset64" => {
-            for chunk in picks.chunks(64) {
-                let mut p = db.pipeline();
-                for &i in chunk {
-                    if which == "hget64" {
-                        p.hget(key_buf(i), "username");
-                    } else {
-                        p.hset(key_buf(i), &[("username", "x")]);
-                    }
-                }
-                std::hint::black_box(p.run());
-            }
-        }
+        "hget64" => pipelines(&db, &picks, false),
+        "hset64" => pipelines(&db, &picks, true),
         "rdb" => {
             // Export then import of a dump.rdb (`count` is ignored).
             let tmp = tempfile::tempdir().unwrap();
