@@ -28,6 +28,8 @@
 // heed opens LMDB environments through `unsafe` calls.
 #![allow(unsafe_code)]
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/datasets.rs"]
 mod datasets;
 
@@ -44,22 +46,10 @@ type Engine = fn(&[Profile]) -> f64;
 const BATCH_FIELDS: usize = 1_000;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let keys = flag("--keys", if bench { 1_000_000 } else { 2_000 });
-    let runs = flag("--runs", if bench { 3 } else { 1 });
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let bench = args::full();
+    let keys = args::arg("--keys").unwrap_or(if bench { 1_000_000 } else { 2_000 });
+    let runs = args::arg("--runs").unwrap_or(if bench { 3 } else { 1 });
+    let only: Option<String> = args::arg("--only");
     let data: Vec<Profile> = (0..keys as u64)
         .map(|i| (format!("user:{i:012}"), profile(i)))
         .collect();

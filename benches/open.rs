@@ -10,6 +10,8 @@
 //! --runs 20`.
 #![allow(missing_docs)]
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/datasets.rs"]
 mod datasets;
 
@@ -19,17 +21,9 @@ use datasets::profile;
 use hashkv::{Db, Options};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let flag = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let keys = flag("--keys", if bench { 1_000_000 } else { 2_000 });
-    let runs = flag("--runs", if bench { 7 } else { 1 });
+    let bench = args::full();
+    let keys = args::arg("--keys").unwrap_or(if bench { 1_000_000 } else { 2_000 });
+    let runs = args::arg("--runs").unwrap_or(if bench { 7 } else { 1 });
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options::default().no_auto_snapshots();

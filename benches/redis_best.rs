@@ -24,6 +24,8 @@
 //! `DIR/redis_best.csv` (docs/charts/regenerate.sh).
 #![allow(missing_docs)]
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/chart_data.rs"]
 mod chart_data;
 #[path = "../tests/common/mod.rs"]
@@ -35,6 +37,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use args::arg;
 use common::{start_redis, RespClient};
 use datasets::profile;
 use hashkv::{Db, FsyncPolicy, Options};
@@ -56,14 +59,6 @@ fn key_buf(i: usize) -> [u8; 17] {
         v /= 10;
     }
     b
-}
-
-fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// The dataset as RESP HSET commands.
