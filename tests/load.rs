@@ -8,29 +8,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hashkv::{Db, FsyncPolicy, ManualClock, Options};
+use hashkv::{Db, ManualClock, Options};
 use proptest::prelude::*;
 
-const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "missing"];
-const FIELDS: [&str; 5] = ["f0", "f1", "12", "-3", "name"];
-const VALUES: [&str; 6] = [
-    "x",
-    "42",
-    "deadbeefcafe0123",
-    "DEADBEEFCAFE0123",
-    "a-value-longer-than-sixteen-bytes",
-    "",
-];
+#[path = "common/small_data.rs"]
+mod small_data;
 
+use small_data::{FIELDS, KEYS, VALUES};
+
+/// The shared options; a reader follows only when asked.
 fn opts(clock: Arc<ManualClock>) -> Options {
-    Options::default()
-        .active_expiry(false)
-        .no_auto_snapshots()
-        .fsync(FsyncPolicy::No)
-        .hash_max_listpack_entries(4)
-        .hash_max_listpack_value(16)
-        .follow(None)
-        .clock(clock)
+    small_data::opts(clock).follow(None)
 }
 
 #[derive(Debug, Clone)]
