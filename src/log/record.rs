@@ -122,18 +122,10 @@ pub(crate) fn push_hset(
     key: &[u8],
     pairs: &[(&[u8], &[u8])],
 ) -> Result<(), String> {
-    /// `Effect::HSet`'s variant index.
-    const HSET_VARIANT: u8 = 0;
     let start = out.len();
     out.resize(start + FRAME_HEADER, 0);
     out.push(PAYLOAD_VERSION);
-    out.push(HSET_VARIANT);
-    push_bytes(out, key);
-    push_varint(out, pairs.len() as u64);
-    for (f, v) in pairs {
-        push_bytes(out, f);
-        push_bytes(out, v);
-    }
+    push_hset_body(out, key, pairs);
     let payload_len = out.len() - start - FRAME_HEADER;
     if payload_len > MAX_PAYLOAD {
         out.truncate(start);
